@@ -2,4 +2,5 @@
 //!
 //! See ARCHITECTURE.md for the walk of one change from a master's disk to a slave's reload.
 
+pub mod datadir;
 pub mod hlc;
