@@ -2,9 +2,30 @@
 //!
 //! * [`path`]: the one accepted spelling of a relative path (what may cross the wire).
 //! * [`filter`]: which files are cluster configuration (the replicate filter and its defaults).
+//! * [`scan`]: walking data_dir into path → stat, and hashing files.
+//! * [`manifest`]: what this node believes each file holds, and the pure diff from a scan.
+//! * [`catalog`]: catalog ordering (what must be written first) and reference parsing;
+//!   `CatalogIndex` answers "does every object a Delta touched resolve?".
+//!
+//! Boundaries: this module reads the data directory but never writes it, never talks to
+//! GeoServer, MQTT or the state dir, and holds no clocks; the master and slave tasks call it.
+//! Apart from `scan`, `sha256_file` and `CatalogIndex::build`, everything here is a pure function
+//! of its arguments so it can be unit- and property-tested.
 
+pub mod catalog;
 pub mod filter;
+mod index;
+pub mod manifest;
 pub mod path;
+pub mod scan;
 
+pub use catalog::{
+    apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogIndex, CatalogObject, Reference,
+    Unresolved,
+};
 pub use filter::{default_exclude, default_include, Filter};
+pub use manifest::{
+    diff, diff_with_stats, refresh_stats, Entry, LocalChange, Manifest, StatUpdate,
+};
 pub use path::{normalize, to_rel, PathError};
+pub use scan::{scan, sha256_file, FileStat};
