@@ -263,7 +263,9 @@ impl CatalogIndex {
             }
         }
         for f in node.file_refs.iter() {
-            if file_missing(f) {
+            // A `<filename>` that is not a clean relative path (`../x.sld`) never resolves, and
+            // must not reach a caller's file_exists as a path outside data_dir.
+            if super::path::normalize(f).is_err() || file_missing(f) {
                 out.insert(Unresolved {
                     path: path.to_string(),
                     missing: f.to_string(),
@@ -403,6 +405,16 @@ mod tests {
             paths,
             ["workspaces/default.xml", "workspaces/ws/st/datastore.xml"]
         );
+    }
+
+    #[test]
+    fn style_body_outside_its_folder_never_resolves() {
+        let style = "<style><id>S-9</id><filename>../../etc/passwd</filename></style>";
+        let ix = index(&[("styles/evil.xml", style)]);
+        let got = ix.unresolved(&touched(&["styles/evil.xml"]), |f| {
+            panic!("asked about {f}")
+        });
+        assert_eq!(got[0].missing, "styles/../../etc/passwd");
     }
 
     #[test]

@@ -48,6 +48,15 @@ pub fn scan(
     skip_dirs: &[PathBuf],
 ) -> io::Result<BTreeMap<String, FileStat>> {
     let mut out = BTreeMap::new();
+    // skip_dirs may be spelled differently from data_dir (symlinked /var, relative config
+    // paths): compare canonical forms too, so the state dir is never scanned as configuration.
+    let canon_root = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let skip: Vec<PathBuf> = skip_dirs
+        .iter()
+        .flat_map(|s| [s.clone(), s.canonicalize().unwrap_or_else(|_| s.clone())])
+        .collect();
     let mut stack = vec![data_dir.to_path_buf()];
     let mut first = true;
     while let Some(dir) = stack.pop() {
@@ -87,7 +96,8 @@ pub fn scan(
             };
             let ft = md.file_type();
             if ft.is_dir() {
-                if skip_dirs.iter().any(|s| s == &abs) || !filter.may_contain(&rel) {
+                let skipped = skip.contains(&abs) || skip.contains(&canon_root.join(&rel));
+                if skipped || !filter.may_contain(&rel) {
                     continue;
                 }
                 stack.push(abs);
@@ -165,7 +175,9 @@ mod tests {
         touch(r, "styles/state/manifest.xml", "x");
         std::os::unix::fs::symlink(r.join("styles/real.sld"), r.join("styles/link.sld")).unwrap();
         std::os::unix::fs::symlink(r.join("styles"), r.join("workspaces")).unwrap();
-        let skip = [r.join("styles/state")];
+        // Spelled through a `..` so only the canonical comparison can match it.
+        let skip = [r.join("styles/images/../state")];
+        fs::create_dir_all(r.join("styles/images")).unwrap();
         let got = scan(r, &Filter::defaults(), &skip).unwrap();
         assert_eq!(got.keys().collect::<Vec<_>>(), ["styles/real.sld"]);
     }
