@@ -1,1 +1,94 @@
-fn main() {}
+//! `gscluster`: parse arguments, load the configuration, dispatch to a command.
+
+use gscluster::{check, config, node};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+gscluster — keeps a fleet of GeoServer instances configured identically
+
+USAGE:
+    gscluster run   [-c FILE]    run the daemon; its roles come from the config
+    gscluster check [-c FILE]    validate config and data dir, list what would replicate
+    gscluster --version          print the version
+    gscluster --help             print this help
+
+OPTIONS:
+    -c, --config FILE   configuration file (default: $GSCLUSTER_CONFIG, else /etc/gscluster/config.toml)
+
+ENVIRONMENT:
+    RUST_LOG            log filter, e.g. info (default), debug, gscluster=debug
+    GSCLUSTER_CONFIG    configuration file when -c is not given
+
+Exit status: 0 on success, 1 on a configuration or start-up problem, 2 on bad usage.
+";
+
+struct Args {
+    command: String,
+    config: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut command = None;
+    let mut config = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" | "--config" => {
+                config = Some(PathBuf::from(
+                    args.next().ok_or("-c needs a file name".to_string())?,
+                ))
+            }
+            "-h" | "--help" | "help" => command = Some("help".to_string()),
+            "-V" | "--version" => command = Some("version".to_string()),
+            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
+            s if !s.starts_with('-') && command.is_none() => command = Some(s.to_string()),
+            s => return Err(format!("unexpected argument {s:?}")),
+        }
+    }
+    let config = config
+        .or_else(|| std::env::var_os("GSCLUSTER_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    Ok(Args {
+        command: command.unwrap_or_else(|| "help".into()),
+        config,
+    })
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gscluster: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.as_str() {
+        "help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        "version" => {
+            println!("gscluster {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "run" => {
+            let result = config::load(&args.config).map_err(|e| e.to_string()).and_then(node::run);
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        "check" => check::run(&args.config),
+        other => {
+            eprintln!("gscluster: unknown command {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

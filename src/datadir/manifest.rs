@@ -44,6 +44,19 @@ impl Entry {
         }
     }
 
+    /// The entry recording that the path was deleted at `version`.
+    pub fn tombstone(version: hlc::Version) -> Entry {
+        Entry {
+            sha256: [0; 32],
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 0,
+            version,
+            deleted: true,
+        }
+    }
+
     pub fn set_stat(&mut self, s: &FileStat) {
         self.size = s.size;
         self.mtime_ns = s.mtime_ns;

@@ -1,0 +1,287 @@
+//! Master side: detect local changes → diff against the manifest → Delta → outbox → publish.
+//!
+//! Detection runs on its own thread. Filesystem notifications (inotify) wake it; it then waits
+//! for a quiet window (one GeoServer UI action writes its files within a few milliseconds) and
+//! compares the data directory with the manifest, stat first, hashing only files whose stat
+//! changed. A periodic full rescan catches what notifications miss (NFS, overflowed queues,
+//! changes made while gscluster was down).
+
+pub mod publisher;
+
+use crate::datadir::{self, LocalChange};
+use crate::delta::{self, Change, Delta, Op};
+use crate::hlc::Version;
+use crate::node::Shared;
+use crate::state::{Outbox, Record};
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A burst that never pauses is still cut into Deltas at this interval.
+const MAX_BATCH_WAIT: Duration = Duration::from_millis(500);
+
+/// Everything the detector needs.
+pub struct Detector {
+    pub shared: Arc<Shared>,
+    pub outbox: Outbox,
+    pub quiet: Duration,
+    pub rescan_interval: Duration,
+    /// Sequence numbers written to the outbox go here, for the publisher.
+    pub published: UnboundedSender<u64>,
+}
+
+impl Detector {
+    /// Run until the shared shutdown flag is set.
+    pub fn run(self) {
+        let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
+        let data_dir = self.shared.data_dir.clone();
+        let _watcher = match notify::recommended_watcher(tx) {
+            Ok(mut w) => match w.watch(&data_dir, RecursiveMode::Recursive) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    log::warn!(
+                        "cannot watch {} for changes ({e}); relying on the rescan every {} s",
+                        data_dir.display(),
+                        self.rescan_interval.as_secs()
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                log::warn!("filesystem notifications unavailable ({e}); relying on rescans");
+                None
+            }
+        };
+        self.detect_and_publish("start-up scan");
+        let mut next_rescan = Instant::now() + self.rescan_interval;
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            let wait = next_rescan
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(250));
+            match rx.recv_timeout(wait) {
+                Ok(first) => {
+                    if !self.relevant(&first) {
+                        continue;
+                    }
+                    self.wait_quiet(&rx);
+                    self.detect_and_publish("change");
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= next_rescan {
+                        self.detect_and_publish("periodic rescan");
+                        next_rescan = Instant::now() + self.rescan_interval;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// Events about our own temp files or excluded paths do not start a scan.
+    fn relevant(&self, ev: &notify::Result<notify::Event>) -> bool {
+        let Ok(ev) = ev else { return true };
+        if ev.need_rescan() || ev.paths.is_empty() {
+            return true;
+        }
+        ev.paths.iter().any(|p| {
+            let Some(rel) = datadir::to_rel(&self.shared.data_dir, p) else {
+                return false;
+            };
+            !is_own_temp(&rel)
+                && (self.shared.filter.matches(&rel) || self.shared.filter.may_contain(&rel))
+        })
+    }
+
+    /// Drain events until none arrived for the quiet window (bounded by MAX_BATCH_WAIT).
+    fn wait_quiet(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>) {
+        let started = Instant::now();
+        loop {
+            let left = MAX_BATCH_WAIT.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return;
+            }
+            match rx.recv_timeout(self.quiet.min(left)) {
+                Ok(_) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Scan, diff and publish; errors are logged and retried at the next wake-up.
+    fn detect_and_publish(&self, why: &str) {
+        match self.detect(why) {
+            Ok(seqs) => {
+                for seq in seqs {
+                    let _ = self.published.send(seq);
+                }
+            }
+            Err(e) => log::error!("change detection ({why}) failed: {e}; retrying later"),
+        }
+    }
+
+    fn detect(&self, why: &str) -> std::io::Result<Vec<u64>> {
+        let sh = &self.shared;
+        let started = Instant::now();
+        // The state lock also keeps the slave side of a "both" node from writing while we
+        // compare: its writes are recorded in the manifest before we can see them.
+        let mut state = sh.state.lock().unwrap();
+        let mut scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
+        scan.retain(|rel, _| !is_own_temp(rel));
+        let mut contents: HashMap<String, Vec<u8>> = HashMap::new();
+        let (changes, restat) = datadir::diff_with_stats(&state.manifest, &scan, |rel| {
+            let bytes = std::fs::read(sh.data_dir.join(rel))?;
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            contents.insert(rel.to_string(), bytes);
+            Ok(hash)
+        });
+        if !restat.is_empty() {
+            // Same content, new stat: remember the stat so the next scan does not hash again.
+            let entries = restat
+                .iter()
+                .filter_map(|u| {
+                    let mut e = state.manifest.live_entry(&u.path)?.clone();
+                    e.set_stat(&u.stat);
+                    Some((u.path.clone(), e))
+                })
+                .collect();
+            state.commit(Record {
+                entries,
+                ..Default::default()
+            })?;
+        }
+        if changes.is_empty() {
+            log::trace!("{why}: no change ({} files, {:?})", scan.len(), started.elapsed());
+            return Ok(Vec::new());
+        }
+        let hlc = sh.clock.lock().unwrap().tick();
+        let version = Version::new(hlc, sh.node_id.clone());
+        let mut batches: Vec<(Vec<Change>, Vec<(String, datadir::Entry)>)> = vec![Default::default()];
+        let mut batch_bytes = 0usize;
+        let mut catalog = sh.catalog.lock().unwrap();
+        let mut touched = Vec::new();
+        for change in changes {
+            let (change, entry) = match change {
+                LocalChange::Write { path, sha256, stat } => {
+                    let Some(bytes) = contents.remove(&path) else {
+                        continue;
+                    };
+                    if bytes.len() as u64 > delta::MAX_FILE_SIZE {
+                        log::warn!(
+                            "{path}: {} bytes is over the {} byte limit for one file; not replicated",
+                            bytes.len(),
+                            delta::MAX_FILE_SIZE
+                        );
+                        continue;
+                    }
+                    catalog.update(&path, Some(&bytes));
+                    let entry = datadir::Entry {
+                        sha256,
+                        size: stat.size,
+                        mtime_ns: stat.mtime_ns,
+                        ctime_ns: stat.ctime_ns,
+                        ino: stat.ino,
+                        version: version.clone(),
+                        deleted: false,
+                    };
+                    (
+                        Change {
+                            path: path.clone(),
+                            version: version.clone(),
+                            op: Op::Write {
+                                sha256: sha256.to_vec(),
+                                bytes,
+                            },
+                        },
+                        (path, entry),
+                    )
+                }
+                LocalChange::Delete { path } => {
+                    catalog.update(&path, None);
+                    (
+                        Change {
+                            path: path.clone(),
+                            version: version.clone(),
+                            op: Op::Delete,
+                        },
+                        (path, datadir::Entry::tombstone(version.clone())),
+                    )
+                }
+            };
+            let size = match &change.op {
+                Op::Write { bytes, .. } => bytes.len() + change.path.len(),
+                Op::Delete => change.path.len(),
+            };
+            if batch_bytes + size > delta::SPLIT_DELTA_AT && !batches.last().unwrap().0.is_empty() {
+                batches.push(Default::default());
+                batch_bytes = 0;
+            }
+            batch_bytes += size;
+            touched.push(change.path.clone());
+            let b = batches.last_mut().unwrap();
+            b.0.push(change);
+            b.1.push(entry);
+        }
+        // References the master itself cannot resolve: receivers must not wait for them.
+        let dangling: Vec<String> = catalog
+            .unresolved(&touched, |rel| sh.data_dir.join(rel).is_file())
+            .into_iter()
+            .map(|u| u.missing)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        drop(catalog);
+        let mut seqs = Vec::new();
+        for (changes, entries) in batches.into_iter().filter(|b| !b.0.is_empty()) {
+            let seq = state.next_seq;
+            let d = Delta {
+                group: sh.group.clone(),
+                origin: sh.node_id.clone(),
+                epoch: state.epoch,
+                seq,
+                dangling: dangling.clone(),
+                changes,
+            };
+            let payloads = delta::encode(&d);
+            // Outbox first: a crash after this but before the commit re-detects the same
+            // changes and publishes them again (harmless); the reverse order could lose them.
+            self.outbox.put(seq, &payloads)?;
+            state.commit(Record {
+                entries,
+                next_seq: Some(seq + 1),
+                hlc,
+                ..Default::default()
+            })?;
+            log::info!(
+                "{why}: seq {seq}: {} change(s) in {} message(s), detected in {:?}",
+                d.changes.len(),
+                payloads.len(),
+                started.elapsed()
+            );
+            for c in &d.changes {
+                log::debug!("seq {seq}: {} {:?}", c.path, c.op);
+            }
+            seqs.push(seq);
+        }
+        Ok(seqs)
+    }
+}
+
+/// gscluster's own temporary files (see atomic.rs) are never changes.
+fn is_own_temp(rel: &str) -> bool {
+    rel.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with(".gscluster-"))
+}
+
+/// Directories the scan must never enter.
+pub fn skip_dirs(state_dir: &std::path::Path) -> Vec<PathBuf> {
+    vec![state_dir.to_path_buf()]
+}

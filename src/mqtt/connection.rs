@@ -1,0 +1,211 @@
+//! The node's one MQTT connection, with failover over `[mqtt] servers` and retry forever.
+//!
+//! Every (re)connection builds a fresh rumqttc client and event loop. That throws away
+//! rumqttc's own retransmission queue — which it would silently clear anyway whenever a broker
+//! lost the session — and, more importantly, any manual ack still queued for the old
+//! connection: an ack must never reach a new connection, where packet ids are reused and an
+//! out-of-order ack costs rumqttd's connection and a message (mqtt-measured.md §5). What must
+//! survive a reconnect lives in the node's own outbox and is re-published by the publisher.
+
+use crate::config::{Mqtt, Server};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing,
+    Publish, QoS,
+};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Outgoing publishes allowed in flight: modest, so packet ids never wrap around an ack that is
+/// still outstanding (rumqttc's collision handling can livelock, mqtt-notes.md K2).
+const INFLIGHT: u16 = 32;
+const REQUEST_CHANNEL: usize = 512;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The current connection, if any: its number and a client to publish and ack through.
+#[derive(Clone, Default)]
+pub struct Link {
+    pub gen: u64,
+    pub client: Option<AsyncClient>,
+}
+
+/// What the publisher needs to follow its own publishes.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A connection is up (CONNACK received and subscriptions requested).
+    Up { gen: u64, client: AsyncClient },
+    /// The connection with this number is gone.
+    Down { gen: u64 },
+    /// A publish request was written to the network with this packet id.
+    Sent { gen: u64, pkid: u16 },
+    /// The broker acknowledged this packet id.
+    Acked { gen: u64, pkid: u16 },
+}
+
+/// A message received on connection `gen`; it may only be acked on that same connection.
+pub struct Inbound {
+    pub gen: u64,
+    pub publish: Publish,
+}
+
+/// How to connect: identity, subscriptions, last will.
+pub struct Options {
+    pub client_id: String,
+    pub subscriptions: Vec<String>,
+    pub will: Option<(String, Vec<u8>)>,
+    /// Published (retained) after every CONNACK.
+    pub birth: Option<(String, Vec<u8>)>,
+    pub max_packet: usize,
+}
+
+fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
+    let mut o = MqttOptions::new(opts.client_id.clone(), server.host.clone(), server.port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(cfg.keep_alive)
+        .set_inflight(INFLIGHT)
+        .set_request_channel_capacity(REQUEST_CHANNEL)
+        .set_max_packet_size(opts.max_packet, opts.max_packet);
+    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+        o.set_credentials(user.clone(), pass.clone());
+    } else if let Some(user) = &cfg.username {
+        o.set_credentials(user.clone(), "");
+    }
+    if let Some((topic, payload)) = &opts.will {
+        o.set_last_will(LastWill::new(
+            topic.clone(),
+            payload.clone(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    o
+}
+
+/// Run the connection until shutdown. Inbound publishes go to `inbound` in arrival order.
+pub async fn run(
+    cfg: Mqtt,
+    opts: Options,
+    link: watch::Sender<Link>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+    inbound: mpsc::Sender<Inbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut gen = 0u64;
+    let mut index = 0usize;
+    let mut backoff = FIRST_BACKOFF;
+    let mut failures_in_a_row = 0u32;
+    while !*shutdown.borrow() {
+        let server = cfg.servers[index % cfg.servers.len()].clone();
+        gen += 1;
+        let (client, mut eventloop) =
+            AsyncClient::new(mqtt_options(&cfg, &server, &opts), REQUEST_CHANNEL);
+        let outcome = tokio::select! {
+            o = drive(gen, &server, &client, &mut eventloop, &opts, &link, &events, &inbound) => o,
+            _ = shutdown.changed() => Outcome::Shutdown,
+        };
+        link.send_replace(Link { gen, client: None });
+        let _ = events.send(LinkEvent::Down { gen });
+        match outcome {
+            Outcome::Shutdown => {
+                // A clean DISCONNECT would suppress the last will; this node really goes
+                // offline, so let the broker publish it.
+                break;
+            }
+            Outcome::Dropped(e) => {
+                log::warn!("connection to broker {server} lost: {e}; reconnecting");
+                backoff = FIRST_BACKOFF;
+                failures_in_a_row = 0;
+            }
+            Outcome::Failed(e) => {
+                failures_in_a_row += 1;
+                let next = &cfg.servers[(index + 1) % cfg.servers.len()];
+                log::warn!(
+                    "broker {server} unreachable: {e}; trying {next} in {} ms (attempt {failures_in_a_row})",
+                    backoff.as_millis()
+                );
+                index += 1;
+                let wait = backoff;
+                // Back off only once a whole round of servers failed.
+                if index % cfg.servers.len() == 0 {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Shutdown,
+    /// Never got a CONNACK.
+    Failed(ConnectionError),
+    /// Was connected, then lost it.
+    Dropped(ConnectionError),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    gen: u64,
+    server: &Server,
+    client: &AsyncClient,
+    eventloop: &mut EventLoop,
+    opts: &Options,
+    link: &watch::Sender<Link>,
+    events: &mpsc::UnboundedSender<LinkEvent>,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Outcome {
+    let mut connected = false;
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(e) => e,
+            Err(e) if connected => return Outcome::Dropped(e),
+            Err(e) => return Outcome::Failed(e),
+        };
+        match event {
+            Event::Incoming(Incoming::ConnAck(ack)) => {
+                connected = true;
+                log::info!(
+                    "connected to broker {server} (session present: {})",
+                    ack.session_present
+                );
+                // Re-subscribing to an existing subscription is harmless and covers a session
+                // that was created but never got its subscription (a crash in between).
+                for filter in &opts.subscriptions {
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        log::error!("cannot request subscription to {filter}: {e}");
+                    }
+                }
+                if let Some((topic, payload)) = &opts.birth {
+                    let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone());
+                }
+                link.send_replace(Link {
+                    gen,
+                    client: Some(client.clone()),
+                });
+                let _ = events.send(LinkEvent::Up {
+                    gen,
+                    client: client.clone(),
+                });
+            }
+            Event::Incoming(Incoming::Publish(publish)) => {
+                if inbound.send(Inbound { gen, publish }).await.is_err() {
+                    return Outcome::Shutdown;
+                }
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                let _ = events.send(LinkEvent::Acked { gen, pkid: ack.pkid });
+            }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                log::debug!("subscription acknowledged: {:?}", ack.return_codes);
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let _ = events.send(LinkEvent::Sent { gen, pkid });
+            }
+            _ => {}
+        }
+    }
+}

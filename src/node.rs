@@ -1,0 +1,246 @@
+//! The daemon (`gscluster run`): opens the state, starts the tasks its role needs, and stops
+//! them cleanly on SIGTERM — the write in progress finishes, state is flushed, exit 0.
+//!
+//! Tasks: the embedded broker (optional, own threads) · the MQTT connection · on a master the
+//! detector thread and the publisher · on a slave the receive worker and the reload task.
+
+use crate::config::Config;
+use crate::datadir::{CatalogIndex, Filter};
+use crate::hlc::Clock;
+use crate::master::{self, publisher, Detector};
+use crate::mqtt::connection::{self, Link, Options};
+use crate::mqtt::{broker, Topics};
+use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
+use crate::slave;
+use crate::state::State;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+
+/// State shared by the tasks of one node. Locks are always taken in the order
+/// state → clock → catalog → gate.
+pub struct Shared {
+    pub node_id: String,
+    pub group: String,
+    pub data_dir: PathBuf,
+    pub filter: Filter,
+    pub skip_dirs: Vec<PathBuf>,
+    pub topics: Topics,
+    pub state: Mutex<State>,
+    pub clock: Mutex<Clock>,
+    pub catalog: Mutex<CatalogIndex>,
+    pub gate: Mutex<Gate>,
+    /// Set once on SIGTERM/SIGINT; blocking loops poll it.
+    pub stopping: AtomicBool,
+    /// Messages and Deltas refused (bad encoding, wrong group, unsafe paths…).
+    pub rejected: AtomicU64,
+    /// Sequence gaps seen (each needs a resync).
+    pub gaps: AtomicU64,
+}
+
+/// What the next reload must wait for: the catalog references of the objects touched since
+/// the last reload must resolve, except those the origin itself could not resolve.
+#[derive(Default)]
+pub struct Gate {
+    pub touched: BTreeSet<String>,
+    pub dangling: BTreeSet<String>,
+}
+
+impl Shared {
+    /// Whether GeoServer may reload now. Clears the gate when it may.
+    pub fn readiness(&self) -> Readiness {
+        let catalog = self.catalog.lock().unwrap();
+        let mut gate = self.gate.lock().unwrap();
+        let touched: Vec<String> = gate.touched.iter().cloned().collect();
+        let missing: Vec<String> = catalog
+            .unresolved(&touched, |rel| self.data_dir.join(rel).is_file())
+            .into_iter()
+            .filter(|u| !gate.dangling.contains(&u.missing))
+            .map(|u| format!("{} refers to missing {}", u.path, u.missing))
+            .collect();
+        if missing.is_empty() {
+            gate.touched.clear();
+            gate.dangling.clear();
+            Readiness::Ready
+        } else {
+            Readiness::Wait(missing.join("; "))
+        }
+    }
+}
+
+/// Run the daemon until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: Config) -> Result<(), String> {
+    let data_dir = cfg.geoserver.data_dir.clone();
+    if !data_dir.is_dir() {
+        return Err(format!(
+            "[geoserver] data_dir {}: not a directory",
+            data_dir.display()
+        ));
+    }
+    let state = State::open(&cfg.node.state_dir)
+        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
+    let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
+        .map_err(|e| format!("[replicate]: {e}"))?;
+    let role = cfg.node.role;
+    log::info!(
+        "gscluster {} starting: node {} ({}) in group {}, data_dir {}, state_dir {}, epoch {}, next seq {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.node.id,
+        role.as_str(),
+        cfg.node.group,
+        data_dir.display(),
+        cfg.node.state_dir.display(),
+        state.epoch,
+        state.next_seq
+    );
+    let catalog = {
+        let (d, f) = (data_dir.clone(), filter.clone());
+        tokio::task::spawn_blocking(move || CatalogIndex::build(&d, &f))
+            .await
+            .map_err(|e| format!("catalog index: {e}"))?
+    };
+    let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
+    let shared = Arc::new(Shared {
+        node_id: cfg.node.id.clone(),
+        group: cfg.node.group.clone(),
+        skip_dirs: master::skip_dirs(&cfg.node.state_dir),
+        data_dir: data_dir.clone(),
+        filter,
+        topics: topics.clone(),
+        clock: Mutex::new(Clock::starting_after(state.hlc)),
+        state: Mutex::new(state),
+        catalog: Mutex::new(catalog),
+        gate: Mutex::new(Gate::default()),
+        stopping: AtomicBool::new(false),
+        rejected: AtomicU64::new(0),
+        gaps: AtomicU64::new(0),
+    });
+
+    if let Some(b) = &cfg.broker {
+        broker::start(b)?;
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (link_tx, link_rx) = watch::channel(Link::default());
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, inbound_rx) = mpsc::channel(1024);
+    let subscriptions = if role.applies() {
+        vec![topics.delta_filter()]
+    } else {
+        Vec::new()
+    };
+    let conn = tokio::spawn(connection::run(
+        cfg.mqtt.clone(),
+        Options {
+            client_id: cfg.node.id.clone(),
+            subscriptions,
+            will: None,
+            birth: None,
+            max_packet: crate::delta::MAX_MESSAGE_SIZE + 64 * 1024,
+        },
+        link_tx,
+        events_tx,
+        inbound_tx,
+        shutdown_rx.clone(),
+    ));
+
+    let mut tasks = Vec::new();
+    let mut detector = None;
+    if role.publishes() {
+        let outbox = shared.state.lock().unwrap().outbox();
+        let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(publisher::run(
+            outbox.clone(),
+            topics.delta(&cfg.node.id),
+            fresh_rx,
+            events_rx,
+            shutdown_rx.clone(),
+        )));
+        let d = Detector {
+            shared: shared.clone(),
+            outbox,
+            quiet: cfg.master.quiet,
+            rescan_interval: cfg.master.rescan_interval,
+            published: fresh_tx,
+        };
+        detector = Some(
+            std::thread::Builder::new()
+                .name("detect".into())
+                .spawn(move || d.run())
+                .map_err(|e| format!("cannot start the detector: {e}"))?,
+        );
+    } else {
+        drop(events_rx);
+    }
+    let (stats_tx, _stats_rx) = watch::channel(reload::ReloadStats::default());
+    if role.applies() {
+        let gs = cfg.geoserver.url.as_ref().map(|url| {
+            GeoServer::new(url.clone(), &cfg.geoserver.user, &cfg.geoserver.password)
+                .with_timeout(cfg.geoserver.reload_timeout)
+        });
+        let settings = ReloadSettings {
+            quiet: cfg.geoserver.reload_quiet,
+            max_delay: cfg.geoserver.reload_max_delay,
+            reference_wait: cfg.geoserver.reference_wait,
+            ..Default::default()
+        };
+        let (handle, reload_rx) = reload::channel();
+        let sh = shared.clone();
+        tasks.push(tokio::spawn(reload::run(
+            gs,
+            settings,
+            reload_rx,
+            move || sh.readiness(),
+            stats_tx,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(slave::run(
+            shared.clone(),
+            inbound_rx,
+            link_rx,
+            move |_delta| handle.notify(),
+            shutdown_rx.clone(),
+        )));
+    } else {
+        drop(inbound_rx);
+    }
+
+    wait_for_signal().await;
+    log::info!("stopping: finishing the write in progress");
+    shared.stopping.store(true, Ordering::SeqCst);
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = conn.await;
+    if let Some(d) = detector {
+        let _ = tokio::task::spawn_blocking(move || d.join()).await;
+    }
+    let mut state = shared.state.lock().unwrap();
+    state
+        .compact()
+        .map_err(|e| format!("cannot flush state to {}: {e}", state.dir().display()))?;
+    log::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM received"),
+        _ = int.recv() => log::info!("SIGINT received"),
+    }
+}
