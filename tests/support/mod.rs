@@ -7,6 +7,7 @@
 
 pub mod generator;
 pub mod geoserver;
+pub mod model;
 pub mod mutations;
 pub mod node;
 pub mod references;

@@ -9,7 +9,8 @@
 use std::fs;
 use std::path::Path;
 
-use super::generator::{Catalog, ResourceKind, Rng, Tx};
+use super::generator::{Catalog, Rng, Tx};
+use super::model::{gwc_file, ResourceKind};
 use super::templates as t;
 
 impl Catalog {
@@ -176,7 +177,7 @@ impl Catalog {
             .collect();
         self.detach_layers(&mut tx, &ids);
         for id in &ids {
-            tx.remove(&super::generator::gwc_file(id));
+            tx.remove(&gwc_file(id));
         }
         if self.default_workspace.as_deref() == Some(name) {
             self.default_workspace = self

@@ -4,7 +4,7 @@
 //! Kept apart from `generator.rs` so the catalog model and its mutations read without the noise of
 //! string templates. Every function here is pure: record in, bytes out.
 
-use super::generator::{Group, Layer, ResourceKind, Store, Style, Workspace};
+use super::model::{Group, Layer, ResourceKind, Store, Style, Workspace};
 
 /// XML text escaping; names with `&` or quotes must not break the files.
 pub fn esc(s: &str) -> String {
