@@ -624,3 +624,40 @@ fn node_with_embedded_broker_starts_and_stops_on_sigterm() {
     let status = node.stop().unwrap();
     assert!(status.success(), "{status:?}\n{}", node.log_contents());
 }
+
+/// Runs today against the stub binary too: a node whose config is invalid must exit by itself,
+/// and the launcher must capture that, its log, and restart it with the same config.
+#[test]
+fn launcher_spawns_logs_and_restarts_a_node_that_exits() {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let cfg = NodeConfig::new("gs-bad", "bogus-role", data.path(), state.path(), servers);
+    let mut node = Node::start(cfg);
+    assert!(node.config_path().is_file() && node.log_path().is_file());
+    assert!(fs::read_to_string(node.config_path())
+        .unwrap()
+        .contains("role = \"bogus-role\""));
+    wait_until_logs(
+        "node with a bad role exits",
+        Duration::from_secs(10),
+        &[&node],
+        || node.exit_status().is_some(),
+    );
+    let status = node.exit_status().unwrap();
+    if !status.success() {
+        // The real daemon: the error must name the key (design.md section 5).
+        assert!(
+            node.log_contents().contains("role"),
+            "{}",
+            node.log_contents()
+        );
+    }
+    node.restart();
+    wait_until(
+        "restarted node exits again",
+        Duration::from_secs(10),
+        || node.exit_status().is_some(),
+    );
+}

@@ -4,6 +4,7 @@
 //! durability and recovery are tested on the real thing. Every wait is a poll with a deadline
 //! (`wait_until`), never a bare sleep, and a timeout shows the node logs: a red test must say why.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -114,7 +115,11 @@ impl NodeConfig {
 pub struct Node {
     cfg: NodeConfig,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    /// Interior mutability so `is_running` works through `&Node`, e.g. inside a `wait_until`
+    /// condition while the same node is passed for its logs.
+    child: RefCell<Option<Child>>,
+    /// How the last process ended, once reaped.
+    exited: Cell<Option<ExitStatus>>,
 }
 
 impl Node {
@@ -127,7 +132,8 @@ impl Node {
         let mut node = Node {
             cfg,
             dir,
-            child: None,
+            child: RefCell::new(None),
+            exited: Cell::new(None),
         };
         node.spawn();
         node
@@ -135,7 +141,7 @@ impl Node {
 
     fn spawn(&mut self) {
         assert!(
-            self.child.is_none(),
+            self.child.borrow().is_none(),
             "node {} is already running",
             self.cfg.id
         );
@@ -154,7 +160,7 @@ impl Node {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn gscluster for {}: {e}", self.cfg.id));
-        self.child = Some(child);
+        *self.child.get_mut() = Some(child);
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -176,31 +182,40 @@ impl Node {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.borrow().as_ref().map(Child::id)
     }
 
-    /// True while the process has not exited (reaps it if it has).
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
+    /// True while the process has not exited (reaps it and keeps its status if it has).
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.borrow_mut();
+        match child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => true,
-            Some(_) => {
-                self.child = None;
+            Some(result) => {
+                self.exited.set(result.ok().flatten());
+                *child = None;
                 false
             }
             None => false,
         }
     }
 
+    /// How the process ended, if it has ended (e.g. a config error at start-up).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.is_running();
+        self.exited.get()
+    }
+
     /// Graceful stop: SIGTERM, then wait up to 10 s (then SIGKILL, and panic: a node that ignores
     /// SIGTERM is a bug the test must report).
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
+        let mut child = self.child.get_mut().take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
+                self.exited.set(Some(status));
                 return Some(status);
             }
             if Instant::now() > deadline {
@@ -218,9 +233,9 @@ impl Node {
 
     /// Crash: SIGKILL, no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child.get_mut().take() {
             let _ = child.kill();
-            let _ = child.wait();
+            self.exited.set(child.wait().ok());
         }
     }
 
