@@ -661,3 +661,25 @@ fn launcher_spawns_logs_and_restarts_a_node_that_exits() {
         || node.exit_status().is_some(),
     );
 }
+
+#[test]
+fn reload_with_a_chunked_or_sized_body_is_answered() {
+    let (dir, _) = generated(16);
+    let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");
+    let auth = base64(b"admin:geoserver");
+    for body in [
+        "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n".to_string(),
+        "Content-Length: 5\r\n\r\nhello".to_string(),
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", gs.port())).unwrap();
+        write!(
+            stream,
+            "POST /geoserver/rest/reload HTTP/1.1\r\nAuthorization: Basic {auth}\r\n{body}"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    }
+    assert_eq!(gs.successful_reloads().len(), 2);
+}

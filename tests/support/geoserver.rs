@@ -189,6 +189,7 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     let path = parts.next().unwrap_or_default().to_string();
     let mut authorization = None;
     let mut length = 0usize;
+    let mut chunked = false;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
@@ -198,12 +199,29 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
             match name.trim().to_ascii_lowercase().as_str() {
                 "authorization" => authorization = Some(value.trim().to_string()),
                 "content-length" => length = value.trim().parse().unwrap_or(0),
+                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
                 _ => {}
             }
         }
     }
-    let mut body = vec![0; length.min(1 << 20)];
-    reader.read_exact(&mut body)?;
+    // The body is ignored but must be read: closing a socket with unread input sends a TCP RST,
+    // which can destroy the response before the client reads it.
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2]; // data + CRLF
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut body = vec![0; length.min(1 << 20)];
+        reader.read_exact(&mut body)?;
+    }
     Ok(Request {
         method,
         path,
