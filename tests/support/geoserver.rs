@@ -1,0 +1,305 @@
+//! The stand-in for GeoServer's REST API: the one thing the tests fake, because GeoServer itself
+//! cannot be installed here.
+//!
+//! It answers `POST /geoserver/rest/reload` like GeoServer does (basic auth, 200 when done, 401 on
+//! bad credentials) and, at the moment the reload starts, reads the data directory the way
+//! GeoServer would and records which references do not resolve. That turns invariant 3 ("no half
+//! state") into something a test can assert: every reload a slave asks for must see a catalog no
+//! worse than the master's own. Fault controls (status, down, delay) let tests play an unhealthy
+//! GeoServer.
+//!
+//! A plain std HTTP/1.1 server: one thread accepts, one short-lived thread per connection,
+//! `Connection: close` on every answer.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub use super::references::catalog_problems;
+
+/// One reload request as the stand-in saw it.
+#[derive(Clone, Debug)]
+pub struct Reload {
+    pub at: Instant,
+    pub authorized: bool,
+    /// The status code answered (200, 401, or the one forced by `set_status`).
+    pub status: u16,
+    /// Unresolved references in the data directory when the reload started (empty if unauthorized).
+    pub problems: Vec<String>,
+}
+
+struct Shared {
+    data_dir: PathBuf,
+    expected_auth: String,
+    reloads: Mutex<Vec<Reload>>,
+    resets: Mutex<Vec<Instant>>,
+    status: AtomicU16,
+    down: AtomicBool,
+    delay: Mutex<Duration>,
+    stop: AtomicBool,
+}
+
+pub struct StandInGeoServer {
+    shared: Arc<Shared>,
+    port: u16,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// Standard base64 with padding: just enough for `Authorization: Basic`.
+pub fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl StandInGeoServer {
+    /// Listens on a free port of 127.0.0.1 and serves until dropped.
+    pub fn start(data_dir: &Path, user: &str, password: &str) -> StandInGeoServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind stand-in GeoServer");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            data_dir: data_dir.to_path_buf(),
+            expected_auth: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+            reloads: Mutex::new(vec![]),
+            resets: Mutex::new(vec![]),
+            status: AtomicU16::new(200),
+            down: AtomicBool::new(false),
+            delay: Mutex::new(Duration::ZERO),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let acceptor = thread::spawn(move || accept_loop(listener, port, s));
+        StandInGeoServer {
+            shared,
+            port,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The base URL to put in a node's `[geoserver] url`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/geoserver", self.port)
+    }
+
+    pub fn reloads(&self) -> Vec<Reload> {
+        self.shared.reloads.lock().unwrap().clone()
+    }
+
+    /// Reloads that were authorized and answered 200: the ones that really reloaded GeoServer.
+    pub fn successful_reloads(&self) -> Vec<Reload> {
+        self.reloads()
+            .into_iter()
+            .filter(|r| r.authorized && r.status == 200)
+            .collect()
+    }
+
+    /// Times of `POST /rest/reset` requests (a cheaper alternative to reload for style bodies).
+    pub fn resets(&self) -> Vec<Instant> {
+        self.shared.resets.lock().unwrap().clone()
+    }
+
+    /// Answer authorized reloads with `code` (e.g. 500) until set back to 200.
+    pub fn set_status(&self, code: u16) {
+        self.shared.status.store(code, Ordering::SeqCst);
+    }
+
+    /// Down: the port is closed (connections refused), as when GeoServer is stopped. Up again:
+    /// the same port is bound again, so the node's configured URL works without a restart.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Reloads take this long before answering, like a big catalog does.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+}
+
+impl Drop for StandInGeoServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls a non-blocking listener so the `down` and `stop` flags take effect within a few ms.
+fn accept_loop(listener: TcpListener, port: u16, shared: Arc<Shared>) {
+    listener.set_nonblocking(true).unwrap();
+    let mut listener = Some(listener);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let down = shared.down.load(Ordering::SeqCst);
+        if down {
+            listener = None;
+        } else if listener.is_none() {
+            // The port may linger briefly; retry on the next round.
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                l.set_nonblocking(true).unwrap();
+                listener = Some(l);
+            }
+        }
+        match listener.as_ref().map(|l| l.accept()) {
+            Some(Ok((stream, _))) => {
+                let s = shared.clone();
+                thread::spawn(move || {
+                    let _ = handle(stream, &s);
+                });
+            }
+            _ => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+}
+
+fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut authorization = None;
+    let mut length = 0usize;
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "authorization" => authorization = Some(value.trim().to_string()),
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+                _ => {}
+            }
+        }
+    }
+    // The body is ignored but must be read: closing a socket with unread input sends a TCP RST,
+    // which can destroy the response before the client reads it.
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2]; // data + CRLF
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut body = vec![0; length.min(1 << 20)];
+        reader.read_exact(&mut body)?;
+    }
+    Ok(Request {
+        method,
+        path,
+        authorization,
+    })
+}
+
+fn respond(mut stream: &TcpStream, status: u16, body: &str, extra: &str) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = read_request(&stream)?;
+    if shared.down.load(Ordering::SeqCst) {
+        return Ok(()); // accepted just before going down: close without answering
+    }
+    let authorized = req.authorization.as_deref().is_some_and(|a| {
+        let (scheme, rest) = a.split_once(' ').unwrap_or((a, ""));
+        scheme.eq_ignore_ascii_case("basic")
+            && format!("Basic {}", rest.trim()) == shared.expected_auth
+    });
+    let at = Instant::now();
+    match (req.method.as_str(), req.path.trim_end_matches('/')) {
+        (_, "/geoserver/rest/reload" | "/geoserver/rest/reset") if !authorized => {
+            if req.path.ends_with("reload") {
+                let r = Reload {
+                    at,
+                    authorized: false,
+                    status: 401,
+                    problems: vec![],
+                };
+                shared.reloads.lock().unwrap().push(r);
+            }
+            respond(
+                &stream,
+                401,
+                "HTTP 401 Unauthorized",
+                "WWW-Authenticate: Basic realm=\"GeoServer Realm\"\r\n",
+            )
+        }
+        ("POST" | "PUT", "/geoserver/rest/reload") => {
+            let problems = catalog_problems(&shared.data_dir).into_iter().collect();
+            let status = shared.status.load(Ordering::SeqCst);
+            shared.reloads.lock().unwrap().push(Reload {
+                at,
+                authorized: true,
+                status,
+                problems,
+            });
+            let delay = *shared.delay.lock().unwrap();
+            thread::sleep(delay); // simulated work, not synchronisation
+            respond(
+                &stream,
+                status,
+                if status == 200 { "" } else { "reload failed" },
+                "",
+            )
+        }
+        ("POST" | "PUT", "/geoserver/rest/reset") => {
+            shared.resets.lock().unwrap().push(at);
+            respond(&stream, 200, "", "")
+        }
+        (_, "/geoserver/rest/reload" | "/geoserver/rest/reset") => respond(&stream, 405, "", ""),
+        _ => respond(&stream, 404, "not found", ""),
+    }
+}

@@ -1,0 +1,14 @@
+//! Helpers for the multi-process tests: a generator of GeoServer data directories and the edits
+//! GeoServer makes to them, the stand-in GeoServer REST endpoint that checks catalog references at
+//! each reload, and a launcher for real `gscluster` processes.
+//!
+//! Not every test binary uses every helper, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod generator;
+pub mod geoserver;
+pub mod model;
+pub mod mutations;
+pub mod node;
+pub mod references;
+pub mod templates;

@@ -1,0 +1,374 @@
+//! Runs the real `gscluster` binary as a child process, and compares data directories.
+//!
+//! Multi-process tests start, stop, `kill -9` and restart nodes exactly as an operator would, so
+//! durability and recovery are tested on the real thing. Every wait is a poll with a deadline
+//! (`wait_until`), never a bare sleep, and a timeout shows the node logs: a red test must say why.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// A port that was free a moment ago. Racy by nature; tests bind it soon after.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node's settings; `to_toml` renders the product's config format (design.md section 5).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: String,
+    /// "master" | "slave" | "both"
+    pub role: String,
+    pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub group: String,
+    pub mqtt_servers: Vec<String>,
+    pub broker_listen: Option<String>,
+    pub geoserver_url: Option<String>,
+    pub user: String,
+    pub password: String,
+    pub reload_quiet_ms: u64,
+    pub reload_max_delay_ms: u64,
+    pub quiet_ms: u64,
+}
+
+impl NodeConfig {
+    /// Test-friendly defaults: group "test", admin/geoserver, short quiet windows, no broker.
+    pub fn new(
+        id: &str,
+        role: &str,
+        data_dir: &Path,
+        state_dir: &Path,
+        mqtt_servers: Vec<String>,
+    ) -> NodeConfig {
+        NodeConfig {
+            id: id.into(),
+            role: role.into(),
+            data_dir: data_dir.into(),
+            state_dir: state_dir.into(),
+            group: "test".into(),
+            mqtt_servers,
+            broker_listen: None,
+            geoserver_url: None,
+            user: "admin".into(),
+            password: "geoserver".into(),
+            reload_quiet_ms: 200,
+            reload_max_delay_ms: 2000,
+            quiet_ms: 20,
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        // toml's own string rendering escapes quotes, backslashes and control characters.
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let path = |p: &Path| q(&p.to_string_lossy());
+        let mut out = String::new();
+        out += &format!(
+            "[node]\nid = {}\ngroup = {}\nrole = {}\n",
+            q(&self.id),
+            q(&self.group),
+            q(&self.role)
+        );
+        out += &format!("state_dir = {}\n", path(&self.state_dir));
+        out += &format!("[geoserver]\ndata_dir = {}\n", path(&self.data_dir));
+        if let Some(url) = &self.geoserver_url {
+            out += &format!("url = {}\n", q(url));
+        }
+        out += &format!(
+            "user = {}\npassword = {}\n",
+            q(&self.user),
+            q(&self.password)
+        );
+        out += &format!(
+            "reload_quiet_ms = {}\nreload_max_delay_ms = {}\n",
+            self.reload_quiet_ms, self.reload_max_delay_ms
+        );
+        out += &format!(
+            "[master]\nquiet_ms = {}\nrescan_interval_s = 30\n",
+            self.quiet_ms
+        );
+        let servers: Vec<String> = self.mqtt_servers.iter().map(|s| q(s)).collect();
+        out += &format!(
+            "[mqtt]\nservers = [{}]\ntopic_prefix = \"gscluster\"\n",
+            servers.join(", ")
+        );
+        if let Some(listen) = &self.broker_listen {
+            out += &format!("[broker]\nlisten = {}\n", q(listen));
+        }
+        out
+    }
+}
+
+/// A running (or stopped) `gscluster run` process with its own config file and log.
+pub struct Node {
+    cfg: NodeConfig,
+    dir: tempfile::TempDir,
+    /// Interior mutability so `is_running` works through `&Node`, e.g. inside a `wait_until`
+    /// condition while the same node is passed for its logs.
+    child: RefCell<Option<Child>>,
+    /// How the last process ended, once reaped.
+    exited: Cell<Option<ExitStatus>>,
+}
+
+impl Node {
+    pub fn start(cfg: NodeConfig) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("node-{}-", cfg.id))
+            .tempdir()
+            .unwrap();
+        fs::write(dir.path().join("config.toml"), cfg.to_toml()).unwrap();
+        let mut node = Node {
+            cfg,
+            dir,
+            child: RefCell::new(None),
+            exited: Cell::new(None),
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            self.child.borrow().is_none(),
+            "node {} is already running",
+            self.cfg.id
+        );
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gscluster"))
+            .arg("run")
+            .arg("-c")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,gscluster=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn gscluster for {}: {e}", self.cfg.id));
+        *self.child.get_mut() = Some(child);
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    pub fn log_contents(&self) -> String {
+        fs::read(self.log_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.borrow().as_ref().map(Child::id)
+    }
+
+    /// True while the process has not exited (reaps it and keeps its status if it has).
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.borrow_mut();
+        match child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(result) => {
+                self.exited.set(result.ok().flatten());
+                *child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// How the process ended, if it has ended (e.g. a config error at start-up).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.is_running();
+        self.exited.get()
+    }
+
+    /// Graceful stop: SIGTERM, then wait up to 10 s (then SIGKILL, and panic: a node that ignores
+    /// SIGTERM is a bug the test must report).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.get_mut().take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.exited.set(Some(status));
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {} ignored SIGTERM for 10 s\n{}",
+                    self.cfg.id,
+                    self.log_contents()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Crash: SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.get_mut().take() {
+            let _ = child.kill();
+            self.exited.set(child.wait().ok());
+        }
+    }
+
+    /// Stops gracefully if running, then starts again with the same config, log and state.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; on timeout panics with `what`.
+pub fn wait_until(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
+    wait_until_logs(what, deadline, &[], cond)
+}
+
+/// `wait_until` that also prints the given nodes' logs on timeout.
+pub fn wait_until_logs(
+    what: &str,
+    deadline: Duration,
+    nodes: &[&Node],
+    mut cond: impl FnMut() -> bool,
+) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        if Instant::now() > end {
+            let logs: String = nodes
+                .iter()
+                .map(|n| format!("\n----- log of {} -----\n{}", n.cfg.id, n.log_contents()))
+                .collect();
+            panic!("timed out after {deadline:?} waiting for: {what}{logs}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Relative `/`-separated path → SHA-256 of every regular file under `dir`, skipping the named
+/// top-level entries. Files that vanish during the walk are ignored (a node may be writing).
+pub fn tree(dir: &Path, skip: &[&str]) -> BTreeMap<String, [u8; 32]> {
+    let mut out = BTreeMap::new();
+    walk(dir, "", skip, &mut out);
+    out
+}
+
+fn walk(dir: &Path, prefix: &str, skip: &[&str], out: &mut BTreeMap<String, [u8; 32]>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if prefix.is_empty() && skip.contains(&name.as_str()) {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        match entry.file_type() {
+            Ok(ft) if ft.is_dir() => walk(&entry.path(), &rel, &[], out),
+            Ok(ft) if ft.is_file() => {
+                let mut bytes = vec![];
+                if File::open(entry.path())
+                    .and_then(|mut f| f.read_to_end(&mut bytes))
+                    .is_ok()
+                {
+                    out.insert(rel, Sha256::digest(&bytes).into());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Node-local content the generator writes and that must never replicate.
+pub const NODE_LOCAL: &[&str] = &["logs", "temp", "data", "gwc", "security", "logging.xml"];
+
+/// The part of a data directory that must be identical on every node.
+pub fn replicated_tree(dir: &Path) -> BTreeMap<String, [u8; 32]> {
+    tree(dir, NODE_LOCAL)
+}
+
+/// Missing / extra / different paths of `b` relative to `a`, at most 20 of each kind.
+pub fn diff_summary(a: &BTreeMap<String, [u8; 32]>, b: &BTreeMap<String, [u8; 32]>) -> String {
+    let missing: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let extra: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    let different: Vec<_> = a
+        .iter()
+        .filter(|(k, h)| b.get(*k).is_some_and(|h2| h2 != *h))
+        .map(|(k, _)| k)
+        .collect();
+    let mut out = String::new();
+    for (label, list) in [
+        ("missing", missing),
+        ("extra", extra),
+        ("different", different),
+    ] {
+        if !list.is_empty() {
+            out += &format!("  {label} ({}):", list.len());
+            list.iter()
+                .take(20)
+                .for_each(|p| out += &format!("\n    {p}"));
+            out += "\n";
+        }
+    }
+    out
+}
+
+/// Waits until every slave's replicated tree equals the master's; on timeout panics with a diff.
+pub fn assert_converged(master_dir: &Path, slave_dirs: &[&Path], deadline: Duration) {
+    let end = Instant::now() + deadline;
+    loop {
+        let master = replicated_tree(master_dir);
+        let diffs: Vec<String> = (slave_dirs.iter())
+            .map(|s| (s, replicated_tree(s)))
+            .filter(|(_, t)| *t != master)
+            .map(|(s, t)| format!("{}:\n{}", s.display(), diff_summary(&master, &t)))
+            .collect();
+        if diffs.is_empty() {
+            return;
+        }
+        if Instant::now() > end {
+            panic!(
+                "not converged with {} after {deadline:?}:\n{}",
+                master_dir.display(),
+                diffs.join("")
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
