@@ -69,7 +69,7 @@ pub fn run(config_path: &Path) -> ExitCode {
     if problems.is_empty() {
         let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
             .expect("validated by config::load");
-        match datadir::scan(data_dir, &filter, &[state_dir.clone()]) {
+        match datadir::scan(data_dir, &filter, std::slice::from_ref(state_dir)) {
             Ok(files) => {
                 let mut per_top: BTreeMap<String, (usize, u64)> = BTreeMap::new();
                 for (rel, stat) in &files {

@@ -253,8 +253,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let base = std::path::absolute(&base).unwrap_or(base);
-    parse_relative_to(&text, &base)
-        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    parse_relative_to(&text, &base).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
 }
 
 /// Parse and validate configuration text; relative paths must not occur.
@@ -277,7 +276,10 @@ fn resolve(key: &str, path: PathBuf, base: Option<&Path>) -> Result<PathBuf, Con
     }
     match base {
         Some(b) => Ok(b.join(path)),
-        None => err(format!("{key} {}: must be an absolute path", path.display())),
+        None => err(format!(
+            "{key} {}: must be an absolute path",
+            path.display()
+        )),
     }
 }
 
@@ -319,7 +321,8 @@ fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> 
     }
     let mqtt = validate_mqtt(raw.mqtt, base)?;
     let broker = raw.broker.map(validate_broker).transpose()?;
-    if geoserver.data_dir.starts_with(&node.state_dir) || node.state_dir.starts_with(&geoserver.data_dir)
+    if geoserver.data_dir.starts_with(&node.state_dir)
+        || node.state_dir.starts_with(&geoserver.data_dir)
     {
         return err(format!(
             "[node] state_dir {}: must not be inside [geoserver] data_dir {} (nor contain it)",
@@ -391,9 +394,8 @@ fn validate_geoserver(
     raw: Option<RawGeoServer>,
     base: Option<&Path>,
 ) -> Result<GeoServer, ConfigError> {
-    let raw = raw.ok_or_else(|| {
-        ConfigError("[geoserver]: section missing (data_dir is required)".into())
-    })?;
+    let raw = raw
+        .ok_or_else(|| ConfigError("[geoserver]: section missing (data_dir is required)".into()))?;
     let data_dir = raw
         .data_dir
         .ok_or_else(|| ConfigError("[geoserver] data_dir: required".into()))?;
@@ -498,9 +500,8 @@ fn validate_mqtt(raw: RawMqtt, base: Option<&Path>) -> Result<Mqtt, ConfigError>
     }
     let mut servers = Vec::new();
     for s in &servers_raw {
-        servers.push(
-            parse_server(s).map_err(|e| ConfigError(format!("[mqtt] servers {s:?}: {e}")))?,
-        );
+        servers
+            .push(parse_server(s).map_err(|e| ConfigError(format!("[mqtt] servers {s:?}: {e}")))?);
     }
     let topic_prefix = raw
         .topic_prefix
@@ -517,7 +518,9 @@ fn validate_mqtt(raw: RawMqtt, base: Option<&Path>) -> Result<Mqtt, ConfigError>
         ));
     }
     let password = match (raw.password, raw.password_file) {
-        (Some(_), Some(_)) => return err("[mqtt] password and password_file: set only one of them"),
+        (Some(_), Some(_)) => {
+            return err("[mqtt] password and password_file: set only one of them")
+        }
         (Some(p), None) => Some(p),
         (None, Some(f)) => Some(read_secret(
             "[mqtt] password_file",
@@ -586,7 +589,8 @@ fn validate_broker(raw: RawBroker) -> Result<Broker, ConfigError> {
 mod tests {
     use super::*;
 
-    const MIN: &str = "[node]\nid = \"a\"\nstate_dir = \"/tmp/st\"\n[geoserver]\ndata_dir = \"/tmp/dd\"\n";
+    const MIN: &str =
+        "[node]\nid = \"a\"\nstate_dir = \"/tmp/st\"\n[geoserver]\ndata_dir = \"/tmp/dd\"\n";
 
     #[test]
     fn minimal_config_gets_defaults() {

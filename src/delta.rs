@@ -318,7 +318,9 @@ impl Assembler {
                 part.count
             )));
         };
-        if part.index != p.next || part.count != p.header.count || part.body_len != p.header.body_len
+        if part.index != p.next
+            || part.count != p.header.count
+            || part.body_len != p.header.body_len
         {
             self.pending.remove(&id);
             return Err(DecodeError::Part(format!(
@@ -329,7 +331,9 @@ impl Assembler {
         }
         if p.body.len() + part.body.len() > p.header.body_len as usize {
             self.pending.remove(&id);
-            return Err(DecodeError::Part("parts longer than the announced body".into()));
+            return Err(DecodeError::Part(
+                "parts longer than the announced body".into(),
+            ));
         }
         p.body.extend_from_slice(&part.body);
         p.next += 1;
@@ -338,7 +342,9 @@ impl Assembler {
         }
         let p = self.pending.remove(&id).expect("present");
         if p.body.len() as u64 != p.header.body_len {
-            return Err(DecodeError::Part("parts shorter than the announced body".into()));
+            return Err(DecodeError::Part(
+                "parts shorter than the announced body".into(),
+            ));
         }
         finish(&p.header, &p.body).map(Assembled::Complete)
     }

@@ -2,5 +2,16 @@
 //!
 //! See ARCHITECTURE.md for the walk of one change from a master's disk to a slave's reload.
 
+pub mod atomic;
+pub mod check;
+pub mod config;
 pub mod datadir;
+pub mod delta;
 pub mod hlc;
+pub mod logging;
+pub mod master;
+pub mod mqtt;
+pub mod node;
+pub mod reload;
+pub mod slave;
+pub mod state;

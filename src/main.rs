@@ -56,9 +56,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    gscluster::logging::init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -76,7 +74,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "run" => {
-            let result = config::load(&args.config).map_err(|e| e.to_string()).and_then(node::run);
+            let result = config::load(&args.config)
+                .map_err(|e| e.to_string())
+                .and_then(node::run);
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

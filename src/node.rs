@@ -16,7 +16,7 @@ use crate::state::State;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 
 /// State shared by the tasks of one node. Locks are always taken in the order
@@ -32,6 +32,9 @@ pub struct Shared {
     pub clock: Mutex<Clock>,
     pub catalog: Mutex<CatalogIndex>,
     pub gate: Mutex<Gate>,
+    /// Held exclusively while a Delta is written into the data directory and shared while
+    /// GeoServer reloads, so a reload never sees half of a Delta.
+    pub files: Arc<RwLock<()>>,
     /// Set once on SIGTERM/SIGINT; blocking loops poll it.
     pub stopping: AtomicBool,
     /// Messages and Deltas refused (bad encoding, wrong group, unsafe paths…).
@@ -77,7 +80,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(run_async(cfg))
+    let result = rt.block_on(run_async(cfg));
+    // A reload request still waiting on GeoServer must not hold the exit for its whole timeout.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 async fn run_async(cfg: Config) -> Result<(), String> {
@@ -122,6 +128,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         state: Mutex::new(state),
         catalog: Mutex::new(catalog),
         gate: Mutex::new(Gate::default()),
+        files: Arc::new(RwLock::new(())),
         stopping: AtomicBool::new(false),
         rejected: AtomicU64::new(0),
         gaps: AtomicU64::new(0),
@@ -202,6 +209,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             settings,
             reload_rx,
             move || sh.readiness(),
+            Some(shared.files.clone()),
             stats_tx,
             shutdown_rx.clone(),
         )));

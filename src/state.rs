@@ -267,9 +267,15 @@ impl Outbox {
 
     /// Store a Delta's payloads until the broker acknowledges them.
     pub fn put(&self, seq: u64, payloads: &[Vec<u8>]) -> io::Result<()> {
-        atomic::write_file(&self.path(seq), &cbor(&OutboxEntry {
-                        payloads: payloads.iter().map(|p| serde_bytes::ByteBuf::from(p.clone())).collect(),
-        }))
+        atomic::write_file(
+            &self.path(seq),
+            &cbor(&OutboxEntry {
+                payloads: payloads
+                    .iter()
+                    .map(|p| serde_bytes::ByteBuf::from(p.clone()))
+                    .collect(),
+            }),
+        )
     }
 
     /// Sequence numbers waiting in the outbox, ascending.
@@ -298,7 +304,6 @@ impl Outbox {
     pub fn remove(&self, seq: u64) -> io::Result<()> {
         atomic::remove_file(&self.path(seq))
     }
-
 }
 
 #[derive(Serialize, Deserialize)]
@@ -387,13 +392,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = State::open(dir.path()).unwrap();
-            s.outbox().put(7, &[b"one".to_vec(), b"two".to_vec()]).unwrap();
+            s.outbox()
+                .put(7, &[b"one".to_vec(), b"two".to_vec()])
+                .unwrap();
         }
         let s = State::open(dir.path()).unwrap();
         let outbox = s.outbox();
         assert_eq!(outbox.seqs().unwrap(), vec![7]);
         assert_eq!(s.next_seq, 8);
-        assert_eq!(outbox.get(7).unwrap(), vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(
+            outbox.get(7).unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
         outbox.remove(7).unwrap();
         assert!(outbox.seqs().unwrap().is_empty());
     }

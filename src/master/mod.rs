@@ -26,6 +26,9 @@ use tokio::sync::mpsc::UnboundedSender;
 /// A burst that never pauses is still cut into Deltas at this interval.
 const MAX_BATCH_WAIT: Duration = Duration::from_millis(500);
 
+/// The changes of one Delta and the manifest entries they leave behind.
+type Batch = (Vec<Change>, Vec<(String, datadir::Entry)>);
+
 /// Everything the detector needs.
 pub struct Detector {
     pub shared: Arc<Shared>,
@@ -158,12 +161,16 @@ impl Detector {
             })?;
         }
         if changes.is_empty() {
-            log::trace!("{why}: no change ({} files, {:?})", scan.len(), started.elapsed());
+            log::trace!(
+                "{why}: no change ({} files, {:?})",
+                scan.len(),
+                started.elapsed()
+            );
             return Ok(Vec::new());
         }
         let hlc = sh.clock.lock().unwrap().tick();
         let version = Version::new(hlc, sh.node_id.clone());
-        let mut batches: Vec<(Vec<Change>, Vec<(String, datadir::Entry)>)> = vec![Default::default()];
+        let mut batches: Vec<Batch> = vec![Default::default()];
         let mut batch_bytes = 0usize;
         let mut catalog = sh.catalog.lock().unwrap();
         let mut touched = Vec::new();

@@ -120,14 +120,21 @@ pub async fn run(
             Outcome::Failed(e) => {
                 failures_in_a_row += 1;
                 let next = &cfg.servers[(index + 1) % cfg.servers.len()];
-                log::warn!(
+                // The very first attempt may race the embedded broker binding its port.
+                let level = if gen == 1 {
+                    log::Level::Info
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(
+                    level,
                     "broker {server} unreachable: {e}; trying {next} in {} ms (attempt {failures_in_a_row})",
                     backoff.as_millis()
                 );
                 index += 1;
                 let wait = backoff;
                 // Back off only once a whole round of servers failed.
-                if index % cfg.servers.len() == 0 {
+                if index.is_multiple_of(cfg.servers.len()) {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 tokio::select! {
@@ -180,7 +187,8 @@ async fn drive(
                     }
                 }
                 if let Some((topic, payload)) = &opts.birth {
-                    let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone());
+                    let _ =
+                        client.try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone());
                 }
                 link.send_replace(Link {
                     gen,
@@ -192,15 +200,31 @@ async fn drive(
                 });
             }
             Event::Incoming(Incoming::Publish(publish)) => {
-                if inbound.send(Inbound { gen, publish }).await.is_err() {
+                // The receiver is gone only when the node is stopping.
+                let delivered = inbound.send(Inbound { gen, publish }).await.is_ok();
+                if !delivered {
                     return Outcome::Shutdown;
                 }
             }
             Event::Incoming(Incoming::PubAck(ack)) => {
-                let _ = events.send(LinkEvent::Acked { gen, pkid: ack.pkid });
+                let _ = events.send(LinkEvent::Acked {
+                    gen,
+                    pkid: ack.pkid,
+                });
             }
             Event::Incoming(Incoming::SubAck(ack)) => {
-                log::debug!("subscription acknowledged: {:?}", ack.return_codes);
+                let failed = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                if failed {
+                    log::error!(
+                        "broker {server} refused the subscription to {:?}",
+                        opts.subscriptions
+                    );
+                } else {
+                    log::info!("subscribed to {}", opts.subscriptions.join(", "));
+                }
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 let _ = events.send(LinkEvent::Sent { gen, pkid });

@@ -92,7 +92,9 @@ pub fn plan(manifest: &Manifest, delta: &Delta, filter: &Filter) -> Result<Vec<S
     // Deletes first (referrers before what they refer to), then writes (referenced objects
     // first): a rename never leaves two files with the same id on disk.
     deletes.extend(writes);
-    datadir::sort_for_apply(&mut deletes, |s| (s.path(), matches!(s, Step::Delete { .. })));
+    datadir::sort_for_apply(&mut deletes, |s| {
+        (s.path(), matches!(s, Step::Delete { .. }))
+    });
     Ok(deletes)
 }
 
@@ -252,10 +254,8 @@ mod tests {
     #[test]
     fn older_or_equal_versions_are_skipped() {
         let mut m = Manifest::default();
-        m.entries.insert(
-            "global.xml".into(),
-            Entry::tombstone(Version::new(10, "a")),
-        );
+        m.entries
+            .insert("global.xml".into(), Entry::tombstone(Version::new(10, "a")));
         let d = delta(vec![write("global.xml", 10, "x")]);
         assert!(plan(&m, &d, &filter()).unwrap().is_empty());
         let d = delta(vec![write("global.xml", 11, "x")]);

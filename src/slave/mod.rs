@@ -77,7 +77,15 @@ pub async fn run(
             Some(origin) if origin == shared.node_id => {} // our own Delta, echoed back
             Some(origin) => {
                 let origin = origin.to_string();
-                match receive(&shared, &mut asm, &origin, &h.publish.payload, &mut shutdown).await {
+                match receive(
+                    &shared,
+                    &mut asm,
+                    &origin,
+                    &h.publish.payload,
+                    &mut shutdown,
+                )
+                .await
+                {
                     Received::Incomplete(id) => h.waiting_for = Some(id),
                     Received::Done(id, Some(delta)) => {
                         applied(&delta);
@@ -104,7 +112,10 @@ enum Received {
 }
 
 fn release(held: &mut VecDeque<Held>, id: &DeltaId) {
-    for h in held.iter_mut().filter(|h| h.waiting_for.as_ref() == Some(id)) {
+    for h in held
+        .iter_mut()
+        .filter(|h| h.waiting_for.as_ref() == Some(id))
+    {
         h.waiting_for = None;
     }
 }
@@ -241,7 +252,12 @@ fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
                 seq: delta.seq,
             },
         )),
-        hlc: delta.changes.iter().map(|c| c.version.hlc).max().unwrap_or(0),
+        hlc: delta
+            .changes
+            .iter()
+            .map(|c| c.version.hlc)
+            .max()
+            .unwrap_or(0),
         ..Default::default()
     };
     let steps = match apply::plan(&state.manifest, delta, &sh.filter)
@@ -257,7 +273,10 @@ fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
     if sh.stopping.load(Ordering::SeqCst) && !steps.is_empty() {
         return Err(std::io::Error::other("shutting down"));
     }
-    let entries = apply::execute(&sh.data_dir, &steps)?;
+    let entries = {
+        let _writing = sh.files.write().unwrap_or_else(|e| e.into_inner());
+        apply::execute(&sh.data_dir, &steps)?
+    };
     sh.clock.lock().unwrap().observe(position.hlc);
     {
         let mut catalog = sh.catalog.lock().unwrap();

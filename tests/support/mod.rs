@@ -5,6 +5,7 @@
 //! Not every test binary uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod generator;
 pub mod geoserver;
 pub mod model;

@@ -154,7 +154,7 @@ impl Node {
             .arg("run")
             .arg("-c")
             .arg(self.config_path())
-            .env("RUST_LOG", "info,gscluster=debug")
+            .env("RUST_LOG", "info,gscluster=debug,rumqttd=warn,tracing=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

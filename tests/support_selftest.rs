@@ -590,7 +590,6 @@ fn wait_until_panics_with_what_it_waited_for() {
 }
 
 #[test]
-#[ignore = "main.rs is still a stub: gscluster has no --version yet"]
 fn binary_reports_its_version() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gscluster"))
         .arg("--version")
@@ -600,7 +599,6 @@ fn binary_reports_its_version() {
 }
 
 #[test]
-#[ignore = "needs the real daemon: main.rs is still a stub"]
 fn node_with_embedded_broker_starts_and_stops_on_sigterm() {
     let (data, _) = generated(30);
     let state = tempfile::tempdir().unwrap();

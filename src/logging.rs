@@ -1,0 +1,59 @@
+//! Logging: env_logger on stderr, one line per event, plus a filter for the embedded broker.
+//!
+//! rumqttd logs through `tracing`, whose `log` bridge also turns every *span* it opens into a
+//! log record — at ERROR level for its per-packet spans ("[>] incoming", "publish; topic=…"),
+//! which would flood the log with false errors. Those span records are dropped here; rumqttd's
+//! real events (for example "Read cursor start jumped", the sign that its log rolled over and
+//! dropped messages) still come through at WARN.
+
+use log::{Log, Metadata, Record};
+
+/// Span names rumqttd opens with `error_span!` for every connection and packet.
+const BROKER_SPANS: &[&str] = &["[>] incoming", "incoming_payload", "publish", "remote_link"];
+
+struct Logger {
+    inner: env_logger::Logger,
+}
+
+fn is_broker_span(record: &Record) -> bool {
+    if !record.target().starts_with("rumqttd") {
+        return false;
+    }
+    let msg = record.args().to_string();
+    BROKER_SPANS.iter().any(|span| {
+        msg == *span
+            || msg
+                .strip_prefix(span)
+                .is_some_and(|rest| rest.starts_with(';'))
+    })
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record) {
+        if self.inner.matches(record) && !is_broker_span(record) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
+/// Install the logger: `RUST_LOG` decides, default `info` with the broker (and the spans
+/// `tracing` reports under its own name) at `warn`.
+pub fn init() {
+    let inner = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,rumqttd=warn,tracing=warn"),
+    )
+    .format_timestamp_millis()
+    .build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Logger { inner })).is_ok() {
+        log::set_max_level(max);
+    }
+}

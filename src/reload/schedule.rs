@@ -1,0 +1,302 @@
+//! When to reload: the pure timing policy of the reload task.
+//!
+//! No sockets, no sleeping: the task feeds events (`on_notify`, `on_not_ready`,
+//! `on_reload_started`, `on_reload_finished`) with the current instant and sleeps until
+//! `next_deadline`. Everything here is tested by passing instants by hand.
+
+use tokio::time::{Duration, Instant};
+
+use super::ReloadSettings;
+
+/// The reload timing state of one GeoServer.
+///
+/// What must stay true: at most one reload runs, and however many notifies arrive while it runs
+/// or while a failed one waits for its retry, they are owed exactly one more reload.
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    settings: ReloadSettings,
+    /// First and latest notify not yet covered by a started reload.
+    pending: Option<Notified>,
+    running: bool,
+    /// Failed attempts in a row; the backoff grows with it and a success resets it.
+    failures: u32,
+    /// After a failure the reload is owed again, but not before this instant.
+    retry_at: Option<Instant>,
+    /// Set while a due reload is held back because references do not resolve yet.
+    hold: Option<Hold>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Notified {
+    first: Instant,
+    last: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    since: Instant,
+    recheck_at: Instant,
+}
+
+/// What to do with a due reload whose readiness check said "wait".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The hold just began; worth one log line.
+    Started,
+    /// Still within the bound; check again at the next deadline.
+    Continues,
+    /// The bound (`reference_wait`) has passed: reload anyway.
+    Expired,
+}
+
+impl Schedule {
+    pub(crate) fn new(settings: ReloadSettings) -> Self {
+        Schedule {
+            settings,
+            pending: None,
+            running: false,
+            failures: 0,
+            retry_at: None,
+            hold: None,
+        }
+    }
+
+    /// A delta was applied: a reload is owed, and the quiet window starts again.
+    pub(crate) fn on_notify(&mut self, now: Instant) {
+        let first = self.pending.map_or(now, |p| p.first);
+        self.pending = Some(Notified { first, last: now });
+        if let Some(hold) = &mut self.hold {
+            // The missing reference may just have arrived: check again right away.
+            hold.recheck_at = now;
+        }
+    }
+
+    /// When the task should next wake up to try a reload, or `None` when nothing is owed (or a
+    /// reload is running: its completion wakes the task instead).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.running {
+            return None;
+        }
+        if let Some(hold) = self.hold {
+            return Some(
+                hold.recheck_at
+                    .min(hold.since + self.settings.reference_wait),
+            );
+        }
+        let quiet = self
+            .pending
+            .map(|p| (p.last + self.settings.quiet).min(p.first + self.settings.max_delay));
+        match (quiet, self.retry_at) {
+            (Some(q), Some(r)) => Some(q.max(r)),
+            (q, r) => q.or(r),
+        }
+    }
+
+    /// True when a reload should start now, readiness permitting.
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.next_deadline().is_some_and(|d| d <= now)
+    }
+
+    /// The readiness check said "wait" for a due reload.
+    pub(crate) fn on_not_ready(&mut self, now: Instant) -> Held {
+        let started = self.hold.is_none();
+        let since = self.hold.map_or(now, |h| h.since);
+        if now >= since + self.settings.reference_wait {
+            return Held::Expired;
+        }
+        self.hold = Some(Hold {
+            since,
+            recheck_at: now + self.settings.recheck,
+        });
+        if started {
+            Held::Started
+        } else {
+            Held::Continues
+        }
+    }
+
+    /// A reload request was sent: it covers every notify so far.
+    pub(crate) fn on_reload_started(&mut self) {
+        self.pending = None;
+        self.retry_at = None;
+        self.hold = None;
+        self.running = true;
+    }
+
+    /// The reload finished. On failure the reload is owed again after a backoff, which is
+    /// returned for the log line.
+    pub(crate) fn on_reload_finished(&mut self, ok: bool, now: Instant) -> Option<Duration> {
+        self.running = false;
+        if ok {
+            self.failures = 0;
+            return None;
+        }
+        self.failures += 1;
+        let delay = backoff(&self.settings, self.failures);
+        self.retry_at = Some(now + delay);
+        Some(delay)
+    }
+
+    /// Failed attempts in a row (0 after a success).
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// The wait after the `failures`-th failure in a row: the initial delay doubling up to a cap.
+pub(crate) fn backoff(settings: &ReloadSettings, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    settings
+        .backoff_initial
+        .saturating_mul(1 << doublings)
+        .min(settings.backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn settings() -> ReloadSettings {
+        ReloadSettings {
+            quiet: ms(1000),
+            max_delay: ms(10_000),
+            reference_wait: ms(30_000),
+            recheck: ms(100),
+            backoff_initial: ms(1000),
+            backoff_max: ms(60_000),
+        }
+    }
+
+    #[test]
+    fn nothing_owed_means_no_deadline() {
+        let s = Schedule::new(settings());
+        assert_eq!(s.next_deadline(), None);
+        assert!(!s.is_due(Instant::now()));
+    }
+
+    #[test]
+    fn each_notify_restarts_the_quiet_window() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(settings());
+        s.on_notify(t0);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(1000)));
+        s.on_notify(t0 + ms(900));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(1900)));
+        assert!(!s.is_due(t0 + ms(1000)));
+        assert!(s.is_due(t0 + ms(1900)));
+    }
+
+    #[test]
+    fn max_delay_caps_a_never_ending_trickle() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(settings());
+        let mut t = t0;
+        while t < t0 + ms(9_800) {
+            s.on_notify(t);
+            assert!(!s.is_due(t), "due too early at {:?}", t - t0);
+            t += ms(500);
+        }
+        s.on_notify(t);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(10_000)));
+    }
+
+    #[test]
+    fn notifies_during_a_running_reload_owe_exactly_one_more() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(settings());
+        s.on_notify(t0);
+        s.on_reload_started();
+        assert_eq!(s.next_deadline(), None, "nothing starts while one runs");
+        for i in 0..50 {
+            s.on_notify(t0 + ms(10 * i));
+        }
+        assert_eq!(s.next_deadline(), None);
+        s.on_reload_finished(true, t0 + ms(5000));
+        // One more reload, already due since the burst ended long ago.
+        assert!(s.is_due(t0 + ms(5000)));
+        s.on_reload_started();
+        s.on_reload_finished(true, t0 + ms(6000));
+        assert_eq!(
+            s.next_deadline(),
+            None,
+            "the burst was covered by one reload"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let got: Vec<u64> = (1..=9).map(|n| backoff(&settings(), n).as_secs()).collect();
+        assert_eq!(got, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(&settings(), u32::MAX), ms(60_000));
+    }
+
+    #[test]
+    fn a_failed_reload_is_retried_after_the_backoff_and_success_resets_it() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(settings());
+        s.on_notify(t0);
+        s.on_reload_started();
+        assert_eq!(s.on_reload_finished(false, t0 + ms(1000)), Some(ms(1000)));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(2000)));
+        s.on_reload_started();
+        assert_eq!(s.on_reload_finished(false, t0 + ms(2000)), Some(ms(2000)));
+        assert_eq!(s.failures(), 2);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(4000)));
+        s.on_reload_started();
+        assert_eq!(s.on_reload_finished(true, t0 + ms(4000)), None);
+        assert_eq!(s.failures(), 0);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn notifies_during_backoff_do_not_add_reloads_or_cut_the_backoff() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(settings());
+        s.on_notify(t0);
+        s.on_reload_started();
+        s.on_reload_finished(false, t0);
+        s.on_reload_started();
+        s.on_reload_finished(false, t0); // retry at t0 + 2 s
+        s.on_notify(t0 + ms(100));
+        s.on_notify(t0 + ms(200));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(2000)));
+        // A notify late in the backoff still gets its quiet window.
+        s.on_notify(t0 + ms(1900));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(2900)));
+        s.on_reload_started();
+        s.on_reload_finished(true, t0 + ms(3000));
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_hold_rechecks_periodically_and_on_notify_and_expires_at_the_bound() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(settings());
+        s.on_notify(t0);
+        let due = t0 + ms(1000);
+        assert!(s.is_due(due));
+        assert_eq!(s.on_not_ready(due), Held::Started);
+        assert_eq!(s.next_deadline(), Some(due + ms(100)));
+        assert_eq!(s.on_not_ready(due + ms(100)), Held::Continues);
+        s.on_notify(due + ms(150));
+        assert_eq!(
+            s.next_deadline(),
+            Some(due + ms(150)),
+            "notify rechecks at once"
+        );
+        assert_eq!(s.on_not_ready(due + ms(150)), Held::Continues);
+        // Near the bound the deadline is the bound itself.
+        assert_eq!(s.on_not_ready(due + ms(29_950)), Held::Continues);
+        assert_eq!(s.next_deadline(), Some(due + ms(30_000)));
+        assert_eq!(s.on_not_ready(due + ms(30_000)), Held::Expired);
+        s.on_reload_started();
+        s.on_reload_finished(true, due + ms(31_000));
+        // The next reload gets a fresh bound.
+        s.on_notify(due + ms(40_000));
+        assert_eq!(s.on_not_ready(due + ms(41_000)), Held::Started);
+    }
+}

@@ -1,0 +1,163 @@
+//! Multi-process replication: a master with the embedded broker and slaves as real `gscluster`
+//! processes on loopback, each slave with a stand-in GeoServer that checks basic auth and the
+//! catalog's references at every reload.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
+use support::generator::Spec;
+use support::geoserver::{catalog_problems, StandInGeoServer};
+use support::node::{assert_converged, wait_until_logs};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Every reload was authenticated, and saw no unresolved reference the master did not have.
+fn assert_reloads_consistent(gs: &StandInGeoServer, master_dir: &Path, who: &str) {
+    let allowed = catalog_problems(master_dir);
+    for r in gs.reloads() {
+        assert!(r.authorized, "{who}: unauthenticated reload");
+        let extra: Vec<_> = r
+            .problems
+            .iter()
+            .filter(|p| !allowed.contains(*p))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{who}: reload saw a half-applied catalog: {extra:?}"
+        );
+    }
+}
+
+/// Wait until `gs` answered a reload that started after `after`.
+fn wait_for_reload_after(cluster: &Cluster, gs: &StandInGeoServer, after: Instant, who: &str) {
+    let deadline = Instant::now() + CONVERGE;
+    while !gs.successful_reloads().iter().any(|r| r.at > after) {
+        assert!(
+            Instant::now() < deadline,
+            "{who}: no reload after the last change\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn converge(cluster: &Cluster) {
+    let dirs = cluster.slave_dirs();
+    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+    let master = cluster.master_dir().to_path_buf();
+    let result = std::panic::catch_unwind(|| assert_converged(&master, &refs, CONVERGE));
+    if let Err(e) = result {
+        eprintln!("{}", cluster.logs());
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn bursts_of_adds_modifies_and_deletes_converge_with_few_consistent_reloads() {
+    let mut c = Cluster::start(&Spec::small(), 11, 2);
+    let root = c.master_dir().to_path_buf();
+
+    // Burst 1: new layers, a style, a workspace.
+    let mut touched = 0;
+    touched += c.catalog.add_style(&root, "burst_style").len();
+    touched += c.catalog.add_workspace(&root, "burst_ws").len();
+    for i in 0..5 {
+        touched += c
+            .catalog
+            .add_layer(&root, 0, 0, &format!("burst layer {i}"))
+            .len();
+    }
+    converge(&c);
+
+    // Burst 2: modify and delete layers, change a style body, rename a layer.
+    let ids: Vec<String> = c.catalog.layers.iter().map(|l| l.id.clone()).collect();
+    touched += c.catalog.modify_layer(&root, &ids[0]).len();
+    touched += c.catalog.modify_layer(&root, &ids[1]).len();
+    touched += c.catalog.delete_layer(&root, &ids[2]).len();
+    touched += c
+        .catalog
+        .rename_layer(&root, &ids[3], "renamed layer")
+        .len();
+    touched += c.catalog.modify_style_body(&root, "burst_style").len();
+    converge(&c);
+
+    // Burst 3: delete a whole workspace, then 60 random edits.
+    touched += c.catalog.delete_workspace(&root, "burst_ws").len();
+    c.catalog.random_ops(&root, 60, 99);
+    touched += 60;
+    let last_change = Instant::now();
+    converge(&c);
+
+    for (i, s) in c.slaves.iter().enumerate() {
+        let who = format!("slave {}", i + 1);
+        wait_for_reload_after(&c, &s.gs, last_change, &who);
+        assert_reloads_consistent(&s.gs, c.master_dir(), &who);
+        let reloads = s.gs.reloads().len();
+        assert!(
+            reloads * 10 <= touched,
+            "{who}: {reloads} reloads for {touched} file changes"
+        );
+    }
+}
+
+#[test]
+fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
+    let mut c = Cluster::start(&Spec::small(), 12, 1);
+    let root = c.master_dir().to_path_buf();
+    c.catalog.add_layer(&root, 0, 0, "before the outage");
+    converge(&c);
+
+    let seen = subscriptions(&c.slaves[0].node);
+    c.slaves[0].node.stop();
+    c.catalog.random_ops(&root, 100, 7);
+    // Let the master publish everything while the slave is away.
+    wait_until_logs("master published the burst", CONVERGE, &[&c.master], || {
+        let log = c.master.log_contents();
+        log.matches("acknowledged by the broker").count() >= log.matches("change(s) in").count()
+    });
+    c.slaves[0].node.restart();
+    wait_for_subscriptions(&c.slaves[0].node, seen + 1);
+    converge(&c);
+    let log = c.slaves[0].node.log_contents();
+    assert!(
+        log.contains("session present: true"),
+        "the slave should resume its session:\n{log}"
+    );
+    // (The master's start-up Delta, sent before this slave first subscribed, is a gap that
+    // predates the outage; resync is what heals that one.)
+    let after_restart = &log[log.rfind("starting:").unwrap()..];
+    assert!(
+        !after_restart.contains("gap in deltas"),
+        "no delta of the outage may be lost:\n{log}"
+    );
+    assert_reloads_consistent(&c.slaves[0].gs, c.master_dir(), "slave");
+}
+
+#[test]
+fn geoserver_down_or_failing_delays_the_reload_but_loses_nothing() {
+    let mut c = Cluster::start(&Spec::small(), 13, 1);
+    let root = c.master_dir().to_path_buf();
+    c.slaves[0].gs.set_status(500);
+    c.catalog.add_layer(&root, 0, 1, "while failing");
+    converge(&c);
+    wait_until_logs(
+        "a failed reload is logged and retried",
+        CONVERGE,
+        &[&c.slaves[0].node],
+        || {
+            c.slaves[0]
+                .gs
+                .reloads()
+                .iter()
+                .filter(|r| r.status == 500)
+                .count()
+                >= 2
+        },
+    );
+    c.slaves[0].gs.set_status(200);
+    let after = Instant::now();
+    wait_for_reload_after(&c, &c.slaves[0].gs, after, "slave");
+    assert!(c.slaves[0].node.log_contents().contains("failed"));
+}

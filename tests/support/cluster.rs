@@ -1,0 +1,139 @@
+//! A whole test cluster on loopback: one master running the embedded broker and N slaves, each
+//! slave with its own stand-in GeoServer, all real `gscluster` processes.
+
+use super::generator::{generate, Catalog, Spec};
+use super::geoserver::StandInGeoServer;
+use super::node::{free_port, wait_until_logs, Node, NodeConfig};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Slave {
+    pub node: Node,
+    pub gs: StandInGeoServer,
+    pub data: tempfile::TempDir,
+    pub _state: tempfile::TempDir,
+}
+
+impl Slave {
+    pub fn dir(&self) -> &Path {
+        self.data.path()
+    }
+}
+
+pub struct Cluster {
+    pub master: Node,
+    pub master_data: tempfile::TempDir,
+    pub _master_state: tempfile::TempDir,
+    pub catalog: Catalog,
+    pub slaves: Vec<Slave>,
+    pub port: u16,
+}
+
+/// Copy a whole directory tree (what an administrator does once before joining a node).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Cluster {
+    /// Master on a generated tree; slaves start from a copy of it. Returns once every slave has
+    /// subscribed, so no change made afterwards can be missed.
+    pub fn start(spec: &Spec, seed: u64, slaves: usize) -> Cluster {
+        let master_data = tempfile::tempdir().unwrap();
+        let master_state = tempfile::tempdir().unwrap();
+        let catalog = generate(master_data.path(), spec, seed);
+        let port = free_port();
+        let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+        let mut cfg = NodeConfig::new(
+            "gs-master",
+            "master",
+            master_data.path(),
+            master_state.path(),
+            servers.clone(),
+        );
+        cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        let master = Node::start(cfg);
+        wait_until_logs(
+            "master connected to its embedded broker",
+            Duration::from_secs(20),
+            &[&master],
+            || master.log_contents().contains("connected to broker"),
+        );
+        let mut cluster = Cluster {
+            master,
+            master_data,
+            _master_state: master_state,
+            catalog,
+            slaves: Vec::new(),
+            port,
+        };
+        for i in 0..slaves {
+            cluster.add_slave(&format!("gs-slave{}", i + 1));
+        }
+        cluster
+    }
+
+    pub fn servers(&self) -> Vec<String> {
+        vec![format!("mqtt://127.0.0.1:{}", self.port)]
+    }
+
+    /// Start a slave on a copy of the master's current tree and wait for its subscription.
+    pub fn add_slave(&mut self, id: &str) {
+        let data = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        copy_tree(self.master_data.path(), data.path());
+        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+        let mut cfg = NodeConfig::new(id, "slave", data.path(), state.path(), self.servers());
+        cfg.geoserver_url = Some(gs.url());
+        let node = Node::start(cfg);
+        wait_for_subscriptions(&node, 1);
+        self.slaves.push(Slave {
+            node,
+            gs,
+            data,
+            _state: state,
+        });
+    }
+
+    pub fn master_dir(&self) -> &Path {
+        self.master_data.path()
+    }
+
+    pub fn slave_dirs(&self) -> Vec<PathBuf> {
+        self.slaves.iter().map(|s| s.dir().to_path_buf()).collect()
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = format!("----- master -----\n{}", self.master.log_contents());
+        for s in &self.slaves {
+            out += &format!(
+                "\n----- {} -----\n{}",
+                s.node.config().id,
+                s.node.log_contents()
+            );
+        }
+        out
+    }
+}
+
+/// How many times the node's log says its subscription was acknowledged (its log survives
+/// restarts, so a restarted node has one more).
+pub fn subscriptions(node: &Node) -> usize {
+    node.log_contents().matches("subscribed to").count()
+}
+
+/// Wait until the node's log shows at least `n` acknowledged subscriptions.
+pub fn wait_for_subscriptions(node: &Node, n: usize) {
+    wait_until_logs("slave subscribed", Duration::from_secs(20), &[node], || {
+        subscriptions(node) >= n
+    });
+}
