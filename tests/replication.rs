@@ -161,3 +161,54 @@ fn geoserver_down_or_failing_delays_the_reload_but_loses_nothing() {
     wait_for_reload_after(&c, &c.slaves[0].gs, after, "slave");
     assert!(c.slaves[0].node.log_contents().contains("failed"));
 }
+
+#[test]
+fn slave_started_before_its_broker_retries_and_replicates_once_the_broker_is_up() {
+    use support::cluster::copy_tree;
+    use support::generator::generate;
+    use support::node::{free_port, Node, NodeConfig};
+
+    let master_data = tempfile::tempdir().unwrap();
+    let mut catalog = generate(master_data.path(), &Spec::small(), 14);
+    let slave_data = tempfile::tempdir().unwrap();
+    copy_tree(master_data.path(), slave_data.path());
+    let (master_state, slave_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let gs = StandInGeoServer::start(slave_data.path(), "admin", "geoserver");
+    let mut cfg = NodeConfig::new(
+        "gs-slave",
+        "slave",
+        slave_data.path(),
+        slave_state.path(),
+        servers.clone(),
+    );
+    cfg.geoserver_url = Some(gs.url());
+    let mut slave = Node::start(cfg);
+    wait_until_logs(
+        "the slave reports the missing broker and keeps retrying",
+        CONVERGE,
+        &[&slave],
+        || slave.log_contents().matches("unreachable").count() >= 3,
+    );
+    assert!(slave.is_running());
+
+    let mut cfg = NodeConfig::new(
+        "gs-master",
+        "master",
+        master_data.path(),
+        master_state.path(),
+        servers,
+    );
+    cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+    let mut master = Node::start(cfg);
+    wait_for_subscriptions(&slave, 1);
+    catalog.add_layer(master_data.path(), 0, 0, "after the broker came up");
+    assert_converged(master_data.path(), &[slave_data.path()], CONVERGE);
+
+    for node in [&mut slave, &mut master] {
+        let status = node.stop().unwrap();
+        assert!(status.success(), "{status:?}\n{}", node.log_contents());
+        assert!(node.log_contents().contains("stopped cleanly"));
+    }
+}

@@ -70,7 +70,8 @@ async fn handle_event(s: &mut Session, ev: LinkEvent, outbox: &Outbox, topic: &s
         LinkEvent::Down { gen } if gen == s.gen => {
             *s = Session::default();
         }
-        LinkEvent::Sent { gen, pkid } if gen == s.gen => {
+        // QoS 0 publishes (pkid 0) are not ours: every Delta part goes out with QoS 1.
+        LinkEvent::Sent { gen, pkid } if gen == s.gen && pkid != 0 => {
             if let Some(part) = s.requested.pop_front() {
                 s.inflight.insert(pkid, part);
             }

@@ -57,6 +57,11 @@ impl GeoServer {
         self
     }
 
+    /// GeoServer's base URL, for log lines.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The endpoint [`GeoServer::reload`] posts to, for log lines.
     pub fn reload_url(&self) -> String {
         format!("{}/rest/reload", self.url)
@@ -64,16 +69,7 @@ impl GeoServer {
 
     /// Asks GeoServer to re-read its whole configuration and blocks until it has (or failed).
     pub fn reload(&self) -> Result<(), ReloadError> {
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(self.timeout))
-            .http_status_as_error(false)
-            // A redirect to a login page must not pass for success.
-            .max_redirects(0)
-            // Reloads are rare; a pooled connection would often be stale after a GeoServer restart.
-            .max_idle_connections(0)
-            .build();
-        let agent = ureq::Agent::new_with_config(config);
+        let agent = self.agent(self.timeout);
         let response = agent
             .post(self.reload_url())
             .header(
@@ -82,25 +78,61 @@ impl GeoServer {
             )
             .send_empty()
             .map_err(unreachable)?;
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => Ok(()),
-            401 | 403 => Err(ReloadError::Unauthorized {
-                status,
-                user: self.user.clone(),
-            }),
-            _ => {
-                let mut raw = Vec::new();
-                // The excerpt is best effort: a body that fails to read leaves it shorter.
-                let _ = response
-                    .into_body()
-                    .as_reader()
-                    .take(BODY_EXCERPT)
-                    .read_to_end(&mut raw);
-                let text = String::from_utf8_lossy(&raw);
-                let body = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                Err(ReloadError::Http { status, body })
-            }
+        check_status(response, &self.user)
+    }
+
+    /// Whether GeoServer answers at all and accepts the credentials, for a start-up log line:
+    /// `GET {url}/rest/about/version`. Any answer but 401/403 counts as reachable.
+    pub fn probe(&self) -> Result<(), ReloadError> {
+        let response = self
+            .agent(CONNECT_TIMEOUT)
+            .get(format!("{}/rest/about/version", self.url))
+            .header(
+                "Authorization",
+                basic_auth(&self.user, &self.password).as_str(),
+            )
+            .call()
+            .map_err(unreachable)?;
+        match check_status(response, &self.user) {
+            Err(e @ ReloadError::Unauthorized { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn agent(&self, timeout: Duration) -> ureq::Agent {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            // A redirect to a login page must not pass for success.
+            .max_redirects(0)
+            // Reloads are rare; a pooled connection would often be stale after a GeoServer restart.
+            .max_idle_connections(0)
+            .build();
+        ureq::Agent::new_with_config(config)
+    }
+}
+
+/// 2xx is success; 401/403 name the user; anything else keeps a short body excerpt.
+fn check_status(response: ureq::http::Response<ureq::Body>, user: &str) -> Result<(), ReloadError> {
+    let status = response.status().as_u16();
+    match status {
+        200..=299 => Ok(()),
+        401 | 403 => Err(ReloadError::Unauthorized {
+            status,
+            user: user.to_string(),
+        }),
+        _ => {
+            let mut raw = Vec::new();
+            // The excerpt is best effort: a body that fails to read leaves it shorter.
+            let _ = response
+                .into_body()
+                .as_reader()
+                .take(BODY_EXCERPT)
+                .read_to_end(&mut raw);
+            let text = String::from_utf8_lossy(&raw);
+            let body = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            Err(ReloadError::Http { status, body })
         }
     }
 }

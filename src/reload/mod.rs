@@ -129,6 +129,17 @@ pub async fn run(
     };
     let gs = Arc::new(gs);
     let url = gs.reload_url();
+    let probe = Arc::clone(&gs);
+    tokio::task::spawn_blocking(move || {
+        match probe.probe() {
+        Ok(()) => info!("GeoServer at {} answers; reloads go to {}", probe.url(), probe.reload_url()),
+        Err(e @ ReloadError::Unauthorized { .. }) => warn!("GeoServer at {}: {e}", probe.url()),
+        Err(e) => warn!(
+            "GeoServer at {} is not reachable ({e}): files are still written, and reloads wait until it answers",
+            probe.url()
+        ),
+    }
+    });
     let mut schedule = Schedule::new(settings);
     let mut running: Option<(JoinHandle<Result<(), ReloadError>>, Instant)> = None;
     let mut inbox_open = true;
