@@ -212,3 +212,42 @@ fn slave_started_before_its_broker_retries_and_replicates_once_the_broker_is_up(
         assert!(node.log_contents().contains("stopped cleanly"));
     }
 }
+
+/// Append an XML comment: a change of bytes that leaves the object as it was.
+fn touch_xml(path: &Path) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.push_str("<!-- edited -->\n");
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn reload_is_held_until_a_touched_layers_resource_has_arrived() {
+    let mut c = Cluster::start(&Spec::small(), 15, 0);
+    let layer = c.catalog.layers[0].clone();
+    let resource = layer.resource_file();
+    // This slave's copy lacks the layer's resource, which the master has.
+    c.add_slave_prepared("gs-slave1", |dir| {
+        std::fs::remove_file(dir.join(&resource)).unwrap()
+    });
+    let root = c.master_dir().to_path_buf();
+
+    touch_xml(&root.join(layer.layer_file()));
+    wait_until_logs(
+        "the slave holds its reload back",
+        CONVERGE,
+        &[&c.slaves[0].node],
+        || c.slaves[0].node.log_contents().contains("held back"),
+    );
+    let held = Instant::now();
+    touch_xml(&root.join(&resource));
+    converge(&c);
+    wait_for_reload_after(&c, &c.slaves[0].gs, held, "slave");
+    for r in c.slaves[0].gs.reloads() {
+        assert!(
+            r.problems.is_empty(),
+            "a reload saw unresolved references: {:?}\n{}",
+            r.problems,
+            c.logs()
+        );
+    }
+}

@@ -203,6 +203,15 @@ async fn receive(
                 );
                 return Received::Done(id, None);
             }
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => {
+                log::info!(
+                    "delta {}/{} from {} left for after the restart (not acknowledged)",
+                    delta.epoch,
+                    delta.seq,
+                    delta.origin
+                );
+                return Received::Stopping;
+            }
             Err(e) => {
                 log::error!(
                     "cannot apply delta {}/{} from {}: {e}; retrying in {} s (not acknowledged)",

@@ -87,9 +87,15 @@ impl Cluster {
 
     /// Start a slave on a copy of the master's current tree and wait for its subscription.
     pub fn add_slave(&mut self, id: &str) {
+        self.add_slave_prepared(id, |_| {});
+    }
+
+    /// Like `add_slave`, with `prepare` run on the slave's copy before the slave starts.
+    pub fn add_slave_prepared(&mut self, id: &str, prepare: impl FnOnce(&Path)) {
         let data = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         copy_tree(self.master_data.path(), data.path());
+        prepare(data.path());
         let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
         let mut cfg = NodeConfig::new(id, "slave", data.path(), state.path(), self.servers());
         cfg.geoserver_url = Some(gs.url());
