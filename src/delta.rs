@@ -166,7 +166,13 @@ pub fn encode(delta: &Delta) -> Vec<Vec<u8>> {
         changes: delta.changes.clone(),
         dangling: delta.dangling.clone(),
     });
-    let slice = MAX_MESSAGE_SIZE - HEADER_ROOM - delta.group.len() - delta.origin.len();
+    encode_parts(&delta.group, &delta.origin, delta.epoch, delta.seq, &body)
+}
+
+/// Cut any encoded body into framed parts of at most [`MAX_MESSAGE_SIZE`] bytes. Deltas and
+/// resync answers share this framing; the topic says which body a receiver should expect.
+pub fn encode_parts(group: &str, origin: &str, epoch: u64, seq: u64, body: &[u8]) -> Vec<Vec<u8>> {
+    let slice = MAX_MESSAGE_SIZE - HEADER_ROOM - group.len() - origin.len();
     let chunks: Vec<&[u8]> = if body.is_empty() {
         vec![&[][..]]
     } else {
@@ -178,10 +184,10 @@ pub fn encode(delta: &Delta) -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, chunk)| {
             let part = Part {
-                group: delta.group.clone(),
-                origin: delta.origin.clone(),
-                epoch: delta.epoch,
-                seq: delta.seq,
+                group: group.to_string(),
+                origin: origin.to_string(),
+                epoch,
+                seq,
                 index: i as u32,
                 count,
                 body_len: body.len() as u64,
@@ -233,10 +239,9 @@ pub fn decode_part(payload: &[u8], group: &str) -> Result<Part, DecodeError> {
     Ok(part)
 }
 
-/// Decode and verify a complete body into a Delta: every path normalised, every hash checked.
-fn finish(header: &Part, body: &[u8]) -> Result<Delta, DecodeError> {
-    let body: Body = from_cbor(body)?;
-    for c in &body.changes {
+/// Check what every change list must satisfy: paths normalised, hashes matching the content.
+pub fn verify_changes(changes: &[Change]) -> Result<(), DecodeError> {
+    for c in changes {
         let bad = |reason: String| DecodeError::Change {
             path: c.path.clone(),
             reason,
@@ -252,6 +257,13 @@ fn finish(header: &Part, body: &[u8]) -> Result<Delta, DecodeError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Decode and verify a complete Delta body: every path normalised, every hash checked.
+pub fn decode_body(header: &Part, body: &[u8]) -> Result<Delta, DecodeError> {
+    let body: Body = from_cbor(body)?;
+    verify_changes(&body.changes)?;
     Ok(Delta {
         group: header.group.clone(),
         origin: header.origin.clone(),
@@ -283,17 +295,23 @@ pub struct Assembler {
 pub enum Assembled {
     /// More parts are needed.
     Incomplete,
-    /// The Delta is whole and verified.
-    Complete(Delta),
+    /// All parts arrived: the header (with an empty `body`) and the whole body.
+    Complete(Part, Vec<u8>),
 }
 
 impl Assembler {
-    /// Add a part. Errors mean the whole Delta is unusable (its parts are dropped).
-    pub fn push(&mut self, part: Part) -> Result<Assembled, DecodeError> {
+    /// Add a part. Errors mean the whole message is unusable (its parts are dropped).
+    pub fn push(&mut self, mut part: Part) -> Result<Assembled, DecodeError> {
         let id = (part.origin.clone(), part.epoch, part.seq);
         if part.count == 1 {
             self.pending.remove(&id);
-            return finish(&part, &part.body).map(Assembled::Complete);
+            let body = std::mem::take(&mut part.body);
+            if body.len() as u64 != part.body_len {
+                return Err(DecodeError::Part(
+                    "body length differs from the announced one".into(),
+                ));
+            }
+            return Ok(Assembled::Complete(part, body));
         }
         if part.index == 0 {
             // A restart of this Delta (redelivery after a reconnect) replaces any old attempt.
@@ -346,7 +364,7 @@ impl Assembler {
                 "parts shorter than the announced body".into(),
             ));
         }
-        finish(&p.header, &p.body).map(Assembled::Complete)
+        Ok(Assembled::Complete(p.header, p.body))
     }
 
     /// Drop Deltas whose parts stopped arriving; returns their ids so the caller can resync.
@@ -386,8 +404,8 @@ fn part_header(p: &Part) -> Part {
 pub fn decode(payloads: &[Vec<u8>], group: &str) -> Result<Delta, DecodeError> {
     let mut asm = Assembler::default();
     for p in payloads {
-        if let Assembled::Complete(d) = asm.push(decode_part(p, group)?)? {
-            return Ok(d);
+        if let Assembled::Complete(header, body) = asm.push(decode_part(p, group)?)? {
+            return decode_body(&header, &body);
         }
     }
     Err(DecodeError::Part("missing parts".into()))
@@ -476,7 +494,7 @@ mod tests {
             body: vec![],
             ..part_header(&decode_part(&encode(&d)[0], "g").unwrap())
         };
-        let err = finish(&header, &to_cbor(&body)).unwrap_err();
+        let err = decode_body(&header, &to_cbor(&body)).unwrap_err();
         assert!(err.to_string().contains("SHA-256"), "{err}");
     }
 

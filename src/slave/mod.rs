@@ -163,9 +163,12 @@ async fn receive(
         return Received::Bad;
     }
     let id: DeltaId = (part.origin.clone(), part.epoch, part.seq);
-    let delta = match asm.push(part) {
-        Ok(Assembled::Incomplete) => return Received::Incomplete(id),
-        Ok(Assembled::Complete(d)) => d,
+    let delta = match asm.push(part).and_then(|a| match a {
+        Assembled::Incomplete => Ok(None),
+        Assembled::Complete(header, body) => delta::decode_body(&header, &body).map(Some),
+    }) {
+        Ok(None) => return Received::Incomplete(id),
+        Ok(Some(d)) => d,
         Err(e) => {
             shared.rejected.fetch_add(1, Ordering::Relaxed);
             log::warn!("rejected delta {}/{}/{}: {e}", id.0, id.1, id.2);
