@@ -7,12 +7,13 @@
 use crate::config::Config;
 use crate::datadir::{CatalogIndex, Filter};
 use crate::hlc::Clock;
+use crate::inbound::Worker;
 use crate::master::{self, publisher, Detector};
 use crate::mqtt::connection::{self, Link, Options};
 use crate::mqtt::{broker, Topics};
 use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
-use crate::slave;
 use crate::state::State;
+use crate::sync;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +42,8 @@ pub struct Shared {
     pub rejected: AtomicU64,
     /// Sequence gaps seen (each needs a resync).
     pub gaps: AtomicU64,
+    /// A resync round is running: reloads wait for its end.
+    pub resyncing: AtomicBool,
 }
 
 /// What the next reload must wait for: the catalog references of the objects touched since
@@ -54,6 +57,9 @@ pub struct Gate {
 impl Shared {
     /// Whether GeoServer may reload now. Clears the gate when it may.
     pub fn readiness(&self) -> Readiness {
+        if self.resyncing.load(Ordering::SeqCst) {
+            return Readiness::Wait("a resync is in progress".into());
+        }
         let catalog = self.catalog.lock().unwrap();
         let mut gate = self.gate.lock().unwrap();
         let touched: Vec<String> = gate.touched.iter().cloned().collect();
@@ -132,6 +138,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         stopping: AtomicBool::new(false),
         rejected: AtomicU64::new(0),
         gaps: AtomicU64::new(0),
+        resyncing: AtomicBool::new(false),
     });
 
     if let Some(b) = &cfg.broker {
@@ -142,11 +149,14 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     let (link_tx, link_rx) = watch::channel(Link::default());
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (inbound_tx, inbound_rx) = mpsc::channel(1024);
-    let subscriptions = if role.applies() {
-        vec![topics.delta_filter()]
-    } else {
-        Vec::new()
-    };
+    let mut subscriptions = Vec::new();
+    if role.applies() {
+        subscriptions.push(topics.delta_filter());
+        subscriptions.push(topics.sync_answer(&cfg.node.id));
+    }
+    if role.publishes() {
+        subscriptions.push(topics.sync_ask_filter());
+    }
     let conn = tokio::spawn(connection::run(
         cfg.mqtt.clone(),
         Options {
@@ -164,7 +174,15 @@ async fn run_async(cfg: Config) -> Result<(), String> {
 
     let mut tasks = Vec::new();
     let mut detector = None;
+    let mut asks = None;
     if role.publishes() {
+        let (asks_tx, asks_rx) = mpsc::channel(16);
+        asks = Some(asks_tx);
+        tasks.push(tokio::spawn(sync::responder::run(
+            shared.clone(),
+            asks_rx,
+            link_rx.clone(),
+        )));
         let outbox = shared.state.lock().unwrap().outbox();
         let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(publisher::run(
@@ -191,6 +209,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         drop(events_rx);
     }
     let (stats_tx, _stats_rx) = watch::channel(reload::ReloadStats::default());
+    let mut notify: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
     if role.applies() {
         let gs = cfg.geoserver.url.as_ref().map(|url| {
             GeoServer::new(url.clone(), &cfg.geoserver.user, &cfg.geoserver.password)
@@ -213,16 +232,16 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             stats_tx,
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(slave::run(
-            shared.clone(),
-            inbound_rx,
-            link_rx,
-            move |_delta| handle.notify(),
-            shutdown_rx.clone(),
-        )));
-    } else {
-        drop(inbound_rx);
+        notify = Arc::new(move || handle.notify());
     }
+    let worker = Worker {
+        shared: shared.clone(),
+        role,
+        link: link_rx,
+        notify,
+        asks,
+    };
+    tasks.push(tokio::spawn(worker.run(inbound_rx, shutdown_rx.clone())));
 
     wait_for_signal().await;
     log::info!("stopping: finishing the write in progress");

@@ -55,8 +55,8 @@ pub struct Record {
     pub next_seq: Option<u64>,
     /// Highest clock reading issued or seen.
     pub hlc: u64,
-    /// An origin's stream position after applying a Delta.
-    pub applied: Option<(String, Position)>,
+    /// Origins' stream positions after applying a Delta or a resync.
+    pub applied: Vec<(String, Position)>,
 }
 
 /// The node's durable state, loaded in memory.
@@ -204,7 +204,7 @@ impl State {
             self.next_seq = self.next_seq.max(n);
         }
         self.hlc = self.hlc.max(rec.hlc);
-        if let Some((origin, pos)) = rec.applied {
+        for (origin, pos) in rec.applied {
             self.applied.insert(origin, pos);
         }
     }
@@ -340,7 +340,7 @@ mod tests {
                 entries: vec![("global.xml".into(), entry(1))],
                 next_seq: Some(5),
                 hlc: 99,
-                applied: Some(("b".into(), Position { epoch: 3, seq: 9 })),
+                applied: vec![("b".into(), Position { epoch: 3, seq: 9 })],
                 ..Default::default()
             })
             .unwrap();

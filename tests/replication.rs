@@ -221,33 +221,23 @@ fn touch_xml(path: &Path) {
 }
 
 #[test]
-fn reload_is_held_until_a_touched_layers_resource_has_arrived() {
+fn slave_started_from_an_incomplete_copy_is_healed_by_its_bootstrap_resync() {
     let mut c = Cluster::start(&Spec::small(), 15, 0);
     let layer = c.catalog.layers[0].clone();
     let resource = layer.resource_file();
-    // This slave's copy lacks the layer's resource, which the master has.
+    // This slave's copy lacks a layer's resource and holds a file no master has.
     c.add_slave_prepared("gs-slave1", |dir| {
-        std::fs::remove_file(dir.join(&resource)).unwrap()
+        std::fs::remove_file(dir.join(&resource)).unwrap();
+        std::fs::write(dir.join("styles/stray.sld"), "left over").unwrap();
     });
-    let root = c.master_dir().to_path_buf();
-
-    touch_xml(&root.join(layer.layer_file()));
-    wait_until_logs(
-        "the slave holds its reload back",
-        CONVERGE,
-        &[&c.slaves[0].node],
-        || c.slaves[0].node.log_contents().contains("held back"),
-    );
-    let held = Instant::now();
-    touch_xml(&root.join(&resource));
     converge(&c);
-    wait_for_reload_after(&c, &c.slaves[0].gs, held, "slave");
-    for r in c.slaves[0].gs.reloads() {
-        assert!(
-            r.problems.is_empty(),
-            "a reload saw unresolved references: {:?}\n{}",
-            r.problems,
-            c.logs()
-        );
-    }
+    let log = c.slaves[0].node.log_contents();
+    assert!(log.contains("resync round"), "{log}");
+    assert!(log.contains("removed styles/stray.sld"), "{log}");
+    let root = c.master_dir().to_path_buf();
+    touch_xml(&root.join(layer.layer_file()));
+    let after = Instant::now();
+    converge(&c);
+    wait_for_reload_after(&c, &c.slaves[0].gs, after, "slave");
+    assert_reloads_consistent(&c.slaves[0].gs, c.master_dir(), "slave");
 }

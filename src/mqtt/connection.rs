@@ -27,6 +27,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Link {
     pub gen: u64,
     pub client: Option<AsyncClient>,
+    /// Whether the broker still had this node's session: if not, anything published while
+    /// the node was away is gone for it (and a resync is due).
+    pub session_present: bool,
 }
 
 /// What the publisher needs to follow its own publishes.
@@ -104,7 +107,11 @@ pub async fn run(
             o = drive(gen, &server, &client, &mut eventloop, &opts, &link, &events, &inbound) => o,
             _ = shutdown.changed() => Outcome::Shutdown,
         };
-        link.send_replace(Link { gen, client: None });
+        link.send_replace(Link {
+            gen,
+            client: None,
+            session_present: false,
+        });
         let _ = events.send(LinkEvent::Down { gen });
         match outcome {
             Outcome::Shutdown => {
@@ -193,6 +200,7 @@ async fn drive(
                 link.send_replace(Link {
                     gen,
                     client: Some(client.clone()),
+                    session_present: ack.session_present,
                 });
                 let _ = events.send(LinkEvent::Up {
                     gen,

@@ -8,7 +8,7 @@
 
 use crate::atomic;
 use crate::datadir::{self, Entry, Filter, Manifest};
-use crate::delta::{Delta, Op};
+use crate::delta::{Change, Op};
 use crate::hlc::Version;
 use std::fmt;
 use std::io;
@@ -59,12 +59,16 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Decide which changes of `delta` to apply, in the order to apply them.
-pub fn plan(manifest: &Manifest, delta: &Delta, filter: &Filter) -> Result<Vec<Step>, Rejection> {
+/// Decide which of `changes` to apply, in the order to apply them.
+pub fn plan(
+    manifest: &Manifest,
+    changes: &[Change],
+    filter: &Filter,
+) -> Result<Vec<Step>, Rejection> {
     let mut seen = std::collections::HashSet::new();
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
-    for c in &delta.changes {
+    for c in changes {
         if !filter.matches(&c.path) {
             return Err(Rejection::Filtered(c.path.clone()));
         }
@@ -193,7 +197,7 @@ fn remove_empty_parents(data_dir: &Path, file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delta::Change;
+    use crate::delta::Delta;
 
     fn filter() -> Filter {
         Filter::new(&datadir::default_include(), &datadir::default_exclude()).unwrap()
@@ -236,7 +240,7 @@ mod tests {
             delete("workspaces/o/workspace.xml", 5),
             delete("workspaces/o/s/r/layer.xml", 5),
         ]);
-        let steps = plan(&Manifest::default(), &d, &filter()).unwrap();
+        let steps = plan(&Manifest::default(), &d.changes, &filter()).unwrap();
         let paths: Vec<&str> = steps.iter().map(|s| s.path()).collect();
         assert_eq!(
             paths,
@@ -257,9 +261,9 @@ mod tests {
         m.entries
             .insert("global.xml".into(), Entry::tombstone(Version::new(10, "a")));
         let d = delta(vec![write("global.xml", 10, "x")]);
-        assert!(plan(&m, &d, &filter()).unwrap().is_empty());
+        assert!(plan(&m, &d.changes, &filter()).unwrap().is_empty());
         let d = delta(vec![write("global.xml", 11, "x")]);
-        assert_eq!(plan(&m, &d, &filter()).unwrap().len(), 1);
+        assert_eq!(plan(&m, &d.changes, &filter()).unwrap().len(), 1);
     }
 
     #[test]
@@ -269,7 +273,7 @@ mod tests {
             write("security/usergroup/default/users.xml", 1, "x"),
         ]);
         assert!(matches!(
-            plan(&Manifest::default(), &d, &filter()),
+            plan(&Manifest::default(), &d.changes, &filter()),
             Err(Rejection::Filtered(_))
         ));
     }
@@ -282,7 +286,7 @@ mod tests {
             write("workspaces/w/workspace.xml", 1, "w"),
             write("workspaces/w/s/r/layer.xml", 1, "l"),
         ]);
-        let steps = plan(&Manifest::default(), &d, &filter()).unwrap();
+        let steps = plan(&Manifest::default(), &d.changes, &filter()).unwrap();
         check(root, &steps).unwrap();
         let entries = execute(root, &steps).unwrap();
         assert_eq!(entries.len(), 2);
@@ -292,7 +296,7 @@ mod tests {
         );
         let steps = plan(
             &Manifest::default(),
-            &delta(vec![delete("workspaces/w/s/r/layer.xml", 2)]),
+            &delta(vec![delete("workspaces/w/s/r/layer.xml", 2)]).changes,
             &filter(),
         )
         .unwrap();
@@ -308,7 +312,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("workspaces")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("workspaces/evil")).unwrap();
         let d = delta(vec![write("workspaces/evil/workspace.xml", 1, "x")]);
-        let steps = plan(&Manifest::default(), &d, &filter()).unwrap();
+        let steps = plan(&Manifest::default(), &d.changes, &filter()).unwrap();
         assert!(matches!(
             check(dir.path(), &steps),
             Err(Rejection::Escapes(_))

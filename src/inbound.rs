@@ -1,0 +1,323 @@
+//! The one worker that handles every received message, strictly in arrival order.
+//!
+//! Deltas go to the slave side, resync asks to the responder, resync answers to the asker.
+//! Acknowledgements leave in arrival order too, each only once its message is finished and only
+//! on the connection it came from: rumqttd disconnects a client that acks out of order and loses
+//! the head message when it does (mqtt-measured.md §5). A chunked Delta's parts stay
+//! unacknowledged until the whole Delta is applied, so a crash in between has the broker send
+//! every part again.
+
+use crate::config::Role;
+use crate::delta::{self, Assembled, Assembler, DeltaId};
+use crate::mqtt::connection::{Inbound, Link};
+use crate::mqtt::Topic;
+use crate::node::Shared;
+use crate::slave::{apply_delta, Outcome};
+use crate::sync::asker::{Ctx, Resync};
+use crate::sync::responder::Asked;
+use crate::sync::{self};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A chunked Delta whose parts stop arriving is dropped after this long, and resynced.
+const PART_TIMEOUT: Duration = Duration::from_secs(120);
+/// A failed write (disk full, permissions) is retried after this long, forever.
+const RETRY_APPLY: Duration = Duration::from_secs(2);
+
+struct Held {
+    gen: u64,
+    publish: rumqttc::Publish,
+    /// The Delta this message is a part of, while it is incomplete.
+    waiting_for: Option<DeltaId>,
+}
+
+/// Everything the worker talks to.
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub role: Role,
+    pub link: watch::Receiver<Link>,
+    /// Called after a Delta or a resync round wrote files.
+    pub notify: Arc<dyn Fn() + Send + Sync>,
+    /// Asks for the responder (publishing nodes only).
+    pub asks: Option<mpsc::Sender<Asked>>,
+}
+
+impl Worker {
+    /// Run until shutdown.
+    pub async fn run(
+        self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut held: VecDeque<Held> = VecDeque::new();
+        let mut deltas = Assembler::default();
+        let mut syncs = Assembler::default();
+        let mut gen = 0u64;
+        let mut link = self.link.clone();
+        let notify = self.notify.clone();
+        let ctx = Ctx {
+            shared: self.shared.clone(),
+            link: self.link.clone(),
+            notify: Box::new(move || notify()),
+            forget_unknown: self.role == Role::Slave,
+        };
+        let mut resync = Resync::default();
+        if self.role.applies() && self.shared.state.lock().unwrap().applied.is_empty() {
+            resync.request("this node has no replication state yet (bootstrap)");
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let msg = tokio::select! {
+                m = inbound.recv() => match m { Some(m) => m, None => break },
+                _ = tick.tick() => {
+                    for (origin, epoch, seq) in deltas.expire(PART_TIMEOUT) {
+                        log::warn!("delta {origin}/{epoch}/{seq}: parts stopped arriving; dropped");
+                        release(&mut held, &(origin.clone(), epoch, seq));
+                        resync.request(&format!("the parts of delta {epoch}/{seq} from {origin} stopped arriving"));
+                    }
+                    syncs.expire(sync::asker::ANSWER_TIMEOUT);
+                    if self.role.applies() {
+                        resync.tick(&ctx).await;
+                    }
+                    ack_ready(&mut held, &self.link).await;
+                    continue;
+                }
+                changed = link.changed() => {
+                    if changed.is_err() { break; }
+                    let l = link.borrow_and_update().clone();
+                    if self.role.applies() && l.client.is_some() && !l.session_present {
+                        resync.request("the broker had no session for this node (deltas may have been dropped)");
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => break,
+            };
+            if msg.gen != gen {
+                // A new connection: whatever was unacknowledged on the old one comes again.
+                held.clear();
+                deltas = Assembler::default();
+                gen = msg.gen;
+            }
+            let mut h = Held {
+                gen: msg.gen,
+                publish: msg.publish,
+                waiting_for: None,
+            };
+            let topic = h.publish.topic.clone();
+            match self.shared.topics.classify(&topic) {
+                Topic::Delta(origin) if origin == self.shared.node_id => {} // our own, echoed
+                Topic::Delta(origin) if self.role.applies() => {
+                    match self
+                        .delta(&mut deltas, origin, &h.publish.payload, &mut shutdown)
+                        .await
+                    {
+                        Received::Incomplete(id) => h.waiting_for = Some(id),
+                        Received::Done(id, written, gap) => {
+                            if written {
+                                (self.notify)();
+                            }
+                            if gap {
+                                resync.request(&format!("a gap in the deltas from {}", id.0));
+                            }
+                            release(&mut held, &id);
+                        }
+                        Received::Bad => {}
+                        Received::Stopping => break,
+                    }
+                }
+                Topic::Ask(asker) if asker != self.shared.node_id => {
+                    if let (Some(asks), Some((header, body))) = (
+                        &self.asks,
+                        self.assemble(&mut syncs, asker, &h.publish.payload),
+                    ) {
+                        match sync::decode_ask(&body) {
+                            Ok(ask) => {
+                                let _ = asks.try_send(Asked {
+                                    asker: asker.to_string(),
+                                    id: header.epoch,
+                                    batch: header.seq,
+                                    ask,
+                                });
+                            }
+                            Err(e) => self.reject(asker, &e.to_string()),
+                        }
+                    }
+                }
+                Topic::Answer(me) if me == self.shared.node_id && self.role.applies() => {
+                    let from = delta::decode_part(&h.publish.payload, &self.shared.group)
+                        .map(|p| p.origin)
+                        .unwrap_or_default();
+                    if let Some((header, body)) =
+                        self.assemble(&mut syncs, &from, &h.publish.payload)
+                    {
+                        resync.on_answer(&ctx, header, body).await;
+                    }
+                }
+                _ => log::debug!("ignoring message on {topic}"),
+            }
+            held.push_back(h);
+            ack_ready(&mut held, &self.link).await;
+        }
+    }
+
+    fn reject(&self, from: &str, why: &str) {
+        self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+        log::warn!("rejected a message from {from}: {why}");
+    }
+
+    /// Decode a part and return the whole message once complete; `sender` must match the
+    /// origin the part claims.
+    fn assemble(
+        &self,
+        asm: &mut Assembler,
+        sender: &str,
+        payload: &[u8],
+    ) -> Option<(delta::Part, Vec<u8>)> {
+        let part = match delta::decode_part(payload, &self.shared.group) {
+            Ok(p) if p.origin == sender => p,
+            Ok(p) => {
+                self.reject(sender, &format!("it claims to come from {:?}", p.origin));
+                return None;
+            }
+            Err(e) => {
+                self.reject(sender, &e.to_string());
+                return None;
+            }
+        };
+        match asm.push(part) {
+            Ok(Assembled::Complete(header, body)) => Some((header, body)),
+            Ok(Assembled::Incomplete) => None,
+            Err(e) => {
+                self.reject(sender, &e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn delta(
+        &self,
+        asm: &mut Assembler,
+        topic_origin: &str,
+        payload: &[u8],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Received {
+        let shared = &self.shared;
+        let part = match delta::decode_part(payload, &shared.group) {
+            Ok(p) if p.origin == topic_origin => p,
+            Ok(p) => {
+                self.reject(topic_origin, &format!("it claims origin {:?}", p.origin));
+                return Received::Bad;
+            }
+            Err(e) => {
+                self.reject(topic_origin, &e.to_string());
+                return Received::Bad;
+            }
+        };
+        let id: DeltaId = (part.origin.clone(), part.epoch, part.seq);
+        let delta = match asm.push(part).and_then(|a| match a {
+            Assembled::Incomplete => Ok(None),
+            Assembled::Complete(header, body) => delta::decode_body(&header, &body).map(Some),
+        }) {
+            Ok(None) => return Received::Incomplete(id),
+            Ok(Some(d)) => d,
+            Err(e) => {
+                self.reject(topic_origin, &format!("delta {}/{}: {e}", id.1, id.2));
+                return Received::Done(id, false, true);
+            }
+        };
+        loop {
+            let sh = shared.clone();
+            let d = delta.clone();
+            let result = tokio::task::spawn_blocking(move || apply_delta(&sh, &d))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(format!("apply task failed: {e}"))));
+            match result {
+                Ok(Outcome::Applied { steps, gap }) => {
+                    log::info!(
+                        "applied delta {}/{} from {}: {steps} of {} change(s) written",
+                        delta.epoch,
+                        delta.seq,
+                        delta.origin,
+                        delta.changes.len()
+                    );
+                    return Received::Done(id, steps > 0, gap);
+                }
+                Ok(Outcome::Duplicate) => {
+                    log::debug!("delta {}/{}/{} already applied", id.0, id.1, id.2);
+                    return Received::Done(id, false, false);
+                }
+                Ok(Outcome::Rejected(why)) => {
+                    self.reject(
+                        &delta.origin,
+                        &format!(
+                            "delta {}/{}: {why}; nothing of it was written",
+                            delta.epoch, delta.seq
+                        ),
+                    );
+                    return Received::Done(id, false, false);
+                }
+                Err(_) if shared.stopping.load(Ordering::SeqCst) => {
+                    log::info!(
+                        "delta {}/{} from {} left for after the restart (not acknowledged)",
+                        delta.epoch,
+                        delta.seq,
+                        delta.origin
+                    );
+                    return Received::Stopping;
+                }
+                Err(e) => {
+                    log::error!(
+                        "cannot apply delta {}/{} from {}: {e}; retrying in {} s (not acknowledged)",
+                        delta.epoch,
+                        delta.seq,
+                        delta.origin,
+                        RETRY_APPLY.as_secs()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_APPLY) => {}
+                        _ = shutdown.changed() => return Received::Stopping,
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Received {
+    Incomplete(DeltaId),
+    /// Finished with this Delta: whether files were written, whether a resync is needed.
+    Done(DeltaId, bool, bool),
+    Bad,
+    Stopping,
+}
+
+fn release(held: &mut VecDeque<Held>, id: &DeltaId) {
+    for h in held
+        .iter_mut()
+        .filter(|h| h.waiting_for.as_ref() == Some(id))
+    {
+        h.waiting_for = None;
+    }
+}
+
+/// Ack from the front of the queue while messages are finished, on their own connection only.
+async fn ack_ready(held: &mut VecDeque<Held>, link: &watch::Receiver<Link>) {
+    while held.front().is_some_and(|h| h.waiting_for.is_none()) {
+        let h = held.pop_front().unwrap();
+        let client = {
+            let l = link.borrow();
+            (l.gen == h.gen).then(|| l.client.clone()).flatten()
+        };
+        match client {
+            Some(c) => {
+                if let Err(e) = c.ack(&h.publish).await {
+                    log::debug!("ack not sent (connection closing): {e}");
+                }
+            }
+            None => log::debug!("ack dropped: its connection is gone; the broker redelivers"),
+        }
+    }
+}

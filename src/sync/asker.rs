@@ -1,0 +1,407 @@
+//! The asking side of a resync: one round at a time, driven by the inbound worker.
+//!
+//! A round asks for manifests, takes the first complete answer, fetches what is missing one
+//! bounded batch at a time from that responder, and finishes by adopting identical files,
+//! deleting, recording positions and asking for one reload. A round that stops getting answers
+//! is abandoned after [`ANSWER_TIMEOUT`] and asked again with back-off.
+
+use super::{batches, decode_answer, encode_ask, plan, Answer, Ask, Plan};
+use crate::datadir::{self, Entry};
+use crate::delta::{Change, Op, Part};
+use crate::hlc::Version;
+use crate::mqtt::connection::Link;
+use crate::node::Shared;
+use crate::slave::{self, apply};
+use crate::state::{Position, Record};
+use rumqttc::QoS;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A round whose next answer takes longer than this is asked again.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the asker needs from the node.
+pub struct Ctx {
+    pub shared: Arc<Shared>,
+    pub link: watch::Receiver<Link>,
+    /// Called once a round changed files, to schedule a reload.
+    pub notify: Box<dyn Fn() + Send + Sync>,
+    /// Pure slaves delete replicated files no responder knows of.
+    pub forget_unknown: bool,
+}
+
+enum Stage {
+    Manifest,
+    Fetch {
+        responder: String,
+        positions: BTreeMap<String, Position>,
+        plan: Plan,
+        pending: VecDeque<Vec<String>>,
+        fetched: usize,
+        written: usize,
+    },
+}
+
+struct Round {
+    id: u64,
+    batch: u64,
+    started: Instant,
+    asked_at: Instant,
+    stage: Stage,
+}
+
+/// Resync state of one node.
+pub struct Resync {
+    wanted: Option<String>,
+    round: Option<Round>,
+    next_id: u64,
+    failures: u32,
+    not_before: Instant,
+}
+
+impl Default for Resync {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        Resync {
+            wanted: None,
+            round: None,
+            next_id: seed,
+            failures: 0,
+            not_before: Instant::now(),
+        }
+    }
+}
+
+impl Resync {
+    /// Ask for a resync. While a round runs, requests are absorbed: the round's positions are
+    /// taken after the gaps that prompted them.
+    pub fn request(&mut self, why: &str) {
+        if self.round.is_none() && self.wanted.is_none() {
+            log::info!("resync needed: {why}");
+            self.wanted = Some(why.to_string());
+        }
+    }
+
+    /// Whether a round is running (reloads wait for it).
+    pub fn active(&self) -> bool {
+        self.round.is_some()
+    }
+
+    /// Start a wanted round, or give up on one that stopped getting answers.
+    pub async fn tick(&mut self, ctx: &Ctx) {
+        let now = Instant::now();
+        if let Some(r) = &self.round {
+            if now.duration_since(r.asked_at) > ANSWER_TIMEOUT {
+                self.failures += 1;
+                let wait = backoff(self.failures);
+                log::warn!(
+                    "resync: no answer within {} s (attempt {}); asking again in {} s",
+                    ANSWER_TIMEOUT.as_secs(),
+                    self.failures,
+                    wait.as_secs()
+                );
+                self.abandon(ctx);
+                self.wanted = Some("previous round timed out".into());
+                self.not_before = now + wait;
+            }
+            return;
+        }
+        if self.wanted.is_none() || now < self.not_before {
+            return;
+        }
+        if ctx.link.borrow().client.is_none() {
+            return;
+        }
+        self.wanted = None;
+        self.next_id += 1;
+        let id = self.next_id;
+        self.round = Some(Round {
+            id,
+            batch: 1,
+            started: now,
+            asked_at: now,
+            stage: Stage::Manifest,
+        });
+        ctx.shared.resyncing.store(true, Ordering::SeqCst);
+        log::info!("resync round {id}: asking for manifests");
+        send_ask(ctx, id, 1, &Ask::Manifest).await;
+    }
+
+    fn abandon(&mut self, ctx: &Ctx) {
+        self.round = None;
+        ctx.shared.resyncing.store(false, Ordering::SeqCst);
+    }
+
+    /// Handle one complete answer addressed to this node.
+    pub async fn on_answer(&mut self, ctx: &Ctx, header: Part, body: Vec<u8>) {
+        let Some(round) = self.round.as_mut() else {
+            return;
+        };
+        if header.epoch != round.id || header.seq != round.batch {
+            return; // an answer to an earlier round or request, or a second responder's
+        }
+        let answer = match decode_answer(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                ctx.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                log::warn!("resync: rejected an answer from {}: {e}", header.origin);
+                return;
+            }
+        };
+        let result = match (&mut round.stage, answer) {
+            (Stage::Manifest, Answer::Manifest { positions, items }) => {
+                log::info!(
+                    "resync round {}: manifest of {} entries from {}",
+                    round.id,
+                    items.len(),
+                    header.origin
+                );
+                let sh = ctx.shared.clone();
+                let forget = ctx.forget_unknown;
+                match tokio::task::spawn_blocking(move || make_plan(&sh, &items, forget)).await {
+                    Ok(Ok(plan)) => {
+                        let pending: VecDeque<_> = batches(&plan.fetch).into();
+                        round.stage = Stage::Fetch {
+                            responder: header.origin.clone(),
+                            positions,
+                            plan,
+                            pending,
+                            fetched: 0,
+                            written: 0,
+                        };
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                }
+            }
+            (
+                Stage::Fetch {
+                    responder,
+                    fetched,
+                    written,
+                    ..
+                },
+                Answer::Files { changes },
+            ) if *responder == header.origin => {
+                *fetched += changes.len();
+                let sh = ctx.shared.clone();
+                match tokio::task::spawn_blocking(move || write_batch(&sh, &changes)).await {
+                    Ok(Ok(n)) => {
+                        *written += n;
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                }
+            }
+            _ => return,
+        };
+        if let Err(e) = result {
+            log::error!("resync round {}: {e}; starting over", round.id);
+            self.abandon(ctx);
+            self.wanted = Some("previous round failed".into());
+            self.not_before = Instant::now() + backoff(1);
+            return;
+        }
+        self.next_request(ctx).await;
+    }
+
+    /// Ask for the next batch, or finish the round.
+    async fn next_request(&mut self, ctx: &Ctx) {
+        let round = self.round.as_mut().expect("a round runs");
+        let Stage::Fetch {
+            responder, pending, ..
+        } = &mut round.stage
+        else {
+            return;
+        };
+        if let Some(paths) = pending.pop_front() {
+            round.batch += 1;
+            round.asked_at = Instant::now();
+            let ask = Ask::Files {
+                to: responder.clone(),
+                paths,
+            };
+            let (id, batch) = (round.id, round.batch);
+            send_ask(ctx, id, batch, &ask).await;
+            return;
+        }
+        let round = self.round.take().expect("a round runs");
+        let Stage::Fetch {
+            responder,
+            positions,
+            plan,
+            fetched,
+            written,
+            ..
+        } = round.stage
+        else {
+            unreachable!()
+        };
+        let sh = ctx.shared.clone();
+        let (adopt, delete, forget) = (plan.adopt.len(), plan.delete.len(), plan.forget.len());
+        let result = tokio::task::spawn_blocking(move || finish(&sh, plan, positions)).await;
+        ctx.shared.resyncing.store(false, Ordering::SeqCst);
+        match result {
+            Ok(Ok(removed)) => {
+                self.failures = 0;
+                log::info!(
+                    "resync round {} from {responder} complete in {} ms: {fetched} file(s) fetched ({written} written), {adopt} already identical, {removed} removed ({delete} deleted upstream, {forget} unknown upstream)",
+                    round.id,
+                    round.started.elapsed().as_millis()
+                );
+                if written + removed > 0 {
+                    (ctx.notify)();
+                }
+            }
+            Ok(Err(e)) => {
+                log::error!(
+                    "resync round {}: cannot finish: {e}; starting over",
+                    round.id
+                );
+                self.wanted = Some("previous round failed".into());
+                self.not_before = Instant::now() + backoff(1);
+            }
+            Err(e) => log::error!("resync round {}: {e}", round.id),
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    (Duration::from_secs(5) * 2u32.saturating_pow(failures.saturating_sub(1))).min(MAX_BACKOFF)
+}
+
+async fn send_ask(ctx: &Ctx, id: u64, batch: u64, ask: &Ask) {
+    let sh = &ctx.shared;
+    let payloads = encode_ask(&sh.group, &sh.node_id, id, batch, ask);
+    let Some(client) = ctx.link.borrow().client.clone() else {
+        return; // the timeout asks again once connected
+    };
+    for p in payloads {
+        let topic = sh.topics.sync_ask(&sh.node_id);
+        if client
+            .publish(topic, QoS::AtMostOnce, false, p)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Compare the responder's manifest with this node's manifest and files (blocking).
+fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Result<Plan> {
+    let state = sh.state.lock().unwrap();
+    let scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
+    let on_disk = |path: &str| -> Option<[u8; 32]> {
+        let stat = scan.get(path)?;
+        match state.manifest.live_entry(path) {
+            Some(e) if e.same_stat(stat) => Some(e.sha256),
+            _ => datadir::sha256_file(&sh.data_dir.join(path)).ok(),
+        }
+    };
+    let replicated: BTreeSet<String> = scan.keys().cloned().collect();
+    // Only paths this node replicates are planned; others are not ours to fetch.
+    let items: Vec<super::Item> = items
+        .iter()
+        .filter(|i| sh.filter.matches(&i.path))
+        .cloned()
+        .collect();
+    Ok(plan(
+        &state.manifest,
+        &items,
+        on_disk,
+        &replicated,
+        forget_unknown,
+    ))
+}
+
+/// Write one batch of fetched files (blocking); returns how many were written.
+fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
+    let mut state = sh.state.lock().unwrap();
+    match slave::write_changes(sh, &state, changes)? {
+        Ok((n, entries)) => {
+            state.commit(Record {
+                entries,
+                ..Default::default()
+            })?;
+            Ok(n)
+        }
+        Err(why) => Err(io::Error::other(format!("answer refused: {why}"))),
+    }
+}
+
+/// Adopt, delete, forget and record positions (blocking). Returns how many files were removed.
+fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io::Result<usize> {
+    let mut state = sh.state.lock().unwrap();
+    let deletes: Vec<Change> = plan
+        .delete
+        .iter()
+        .map(|(path, version)| Change {
+            path: path.clone(),
+            version: version.clone(),
+            op: Op::Delete,
+        })
+        .collect();
+    let (mut removed, mut entries) = match slave::write_changes(sh, &state, &deletes)? {
+        Ok(x) => x,
+        Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
+    };
+    for (path, version, sha256) in plan.adopt {
+        let Ok(stat) = std::fs::symlink_metadata(sh.data_dir.join(&path)) else {
+            continue;
+        };
+        let stat = datadir::FileStat::from_metadata(&stat);
+        let mut e = Entry::tombstone(version);
+        e.deleted = false;
+        e.sha256 = sha256;
+        e.set_stat(&stat);
+        entries.push((path, e));
+    }
+    // Files no responder knows: remove them the way a deletion would, and forget them.
+    let steps: Vec<apply::Step> = plan
+        .forget
+        .iter()
+        .map(|p| apply::Step::Delete {
+            path: p.clone(),
+            version: Version::new(0, ""),
+        })
+        .collect();
+    if !steps.is_empty() {
+        let _writing = sh.files.write().unwrap_or_else(|e| e.into_inner());
+        apply::execute(&sh.data_dir, &steps)?;
+        removed += steps.len();
+        for p in &plan.forget {
+            log::info!("resync: removed {p}, which no master has");
+        }
+    }
+    let mut applied = Vec::new();
+    for (origin, remote) in positions {
+        if origin == sh.node_id {
+            continue;
+        }
+        let keep_local = state
+            .applied
+            .get(&origin)
+            .is_some_and(|l| l.epoch == remote.epoch && l.seq >= remote.seq);
+        if !keep_local {
+            applied.push((origin, remote));
+        }
+    }
+    state.commit(Record {
+        entries,
+        forget: plan.forget,
+        applied,
+        ..Default::default()
+    })?;
+    Ok(removed)
+}

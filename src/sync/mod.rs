@@ -1,0 +1,324 @@
+//! Resync: the safety net that makes convergence independent of any broker's memory.
+//!
+//! Persistent sessions are the fast path, but a broker can forget (rumqttd keeps everything in
+//! memory and silently drops what its log rolls over; external brokers have queue limits). A
+//! node that applies Deltas therefore resyncs whenever it cannot prove it saw everything: on a
+//! fresh state dir (bootstrap), on every connection where the broker had no session for it, on
+//! a sequence gap, and when the parts of a chunked Delta stop arriving.
+//!
+//! The protocol (docs/resync.md), over `{prefix}/{group}/sync/ask/{asker}` and
+//! `{prefix}/{group}/sync/answer/{asker}`:
+//! 1. the asker sends `Ask::Manifest`; every publishing node answers with its manifest (path →
+//!    version, SHA-256, size, or tombstone) and its stream positions, taken under one lock;
+//! 2. the asker takes the first complete answer and plans ([`plan`], pure): which files it must
+//!    fetch, which it already has byte-identical (adopt), which it must delete;
+//! 3. it fetches the files in batches of bounded size (`Ask::Files`, answered with the same
+//!    `Change` type Deltas carry) — one batch at a time, which is the flow control that keeps a
+//!    bootstrap from overrunning a broker's in-memory log;
+//! 4. it applies them with the Delta machinery (versions decide), deletes, records the
+//!    positions, and asks for one reload.
+//!
+//! Live Deltas keep flowing meanwhile and are applied as usual: per-file versions make every
+//! order safe, and positions only ever move forward.
+
+pub mod asker;
+pub mod responder;
+
+use crate::datadir::Manifest;
+use crate::delta::{self, Change, DecodeError};
+use crate::hlc::Version;
+use crate::state::Position;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most file bytes asked for in one batch.
+pub const BATCH_BYTES: u64 = 1024 * 1024;
+/// Most paths asked for in one batch (keeps the ask itself well under one message).
+pub const BATCH_PATHS: usize = 500;
+
+/// What an asker wants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ask {
+    /// "Send me your manifest and positions." Answered by every node that publishes.
+    Manifest,
+    /// "Send me these files." Answered only by the node named in `to`.
+    Files { to: String, paths: Vec<String> },
+}
+
+/// One manifest line of an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub path: String,
+    pub version: Version,
+    #[serde(with = "serde_bytes")]
+    pub sha256: Vec<u8>,
+    pub size: u64,
+    pub deleted: bool,
+}
+
+/// What a responder sends back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Manifest {
+        positions: BTreeMap<String, Position>,
+        items: Vec<Item>,
+    },
+    Files {
+        changes: Vec<Change>,
+    },
+}
+
+fn to_cbor<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("CBOR into memory");
+    out
+}
+
+/// Encode an ask. `id` names the resync round, `batch` the request within it (1 = manifest).
+pub fn encode_ask(group: &str, asker: &str, id: u64, batch: u64, ask: &Ask) -> Vec<Vec<u8>> {
+    delta::encode_parts(group, asker, id, batch, &to_cbor(ask))
+}
+
+/// Encode an answer from `responder` to round `id`, request `batch`.
+pub fn encode_answer(
+    group: &str,
+    responder: &str,
+    id: u64,
+    batch: u64,
+    answer: &Answer,
+) -> Vec<Vec<u8>> {
+    delta::encode_parts(group, responder, id, batch, &to_cbor(answer))
+}
+
+/// Decode an ask body.
+pub fn decode_ask(body: &[u8]) -> Result<Ask, DecodeError> {
+    ciborium::from_reader(body).map_err(|e| DecodeError::Cbor(e.to_string()))
+}
+
+/// Decode and verify an answer body (paths normalised, hashes matching).
+pub fn decode_answer(body: &[u8]) -> Result<Answer, DecodeError> {
+    let answer: Answer =
+        ciborium::from_reader(body).map_err(|e| DecodeError::Cbor(e.to_string()))?;
+    match &answer {
+        Answer::Files { changes } => delta::verify_changes(changes)?,
+        Answer::Manifest { items, .. } => {
+            for i in items {
+                crate::datadir::normalize(&i.path).map_err(|e| DecodeError::Change {
+                    path: i.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+    }
+    Ok(answer)
+}
+
+/// What a resync must do locally, decided from manifests alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Paths to fetch, with the version and size the responder announced.
+    pub fetch: Vec<(String, Version, u64)>,
+    /// Files already here byte-identical: record the responder's version, write nothing.
+    pub adopt: Vec<(String, Version, [u8; 32])>,
+    /// Paths to delete, with the version of the deletion.
+    pub delete: Vec<(String, Version)>,
+    /// Files the cluster does not know at all (pure slaves only): delete and forget.
+    pub forget: Vec<String>,
+}
+
+/// Decide what to fetch, adopt and delete.
+///
+/// `on_disk` gives the SHA-256 of a replicated file present in the data directory (None when
+/// absent); `replicated_on_disk` lists every such file. A remote item wins when its version is
+/// above the local manifest's; at equal versions a differing local file is fetched again.
+/// `forget_unknown` (pure slaves) deletes replicated files no responder knows of.
+pub fn plan(
+    local: &Manifest,
+    remote: &[Item],
+    on_disk: impl Fn(&str) -> Option<[u8; 32]>,
+    replicated_on_disk: &BTreeSet<String>,
+    forget_unknown: bool,
+) -> Plan {
+    let mut p = Plan::default();
+    let mut known = BTreeSet::new();
+    for item in remote {
+        known.insert(item.path.as_str());
+        let local_entry = local.entries.get(&item.path);
+        if local_entry.is_some_and(|e| e.version > item.version) {
+            continue;
+        }
+        let disk = on_disk(&item.path);
+        let equal_version = local_entry.is_some_and(|e| e.version == item.version);
+        if item.deleted {
+            if disk.is_some() || !equal_version {
+                p.delete.push((item.path.clone(), item.version.clone()));
+            }
+            continue;
+        }
+        match disk {
+            Some(h) if h.as_slice() == item.sha256.as_slice() => {
+                if !equal_version {
+                    p.adopt.push((item.path.clone(), item.version.clone(), h));
+                }
+            }
+            _ => p
+                .fetch
+                .push((item.path.clone(), item.version.clone(), item.size)),
+        }
+    }
+    if forget_unknown {
+        p.forget = replicated_on_disk
+            .iter()
+            .filter(|path| !known.contains(path.as_str()))
+            .cloned()
+            .collect();
+    }
+    p
+}
+
+/// Split the paths to fetch into batches of bounded bytes and count.
+pub fn batches(fetch: &[(String, Version, u64)]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut bytes = 0u64;
+    for (path, _, size) in fetch {
+        let full = out.last().is_none_or(|b| {
+            b.len() >= BATCH_PATHS || (bytes + size > BATCH_BYTES && !b.is_empty())
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        out.last_mut().unwrap().push(path.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datadir::Entry;
+    use sha2::{Digest, Sha256};
+
+    fn h(s: &str) -> [u8; 32] {
+        Sha256::digest(s.as_bytes()).into()
+    }
+
+    fn item(path: &str, hlc: u64, content: &str) -> Item {
+        Item {
+            path: path.into(),
+            version: Version::new(hlc, "m"),
+            sha256: h(content).to_vec(),
+            size: content.len() as u64,
+            deleted: false,
+        }
+    }
+
+    fn entry(hlc: u64, content: &str) -> Entry {
+        Entry {
+            sha256: h(content),
+            size: content.len() as u64,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 0,
+            version: Version::new(hlc, "m"),
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn empty_node_fetches_everything_live_and_deletes_nothing() {
+        let remote = vec![item("a.xml", 1, "a"), item("b.xml", 2, "b")];
+        let p = plan(
+            &Manifest::default(),
+            &remote,
+            |_| None,
+            &BTreeSet::new(),
+            true,
+        );
+        assert_eq!(p.fetch.len(), 2);
+        assert!(p.delete.is_empty() && p.adopt.is_empty() && p.forget.is_empty());
+    }
+
+    #[test]
+    fn identical_files_copied_by_hand_are_adopted_not_fetched() {
+        let remote = vec![item("a.xml", 1, "a")];
+        let p = plan(
+            &Manifest::default(),
+            &remote,
+            |_| Some(h("a")),
+            &BTreeSet::new(),
+            true,
+        );
+        assert!(p.fetch.is_empty());
+        assert_eq!(
+            p.adopt,
+            vec![("a.xml".into(), Version::new(1, "m"), h("a"))]
+        );
+    }
+
+    #[test]
+    fn newer_local_versions_win_and_up_to_date_files_are_left_alone() {
+        let mut local = Manifest::default();
+        local.entries.insert("a.xml".into(), entry(5, "mine"));
+        local.entries.insert("b.xml".into(), entry(2, "b"));
+        let remote = vec![item("a.xml", 4, "theirs"), item("b.xml", 2, "b")];
+        let disk = |p: &str| Some(if p == "a.xml" { h("mine") } else { h("b") });
+        let p = plan(&local, &remote, disk, &BTreeSet::new(), true);
+        assert_eq!(p, Plan::default());
+    }
+
+    #[test]
+    fn tombstones_delete_present_files_and_unknown_files_are_forgotten_on_pure_slaves() {
+        let mut gone = item("old.xml", 9, "");
+        gone.deleted = true;
+        let remote = vec![gone, item("a.xml", 1, "a")];
+        let on_disk: BTreeSet<String> = ["old.xml", "a.xml", "stray.xml"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
+        let p = plan(&Manifest::default(), &remote, disk, &on_disk, true);
+        assert_eq!(p.delete, vec![("old.xml".into(), Version::new(9, "m"))]);
+        assert_eq!(p.forget, vec!["stray.xml".to_string()]);
+        let p = plan(&Manifest::default(), &remote, disk, &on_disk, false);
+        assert!(p.forget.is_empty());
+    }
+
+    #[test]
+    fn batches_respect_byte_and_count_bounds() {
+        let fetch: Vec<_> = (0..1200)
+            .map(|i| (format!("f{i}"), Version::new(1, "m"), 4096u64))
+            .collect();
+        let b = batches(&fetch);
+        assert!(b.iter().all(|x| x.len() <= BATCH_PATHS));
+        assert!(b.iter().all(|x| x.len() as u64 * 4096 <= BATCH_BYTES));
+        assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 1200);
+        let huge = vec![("big".to_string(), Version::new(1, "m"), 5 * BATCH_BYTES)];
+        assert_eq!(batches(&huge), vec![vec!["big".to_string()]]);
+    }
+
+    #[test]
+    fn answers_round_trip_and_bad_paths_are_rejected() {
+        let a = Answer::Manifest {
+            positions: BTreeMap::from([("m".to_string(), Position { epoch: 1, seq: 4 })]),
+            items: vec![item("workspaces/w/workspace.xml", 1, "w")],
+        };
+        let msgs = encode_answer("g", "m", 7, 1, &a);
+        let mut asm = delta::Assembler::default();
+        let part = delta::decode_part(&msgs[0], "g").unwrap();
+        let delta::Assembled::Complete(header, body) = asm.push(part).unwrap() else {
+            panic!("one part")
+        };
+        assert_eq!(
+            (header.origin.as_str(), header.epoch, header.seq),
+            ("m", 7, 1)
+        );
+        assert_eq!(decode_answer(&body).unwrap(), a);
+        let bad = Answer::Manifest {
+            positions: BTreeMap::new(),
+            items: vec![item("../etc/passwd", 1, "x")],
+        };
+        assert!(decode_answer(&to_cbor(&bad)).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! Answers resync asks on a publishing node: its manifest and positions, or the files asked for.
+//!
+//! Answers go out with QoS 0. They are re-asked on a timeout anyway, and QoS 0 keeps them out of
+//! the PUBACK accounting that the outbox publisher relies on (it pairs every QoS 1 packet id the
+//! connection reports with its own outbox parts).
+
+use super::{encode_answer, Answer, Ask, Item};
+use crate::delta::{Change, Op};
+use crate::mqtt::connection::Link;
+use crate::node::Shared;
+use crate::state::Position;
+use rumqttc::QoS;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// One ask, as received.
+pub struct Asked {
+    pub asker: String,
+    pub id: u64,
+    pub batch: u64,
+    pub ask: Ask,
+}
+
+/// Run until the ask channel closes.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut asks: mpsc::Receiver<Asked>,
+    link: watch::Receiver<Link>,
+) {
+    while let Some(asked) = asks.recv().await {
+        let sh = shared.clone();
+        let ask = asked.ask.clone();
+        let answer = match tokio::task::spawn_blocking(move || answer(&sh, &ask)).await {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(e) => {
+                log::error!("resync answer for {} failed: {e}", asked.asker);
+                continue;
+            }
+        };
+        let payloads = encode_answer(
+            &shared.group,
+            &shared.node_id,
+            asked.id,
+            asked.batch,
+            &answer,
+        );
+        let Some(client) = link.borrow().client.clone() else {
+            log::debug!("resync ask from {} dropped: not connected", asked.asker);
+            continue;
+        };
+        let topic = shared.topics.sync_answer(&asked.asker);
+        match &answer {
+            Answer::Manifest { items, .. } => log::info!(
+                "resync: sending my manifest ({} entries) to {}",
+                items.len(),
+                asked.asker
+            ),
+            Answer::Files { changes } => log::debug!(
+                "resync: sending {} file(s) to {} (batch {})",
+                changes.len(),
+                asked.asker,
+                asked.batch
+            ),
+        }
+        for p in payloads {
+            if client
+                .publish(topic.clone(), QoS::AtMostOnce, false, p)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// Build the answer to one ask (blocking: reads state and files).
+fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
+    let state = sh.state.lock().unwrap();
+    match ask {
+        Ask::Manifest => {
+            let mut positions: BTreeMap<String, Position> = state.applied.clone();
+            if state.next_seq > 1 {
+                positions.insert(
+                    sh.node_id.clone(),
+                    Position {
+                        epoch: state.epoch,
+                        seq: state.next_seq - 1,
+                    },
+                );
+            }
+            let items = state
+                .manifest
+                .entries
+                .iter()
+                .map(|(path, e)| Item {
+                    path: path.clone(),
+                    version: e.version.clone(),
+                    sha256: e.sha256.to_vec(),
+                    size: e.size,
+                    deleted: e.deleted,
+                })
+                .collect();
+            Some(Answer::Manifest { positions, items })
+        }
+        Ask::Files { to, paths } if *to == sh.node_id => {
+            let mut changes = Vec::with_capacity(paths.len());
+            for path in paths {
+                let Some(entry) = state.manifest.live_entry(path) else {
+                    continue;
+                };
+                // A file gone since the manifest was sent is left out; its deletion arrives as
+                // a Delta once the detector sees it.
+                match std::fs::read(sh.data_dir.join(path)) {
+                    Ok(bytes) => changes.push(Change {
+                        path: path.clone(),
+                        version: entry.version.clone(),
+                        op: Op::write(bytes),
+                    }),
+                    Err(e) => log::debug!("resync: {path} not sent: {e}"),
+                }
+            }
+            Some(Answer::Files { changes })
+        }
+        Ask::Files { .. } => None,
+    }
+}
