@@ -1,6 +1,5 @@
 //! The reload task against a stand-in GeoServer on 127.0.0.1: coalescing, retries, readiness.
 
-#[path = "reload_support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,13 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gscluster::reload::{self, GeoServer, Readiness, ReloadHandle, ReloadSettings, ReloadStats};
-use support::geoserver::{free_port, FakeGeoServer, PASSWORD, USER};
-use support::{logs, wait_until};
+use support::geoserver::StandInGeoServer;
+use support::logs;
+use support::node::{free_port, wait_until_async};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 const LIMIT: Duration = Duration::from_secs(10);
+/// The credentials the stand-in accepts; anything else gets 401.
+const USER: &str = "admin";
+const PASSWORD: &str = "geoserver";
+
+/// A stand-in GeoServer for the reload client alone: no data directory behind it.
+fn geoserver() -> StandInGeoServer {
+    StandInGeoServer::start_without_data_dir(USER, PASSWORD)
+}
 
 fn fast() -> ReloadSettings {
     ReloadSettings {
@@ -84,7 +92,7 @@ fn client(server_url: &str) -> GeoServer {
 
 #[tokio::test]
 async fn burst_of_50_notifies_makes_exactly_one_reload() {
-    let server = FakeGeoServer::start();
+    let server = geoserver();
     let settings = ReloadSettings {
         quiet: Duration::from_millis(300),
         ..fast()
@@ -93,7 +101,7 @@ async fn burst_of_50_notifies_makes_exactly_one_reload() {
     for _ in 0..50 {
         task.handle.notify();
     }
-    wait_until("one successful reload", LIMIT, || {
+    wait_until_async("one successful reload", LIMIT, || {
         task.stats().reloads_ok == 1
     })
     .await;
@@ -116,11 +124,11 @@ async fn burst_of_50_notifies_makes_exactly_one_reload() {
 
 #[tokio::test]
 async fn notifies_during_a_running_reload_make_exactly_one_more() {
-    let server = FakeGeoServer::start();
-    server.answer_after(Duration::from_millis(300));
+    let server = geoserver();
+    server.set_delay(Duration::from_millis(300));
     let task = Task::start(Some(client(&server.url())), fast(), always_ready);
     task.handle.notify();
-    wait_until("the first reload to start", LIMIT, || {
+    wait_until_async("the first reload to start", LIMIT, || {
         server.request_count() == 1
     })
     .await;
@@ -128,7 +136,7 @@ async fn notifies_during_a_running_reload_make_exactly_one_more() {
         task.handle.notify();
         tokio::task::yield_now().await;
     }
-    wait_until("two successful reloads", LIMIT, || {
+    wait_until_async("two successful reloads", LIMIT, || {
         task.stats().reloads_ok == 2
     })
     .await;
@@ -139,11 +147,11 @@ async fn notifies_during_a_running_reload_make_exactly_one_more() {
 
 #[tokio::test]
 async fn a_reload_failing_with_500_twice_is_retried_then_succeeds() {
-    let server = FakeGeoServer::start();
+    let server = geoserver();
     server.answer_next(&[500, 500]);
     let task = Task::start(Some(client(&server.url())), fast(), always_ready);
     task.handle.notify();
-    wait_until("a successful reload", LIMIT, || {
+    wait_until_async("a successful reload", LIMIT, || {
         task.stats().reloads_ok == 1
     })
     .await;
@@ -162,11 +170,11 @@ async fn a_reload_failing_with_500_twice_is_retried_then_succeeds() {
 
 #[tokio::test]
 async fn wrong_credentials_are_reported_as_unauthorized_and_retried() {
-    let server = FakeGeoServer::start();
+    let server = geoserver();
     let gs = GeoServer::new(server.url(), USER, "not-the-password");
     let task = Task::start(Some(gs), fast(), always_ready);
     task.handle.notify();
-    wait_until("two failed reloads", LIMIT, || {
+    wait_until_async("two failed reloads", LIMIT, || {
         task.stats().reloads_failed >= 2
     })
     .await;
@@ -187,7 +195,7 @@ async fn geoserver_down_then_up_gets_the_reload() {
     let url = format!("http://127.0.0.1:{port}/geoserver");
     let task = Task::start(Some(client(&url)), fast(), always_ready);
     task.handle.notify();
-    wait_until("two refused attempts", LIMIT, || {
+    wait_until_async("two refused attempts", LIMIT, || {
         task.stats().reloads_failed >= 2
     })
     .await;
@@ -199,8 +207,8 @@ async fn geoserver_down_then_up_gets_the_reload() {
         &url,
         "failed (attempt 2): connection refused; retrying in"
     ]));
-    let server = FakeGeoServer::start_on(port);
-    wait_until("the reload once GeoServer is up", LIMIT, || {
+    let server = StandInGeoServer::start_on(port, None, USER, PASSWORD);
+    wait_until_async("the reload once GeoServer is up", LIMIT, || {
         task.stats().reloads_ok == 1
     })
     .await;
@@ -210,7 +218,7 @@ async fn geoserver_down_then_up_gets_the_reload() {
 
 #[tokio::test]
 async fn readiness_wait_holds_the_reload_until_ready() {
-    let server = FakeGeoServer::start();
+    let server = geoserver();
     let resolved = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&resolved);
     let task = Task::start(Some(client(&server.url())), fast(), move || {
@@ -221,7 +229,7 @@ async fn readiness_wait_holds_the_reload_until_ready() {
         }
     });
     task.handle.notify();
-    wait_until("the hold to be logged", LIMIT, || {
+    wait_until_async("the hold to be logged", LIMIT, || {
         logs::logged(&["held back", "FT-held"])
     })
     .await;
@@ -229,7 +237,7 @@ async fn readiness_wait_holds_the_reload_until_ready() {
     tokio::time::sleep(fast().recheck * 5).await;
     assert_eq!(server.request_count(), 0);
     resolved.store(true, Ordering::SeqCst);
-    wait_until("the reload once references resolve", LIMIT, || {
+    wait_until_async("the reload once references resolve", LIMIT, || {
         task.stats().reloads_ok == 1
     })
     .await;
@@ -239,7 +247,7 @@ async fn readiness_wait_holds_the_reload_until_ready() {
 
 #[tokio::test]
 async fn the_reference_wait_bound_releases_the_reload_with_a_warning() {
-    let server = FakeGeoServer::start();
+    let server = geoserver();
     let settings = ReloadSettings {
         reference_wait: Duration::from_millis(400),
         ..fast()
@@ -249,7 +257,7 @@ async fn the_reference_wait_bound_releases_the_reload_with_a_warning() {
     });
     let notified = Instant::now();
     task.handle.notify();
-    wait_until("the reload despite the missing reference", LIMIT, || {
+    wait_until_async("the reload despite the missing reference", LIMIT, || {
         task.stats().reloads_ok == 1
     })
     .await;
@@ -268,7 +276,7 @@ async fn without_a_geoserver_url_nothing_is_reloaded_and_shutdown_still_works() 
     for _ in 0..5 {
         task.handle.notify(); // must neither block nor panic
     }
-    wait_until("the start-up notice", LIMIT, || {
+    wait_until_async("the start-up notice", LIMIT, || {
         logs::logged(&["no [geoserver] url configured"])
     })
     .await;
@@ -278,14 +286,14 @@ async fn without_a_geoserver_url_nothing_is_reloaded_and_shutdown_still_works() 
 
 #[tokio::test]
 async fn shutdown_abandons_a_running_reload() {
-    let server = FakeGeoServer::start();
-    server.answer_after(Duration::from_secs(5));
+    let server = geoserver();
+    server.set_delay(Duration::from_secs(5));
     // The short client timeout only bounds how long the test runtime waits for the abandoned
     // blocking thread when it is dropped; the task itself must not wait for it.
     let gs = client(&server.url()).with_timeout(Duration::from_secs(2));
     let task = Task::start(Some(gs), fast(), always_ready);
     task.handle.notify();
-    wait_until("the reload to start", LIMIT, || server.request_count() == 1).await;
+    wait_until_async("the reload to start", LIMIT, || server.request_count() == 1).await;
     let stopping = Instant::now();
     task.stop().await;
     assert!(

@@ -317,6 +317,16 @@ fn http(port: u16, method: &str, path: &str, auth: Option<&str>) -> std::io::Res
     Ok((status, response))
 }
 
+/// `POST /geoserver/rest/reload` with the credentials every stand-in here is started with.
+fn reload_as_admin(port: u16) -> std::io::Result<(u16, String)> {
+    http(
+        port,
+        "POST",
+        "/geoserver/rest/reload",
+        Some("admin:geoserver"),
+    )
+}
+
 #[test]
 fn base64_matches_rfc4648_vectors() {
     for (input, out) in [
@@ -336,13 +346,7 @@ fn reload_with_right_credentials_is_recorded_without_problems() {
     let (dir, _) = generated(10);
     let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");
     assert!(gs.url().starts_with("http://127.0.0.1:") && gs.url().ends_with("/geoserver"));
-    let (status, response) = http(
-        gs.port(),
-        "POST",
-        "/geoserver/rest/reload",
-        Some("admin:geoserver"),
-    )
-    .unwrap();
+    let (status, response) = reload_as_admin(gs.port()).unwrap();
     assert_eq!(status, 200, "{response}");
     assert!(response.contains("Content-Length: 0"));
     let reloads = gs.reloads();
@@ -390,17 +394,7 @@ fn reload_lists_problems_when_a_store_file_is_missing() {
         .find(|s| s.kind == ResourceKind::FeatureType)
         .unwrap();
     fs::remove_file(dir.path().join(format!("{}/datastore.xml", store.dir))).unwrap();
-    assert_eq!(
-        http(
-            gs.port(),
-            "POST",
-            "/geoserver/rest/reload",
-            Some("admin:geoserver")
-        )
-        .unwrap()
-        .0,
-        200
-    );
+    assert_eq!(reload_as_admin(gs.port()).unwrap().0, 200);
     let reload = &gs.reloads()[0];
     let expected = cat.layers.iter().filter(|l| l.store_id == store.id).count();
     assert_eq!(reload.problems.len(), expected, "{:#?}", reload.problems);
@@ -412,29 +406,9 @@ fn status_mode_answers_500_until_reset() {
     let (dir, _) = generated(13);
     let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");
     gs.set_status(500);
-    assert_eq!(
-        http(
-            gs.port(),
-            "POST",
-            "/geoserver/rest/reload",
-            Some("admin:geoserver")
-        )
-        .unwrap()
-        .0,
-        500
-    );
+    assert_eq!(reload_as_admin(gs.port()).unwrap().0, 500);
     gs.set_status(200);
-    assert_eq!(
-        http(
-            gs.port(),
-            "POST",
-            "/geoserver/rest/reload",
-            Some("admin:geoserver")
-        )
-        .unwrap()
-        .0,
-        200
-    );
+    assert_eq!(reload_as_admin(gs.port()).unwrap().0, 200);
     let statuses: Vec<u16> = gs.reloads().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 200]);
     assert_eq!(gs.successful_reloads().len(), 1);
@@ -448,27 +422,11 @@ fn down_mode_refuses_connections_and_recovers_on_the_same_port() {
     wait_until(
         "stand-in refuses connections",
         Duration::from_secs(5),
-        || {
-            http(
-                gs.port(),
-                "POST",
-                "/geoserver/rest/reload",
-                Some("admin:geoserver"),
-            )
-            .is_err()
-        },
+        || reload_as_admin(gs.port()).is_err(),
     );
     gs.set_down(false);
     wait_until("stand-in answers again", Duration::from_secs(5), || {
-        matches!(
-            http(
-                gs.port(),
-                "POST",
-                "/geoserver/rest/reload",
-                Some("admin:geoserver")
-            ),
-            Ok((200, _))
-        )
+        matches!(reload_as_admin(gs.port()), Ok((200, _)))
     });
     assert!(!gs.successful_reloads().is_empty());
 }
@@ -479,18 +437,70 @@ fn delay_mode_slows_reloads() {
     let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");
     gs.set_delay(Duration::from_millis(300));
     let start = Instant::now();
-    assert_eq!(
-        http(
-            gs.port(),
-            "POST",
-            "/geoserver/rest/reload",
-            Some("admin:geoserver")
-        )
-        .unwrap()
-        .0,
-        200
-    );
+    assert_eq!(reload_as_admin(gs.port()).unwrap().0, 200);
     assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn scripted_statuses_come_first_then_the_status_mode_again() {
+    let (dir, _) = generated(16);
+    let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");
+    gs.answer_next(&[500, 503]);
+    let reload = || reload_as_admin(gs.port()).unwrap();
+    let (status, response) = reload();
+    assert_eq!(status, 500);
+    assert!(response.ends_with("java.lang.RuntimeException: catalog reload failed"));
+    assert_eq!(reload().0, 503);
+    assert_eq!(reload().0, 200);
+    let statuses: Vec<u16> = gs.reloads().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [500, 503, 200]);
+}
+
+#[test]
+fn every_request_is_recorded_even_without_a_data_dir() {
+    let gs = StandInGeoServer::start_without_data_dir("admin", "geoserver");
+    let reload = |auth| {
+        http(gs.port(), "POST", "/geoserver/rest/reload", auth)
+            .unwrap()
+            .0
+    };
+    assert_eq!(reload(Some("admin:geoserver")), 200);
+    assert_eq!(reload(Some("admin:wrong")), 401);
+    assert_eq!(
+        http(gs.port(), "GET", "/geoserver/web", None).unwrap().0,
+        404
+    );
+    let requests = gs.requests();
+    assert_eq!(gs.request_count(), 3);
+    let seen: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST", "/geoserver/rest/reload"),
+            ("POST", "/geoserver/rest/reload"),
+            ("GET", "/geoserver/web"),
+        ]
+    );
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some("Basic YWRtaW46Z2Vvc2VydmVy")
+    );
+    assert_eq!(requests[2].authorization, None);
+    assert!(gs.successful_reloads()[0].problems.is_empty());
+}
+
+#[test]
+fn start_on_serves_on_the_given_port() {
+    let port = free_port();
+    assert!(reload_as_admin(port).is_err());
+    let gs = StandInGeoServer::start_on(port, None, "admin", "geoserver");
+    assert_eq!(gs.port(), port);
+    assert_eq!(gs.url(), format!("http://127.0.0.1:{port}/geoserver"));
+    assert_eq!(reload_as_admin(port).unwrap().0, 200);
+    assert_eq!(gs.request_count(), 1);
 }
 
 // ----- launcher and tree comparison -----

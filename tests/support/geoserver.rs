@@ -5,12 +5,14 @@
 //! bad credentials) and, at the moment the reload starts, reads the data directory the way
 //! GeoServer would and records which references do not resolve. That turns invariant 3 ("no half
 //! state") into something a test can assert: every reload a slave asks for must see a catalog no
-//! worse than the master's own. Fault controls (status, down, delay) let tests play an unhealthy
-//! GeoServer.
+//! worse than the master's own. Fault controls (status, scripted statuses, down, delay) let tests
+//! play an unhealthy GeoServer. Without a data directory it is a plain reload endpoint, for the
+//! in-process tests of the reload task; every request it reads is kept for them (`requests`).
 //!
 //! A plain std HTTP/1.1 server: one thread accepts, one short-lived thread per connection,
 //! `Connection: close` on every answer.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -26,18 +28,31 @@ pub use super::references::catalog_problems;
 pub struct Reload {
     pub at: Instant,
     pub authorized: bool,
-    /// The status code answered (200, 401, or the one forced by `set_status`).
+    /// The status code answered (200, 401, or the one forced by `answer_next` or `set_status`).
     pub status: u16,
     /// Unresolved references in the data directory when the reload started (empty if unauthorized).
     pub problems: Vec<String>,
 }
 
+/// One HTTP request as the stand-in read it, whatever it asked for and however it was answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The `Authorization` header's value, as sent.
+    pub authorization: Option<String>,
+}
+
 struct Shared {
-    data_dir: PathBuf,
+    /// Where reloads look for unresolved references; none: reloads record no problems.
+    data_dir: Option<PathBuf>,
     expected_auth: String,
+    requests: Mutex<Vec<Request>>,
     reloads: Mutex<Vec<Reload>>,
     resets: Mutex<Vec<Instant>>,
     status: AtomicU16,
+    /// Statuses for the next authorized reloads, before `status` applies again.
+    script: Mutex<VecDeque<u16>>,
     down: AtomicBool,
     delay: Mutex<Duration>,
     stop: AtomicBool,
@@ -74,14 +89,32 @@ pub fn base64(input: &[u8]) -> String {
 impl StandInGeoServer {
     /// Listens on a free port of 127.0.0.1 and serves until dropped.
     pub fn start(data_dir: &Path, user: &str, password: &str) -> StandInGeoServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind stand-in GeoServer");
+        StandInGeoServer::start_on(0, Some(data_dir), user, password)
+    }
+
+    /// Like `start`, for tests of the reload client alone: reloads record no problems.
+    pub fn start_without_data_dir(user: &str, password: &str) -> StandInGeoServer {
+        StandInGeoServer::start_on(0, None, user, password)
+    }
+
+    /// Listens on this port of 127.0.0.1 (0: a free one), e.g. one a client has been refused on,
+    /// to play "GeoServer comes up later".
+    pub fn start_on(
+        port: u16,
+        data_dir: Option<&Path>,
+        user: &str,
+        password: &str,
+    ) -> StandInGeoServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind stand-in GeoServer");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
-            data_dir: data_dir.to_path_buf(),
+            data_dir: data_dir.map(Path::to_path_buf),
             expected_auth: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+            requests: Mutex::new(vec![]),
             reloads: Mutex::new(vec![]),
             resets: Mutex::new(vec![]),
             status: AtomicU16::new(200),
+            script: Mutex::new(VecDeque::new()),
             down: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
             stop: AtomicBool::new(false),
@@ -104,6 +137,15 @@ impl StandInGeoServer {
         format!("http://127.0.0.1:{}/geoserver", self.port)
     }
 
+    /// Every request read so far, in arrival order, including refused and unknown ones.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.shared.requests.lock().unwrap().len()
+    }
+
     pub fn reloads(&self) -> Vec<Reload> {
         self.shared.reloads.lock().unwrap().clone()
     }
@@ -124,6 +166,12 @@ impl StandInGeoServer {
     /// Answer authorized reloads with `code` (e.g. 500) until set back to 200.
     pub fn set_status(&self, code: u16) {
         self.shared.status.store(code, Ordering::SeqCst);
+    }
+
+    /// Answer the next authorized reloads with these statuses, in order, then with the
+    /// `set_status` one again: e.g. `[500, 500]` for "fails twice, then works".
+    pub fn answer_next(&self, statuses: &[u16]) {
+        self.shared.script.lock().unwrap().extend(statuses);
     }
 
     /// Down: the port is closed (connections refused), as when GeoServer is stopped. Up again:
@@ -172,12 +220,6 @@ fn accept_loop(listener: TcpListener, port: u16, shared: Arc<Shared>) {
             _ => thread::sleep(Duration::from_millis(5)),
         }
     }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    authorization: Option<String>,
 }
 
 fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
@@ -250,6 +292,7 @@ fn respond(mut stream: &TcpStream, status: u16, body: &str, extra: &str) -> std:
 fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = read_request(&stream)?;
+    shared.requests.lock().unwrap().push(req.clone());
     if shared.down.load(Ordering::SeqCst) {
         return Ok(()); // accepted just before going down: close without answering
     }
@@ -278,8 +321,12 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             )
         }
         ("POST" | "PUT", "/geoserver/rest/reload") => {
-            let problems = catalog_problems(&shared.data_dir).into_iter().collect();
-            let status = shared.status.load(Ordering::SeqCst);
+            let problems = match &shared.data_dir {
+                Some(dir) => catalog_problems(dir).into_iter().collect(),
+                None => vec![],
+            };
+            let scripted = shared.script.lock().unwrap().pop_front();
+            let status = scripted.unwrap_or_else(|| shared.status.load(Ordering::SeqCst));
             shared.reloads.lock().unwrap().push(Reload {
                 at,
                 authorized: true,
@@ -291,7 +338,11 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             respond(
                 &stream,
                 status,
-                if status == 200 { "" } else { "reload failed" },
+                if status == 200 {
+                    ""
+                } else {
+                    "java.lang.RuntimeException: catalog reload failed"
+                },
                 "",
             )
         }

@@ -1,6 +1,7 @@
 //! Helpers for the multi-process tests: a generator of GeoServer data directories and the edits
 //! GeoServer makes to them, the stand-in GeoServer REST endpoint that checks catalog references at
-//! each reload, and a launcher for real `gscluster` processes.
+//! each reload, a launcher for real `gscluster` processes, and a log capture for the tests that
+//! run parts of the daemon in-process.
 //!
 //! Not every test binary uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -8,6 +9,7 @@
 pub mod cluster;
 pub mod generator;
 pub mod geoserver;
+pub mod logs;
 pub mod model;
 pub mod mutations;
 pub mod node;

@@ -2,7 +2,8 @@
 //!
 //! Multi-process tests start, stop, `kill -9` and restart nodes exactly as an operator would, so
 //! durability and recovery are tested on the real thing. Every wait is a poll with a deadline
-//! (`wait_until`), never a bare sleep, and a timeout shows the node logs: a red test must say why.
+//! (`wait_until`, or `wait_until_async` in async tests), never a bare sleep, and a timeout shows
+//! the node logs: a red test must say why.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -255,6 +256,19 @@ impl Drop for Node {
 /// Polls `cond` every 10 ms until it holds; on timeout panics with `what`.
 pub fn wait_until(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
     wait_until_logs(what, deadline, &[], cond)
+}
+
+/// `wait_until` for async tests: sleeps on the runtime between polls (every 5 ms), so the tasks
+/// under test keep running on a single-threaded test runtime.
+pub async fn wait_until_async(what: &str, deadline: Duration, cond: impl Fn() -> bool) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// `wait_until` that also prints the given nodes' logs on timeout.

@@ -22,6 +22,7 @@ impl log::Log for Capture {
 }
 
 /// Installs the capture once per test binary; call it at the start of every test that reads logs.
+/// A process has one `log` logger, so a test binary that uses this must install no other.
 pub fn capture() {
     INIT.call_once(|| {
         log::set_logger(&Capture).expect("no other logger in the test binary");
