@@ -105,7 +105,7 @@ async fn burst_of_50_notifies_makes_exactly_one_reload() {
         task.stats().reloads_ok == 1
     })
     .await;
-    let seen = server.requests();
+    let seen = server.reload_requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, "POST");
     assert_eq!(seen[0].path, "/geoserver/rest/reload");
@@ -115,7 +115,7 @@ async fn burst_of_50_notifies_makes_exactly_one_reload() {
     );
     // Negative check: nothing else is owed, so nothing else comes.
     tokio::time::sleep(settings.quiet * 3).await;
-    assert_eq!(server.request_count(), 1);
+    assert_eq!(server.reload_request_count(), 1);
     let stats = task.stats();
     assert_eq!(stats.last_result.as_deref(), Some("ok"));
     assert!(stats.last_at_unix_ms.is_some());
@@ -129,7 +129,7 @@ async fn notifies_during_a_running_reload_make_exactly_one_more() {
     let task = Task::start(Some(client(&server.url())), fast(), always_ready);
     task.handle.notify();
     wait_until_async("the first reload to start", LIMIT, || {
-        server.request_count() == 1
+        server.reload_request_count() == 1
     })
     .await;
     for _ in 0..20 {
@@ -141,7 +141,7 @@ async fn notifies_during_a_running_reload_make_exactly_one_more() {
     })
     .await;
     tokio::time::sleep(fast().quiet * 3).await;
-    assert_eq!(server.request_count(), 2);
+    assert_eq!(server.reload_request_count(), 2);
     task.stop().await;
 }
 
@@ -155,7 +155,7 @@ async fn a_reload_failing_with_500_twice_is_retried_then_succeeds() {
         task.stats().reloads_ok == 1
     })
     .await;
-    assert_eq!(server.request_count(), 3);
+    assert_eq!(server.reload_request_count(), 3);
     let stats = task.stats();
     assert_eq!(stats.reloads_failed, 2);
     assert_eq!(stats.consecutive_failures, 0);
@@ -212,7 +212,7 @@ async fn geoserver_down_then_up_gets_the_reload() {
         task.stats().reloads_ok == 1
     })
     .await;
-    assert_eq!(server.request_count(), 1);
+    assert_eq!(server.reload_request_count(), 1);
     task.stop().await;
 }
 
@@ -235,13 +235,13 @@ async fn readiness_wait_holds_the_reload_until_ready() {
     .await;
     // Several rechecks later it is still held.
     tokio::time::sleep(fast().recheck * 5).await;
-    assert_eq!(server.request_count(), 0);
+    assert_eq!(server.reload_request_count(), 0);
     resolved.store(true, Ordering::SeqCst);
     wait_until_async("the reload once references resolve", LIMIT, || {
         task.stats().reloads_ok == 1
     })
     .await;
-    assert_eq!(server.request_count(), 1);
+    assert_eq!(server.reload_request_count(), 1);
     task.stop().await;
 }
 
@@ -293,11 +293,35 @@ async fn shutdown_abandons_a_running_reload() {
     let gs = client(&server.url()).with_timeout(Duration::from_secs(2));
     let task = Task::start(Some(gs), fast(), always_ready);
     task.handle.notify();
-    wait_until_async("the reload to start", LIMIT, || server.request_count() == 1).await;
+    wait_until_async("the reload to start", LIMIT, || {
+        server.reload_request_count() == 1
+    })
+    .await;
     let stopping = Instant::now();
     task.stop().await;
     assert!(
         stopping.elapsed() < Duration::from_secs(1),
         "shutdown waited for GeoServer"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_probe_says_when_geoserver_is_not_reachable_and_when_it_answers() {
+    let port = free_port();
+    let down = GeoServer::new(format!("http://127.0.0.1:{port}/geoserver"), USER, PASSWORD);
+    let task = Task::start(Some(down), fast(), || Readiness::Ready);
+    wait_until_async("the unreachable warning", LIMIT, || {
+        logs::logged(&[&port.to_string(), "not reachable", "reloads wait"])
+    })
+    .await;
+    task.stop().await;
+    let server = geoserver();
+    let up = GeoServer::new(server.url(), USER, PASSWORD);
+    let task = Task::start(Some(up), fast(), || Readiness::Ready);
+    wait_until_async("the answers line", LIMIT, || {
+        logs::logged(&[&server.url(), "answers"])
+    })
+    .await;
+    task.stop().await;
+    assert_eq!(server.reload_request_count(), 0, "a probe is not a reload");
 }

@@ -146,6 +146,19 @@ impl StandInGeoServer {
         self.shared.requests.lock().unwrap().len()
     }
 
+    /// The requests that asked for a reload (`POST .../rest/reload`), leaving out others such as
+    /// gscluster's start-up probe.
+    pub fn reload_requests(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/rest/reload"))
+            .collect()
+    }
+
+    pub fn reload_request_count(&self) -> usize {
+        self.reload_requests().len()
+    }
+
     pub fn reloads(&self) -> Vec<Reload> {
         self.shared.reloads.lock().unwrap().clone()
     }
