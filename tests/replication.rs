@@ -231,9 +231,15 @@ fn slave_started_from_an_incomplete_copy_is_healed_by_its_bootstrap_resync() {
         std::fs::write(dir.join("styles/stray.sld"), "left over").unwrap();
     });
     converge(&c);
-    let log = c.slaves[0].node.log_contents();
-    assert!(log.contains("resync round"), "{log}");
-    assert!(log.contains("removed styles/stray.sld"), "{log}");
+    wait_until_logs(
+        "the resync reports the file no master has",
+        CONVERGE,
+        &[&c.slaves[0].node],
+        || {
+            let log = c.slaves[0].node.log_contents();
+            log.contains("resync round") && log.contains("removed styles/stray.sld")
+        },
+    );
     let root = c.master_dir().to_path_buf();
     touch_xml(&root.join(layer.layer_file()));
     let after = Instant::now();

@@ -25,6 +25,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// A burst that never pauses is still cut into Deltas at this interval.
 const MAX_BATCH_WAIT: Duration = Duration::from_millis(500);
+/// When a batch refers to objects that do not exist (yet), wait this long at most for the rest
+/// of the change before publishing: GeoServer writes referenced objects first, so a reference
+/// that is still missing after this is a real inconsistency of this data directory.
+const REFERENCE_GRACE: Duration = Duration::from_secs(1);
 
 /// The changes of one Delta and the manifest entries they leave behind.
 type Batch = (Vec<Change>, Vec<(String, datadir::Entry)>);
@@ -61,7 +65,7 @@ impl Detector {
                 None
             }
         };
-        self.detect_and_publish("start-up scan");
+        self.detect_and_publish(&rx, "start-up scan");
         let mut next_rescan = Instant::now() + self.rescan_interval;
         while !self.shared.stopping.load(Ordering::SeqCst) {
             let wait = next_rescan
@@ -73,11 +77,11 @@ impl Detector {
                         continue;
                     }
                     self.wait_quiet(&rx);
-                    self.detect_and_publish("change");
+                    self.detect_and_publish(&rx, "change");
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_rescan {
-                        self.detect_and_publish("periodic rescan");
+                        self.detect_and_publish(&rx, "periodic rescan");
                         next_rescan = Instant::now() + self.rescan_interval;
                     }
                 }
@@ -118,19 +122,39 @@ impl Detector {
         }
     }
 
-    /// Scan, diff and publish; errors are logged and retried at the next wake-up.
-    fn detect_and_publish(&self, why: &str) {
-        match self.detect(why) {
-            Ok(seqs) => {
-                for seq in seqs {
-                    let _ = self.published.send(seq);
+    /// Scan, diff and publish; errors are logged and retried at the next wake-up. A batch whose
+    /// objects refer to missing ones waits (up to REFERENCE_GRACE) for more of the change.
+    fn detect_and_publish(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>, why: &str) {
+        let deadline = Instant::now() + REFERENCE_GRACE;
+        loop {
+            let may_defer = Instant::now() < deadline;
+            match self.detect(why, may_defer) {
+                Ok(Some(seqs)) => {
+                    for seq in seqs {
+                        let _ = self.published.send(seq);
+                    }
+                    return;
+                }
+                Ok(None) => {
+                    // Wait for the next write of this change, then for its quiet window.
+                    if rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        .is_ok()
+                    {
+                        self.wait_quiet(rx);
+                    }
+                }
+                Err(e) => {
+                    log::error!("change detection ({why}) failed: {e}; retrying later");
+                    return;
                 }
             }
-            Err(e) => log::error!("change detection ({why}) failed: {e}; retrying later"),
         }
     }
 
-    fn detect(&self, why: &str) -> std::io::Result<Vec<u64>> {
+    /// Detect and publish one batch. `None`: deferred, because the batch refers to objects that
+    /// do not exist yet and `may_defer` allowed waiting for them.
+    fn detect(&self, why: &str, may_defer: bool) -> std::io::Result<Option<Vec<u64>>> {
         let sh = &self.shared;
         let started = Instant::now();
         // The state lock also keeps the slave side of a "both" node from writing while we
@@ -166,7 +190,7 @@ impl Detector {
                 scan.len(),
                 started.elapsed()
             );
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let hlc = sh.clock.lock().unwrap().tick();
         let version = Version::new(hlc, sh.node_id.clone());
@@ -245,6 +269,10 @@ impl Detector {
             .into_iter()
             .collect();
         drop(catalog);
+        if may_defer && !dangling.is_empty() {
+            log::debug!("{why}: waiting for referenced objects: {dangling:?}");
+            return Ok(None);
+        }
         let mut seqs = Vec::new();
         for (changes, entries) in batches.into_iter().filter(|b| !b.0.is_empty()) {
             let seq = state.next_seq;
@@ -277,7 +305,7 @@ impl Detector {
             }
             seqs.push(seq);
         }
-        Ok(seqs)
+        Ok(Some(seqs))
     }
 }
 

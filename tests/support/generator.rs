@@ -103,6 +103,17 @@ const STYLE_NAMES: &[&str] = &[
     "roads casing",
 ];
 
+/// A distinct suffix per temporary file (time and a counter; no randomness needed).
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(40)
+}
+
 /// Records every relative path a mutation writes or removes, in order.
 pub(super) struct Tx<'a> {
     pub(super) root: &'a Path,
@@ -110,10 +121,15 @@ pub(super) struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Writes the way GeoServer's `FileSystemResourceStore` does: a `NAME.<random>.tmp` beside
+    /// the file, then a rename over it, so no reader ever sees half a file.
     pub(super) fn write(&mut self, rel: &str, bytes: impl AsRef<[u8]>) {
         let path = self.root.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let tmp = path.with_file_name(format!("{name}.{:016x}.tmp", rand_suffix()));
+        fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
         self.touched.push(rel.to_string());
     }
     pub(super) fn remove(&mut self, rel: &str) {
