@@ -27,6 +27,8 @@ pub struct Cluster {
     pub catalog: Catalog,
     pub slaves: Vec<Slave>,
     pub port: u16,
+    /// Applied to every node's config before it starts (see `start_with`).
+    configure: Box<dyn Fn(&mut NodeConfig)>,
 }
 
 /// Copy a whole directory tree (what an administrator does once before joining a node).
@@ -47,6 +49,18 @@ impl Cluster {
     /// Master on a generated tree; slaves start from a copy of it. Returns once every slave has
     /// subscribed, so no change made afterwards can be missed.
     pub fn start(spec: &Spec, seed: u64, slaves: usize) -> Cluster {
+        Cluster::start_with(spec, seed, slaves, |_| {})
+    }
+
+    /// `start`, with `configure` applied to the master's and every slave's config (after the
+    /// cluster's own settings: ids, dirs, broker, stand-in URL), e.g. to change quiet windows or
+    /// the binary under test.
+    pub fn start_with(
+        spec: &Spec,
+        seed: u64,
+        slaves: usize,
+        configure: impl Fn(&mut NodeConfig) + 'static,
+    ) -> Cluster {
         let master_data = tempfile::tempdir().unwrap();
         let master_state = tempfile::tempdir().unwrap();
         let catalog = generate(master_data.path(), spec, seed);
@@ -60,6 +74,7 @@ impl Cluster {
             servers.clone(),
         );
         cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        configure(&mut cfg);
         let master = Node::start(cfg);
         wait_until_logs(
             "master connected to its embedded broker",
@@ -74,6 +89,7 @@ impl Cluster {
             catalog,
             slaves: Vec::new(),
             port,
+            configure: Box::new(configure),
         };
         for i in 0..slaves {
             cluster.add_slave(&format!("gs-slave{}", i + 1));
@@ -99,6 +115,7 @@ impl Cluster {
         let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
         let mut cfg = NodeConfig::new(id, "slave", data.path(), state.path(), self.servers());
         cfg.geoserver_url = Some(gs.url());
+        (self.configure)(&mut cfg);
         let node = Node::start(cfg);
         wait_for_subscriptions(&node, 1);
         self.slaves.push(Slave {

@@ -43,6 +43,12 @@ pub struct NodeConfig {
     pub reload_quiet_ms: u64,
     pub reload_max_delay_ms: u64,
     pub quiet_ms: u64,
+    /// `[master] rescan_interval_s` (30 here; the product default is 60).
+    pub rescan_interval_s: u64,
+    /// The `gscluster` executable to run; `None` = the binary Cargo built with the tests.
+    pub binary: Option<PathBuf>,
+    /// `RUST_LOG` for the process; `None` = info with gscluster at debug (what tests want).
+    pub rust_log: Option<String>,
 }
 
 impl NodeConfig {
@@ -68,6 +74,9 @@ impl NodeConfig {
             reload_quiet_ms: 200,
             reload_max_delay_ms: 2000,
             quiet_ms: 20,
+            rescan_interval_s: 30,
+            binary: None,
+            rust_log: None,
         }
     }
 
@@ -97,8 +106,8 @@ impl NodeConfig {
             self.reload_quiet_ms, self.reload_max_delay_ms
         );
         out += &format!(
-            "[master]\nquiet_ms = {}\nrescan_interval_s = 30\n",
-            self.quiet_ms
+            "[master]\nquiet_ms = {}\nrescan_interval_s = {}\n",
+            self.quiet_ms, self.rescan_interval_s
         );
         let servers: Vec<String> = self.mqtt_servers.iter().map(|s| q(s)).collect();
         out += &format!(
@@ -151,16 +160,20 @@ impl Node {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gscluster"))
+        let binary = (self.cfg.binary.clone())
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gscluster")));
+        let rust_log = (self.cfg.rust_log.as_deref())
+            .unwrap_or("info,gscluster=debug,rumqttd=warn,tracing=warn");
+        let child = Command::new(&binary)
             .arg("run")
             .arg("-c")
             .arg(self.config_path())
-            .env("RUST_LOG", "info,gscluster=debug,rumqttd=warn,tracing=warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn gscluster for {}: {e}", self.cfg.id));
+            .unwrap_or_else(|e| panic!("spawn {} for {}: {e}", binary.display(), self.cfg.id));
         *self.child.get_mut() = Some(child);
     }
 
