@@ -24,7 +24,7 @@ type Tree = BTreeMap<String, [u8; 32]>;
 
 fn fixtures() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GSCLUSTER_FIXTURES") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_dir());
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
