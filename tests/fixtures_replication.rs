@@ -1,0 +1,433 @@
+//! Convergence over the real fixture data directories (`shared/fixtures/datadirs` beside the
+//! checkout; skipped when absent): a master and two slaves, all starting EMPTY, then the whole
+//! fixture copied into the master at once (the "publish everything" burst), then a few edits.
+//!
+//! The expected slave content is the master's tree through the product's default filter; the
+//! filter itself is tested against the same fixtures in tests/datadir_fixtures.rs.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gscluster::datadir::{default_exclude, default_include, Filter};
+use support::cluster::{copy_tree, wait_for_subscriptions};
+use support::geoserver::{catalog_problems, Reload, StandInGeoServer};
+use support::node::{diff_summary, free_port, tree, wait_until_logs, Node, NodeConfig};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const MAX_RELOADS_PER_BURST: usize = 5;
+
+type Tree = BTreeMap<String, [u8; 32]>;
+
+fn fixtures() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GSCLUSTER_FIXTURES") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_dir());
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/datadirs"))
+        .find(|p| p.is_dir())
+}
+
+/// The master's files that must replicate, by the product's default filter.
+fn expected(master: &Path) -> Tree {
+    let filter = Filter::new(&default_include(), &default_exclude()).unwrap();
+    tree(master, &[])
+        .into_iter()
+        .filter(|(path, _)| filter.matches(path))
+        .collect()
+}
+
+struct Slave {
+    node: Node,
+    gs: StandInGeoServer,
+    data: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+struct Fleet {
+    name: String,
+    master: Node,
+    master_data: tempfile::TempDir,
+    _master_state: tempfile::TempDir,
+    slaves: Vec<Slave>,
+}
+
+/// Temp folders with spaces in their names, like the fixtures' own folders.
+fn temp(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+impl Fleet {
+    fn start(name: &str, slaves: usize) -> Fleet {
+        let master_data = temp("master data ");
+        let master_state = temp("master state ");
+        let port = free_port();
+        let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+        let mut cfg = NodeConfig::new(
+            "fx-master",
+            "master",
+            master_data.path(),
+            master_state.path(),
+            servers.clone(),
+        );
+        cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        let master = Node::start(cfg);
+        wait_until_logs(
+            "master connected to its embedded broker",
+            Duration::from_secs(20),
+            &[&master],
+            || master.log_contents().contains("connected to broker"),
+        );
+        let mut fleet = Fleet {
+            name: name.to_string(),
+            master,
+            master_data,
+            _master_state: master_state,
+            slaves: vec![],
+        };
+        for i in 0..slaves {
+            let data = temp("slave data ");
+            let state = temp("slave state ");
+            let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+            let mut cfg = NodeConfig::new(
+                &format!("fx-slave{}", i + 1),
+                "slave",
+                data.path(),
+                state.path(),
+                servers.clone(),
+            );
+            cfg.geoserver_url = Some(gs.url());
+            let node = Node::start(cfg);
+            wait_for_subscriptions(&node, 1);
+            fleet.slaves.push(Slave {
+                node,
+                gs,
+                data,
+                _state: state,
+            });
+        }
+        fleet
+    }
+
+    fn master_dir(&self) -> &Path {
+        self.master_data.path()
+    }
+
+    fn logs(&self) -> String {
+        let mut out = format!("----- master -----\n{}", self.master.log_contents());
+        for s in &self.slaves {
+            out += &format!(
+                "\n----- {} -----\n{}",
+                s.node.config().id,
+                s.node.log_contents()
+            );
+        }
+        out
+    }
+
+    /// Waits until every slave holds exactly the master's replicated files, byte for byte, and
+    /// nothing else. Returns an instant that is certainly before the last file of the burst
+    /// landed on any slave (the start of the last poll that still saw a difference), so a reload
+    /// that starts after it came after (some of) the final writes.
+    fn wait_converged(&self, phase: &str) -> Instant {
+        let end = Instant::now() + CONVERGE;
+        let mut last_unconverged = Instant::now();
+        loop {
+            let started = Instant::now();
+            let want = expected(self.master_dir());
+            let diffs: Vec<String> = self
+                .slaves
+                .iter()
+                .map(|s| (s, tree(s.data.path(), &[])))
+                .filter(|(_, have)| *have != want)
+                .map(|(s, have)| format!("{}:\n{}", s.node.config().id, diff_summary(&want, &have)))
+                .collect();
+            if diffs.is_empty() {
+                return last_unconverged;
+            }
+            last_unconverged = started;
+            if Instant::now() > end {
+                panic!(
+                    "{}, {phase}: slaves not converged after {CONVERGE:?}:\n{}\n{}",
+                    self.name,
+                    diffs.join(""),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// After convergence: every reload since `since` was authenticated, the burst cost only a
+    /// few reloads, and a reload that started after the burst landed (after `converged_bound`)
+    /// saw no catalog problem beyond the master's own.
+    ///
+    /// Reloads *during* an unordered copy may see references the master itself could not
+    /// resolve yet when it cut a Delta; that stricter property is the ignored test
+    /// `no_reload_sees_references_the_master_only_lacked_in_the_middle_of_a_copy` (product bug).
+    fn check_reloads(&self, phase: &str, since: Instant, converged_bound: Instant) {
+        let allowed = catalog_problems(self.master_dir());
+        for s in &self.slaves {
+            let who = format!("{}, {phase}, {}", self.name, s.node.config().id);
+            let end = Instant::now() + CONVERGE;
+            let complete = |r: &Reload| {
+                r.authorized
+                    && r.status == 200
+                    && r.at > converged_bound
+                    && r.problems.iter().all(|p| allowed.contains(p))
+            };
+            while !s.gs.reloads().iter().any(complete) {
+                assert!(
+                    Instant::now() < end,
+                    "{who}: no reload of the complete catalog after the burst landed\nreloads: {:#?}\nmaster's own problems: {allowed:#?}\n{}",
+                    s.gs.reloads(),
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let reloads: Vec<_> =
+                s.gs.reloads()
+                    .into_iter()
+                    .filter(|r| r.at > since)
+                    .collect();
+            assert!(
+                reloads.iter().all(|r| r.authorized),
+                "{who}: unauthenticated reload"
+            );
+            println!("{who}: {} reload(s)", reloads.len());
+            assert!(
+                reloads.len() <= MAX_RELOADS_PER_BURST,
+                "{who}: {} reloads for one burst\n{}",
+                reloads.len(),
+                self.logs()
+            );
+        }
+    }
+
+    /// Every reload since `since` saw no catalog problem beyond the master's final own ones.
+    fn assert_no_half_catalog_reloads(&self, since: Instant) {
+        let allowed = catalog_problems(self.master_dir());
+        for s in &self.slaves {
+            for r in s.gs.reloads().iter().filter(|r| r.at > since) {
+                let extra: BTreeSet<&String> = r
+                    .problems
+                    .iter()
+                    .filter(|p| !allowed.contains(*p))
+                    .collect();
+                assert!(
+                    extra.is_empty(),
+                    "{}, {}: a reload saw a catalog the master ends up without problems in: {extra:#?}\nmaster's own: {allowed:#?}\n{}",
+                    self.name,
+                    s.node.config().id,
+                    self.logs()
+                );
+            }
+        }
+    }
+}
+
+// ---- edits an administrator makes on the master ----
+
+/// Changes the first `<title>` of a layer.xml (path order; where no layer.xml has one, as in
+/// nhs-bi, of the layer's featuretype.xml or coverage.xml) and returns its path.
+fn edit_a_layer_title(root: &Path) -> String {
+    let files: Vec<String> = tree(root, &[]).into_keys().collect();
+    let suffixes: [&[&str]; 2] = [&["/layer.xml"], &["/featuretype.xml", "/coverage.xml"]];
+    for wanted in suffixes {
+        for path in files
+            .iter()
+            .filter(|p| wanted.iter().any(|s| p.ends_with(s)))
+        {
+            let file = root.join(path);
+            let xml = fs::read_to_string(&file).unwrap();
+            if let (Some(a), Some(b)) = (xml.find("<title>"), xml.find("</title>")) {
+                if a < b {
+                    let edited = format!(
+                        "{}<title>edited by the fixtures test</title>{}",
+                        &xml[..a],
+                        &xml[b + "</title>".len()..]
+                    );
+                    fs::write(&file, edited).unwrap();
+                    return path.clone();
+                }
+            }
+        }
+    }
+    panic!("no layer with a title under {}", root.display())
+}
+
+fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let a = xml.find(&open)? + open.len();
+    let b = a + xml[a..].find(&format!("</{name}>"))?;
+    Some(xml[a..b].trim())
+}
+
+/// Deletes a style (its XML and its body), preferring one no other file refers to by id.
+/// Returns the two paths.
+fn delete_a_style_pair(root: &Path) -> (String, String) {
+    let files = tree(root, &[]);
+    let mut pairs = vec![];
+    for path in files.keys() {
+        let in_styles = path.starts_with("styles/") || path.contains("/styles/");
+        if !in_styles || !path.ends_with(".xml") {
+            continue;
+        }
+        let xml = fs::read_to_string(root.join(path)).unwrap_or_default();
+        if !xml.trim_start().starts_with("<style") {
+            continue;
+        }
+        let (Some(id), Some(body)) = (element(&xml, "id"), element(&xml, "filename")) else {
+            continue;
+        };
+        let folder = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let body_path = format!("{folder}/{body}");
+        if !files.contains_key(&body_path) {
+            continue;
+        }
+        let referenced = files.keys().filter(|p| p.ends_with(".xml")).any(|p| {
+            p != path && fs::read_to_string(root.join(p)).is_ok_and(|other| other.contains(id))
+        });
+        pairs.push((referenced, path.clone(), body_path));
+    }
+    pairs.sort();
+    let (_, xml, body) = pairs
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no style with its body under {}", root.display()));
+    fs::remove_file(root.join(&xml)).unwrap();
+    fs::remove_file(root.join(&body)).unwrap();
+    (xml, body)
+}
+
+const ADDED: &str = "styles/added by the fixtures test.svg";
+
+fn add_a_style_file(root: &Path) {
+    fs::create_dir_all(root.join("styles")).unwrap();
+    fs::write(
+        root.join(ADDED),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"8\" height=\"8\"><circle cx=\"4\" cy=\"4\" r=\"3\"/></svg>\n",
+    )
+    .unwrap();
+}
+
+fn replicate_fixture(name: &str, fixture: &Path) {
+    let fleet = Fleet::start(name, 2);
+    let root = fleet.master_dir().to_path_buf();
+
+    // Burst 1: everything at once into an empty master.
+    let since = Instant::now();
+    copy_tree(fixture, &root);
+    let want = expected(&root);
+    assert!(
+        want.len() > 5,
+        "{name}: only {} files replicate",
+        want.len()
+    );
+    let bound = fleet.wait_converged("publish everything");
+    fleet.check_reloads("publish everything", since, bound);
+    println!(
+        "{name}: {} of {} files replicated to {} slaves",
+        want.len(),
+        tree(&root, &[]).len(),
+        fleet.slaves.len()
+    );
+
+    // Burst 2: a title edit, a style deleted, a file added.
+    let before = expected(&root);
+    let since = Instant::now();
+    let edited = edit_a_layer_title(&root);
+    let (style_xml, style_body) = delete_a_style_pair(&root);
+    add_a_style_file(&root);
+    let after = expected(&root);
+    assert_ne!(before.get(&edited), after.get(&edited), "{name}: {edited}");
+    assert!(!after.contains_key(&style_xml) && !after.contains_key(&style_body));
+    assert!(after.contains_key(ADDED), "{name}: {ADDED} must replicate");
+    let bound = fleet.wait_converged("edits");
+    fleet.check_reloads("edits", since, bound);
+    for s in &fleet.slaves {
+        let dir = s.data.path();
+        assert!(!dir.join(&style_xml).exists() && !dir.join(&style_body).exists());
+        assert!(fs::read_to_string(dir.join(&edited))
+            .unwrap()
+            .contains("edited by the fixtures test"));
+    }
+    println!("{name}: edited {edited}, deleted {style_xml} and {style_body}, added {ADDED}");
+}
+
+#[test]
+fn every_fixture_data_dir_replicates_from_an_empty_master_to_empty_slaves_then_edits_follow() {
+    let Some(dir) = fixtures() else {
+        println!("skipped: ../shared fixtures not present");
+        return;
+    };
+    let mut names: Vec<(String, PathBuf)> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no fixture under {}", dir.display());
+    for (name, path) in names {
+        replicate_fixture(&name, &path);
+    }
+}
+
+/// The master cuts a Delta whenever the writes pause for `[master] quiet_ms`, and lists the
+/// references its own catalog cannot resolve at that moment as dangling, so slaves do not wait
+/// for them. When the data dir is filled by anything but GeoServer (cp -r, rsync of a backup, a
+/// slow copy), the master is transiently half-populated, and slaves reload GeoServer on that
+/// half catalog: here, magosm's layers arrive before their namespace and styles, and the slave
+/// reloads with ~46 unresolved references. Made deterministic by copying workspaces/ first and
+/// waiting for the master to publish it (in tests/fixtures_replication's main test the same
+/// happens by chance, in about 1 run of 5, when the copy pauses).
+#[test]
+#[ignore = "bug: a Delta cut in the middle of an unordered copy into the master carries the master's transiently unresolved references as `dangling`, so slaves do not hold the reload for them and GeoServer reloads a half-copied catalog (layers before their namespace and styles)"]
+fn no_reload_sees_references_the_master_only_lacked_in_the_middle_of_a_copy() {
+    let Some(fixture) = fixtures().map(|d| d.join("magosm")).filter(|p| p.is_dir()) else {
+        println!("skipped: ../shared fixtures not present");
+        return;
+    };
+    let fleet = Fleet::start("magosm in two steps", 1);
+    let root = fleet.master_dir().to_path_buf();
+    let since = Instant::now();
+    copy_tree(&fixture.join("workspaces"), &root.join("workspaces"));
+    wait_until_logs(
+        "master published workspaces/",
+        CONVERGE,
+        &[&fleet.master],
+        || fleet.master.log_contents().contains("change(s) in"),
+    );
+    // Let the slave apply it and decide about its reload before the rest arrives: either it
+    // reloads (the bug) or it holds the reload back (fixed; then go on after at most 5 s).
+    let s = &fleet.slaves[0];
+    wait_until_logs("slave applied workspaces/", CONVERGE, &[&s.node], || {
+        s.node.log_contents().contains("applied delta")
+    });
+    let decide = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < decide
+        && s.gs.reloads().is_empty()
+        && !s.node.log_contents().contains("held back")
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for entry in fs::read_dir(&fixture).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == "workspaces" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &root.join(&name));
+        } else {
+            fs::copy(entry.path(), root.join(&name)).unwrap();
+        }
+    }
+    let bound = fleet.wait_converged("two-step copy");
+    fleet.check_reloads("two-step copy", since, bound);
+    fleet.assert_no_half_catalog_reloads(since);
+}
