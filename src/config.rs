@@ -258,14 +258,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse and validate configuration text; relative paths must not occur.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error(&e)))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
     validate(raw, None)
 }
 
 /// Parse and validate configuration text; relative paths are taken relative to `base` (the
 /// config file's folder), so an example config can point at files beside it.
 pub fn parse_relative_to(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error(&e)))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
     validate(raw, Some(base))
 }
 
@@ -283,12 +283,35 @@ fn resolve(key: &str, path: PathBuf, base: Option<&Path>) -> Result<PathBuf, Con
     }
 }
 
-/// toml's message names the key and shows the line; keep it on one line for logs.
-fn toml_error(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => format!("invalid config (at byte {}): {msg}", span.start),
-        None => format!("invalid config: {msg}"),
+/// One line for logs that names the key (`[section] key`), the line, and toml's reason.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return format!("invalid config: {msg}");
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text[..start]
+        .rfind('\n')
+        .map_or(text, |i| &text[i + 1..])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim();
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.split(']').next().unwrap_or(l).to_string() + "]");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (section, key) {
+        (Some(s), Some(k)) => format!("{s} {k} (line {line_no}): {msg}"),
+        (None, Some(k)) => format!("{k} (line {line_no}): {msg}"),
+        _ => format!("line {line_no}: {msg}"),
     }
 }
 
@@ -609,10 +632,16 @@ mod tests {
     }
 
     #[test]
-    fn bad_role_is_named() {
+    fn bad_enum_and_bad_type_name_their_key_and_line() {
         let e = parse("[node]\nid = \"a\"\nrole = \"boss\"\n[geoserver]\ndata_dir=\"/x\"\n")
             .unwrap_err();
-        assert!(e.0.contains("boss") || e.0.contains("role"), "{e}");
+        assert!(e.0.starts_with("[node] role (line 3):"), "{e}");
+        assert!(e.0.contains("boss"), "{e}");
+        let e = parse(&format!("{MIN}reload_quiet_ms = \"x\"\n")).unwrap_err();
+        assert!(
+            e.0.starts_with("[geoserver] reload_quiet_ms (line 6):"),
+            "{e}"
+        );
     }
 
     #[test]

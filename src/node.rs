@@ -17,7 +17,7 @@ use crate::sync;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 
 /// State shared by the tasks of one node. Locks are always taken in the order
@@ -35,7 +35,7 @@ pub struct Shared {
     pub gate: Mutex<Gate>,
     /// Held exclusively while a Delta is written into the data directory and shared while
     /// GeoServer reloads, so a reload never sees half of a Delta.
-    pub files: Arc<RwLock<()>>,
+    pub files: Arc<tokio::sync::RwLock<()>>,
     /// Set once on SIGTERM/SIGINT; blocking loops poll it.
     pub stopping: AtomicBool,
     /// Messages and Deltas refused (bad encoding, wrong group, unsafe paths…).
@@ -134,7 +134,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         state: Mutex::new(state),
         catalog: Mutex::new(catalog),
         gate: Mutex::new(Gate::default()),
-        files: Arc::new(RwLock::new(())),
+        files: Arc::new(tokio::sync::RwLock::new(())),
         stopping: AtomicBool::new(false),
         rejected: AtomicU64::new(0),
         gaps: AtomicU64::new(0),

@@ -95,8 +95,13 @@ impl Detector {
     /// Events about our own temp files or excluded paths do not start a scan.
     fn relevant(&self, ev: &notify::Result<notify::Event>) -> bool {
         let Ok(ev) = ev else { return true };
-        if ev.need_rescan() || ev.paths.is_empty() {
+        if ev.need_rescan() {
             return true;
+        }
+        // Opens and reads (our own scans among them) change nothing; only writes, creations,
+        // removals and renames do.
+        if matches!(ev.kind, notify::EventKind::Access(_)) || ev.paths.is_empty() {
+            return false;
         }
         ev.paths.iter().any(|p| {
             let Some(rel) = datadir::to_rel(&self.shared.data_dir, p) else {
@@ -107,16 +112,21 @@ impl Detector {
         })
     }
 
-    /// Drain events until none arrived for the quiet window (bounded by MAX_BATCH_WAIT).
+    /// Drain events until no relevant one arrived for the quiet window (bounded by
+    /// MAX_BATCH_WAIT, so a burst that never pauses is still published).
     fn wait_quiet(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>) {
-        let started = Instant::now();
+        let give_up = Instant::now() + MAX_BATCH_WAIT;
+        let mut quiet_until = Instant::now() + self.quiet;
         loop {
-            let left = MAX_BATCH_WAIT.saturating_sub(started.elapsed());
+            let left = quiet_until
+                .min(give_up)
+                .saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            match rx.recv_timeout(self.quiet.min(left)) {
-                Ok(_) => continue,
+            match rx.recv_timeout(left) {
+                Ok(ev) if self.relevant(&ev) => quiet_until = Instant::now() + self.quiet,
+                Ok(_) => {}
                 Err(_) => return,
             }
         }

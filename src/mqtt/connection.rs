@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, watch};
 /// still outstanding (rumqttc's collision handling can livelock, mqtt-notes.md K2).
 const INFLIGHT: u16 = 32;
 const REQUEST_CHANNEL: usize = 512;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Short at first: the embedded broker binds its port a few milliseconds after start.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The current connection, if any: its number and a client to publish and ack through.

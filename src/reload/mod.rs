@@ -12,8 +12,9 @@ mod schedule;
 
 pub use geoserver::{GeoServer, ReloadError, DEFAULT_RELOAD_TIMEOUT};
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::RwLock;
 
 use log::{debug, info, warn};
 use tokio::sync::{mpsc, watch};
@@ -102,8 +103,9 @@ pub struct ReloadStats {
 ///
 /// `gs == None` (no `[geoserver] url`) never reloads. `ready` is called on this task before every
 /// reload attempt and every `settings.recheck` while it says `Wait`, so it must be cheap.
-/// `files`, when given, is held shared for the whole reload request; whoever writes the data
-/// directory holds it exclusively while writing, so GeoServer never re-reads half a Delta. On
+/// `files`, when given, is held shared from the readiness check to the end of the reload
+/// request; whoever writes the data directory holds it exclusively while writing, so GeoServer
+/// never re-reads half a Delta, nor one that `ready` did not see. On
 /// shutdown no new reload starts and the task returns at once; a running request is abandoned on
 /// its blocking thread, which ends at the GeoServer timeout at the latest. Dropping a tokio
 /// runtime waits for its blocking threads, so `main` should end with
@@ -174,6 +176,12 @@ pub async fn run(
                 if !schedule.is_due(now) {
                     continue;
                 }
+                // Hold the data directory still from the readiness check to the end of the
+                // reload: a Delta written in between could otherwise go unchecked.
+                let reading = match &files {
+                    Some(f) => Some(Arc::clone(f).read_owned().await),
+                    None => None,
+                };
                 if let Readiness::Wait(missing) = ready() {
                     let held = schedule.on_not_ready(now);
                     match held {
@@ -185,17 +193,17 @@ pub async fn run(
                         ),
                     }
                     if held != Held::Expired {
+                        drop(reading);
                         continue;
                     }
                 }
                 schedule.on_reload_started();
                 let gs = Arc::clone(&gs);
-                let files = files.clone();
                 running = Some((
                     tokio::task::spawn_blocking(move || {
                         // GeoServer re-reads every file during the reload: no Delta may be
-                        // half-written meanwhile.
-                        let _reading = files.as_ref().map(|f| f.read().unwrap_or_else(|e| e.into_inner()));
+                        // written meanwhile.
+                        let _reading = reading;
                         gs.reload()
                     }),
                     now,

@@ -42,7 +42,7 @@ pub fn write_changes(
         return Err(std::io::Error::other("shutting down"));
     }
     let entries = {
-        let _writing = sh.files.write().unwrap_or_else(|e| e.into_inner());
+        let _writing = sh.files.blocking_write();
         apply::execute(&sh.data_dir, &steps)?
     };
     if let Some(hlc) = changes.iter().map(|c| c.version.hlc).max() {

@@ -377,7 +377,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         })
         .collect();
     if !steps.is_empty() {
-        let _writing = sh.files.write().unwrap_or_else(|e| e.into_inner());
+        let _writing = sh.files.blocking_write();
         apply::execute(&sh.data_dir, &steps)?;
         removed += steps.len();
         for p in &plan.forget {
