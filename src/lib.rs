@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod check;
 pub mod config;
+pub mod crashpoint;
 pub mod datadir;
 pub mod delta;
 pub mod hlc;

@@ -216,6 +216,10 @@ impl State {
         framed.extend_from_slice(&(body.len() as u32).to_le_bytes());
         framed.extend_from_slice(&checksum(&body).to_le_bytes());
         framed.extend_from_slice(&body);
+        if crate::crashpoint::due("journal-half") {
+            atomic::append(&mut self.journal, &framed[..framed.len() / 2])?;
+            crate::crashpoint::abort("journal-half");
+        }
         atomic::append(&mut self.journal, &framed)?;
         self.journal_len += framed.len() as u64;
         self.apply(rec);

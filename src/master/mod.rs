@@ -298,6 +298,7 @@ impl Detector {
             // Outbox first: a crash after this but before the commit re-detects the same
             // changes and publishes them again (harmless); the reverse order could lose them.
             self.outbox.put(seq, &payloads)?;
+            crate::crashpoint::hit("outbox-written");
             state.commit(Record {
                 entries,
                 next_seq: Some(seq + 1),
@@ -313,6 +314,7 @@ impl Detector {
             for c in &d.changes {
                 log::debug!("seq {seq}: {} {:?}", c.path, c.op);
             }
+            crate::crashpoint::hit("delta-committed");
             seqs.push(seq);
         }
         Ok(Some(seqs))

@@ -88,6 +88,7 @@ async fn handle_event(s: &mut Session, ev: LinkEvent, outbox: &Outbox, topic: &s
                 None => false,
             };
             if done {
+                crate::crashpoint::hit("puback-received");
                 s.remaining.remove(&seq);
                 match outbox.remove(seq) {
                     Ok(()) => log::debug!("seq {seq} acknowledged by the broker"),

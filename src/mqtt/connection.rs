@@ -189,9 +189,14 @@ async fn drive(
                 );
                 // Re-subscribing to an existing subscription is harmless and covers a session
                 // that was created but never got its subscription (a crash in between).
-                for filter in &opts.subscriptions {
-                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                        log::error!("cannot request subscription to {filter}: {e}");
+                // One SUBSCRIBE for all filters: one SUBACK says they all hold.
+                if !opts.subscriptions.is_empty() {
+                    let filters = opts
+                        .subscriptions
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        log::error!("cannot request subscriptions {:?}: {e}", opts.subscriptions);
                     }
                 }
                 if let Some((topic, payload)) = &opts.birth {

@@ -152,6 +152,7 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
                     atomic::create_dirs(parent)?;
                 }
                 atomic::write_file(&target, bytes)?;
+                crate::crashpoint::hit("file-written");
                 let m = target.metadata()?;
                 entries.push((
                     path.clone(),

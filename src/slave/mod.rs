@@ -108,6 +108,7 @@ pub fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
             Ok(Outcome::Rejected(why.to_string()))
         }
         Ok((steps, entries)) => {
+            crate::crashpoint::hit("delta-written");
             sh.gate
                 .lock()
                 .unwrap()
@@ -117,6 +118,7 @@ pub fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
                 entries,
                 ..position
             })?;
+            crate::crashpoint::hit("delta-recorded");
             Ok(Outcome::Applied { steps, gap })
         }
     }

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub binary: Option<PathBuf>,
     /// `RUST_LOG` for the process; `None` = info with gscluster at debug (what tests want).
     pub rust_log: Option<String>,
+    /// `GSCLUSTER_CRASH_AT` for the process (`NAME:N`, see src/crashpoint.rs).
+    pub crash_at: Option<String>,
 }
 
 impl NodeConfig {
@@ -77,6 +79,7 @@ impl NodeConfig {
             rescan_interval_s: 30,
             binary: None,
             rust_log: None,
+            crash_at: None,
         }
     }
 
@@ -164,11 +167,17 @@ impl Node {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gscluster")));
         let rust_log = (self.cfg.rust_log.as_deref())
             .unwrap_or("info,gscluster=debug,rumqttd=warn,tracing=warn");
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("run")
             .arg("-c")
             .arg(self.config_path())
             .env("RUST_LOG", rust_log)
+            .env_remove("GSCLUSTER_CRASH_AT");
+        if let Some(at) = &self.cfg.crash_at {
+            command.env("GSCLUSTER_CRASH_AT", at);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -179,6 +188,11 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
+    }
+
+    /// Arm (or, with `None`, disarm) a crash point for the next start.
+    pub fn set_crash_at(&mut self, at: Option<String>) {
+        self.cfg.crash_at = at;
     }
 
     pub fn config_path(&self) -> PathBuf {
