@@ -100,7 +100,9 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             data_dir.display()
         ));
     }
-    let state = State::open(&cfg.node.state_dir)
+    let mut state = State::open(&cfg.node.state_dir)
+        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
+    master::adopt_uncommitted(&mut state, &cfg.node.group)
         .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
     let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
         .map_err(|e| format!("[replicate]: {e}"))?;

@@ -67,6 +67,8 @@ pub struct State {
     pub hlc: u64,
     pub applied: BTreeMap<String, Position>,
     pub manifest: Manifest,
+    /// Outbox entries written but never recorded (a crash in between), found at open.
+    pub uncommitted: Vec<u64>,
     journal: File,
     journal_len: u64,
     _lock: File,
@@ -145,14 +147,21 @@ impl State {
             hlc: snap.hlc,
             applied: snap.applied,
             manifest: snap.manifest,
+            uncommitted: Vec::new(),
             journal: atomic::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
             _lock: lock,
         };
         state.replay()?;
         // Never reuse a sequence number that an outbox file already carries.
-        if let Some(max) = state.outbox().seqs()?.last() {
-            state.next_seq = state.next_seq.max(max + 1);
+        state.uncommitted = state
+            .outbox()
+            .seqs()?
+            .into_iter()
+            .filter(|&s| s >= state.next_seq)
+            .collect();
+        if let Some(max) = state.uncommitted.last() {
+            state.next_seq = max + 1;
         }
         if fresh {
             state.compact()?;

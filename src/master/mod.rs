@@ -321,6 +321,59 @@ impl Detector {
     }
 }
 
+/// Finish what a crash interrupted between writing a Delta to the outbox and recording it in
+/// the manifest: the outbox entry is what was (or will be) published, so its changes become the
+/// manifest's, and the start-up scan does not publish them a second time. Entries that cannot be
+/// read are left for the publisher (which sends them as they are) and logged.
+pub fn adopt_uncommitted(state: &mut crate::state::State, group: &str) -> std::io::Result<()> {
+    let outbox = state.outbox();
+    for seq in std::mem::take(&mut state.uncommitted) {
+        let delta = match outbox.get(seq).map(|p| delta::decode(&p, group)) {
+            Ok(Ok(d)) if d.epoch == state.epoch => d,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => {
+                log::error!("outbox entry {seq} cannot be decoded ({e}); it is published as it is");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let entries = delta
+            .changes
+            .iter()
+            .map(|c| {
+                let entry = match &c.op {
+                    // Stat unknown: the next scan hashes the file once and keeps the stat.
+                    Op::Write { bytes, sha256 } => datadir::Entry {
+                        sha256: sha256.as_slice().try_into().unwrap_or([0; 32]),
+                        size: bytes.len() as u64,
+                        mtime_ns: 0,
+                        ctime_ns: 0,
+                        ino: 0,
+                        version: c.version.clone(),
+                        deleted: false,
+                    },
+                    Op::Delete => datadir::Entry::tombstone(c.version.clone()),
+                };
+                (c.path.clone(), entry)
+            })
+            .collect();
+        let hlc = delta
+            .changes
+            .iter()
+            .map(|c| c.version.hlc)
+            .max()
+            .unwrap_or(0);
+        state.commit(Record {
+            entries,
+            next_seq: Some(seq + 1),
+            hlc,
+            ..Default::default()
+        })?;
+        log::info!("recovered seq {seq} from the outbox after an interrupted run");
+    }
+    Ok(())
+}
+
 /// gscluster's own temporary files (see atomic.rs) are never changes.
 fn is_own_temp(rel: &str) -> bool {
     rel.rsplit('/')
