@@ -10,19 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
 use support::generator::Spec;
-use support::node::{assert_converged, wait_until_logs, Node};
+use support::node::{wait_until_logs, Node};
 
 const CONVERGE: Duration = Duration::from_secs(60);
-
-fn converge(c: &Cluster) {
-    let dirs = c.slave_dirs();
-    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
-    let master = c.master_dir().to_path_buf();
-    if let Err(e) = std::panic::catch_unwind(|| assert_converged(&master, &refs, CONVERGE)) {
-        eprintln!("{}", c.logs());
-        std::panic::resume_unwind(e);
-    }
-}
 
 /// Make single edits on the master until `node` has crashed (at most `limit` edits).
 fn edit_until_crashed(c: &mut Cluster, who: &str, limit: usize) {
@@ -98,7 +88,7 @@ fn master_crashing_at_every_step_of_publishing_recovers_and_converges() {
             }
             // The embedded broker died with the master: the slave reconnects and resyncs.
             wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-            converge(&c);
+            c.converge(CONVERGE);
             no_temp_files_left(c.slaves[0].dir());
         }
     }
@@ -128,7 +118,7 @@ fn slave_crashing_at_every_step_of_applying_recovers_and_converges() {
             c.slaves[0].node.set_crash_at(None);
             c.slaves[0].node.restart();
             wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-            converge(&c);
+            c.converge(CONVERGE);
             no_temp_files_left(c.slaves[0].dir());
         }
     }
@@ -147,7 +137,7 @@ fn slave_killed_mid_burst_of_200_changes_converges_after_restart() {
     let seen = subscriptions(&c.slaves[0].node);
     c.slaves[0].node.restart();
     wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-    converge(&c);
+    c.converge(CONVERGE);
     no_temp_files_left(c.slaves[0].dir());
 }
 
@@ -162,5 +152,5 @@ fn master_killed_mid_burst_with_edits_going_on_while_it_is_down_converges() {
     c.master.restart();
     c.catalog.random_ops(&root, 30, 202);
     wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-    converge(&c);
+    c.converge(CONVERGE);
 }

@@ -8,27 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
 use support::generator::Spec;
-use support::geoserver::{catalog_problems, StandInGeoServer};
+use support::geoserver::{assert_reloads_consistent, StandInGeoServer};
 use support::node::{assert_converged, wait_until_logs};
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-/// Every reload was authenticated, and saw no unresolved reference the master did not have.
-fn assert_reloads_consistent(gs: &StandInGeoServer, master_dir: &Path, who: &str) {
-    let allowed = catalog_problems(master_dir);
-    for r in gs.reloads() {
-        assert!(r.authorized, "{who}: unauthenticated reload");
-        let extra: Vec<_> = r
-            .problems
-            .iter()
-            .filter(|p| !allowed.contains(*p))
-            .collect();
-        assert!(
-            extra.is_empty(),
-            "{who}: reload saw a half-applied catalog: {extra:?}"
-        );
-    }
-}
 
 /// Wait until `gs` answered a reload that started after `after`.
 fn wait_for_reload_after(cluster: &Cluster, gs: &StandInGeoServer, after: Instant, who: &str) {
@@ -40,17 +23,6 @@ fn wait_for_reload_after(cluster: &Cluster, gs: &StandInGeoServer, after: Instan
             cluster.logs()
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn converge(cluster: &Cluster) {
-    let dirs = cluster.slave_dirs();
-    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
-    let master = cluster.master_dir().to_path_buf();
-    let result = std::panic::catch_unwind(|| assert_converged(&master, &refs, CONVERGE));
-    if let Err(e) = result {
-        eprintln!("{}", cluster.logs());
-        std::panic::resume_unwind(e);
     }
 }
 
@@ -69,7 +41,7 @@ fn bursts_of_adds_modifies_and_deletes_converge_with_few_consistent_reloads() {
             .add_layer(&root, 0, 0, &format!("burst layer {i}"))
             .len();
     }
-    converge(&c);
+    c.converge(CONVERGE);
 
     // Burst 2: modify and delete layers, change a style body, rename a layer.
     let ids: Vec<String> = c.catalog.layers.iter().map(|l| l.id.clone()).collect();
@@ -81,14 +53,14 @@ fn bursts_of_adds_modifies_and_deletes_converge_with_few_consistent_reloads() {
         .rename_layer(&root, &ids[3], "renamed layer")
         .len();
     touched += c.catalog.modify_style_body(&root, "burst_style").len();
-    converge(&c);
+    c.converge(CONVERGE);
 
     // Burst 3: delete a whole workspace, then 60 random edits.
     touched += c.catalog.delete_workspace(&root, "burst_ws").len();
     c.catalog.random_ops(&root, 60, 99);
     touched += 60;
     let last_change = Instant::now();
-    converge(&c);
+    c.converge(CONVERGE);
 
     for (i, s) in c.slaves.iter().enumerate() {
         let who = format!("slave {}", i + 1);
@@ -107,7 +79,7 @@ fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
     let mut c = Cluster::start(&Spec::small(), 12, 1);
     let root = c.master_dir().to_path_buf();
     c.catalog.add_layer(&root, 0, 0, "before the outage");
-    converge(&c);
+    c.converge(CONVERGE);
 
     let seen = subscriptions(&c.slaves[0].node);
     c.slaves[0].node.stop();
@@ -119,7 +91,7 @@ fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
     });
     c.slaves[0].node.restart();
     wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-    converge(&c);
+    c.converge(CONVERGE);
     let log = c.slaves[0].node.log_contents();
     assert!(
         log.contains("session present: true"),
@@ -141,7 +113,7 @@ fn geoserver_down_or_failing_delays_the_reload_but_loses_nothing() {
     let root = c.master_dir().to_path_buf();
     c.slaves[0].gs.set_status(500);
     c.catalog.add_layer(&root, 0, 1, "while failing");
-    converge(&c);
+    c.converge(CONVERGE);
     wait_until_logs(
         "a failed reload is logged and retried",
         CONVERGE,
@@ -230,7 +202,7 @@ fn slave_started_from_an_incomplete_copy_is_healed_by_its_bootstrap_resync() {
         std::fs::remove_file(dir.join(&resource)).unwrap();
         std::fs::write(dir.join("styles/stray.sld"), "left over").unwrap();
     });
-    converge(&c);
+    c.converge(CONVERGE);
     wait_until_logs(
         "the resync reports the file no master has",
         CONVERGE,
@@ -243,7 +215,7 @@ fn slave_started_from_an_incomplete_copy_is_healed_by_its_bootstrap_resync() {
     let root = c.master_dir().to_path_buf();
     touch_xml(&root.join(layer.layer_file()));
     let after = Instant::now();
-    converge(&c);
+    c.converge(CONVERGE);
     wait_for_reload_after(&c, &c.slaves[0].gs, after, "slave");
     assert_reloads_consistent(&c.slaves[0].gs, c.master_dir(), "slave");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
 use support::generator::Spec;
-use support::node::{assert_converged, wait_until_logs};
+use support::node::wait_until_logs;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -21,23 +21,13 @@ fn empty(dir: &Path) {
     }
 }
 
-fn converge(c: &Cluster) {
-    let dirs = c.slave_dirs();
-    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
-    let master = c.master_dir().to_path_buf();
-    if let Err(e) = std::panic::catch_unwind(|| assert_converged(&master, &refs, CONVERGE)) {
-        eprintln!("{}", c.logs());
-        std::panic::resume_unwind(e);
-    }
-}
-
 #[test]
 fn new_empty_slave_bootstraps_the_whole_replicated_tree() {
     let mut c = Cluster::start(&Spec::small(), 21, 0);
     c.add_slave_prepared("gs-new", empty);
     // Node-local content never comes over: the comparison skips it on the master, and the
     // slave must not have it.
-    converge(&c);
+    c.converge(CONVERGE);
     assert!(!c.slaves[0].dir().join("logs").exists());
     assert!(!c.slaves[0].dir().join("security").exists());
     wait_until_logs(
@@ -60,7 +50,7 @@ fn master_with_embedded_broker_restarted_while_a_slave_is_offline_still_converge
     let mut c = Cluster::start(&Spec::small(), 22, 1);
     let root = c.master_dir().to_path_buf();
     c.catalog.add_layer(&root, 0, 0, "before");
-    converge(&c);
+    c.converge(CONVERGE);
 
     let seen = subscriptions(&c.slaves[0].node);
     c.slaves[0].node.stop();
@@ -74,7 +64,7 @@ fn master_with_embedded_broker_restarted_while_a_slave_is_offline_still_converge
     c.catalog.random_ops(&root, 10, 6);
     c.slaves[0].node.restart();
     wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-    converge(&c);
+    c.converge(CONVERGE);
     let log = c.slaves[0].node.log_contents();
     assert!(log.contains("resync round"), "{log}");
 }

@@ -3,7 +3,7 @@
 
 use super::generator::{generate, Catalog, Spec};
 use super::geoserver::StandInGeoServer;
-use super::node::{free_port, wait_until_logs, Node, NodeConfig};
+use super::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -132,6 +132,19 @@ impl Cluster {
 
     pub fn slave_dirs(&self) -> Vec<PathBuf> {
         self.slaves.iter().map(|s| s.dir().to_path_buf()).collect()
+    }
+
+    /// Wait until every slave's replicated tree equals the master's; on timeout print every
+    /// node's log with the difference.
+    pub fn converge(&self, deadline: Duration) {
+        let dirs = self.slave_dirs();
+        let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+        let master = self.master_dir().to_path_buf();
+        let result = std::panic::catch_unwind(|| assert_converged(&master, &refs, deadline));
+        if let Err(e) = result {
+            eprintln!("{}", self.logs());
+            std::panic::resume_unwind(e);
+        }
     }
 
     /// Every node's log, for failure messages.

@@ -367,3 +367,21 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         _ => respond(&stream, 404, "not found", ""),
     }
 }
+
+/// Every reload `gs` recorded was authenticated and saw no unresolved reference beyond the
+/// master's own (real data directories have a few): no reload of a half-applied catalog.
+pub fn assert_reloads_consistent(gs: &StandInGeoServer, master_dir: &Path, who: &str) {
+    let allowed = catalog_problems(master_dir);
+    for r in gs.reloads() {
+        assert!(r.authorized, "{who}: unauthenticated reload");
+        let extra: Vec<_> = r
+            .problems
+            .iter()
+            .filter(|p| !allowed.contains(*p))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{who}: reload saw a half-applied catalog: {extra:?}"
+        );
+    }
+}
