@@ -62,6 +62,19 @@ pub fn run(config_path: &Path) -> ExitCode {
             .map(|b| format!("; embedded broker on {}", b.listen))
             .unwrap_or_default()
     );
+    match &cfg.security {
+        Some(s) => println!(
+            "security: deltas signed and verified with the group key (HMAC-SHA256){}",
+            if s.previous.is_empty() {
+                String::new()
+            } else {
+                format!("; {} previous key(s) still accepted", s.previous.len())
+            }
+        ),
+        None => println!(
+            "security: OFF — deltas are not authenticated; set [security] key_file (docs/security.md)"
+        ),
+    }
     match &cfg.geoserver.url {
         Some(url) => println!("GeoServer: {url} (user {})", cfg.geoserver.user),
         None => println!("GeoServer: no url, reloads disabled"),

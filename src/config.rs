@@ -58,6 +58,24 @@ pub struct Config {
     pub master: Master,
     pub mqtt: Mqtt,
     pub broker: Option<Broker>,
+    pub security: Option<Security>,
+}
+
+/// `[security]`: the group key (never printed).
+#[derive(Clone)]
+pub struct Security {
+    pub key: Vec<u8>,
+    pub previous: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Security {{ key: <redacted>, previous: {} }}",
+            self.previous.len()
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -159,6 +177,15 @@ struct RawConfig {
     #[serde(default)]
     mqtt: RawMqtt,
     broker: Option<RawBroker>,
+    security: Option<RawSecurity>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    previous_key_files: Vec<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -344,6 +371,10 @@ fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> 
     }
     let mqtt = validate_mqtt(raw.mqtt, base)?;
     let broker = raw.broker.map(validate_broker).transpose()?;
+    let security = raw
+        .security
+        .map(|s| validate_security(s, base))
+        .transpose()?;
     if geoserver.data_dir.starts_with(&node.state_dir)
         || node.state_dir.starts_with(&geoserver.data_dir)
     {
@@ -360,7 +391,24 @@ fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> 
         master,
         mqtt,
         broker,
+        security,
     })
+}
+
+fn validate_security(raw: RawSecurity, base: Option<&Path>) -> Result<Security, ConfigError> {
+    let key_file = raw.key_file.ok_or_else(|| {
+        ConfigError("[security] key_file: required when [security] is present".into())
+    })?;
+    let key_file = resolve("[security] key_file", key_file, base)?;
+    let key = crate::security::load_key("[security] key_file", &key_file).map_err(ConfigError)?;
+    let mut previous = Vec::new();
+    for f in raw.previous_key_files {
+        let f = resolve("[security] previous_key_files", f, base)?;
+        previous.push(
+            crate::security::load_key("[security] previous_key_files", &f).map_err(ConfigError)?,
+        );
+    }
+    Ok(Security { key, previous })
 }
 
 /// Node ids and groups become MQTT topic levels and MQTT client ids.

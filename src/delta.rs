@@ -6,6 +6,7 @@
 //! its parts have arrived ([`Assembler`]). DOCS: docs/wire-format.md describes every field.
 
 use crate::hlc::Version;
+use crate::security::Auth;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -127,6 +128,7 @@ pub enum DecodeError {
     Cbor(String),
     Version(u16),
     Group { expected: String, got: String },
+    Auth(String),
     Part(String),
     Change { path: String, reason: String },
 }
@@ -143,6 +145,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "message for group {got:?}, this node is in {expected:?}")
             }
             DecodeError::Part(e) => write!(f, "bad part: {e}"),
+            DecodeError::Auth(e) => write!(f, "not authenticated: {e}"),
             DecodeError::Change { path, reason } => write!(f, "change of {path:?}: {reason}"),
         }
     }
@@ -160,18 +163,33 @@ fn from_cbor<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeErro
     ciborium::from_reader(bytes).map_err(|e| DecodeError::Cbor(e.to_string()))
 }
 
-/// Encode a Delta into MQTT payloads of at most [`MAX_MESSAGE_SIZE`] bytes each.
-pub fn encode(delta: &Delta) -> Vec<Vec<u8>> {
+/// Encode a Delta into MQTT payloads of at most [`MAX_MESSAGE_SIZE`] bytes each, each
+/// authenticated with `auth`'s key when there is one.
+pub fn encode(delta: &Delta, auth: &Auth) -> Vec<Vec<u8>> {
     let body = to_cbor(&Body {
         changes: delta.changes.clone(),
         dangling: delta.dangling.clone(),
     });
-    encode_parts(&delta.group, &delta.origin, delta.epoch, delta.seq, &body)
+    encode_parts(
+        &delta.group,
+        &delta.origin,
+        delta.epoch,
+        delta.seq,
+        &body,
+        auth,
+    )
 }
 
 /// Cut any encoded body into framed parts of at most [`MAX_MESSAGE_SIZE`] bytes. Deltas and
 /// resync answers share this framing; the topic says which body a receiver should expect.
-pub fn encode_parts(group: &str, origin: &str, epoch: u64, seq: u64, body: &[u8]) -> Vec<Vec<u8>> {
+pub fn encode_parts(
+    group: &str,
+    origin: &str,
+    epoch: u64,
+    seq: u64,
+    body: &[u8],
+    auth: &Auth,
+) -> Vec<Vec<u8>> {
     let slice = MAX_MESSAGE_SIZE - HEADER_ROOM - group.len() - origin.len();
     let chunks: Vec<&[u8]> = if body.is_empty() {
         vec![&[][..]]
@@ -193,17 +211,19 @@ pub fn encode_parts(group: &str, origin: &str, epoch: u64, seq: u64, body: &[u8]
                 body_len: body.len() as u64,
                 body: chunk.to_vec(),
             };
+            let part = to_cbor(&part);
             to_cbor(&Frame {
                 v: FORMAT_VERSION,
-                part: to_cbor(&part),
-                tag: None,
+                tag: auth.tag(&part),
+                part,
             })
         })
         .collect()
 }
 
-/// Decode one MQTT payload into a part, checking the format version and the group.
-pub fn decode_part(payload: &[u8], group: &str) -> Result<Part, DecodeError> {
+/// Decode one MQTT payload into a part, checking size, format version, authentication tag and
+/// group — in that order, so nothing of an unauthenticated frame is parsed beyond its envelope.
+pub fn decode_part(payload: &[u8], group: &str, auth: &Auth) -> Result<Part, DecodeError> {
     if payload.len() > MAX_MESSAGE_SIZE + HEADER_ROOM {
         return Err(DecodeError::Part(format!(
             "message of {} bytes exceeds the limit of {MAX_MESSAGE_SIZE}",
@@ -214,6 +234,8 @@ pub fn decode_part(payload: &[u8], group: &str) -> Result<Part, DecodeError> {
     if frame.v != FORMAT_VERSION {
         return Err(DecodeError::Version(frame.v));
     }
+    auth.verify(&frame.part, frame.tag.as_deref())
+        .map_err(|e| DecodeError::Auth(e.to_string()))?;
     let part: Part = from_cbor(&frame.part)?;
     if part.group != group {
         return Err(DecodeError::Group {
@@ -401,10 +423,10 @@ fn part_header(p: &Part) -> Part {
 }
 
 /// Decode a whole Delta from its payloads (tests and tools; the slave uses [`Assembler`]).
-pub fn decode(payloads: &[Vec<u8>], group: &str) -> Result<Delta, DecodeError> {
+pub fn decode(payloads: &[Vec<u8>], group: &str, auth: &Auth) -> Result<Delta, DecodeError> {
     let mut asm = Assembler::default();
     for p in payloads {
-        if let Assembled::Complete(header, body) = asm.push(decode_part(p, group)?)? {
+        if let Assembled::Complete(header, body) = asm.push(decode_part(p, group, auth)?)? {
             return decode_body(&header, &body);
         }
     }
@@ -445,37 +467,37 @@ mod tests {
                 op: Op::Delete,
             },
         ]);
-        let msgs = encode(&d);
+        let msgs = encode(&d, &Auth::none());
         assert_eq!(msgs.len(), 1);
-        assert_eq!(decode(&msgs, "g").unwrap(), d);
+        assert_eq!(decode(&msgs, "g", &Auth::none()).unwrap(), d);
     }
 
     #[test]
     fn large_delta_is_split_under_the_message_limit_and_reassembles() {
         let big: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         let d = delta(vec![write("styles/big.sld", big)]);
-        let msgs = encode(&d);
+        let msgs = encode(&d, &Auth::none());
         assert!(msgs.len() >= 4, "{} parts", msgs.len());
         assert!(msgs.iter().all(|m| m.len() <= MAX_MESSAGE_SIZE));
-        assert_eq!(decode(&msgs, "g").unwrap(), d);
+        assert_eq!(decode(&msgs, "g", &Auth::none()).unwrap(), d);
     }
 
     #[test]
     fn wrong_group_is_rejected() {
-        let msgs = encode(&delta(vec![]));
+        let msgs = encode(&delta(vec![]), &Auth::none());
         assert!(matches!(
-            decode(&msgs, "other"),
+            decode(&msgs, "other", &Auth::none()),
             Err(DecodeError::Group { .. })
         ));
     }
 
     #[test]
     fn unknown_format_version_is_rejected() {
-        let msgs = encode(&delta(vec![]));
+        let msgs = encode(&delta(vec![]), &Auth::none());
         let mut frame: Frame = from_cbor(&msgs[0]).unwrap();
         frame.v = 99;
         assert_eq!(
-            decode_part(&to_cbor(&frame), "g").unwrap_err(),
+            decode_part(&to_cbor(&frame), "g", &Auth::none()).unwrap_err(),
             DecodeError::Version(99)
         );
     }
@@ -492,7 +514,7 @@ mod tests {
         }
         let header = Part {
             body: vec![],
-            ..part_header(&decode_part(&encode(&d)[0], "g").unwrap())
+            ..part_header(&decode_part(&encode(&d, &Auth::none())[0], "g", &Auth::none()).unwrap())
         };
         let err = decode_body(&header, &to_cbor(&body)).unwrap_err();
         assert!(err.to_string().contains("SHA-256"), "{err}");
@@ -501,21 +523,24 @@ mod tests {
     #[test]
     fn traversal_path_is_rejected() {
         let d = delta(vec![write("../etc/passwd", b"x".to_vec())]);
-        let err = decode(&encode(&d), "g").unwrap_err();
+        let err = decode(&encode(&d, &Auth::none()), "g", &Auth::none()).unwrap_err();
         assert!(matches!(err, DecodeError::Change { .. }), "{err}");
     }
 
     #[test]
     fn parts_out_of_order_are_rejected_and_expire() {
         let big: Vec<u8> = vec![7; 500_000];
-        let msgs = encode(&delta(vec![write("a.sld", big)]));
+        let msgs = encode(&delta(vec![write("a.sld", big)]), &Auth::none());
         let mut asm = Assembler::default();
         assert!(matches!(
-            asm.push(decode_part(&msgs[0], "g").unwrap()),
+            asm.push(decode_part(&msgs[0], "g", &Auth::none()).unwrap()),
             Ok(Assembled::Incomplete)
         ));
-        assert!(asm.push(decode_part(&msgs[2], "g").unwrap()).is_err());
-        asm.push(decode_part(&msgs[0], "g").unwrap()).unwrap();
+        assert!(asm
+            .push(decode_part(&msgs[2], "g", &Auth::none()).unwrap())
+            .is_err());
+        asm.push(decode_part(&msgs[0], "g", &Auth::none()).unwrap())
+            .unwrap();
         assert_eq!(asm.expire(Duration::ZERO).len(), 1);
         assert!(asm.is_empty());
     }
@@ -523,7 +548,7 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         for bytes in [&b""[..], b"\xff\xff", b"\xa1\x61v\x18\x01", &[0x5b; 40]] {
-            assert!(decode_part(bytes, "g").is_err());
+            assert!(decode_part(bytes, "g", &Auth::none()).is_err());
         }
     }
 
@@ -532,12 +557,12 @@ mod tests {
         fn round_trip_any_delta(files in proptest::collection::btree_map("[a-z]{1,8}(/[a-z]{1,8}){0,3}", proptest::collection::vec(any::<u8>(), 0..3000), 0..20)) {
             let changes = files.into_iter().map(|(p, b)| write(&p, b)).collect();
             let d = delta(changes);
-            prop_assert_eq!(decode(&encode(&d), "g").unwrap(), d);
+            prop_assert_eq!(decode(&encode(&d, &Auth::none()), "g", &Auth::none()).unwrap(), d);
         }
 
         #[test]
         fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_part(&bytes, "g");
+            let _ = decode_part(&bytes, "g", &Auth::none());
         }
     }
 }

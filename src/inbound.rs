@@ -147,9 +147,13 @@ impl Worker {
                     }
                 }
                 Topic::Answer(me) if me == self.shared.node_id && self.role.applies() => {
-                    let from = delta::decode_part(&h.publish.payload, &self.shared.group)
-                        .map(|p| p.origin)
-                        .unwrap_or_default();
+                    let from = delta::decode_part(
+                        &h.publish.payload,
+                        &self.shared.group,
+                        &self.shared.auth,
+                    )
+                    .map(|p| p.origin)
+                    .unwrap_or_default();
                     if let Some((header, body)) =
                         self.assemble(&mut syncs, &from, &h.publish.payload)
                     {
@@ -176,7 +180,7 @@ impl Worker {
         sender: &str,
         payload: &[u8],
     ) -> Option<(delta::Part, Vec<u8>)> {
-        let part = match delta::decode_part(payload, &self.shared.group) {
+        let part = match delta::decode_part(payload, &self.shared.group, &self.shared.auth) {
             Ok(p) if p.origin == sender => p,
             Ok(p) => {
                 self.reject(sender, &format!("it claims to come from {:?}", p.origin));
@@ -205,7 +209,7 @@ impl Worker {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Received {
         let shared = &self.shared;
-        let part = match delta::decode_part(payload, &shared.group) {
+        let part = match delta::decode_part(payload, &shared.group, &shared.auth) {
             Ok(p) if p.origin == topic_origin => p,
             Ok(p) => {
                 self.reject(topic_origin, &format!("it claims origin {:?}", p.origin));

@@ -15,6 +15,7 @@ pub mod master;
 pub mod mqtt;
 pub mod node;
 pub mod reload;
+pub mod security;
 pub mod slave;
 pub mod state;
 pub mod sync;

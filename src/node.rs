@@ -12,6 +12,7 @@ use crate::master::{self, publisher, Detector};
 use crate::mqtt::connection::{self, Link, Options};
 use crate::mqtt::{broker, Topics};
 use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
+use crate::security::Auth;
 use crate::state::State;
 use crate::sync;
 use std::collections::BTreeSet;
@@ -29,6 +30,8 @@ pub struct Shared {
     pub filter: Filter,
     pub skip_dirs: Vec<PathBuf>,
     pub topics: Topics,
+    /// Keys that sign what this node sends and verify what it receives.
+    pub auth: Auth,
     pub state: Mutex<State>,
     pub clock: Mutex<Clock>,
     pub catalog: Mutex<CatalogIndex>,
@@ -102,7 +105,17 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     }
     let mut state = State::open(&cfg.node.state_dir)
         .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
-    master::adopt_uncommitted(&mut state, &cfg.node.group)
+    let auth = match &cfg.security {
+        Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
+        None => {
+            log::warn!(
+                "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
+                cfg.node.group
+            );
+            Auth::none()
+        }
+    };
+    master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
         .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
     let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
         .map_err(|e| format!("[replicate]: {e}"))?;
@@ -132,6 +145,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         data_dir: data_dir.clone(),
         filter,
         topics: topics.clone(),
+        auth,
         clock: Mutex::new(Clock::starting_after(state.hlc)),
         state: Mutex::new(state),
         catalog: Mutex::new(catalog),

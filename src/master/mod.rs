@@ -294,7 +294,7 @@ impl Detector {
                 dangling: dangling.clone(),
                 changes,
             };
-            let payloads = delta::encode(&d);
+            let payloads = delta::encode(&d, &sh.auth);
             // Outbox first: a crash after this but before the commit re-detects the same
             // changes and publishes them again (harmless); the reverse order could lose them.
             self.outbox.put(seq, &payloads)?;
@@ -325,10 +325,14 @@ impl Detector {
 /// the manifest: the outbox entry is what was (or will be) published, so its changes become the
 /// manifest's, and the start-up scan does not publish them a second time. Entries that cannot be
 /// read are left for the publisher (which sends them as they are) and logged.
-pub fn adopt_uncommitted(state: &mut crate::state::State, group: &str) -> std::io::Result<()> {
+pub fn adopt_uncommitted(
+    state: &mut crate::state::State,
+    group: &str,
+    auth: &crate::security::Auth,
+) -> std::io::Result<()> {
     let outbox = state.outbox();
     for seq in std::mem::take(&mut state.uncommitted) {
-        let delta = match outbox.get(seq).map(|p| delta::decode(&p, group)) {
+        let delta = match outbox.get(seq).map(|p| delta::decode(&p, group, auth)) {
             Ok(Ok(d)) if d.epoch == state.epoch => d,
             Ok(Ok(_)) => continue,
             Ok(Err(e)) => {

@@ -282,7 +282,7 @@ fn backoff(failures: u32) -> Duration {
 
 async fn send_ask(ctx: &Ctx, id: u64, batch: u64, ask: &Ask) {
     let sh = &ctx.shared;
-    let payloads = encode_ask(&sh.group, &sh.node_id, id, batch, ask);
+    let payloads = encode_ask(&sh.group, &sh.node_id, id, batch, ask, &sh.auth);
     let Some(client) = ctx.link.borrow().client.clone() else {
         return; // the timeout asks again once connected
     };

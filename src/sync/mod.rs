@@ -27,6 +27,7 @@ pub mod responder;
 use crate::datadir::Manifest;
 use crate::delta::{self, Change, DecodeError};
 use crate::hlc::Version;
+use crate::security::Auth;
 use crate::state::Position;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,8 +76,15 @@ fn to_cbor<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Encode an ask. `id` names the resync round, `batch` the request within it (1 = manifest).
-pub fn encode_ask(group: &str, asker: &str, id: u64, batch: u64, ask: &Ask) -> Vec<Vec<u8>> {
-    delta::encode_parts(group, asker, id, batch, &to_cbor(ask))
+pub fn encode_ask(
+    group: &str,
+    asker: &str,
+    id: u64,
+    batch: u64,
+    ask: &Ask,
+    auth: &Auth,
+) -> Vec<Vec<u8>> {
+    delta::encode_parts(group, asker, id, batch, &to_cbor(ask), auth)
 }
 
 /// Encode an answer from `responder` to round `id`, request `batch`.
@@ -86,8 +94,9 @@ pub fn encode_answer(
     id: u64,
     batch: u64,
     answer: &Answer,
+    auth: &Auth,
 ) -> Vec<Vec<u8>> {
-    delta::encode_parts(group, responder, id, batch, &to_cbor(answer))
+    delta::encode_parts(group, responder, id, batch, &to_cbor(answer), auth)
 }
 
 /// Decode an ask body.
@@ -304,9 +313,9 @@ mod tests {
             positions: BTreeMap::from([("m".to_string(), Position { epoch: 1, seq: 4 })]),
             items: vec![item("workspaces/w/workspace.xml", 1, "w")],
         };
-        let msgs = encode_answer("g", "m", 7, 1, &a);
+        let msgs = encode_answer("g", "m", 7, 1, &a, &Auth::none());
         let mut asm = delta::Assembler::default();
-        let part = delta::decode_part(&msgs[0], "g").unwrap();
+        let part = delta::decode_part(&msgs[0], "g", &Auth::none()).unwrap();
         let delta::Assembled::Complete(header, body) = asm.push(part).unwrap() else {
             panic!("one part")
         };

@@ -45,6 +45,7 @@ pub async fn run(
             asked.id,
             asked.batch,
             &answer,
+            &shared.auth,
         );
         let Some(client) = link.borrow().client.clone() else {
             log::debug!("resync ask from {} dropped: not connected", asked.asker);
