@@ -633,6 +633,12 @@ fn validate_broker(raw: RawBroker) -> Result<Broker, ConfigError> {
             crate::delta::MAX_MESSAGE_SIZE + 4096
         ));
     }
+    let cap = crate::mqtt::connection::MAX_INCOMING_PACKET;
+    if max_packet_size > cap {
+        return err(format!(
+            "[broker] max_packet_size {max_packet_size}: must be at most {cap}, the largest packet a node accepts"
+        ));
+    }
     let segment_size = raw.segment_size.unwrap_or(defaults::BROKER_SEGMENT_SIZE);
     if segment_size < max_packet_size {
         return err(format!(

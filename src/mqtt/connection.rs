@@ -62,6 +62,14 @@ pub struct Options {
     pub max_packet: usize,
 }
 
+/// Largest packet this node accepts from a broker. rumqttc cannot skip a packet above its limit:
+/// it drops the connection, and the broker sends the same packet again after the reconnect — one
+/// oversized message from anyone who can publish would stall the node forever. So the limit is
+/// generous (the message is then rejected by the decoder, acknowledged and forgotten), and
+/// brokers are configured to refuse anything larger (`[broker] max_packet_size` is capped at
+/// this value; docs/brokers.md for external brokers).
+pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+
 fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
     let mut o = MqttOptions::new(opts.client_id.clone(), server.host.clone(), server.port);
     o.set_clean_session(false)
@@ -69,7 +77,7 @@ fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
         .set_keep_alive(cfg.keep_alive)
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_CHANNEL)
-        .set_max_packet_size(opts.max_packet, opts.max_packet);
+        .set_max_packet_size(MAX_INCOMING_PACKET, opts.max_packet);
     if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
         o.set_credentials(user.clone(), pass.clone());
     } else if let Some(user) = &cfg.username {

@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub rust_log: Option<String>,
     /// `GSCLUSTER_CRASH_AT` for the process (`NAME:N`, see src/crashpoint.rs).
     pub crash_at: Option<String>,
+    /// `[security] key_file`, when set.
+    pub key_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -80,6 +82,7 @@ impl NodeConfig {
             binary: None,
             rust_log: None,
             crash_at: None,
+            key_file: None,
         }
     }
 
@@ -119,6 +122,9 @@ impl NodeConfig {
         );
         if let Some(listen) = &self.broker_listen {
             out += &format!("[broker]\nlisten = {}\n", q(listen));
+        }
+        if let Some(key) = &self.key_file {
+            out += &format!("[security]\nkey_file = {}\n", path(key));
         }
         out
     }
