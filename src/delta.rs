@@ -274,6 +274,12 @@ pub fn verify_changes(changes: &[Change]) -> Result<(), DecodeError> {
             Err(e) => return Err(bad(e.to_string())),
         }
         if let Op::Write { bytes, sha256 } = &c.op {
+            if bytes.len() as u64 > MAX_FILE_SIZE {
+                return Err(bad(format!(
+                    "{} bytes is over the {MAX_FILE_SIZE} byte limit for one file",
+                    bytes.len()
+                )));
+            }
             if Sha256::digest(bytes).as_slice() != sha256.as_slice() {
                 return Err(bad("SHA-256 does not match the content".into()));
             }
