@@ -112,13 +112,28 @@ pub struct Master {
     pub rescan_interval: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Mqtt {
     pub servers: Vec<Server>,
     pub topic_prefix: String,
     pub username: Option<String>,
     pub password: Option<String>,
     pub keep_alive: Duration,
+    /// TLS client configuration, present when some server is `mqtts://`.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for Mqtt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mqtt")
+            .field("servers", &self.servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("keep_alive", &self.keep_alive)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// One broker address from `[mqtt] servers`.
@@ -126,17 +141,23 @@ pub struct Mqtt {
 pub struct Server {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
 }
 
 impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Broker {
     pub listen: SocketAddr,
+    /// Certificate chain and key files (PEM): the listener speaks TLS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// user → password; when set, clients must log in.
+    pub users: Option<std::collections::HashMap<String, String>>,
     /// Largest MQTT packet the broker accepts, bytes.
     pub max_packet_size: usize,
     /// Size of one in-memory log segment per topic filter, bytes.
@@ -144,6 +165,19 @@ pub struct Broker {
     /// Segments kept per topic filter before the oldest is dropped.
     pub segment_count: usize,
     pub max_connections: usize,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("users", &self.users.as_ref().map(|u| u.len()))
+            .field("max_packet_size", &self.max_packet_size)
+            .field("segment_size", &self.segment_size)
+            .field("segment_count", &self.segment_count)
+            .finish()
+    }
 }
 
 /// A configuration problem: which key or path, and why.
@@ -235,6 +269,9 @@ struct RawMqtt {
     password: Option<String>,
     password_file: Option<PathBuf>,
     keep_alive_s: Option<u64>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +282,9 @@ struct RawBroker {
     segment_size: Option<usize>,
     segment_count: Option<usize>,
     max_connections: Option<usize>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    users_file: Option<PathBuf>,
 }
 
 /// Defaults, in one place so config.toml.example and the code agree.
@@ -370,7 +410,7 @@ fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> 
         return err("[master] rescan_interval_s: must be at least 1");
     }
     let mqtt = validate_mqtt(raw.mqtt, base)?;
-    let broker = raw.broker.map(validate_broker).transpose()?;
+    let broker = raw.broker.map(|b| validate_broker(b, base)).transpose()?;
     let security = raw
         .security
         .map(|s| validate_security(s, base))
@@ -527,18 +567,61 @@ fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
     Ok(secret)
 }
 
-/// Parse `mqtt://host:port` (port defaults to 1883).
+/// `[broker] users_file`: one `user:password` per line (`#` comments); not readable by others.
+fn read_users(path: &Path) -> Result<std::collections::HashMap<String, String>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = "[broker] users_file";
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError(format!("{key} {}: cannot read: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return err(format!(
+            "{key} {}: readable by every user; run chmod 600 on it",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{key} {}: cannot read: {e}", path.display())))?;
+    let mut users = std::collections::HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => {
+                users.insert(u.to_string(), p.to_string());
+            }
+            _ => {
+                return err(format!(
+                    "{key} {} line {}: expected user:password",
+                    path.display(),
+                    n + 1
+                ))
+            }
+        }
+    }
+    if users.is_empty() {
+        return err(format!("{key} {}: no users", path.display()));
+    }
+    Ok(users)
+}
+
+/// Parse `mqtt://host:port` (port 1883 by default) or `mqtts://host:port` (TLS, port 8883).
 pub fn parse_server(s: &str) -> Result<Server, String> {
-    let rest = s
+    let (rest, tls) = if let Some(r) = s
         .strip_prefix("mqtt://")
         .or_else(|| s.strip_prefix("tcp://"))
-        .ok_or_else(|| {
-            if s.starts_with("mqtts://") || s.starts_with("ssl://") {
-                "TLS (mqtts://) is not supported yet".to_string()
-            } else {
-                "must look like mqtt://host:port".to_string()
-            }
-        })?;
+    {
+        (r, false)
+    } else if let Some(r) = s
+        .strip_prefix("mqtts://")
+        .or_else(|| s.strip_prefix("ssl://"))
+    {
+        (r, true)
+    } else {
+        return Err("must look like mqtt://host:port or mqtts://host:port".to_string());
+    };
+    let default_port = if tls { 8883 } else { 1883 };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
@@ -550,7 +633,7 @@ pub fn parse_server(s: &str) -> Result<Server, String> {
             }
             (h, port)
         }
-        _ => (rest, 1883),
+        _ => (rest, default_port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -559,6 +642,7 @@ pub fn parse_server(s: &str) -> Result<Server, String> {
     Ok(Server {
         host: host.to_string(),
         port,
+        tls,
     })
 }
 
@@ -608,16 +692,53 @@ fn validate_mqtt(raw: RawMqtt, base: Option<&Path>) -> Result<Mqtt, ConfigError>
             "[mqtt] keep_alive_s {keep_alive}: must be between 5 and 3600"
         ));
     }
+    let path = |key: &str, p: Option<PathBuf>| p.map(|p| resolve(key, p, base)).transpose();
+    let ca_file = path("[mqtt] ca_file", raw.ca_file)?;
+    let client_cert = path("[mqtt] client_cert_file", raw.client_cert_file)?;
+    let client_key = path("[mqtt] client_key_file", raw.client_key_file)?;
+    let client = match (&client_cert, &client_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        (None, None) => None,
+        _ => return err("[mqtt] client_cert_file and client_key_file: set both or neither"),
+    };
+    let tls = if servers.iter().any(|s| s.tls) {
+        let ca = ca_file.as_deref().ok_or_else(|| {
+            ConfigError("[mqtt] ca_file: required for mqtts:// servers (the CA that signed the broker's certificate)".into())
+        })?;
+        Some(crate::mqtt::tls::client_config(ca, client).map_err(ConfigError)?)
+    } else {
+        if ca_file.is_some() || client.is_some() {
+            return err(
+                "[mqtt] ca_file / client_cert_file: no server in [mqtt] servers uses mqtts://",
+            );
+        }
+        None
+    };
     Ok(Mqtt {
         servers,
         topic_prefix,
         username: raw.username,
         password,
         keep_alive: Duration::from_secs(keep_alive),
+        tls,
     })
 }
 
-fn validate_broker(raw: RawBroker) -> Result<Broker, ConfigError> {
+fn validate_broker(raw: RawBroker, base: Option<&Path>) -> Result<Broker, ConfigError> {
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(c), Some(k)) => {
+            let c = resolve("[broker] tls_cert_file", c, base)?;
+            let k = resolve("[broker] tls_key_file", k, base)?;
+            crate::mqtt::tls::check_server_files(&c, &k).map_err(ConfigError)?;
+            Some((c, k))
+        }
+        (None, None) => None,
+        _ => return err("[broker] tls_cert_file and tls_key_file: set both or neither"),
+    };
+    let users = raw
+        .users_file
+        .map(|f| read_users(&resolve("[broker] users_file", f, base)?))
+        .transpose()?;
     let listen_s = raw.listen.unwrap_or_else(|| defaults::BROKER_LISTEN.into());
     let listen: SocketAddr = listen_s.parse().map_err(|_| {
         ConfigError(format!(
@@ -653,6 +774,8 @@ fn validate_broker(raw: RawBroker) -> Result<Broker, ConfigError> {
     }
     Ok(Broker {
         listen,
+        tls,
+        users,
         max_packet_size,
         segment_size,
         segment_count,
@@ -722,7 +845,8 @@ mod tests {
             parse_server("mqtt://broker.example:8883").unwrap(),
             Server {
                 host: "broker.example".into(),
-                port: 8883
+                port: 8883,
+                tls: false
             }
         );
         assert_eq!(parse_server("mqtt://h").unwrap().port, 1883);

@@ -57,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() -> ExitCode {
     gscluster::logging::init();
+    gscluster::mqtt::tls::install_provider();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -19,7 +19,7 @@ fn rumqttd_config(cfg: &BrokerConfig) -> Config {
         connection_timeout_ms: 10_000,
         max_payload_size: cfg.max_packet_size,
         max_inflight_count: READ_BATCH,
-        auth: None,
+        auth: cfg.users.clone(),
         external_auth: None,
         // Without this, a publish to a topic nobody subscribed to yet disconnects the publisher.
         dynamic_filters: true,
@@ -27,7 +27,14 @@ fn rumqttd_config(cfg: &BrokerConfig) -> Config {
     let server = ServerSettings {
         name: "gscluster".into(),
         listen: cfg.listen,
-        tls: None,
+        tls: cfg
+            .tls
+            .as_ref()
+            .map(|(cert, key)| rumqttd::TlsConfig::Rustls {
+                capath: None,
+                certpath: cert.to_string_lossy().into_owned(),
+                keypath: key.to_string_lossy().into_owned(),
+            }),
         next_connection_delay_ms: 1,
         connections,
     };
@@ -66,7 +73,12 @@ pub fn start(cfg: &BrokerConfig) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start the embedded broker thread: {e}"))?;
     log::info!(
-        "embedded broker listening on {listen} (log per topic filter: {} segments of {} bytes)",
+        "embedded broker listening on {listen}{}{} (log per topic filter: {} segments of {} bytes)",
+        if cfg.tls.is_some() { " with TLS" } else { "" },
+        cfg.users
+            .as_ref()
+            .map(|u| format!(", {} user(s) may log in", u.len()))
+            .unwrap_or_default(),
         cfg.segment_count,
         cfg.segment_size
     );

@@ -78,6 +78,13 @@ fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
         .set_inflight(INFLIGHT)
         .set_request_channel_capacity(REQUEST_CHANNEL)
         .set_max_packet_size(MAX_INCOMING_PACKET, opts.max_packet);
+    if server.tls {
+        if let Some(tls) = &cfg.tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
+    }
     if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
         o.set_credentials(user.clone(), pass.clone());
     } else if let Some(user) = &cfg.username {
@@ -144,7 +151,8 @@ pub async fn run(
                 };
                 log::log!(
                     level,
-                    "broker {server} unreachable: {e}; trying {next} in {} ms (attempt {failures_in_a_row})",
+                    "broker {server} {}; trying {next} in {} ms (attempt {failures_in_a_row})",
+                    describe(&e),
                     backoff.as_millis()
                 );
                 index += 1;
@@ -159,6 +167,22 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// A connect failure in words an administrator can act on.
+fn describe(e: &ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode as Code;
+    match e {
+        ConnectionError::ConnectionRefused(Code::BadUserNamePassword | Code::NotAuthorized) => {
+            "refused the login: check [mqtt] username and password / password_file".into()
+        }
+        ConnectionError::ConnectionRefused(code) => format!("refused the connection: {code:?}"),
+        // Some brokers (rumqttd among them) refuse a login by closing the connection.
+        other if other.to_string().contains("closed by peer") => format!(
+            "unreachable: {other} (a broker that hangs up during the handshake may have refused [mqtt] username/password or this client id)"
+        ),
+        other => format!("unreachable: {other}"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod connection;
+pub mod tls;
 
 /// A received topic, by kind, with the node it names.
 #[derive(Debug, PartialEq, Eq)]

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     pub crash_at: Option<String>,
     /// `[security] key_file`, when set.
     pub key_file: Option<PathBuf>,
+    /// Extra `key = value` lines for `[mqtt]` and `[broker]` (TLS, credentials…).
+    pub mqtt_extra: Vec<String>,
+    pub broker_extra: Vec<String>,
 }
 
 impl NodeConfig {
@@ -83,6 +86,8 @@ impl NodeConfig {
             rust_log: None,
             crash_at: None,
             key_file: None,
+            mqtt_extra: Vec::new(),
+            broker_extra: Vec::new(),
         }
     }
 
@@ -120,8 +125,14 @@ impl NodeConfig {
             "[mqtt]\nservers = [{}]\ntopic_prefix = \"gscluster\"\n",
             servers.join(", ")
         );
+        for line in &self.mqtt_extra {
+            out += &format!("{line}\n");
+        }
         if let Some(listen) = &self.broker_listen {
             out += &format!("[broker]\nlisten = {}\n", q(listen));
+            for line in &self.broker_extra {
+                out += &format!("{line}\n");
+            }
         }
         if let Some(key) = &self.key_file {
             out += &format!("[security]\nkey_file = {}\n", path(key));
