@@ -6,29 +6,12 @@ mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
+use support::cluster::{assert_reloads_consistent, subscriptions, wait_for_subscriptions, Cluster};
 use support::generator::Spec;
-use support::geoserver::{catalog_problems, StandInGeoServer};
+use support::geoserver::StandInGeoServer;
 use support::node::{assert_converged, wait_until_logs};
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-/// Every reload was authenticated, and saw no unresolved reference the master did not have.
-fn assert_reloads_consistent(gs: &StandInGeoServer, master_dir: &Path, who: &str) {
-    let allowed = catalog_problems(master_dir);
-    for r in gs.reloads() {
-        assert!(r.authorized, "{who}: unauthenticated reload");
-        let extra: Vec<_> = r
-            .problems
-            .iter()
-            .filter(|p| !allowed.contains(*p))
-            .collect();
-        assert!(
-            extra.is_empty(),
-            "{who}: reload saw a half-applied catalog: {extra:?}"
-        );
-    }
-}
 
 /// Wait until `gs` answered a reload that started after `after`.
 fn wait_for_reload_after(cluster: &Cluster, gs: &StandInGeoServer, after: Instant, who: &str) {

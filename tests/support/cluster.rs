@@ -1,8 +1,10 @@
-//! A whole test cluster on loopback: one master running the embedded broker and N slaves, each
-//! slave with its own stand-in GeoServer, all real `gscluster` processes.
+//! A whole test cluster on loopback: one master and N slaves, each slave with its own stand-in
+//! GeoServer, all real `gscluster` processes. The master runs the embedded broker (`start`,
+//! `start_with`), or every node uses an external broker (`start_external`, e.g. a
+//! `support::brokers::Mosquitto`).
 
 use super::generator::{generate, Catalog, Spec};
-use super::geoserver::StandInGeoServer;
+use super::geoserver::{catalog_problems, StandInGeoServer};
 use super::node::{free_port, wait_until_logs, Node, NodeConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +28,7 @@ pub struct Cluster {
     pub _master_state: tempfile::TempDir,
     pub catalog: Catalog,
     pub slaves: Vec<Slave>,
+    /// The broker's port: the master's embedded broker, or the external broker's.
     pub port: u16,
     /// Applied to every node's config before it starts (see `start_with`).
     configure: Box<dyn Fn(&mut NodeConfig)>,
@@ -61,10 +64,33 @@ impl Cluster {
         slaves: usize,
         configure: impl Fn(&mut NodeConfig) + 'static,
     ) -> Cluster {
+        Cluster::start_on(spec, seed, slaves, None, configure)
+    }
+
+    /// Like `start_with`, but no node runs a broker: the master (role "master", no `[broker]`)
+    /// and every slave connect to the external broker on 127.0.0.1:`port`, which must be up.
+    pub fn start_external(
+        spec: &Spec,
+        seed: u64,
+        slaves: usize,
+        port: u16,
+        configure: impl Fn(&mut NodeConfig) + 'static,
+    ) -> Cluster {
+        Cluster::start_on(spec, seed, slaves, Some(port), configure)
+    }
+
+    /// `external`: the port of a broker that is already running; `None` = the master embeds one.
+    fn start_on(
+        spec: &Spec,
+        seed: u64,
+        slaves: usize,
+        external: Option<u16>,
+        configure: impl Fn(&mut NodeConfig) + 'static,
+    ) -> Cluster {
         let master_data = tempfile::tempdir().unwrap();
         let master_state = tempfile::tempdir().unwrap();
         let catalog = generate(master_data.path(), spec, seed);
-        let port = free_port();
+        let port = external.unwrap_or_else(free_port);
         let servers = vec![format!("mqtt://127.0.0.1:{port}")];
         let mut cfg = NodeConfig::new(
             "gs-master",
@@ -73,11 +99,13 @@ impl Cluster {
             master_state.path(),
             servers.clone(),
         );
-        cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        if external.is_none() {
+            cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        }
         configure(&mut cfg);
         let master = Node::start(cfg);
         wait_until_logs(
-            "master connected to its embedded broker",
+            "master connected to its broker",
             Duration::from_secs(20),
             &[&master],
             || master.log_contents().contains("connected to broker"),
@@ -159,4 +187,22 @@ pub fn wait_for_subscriptions(node: &Node, n: usize) {
     wait_until_logs("slave subscribed", Duration::from_secs(20), &[node], || {
         subscriptions(node) >= n
     });
+}
+
+/// Every reload `gs` answered was authenticated and saw no unresolved reference that the
+/// master's own data directory does not have (no half-applied catalog).
+pub fn assert_reloads_consistent(gs: &StandInGeoServer, master_dir: &Path, who: &str) {
+    let allowed = catalog_problems(master_dir);
+    for r in gs.reloads() {
+        assert!(r.authorized, "{who}: unauthenticated reload");
+        let extra: Vec<_> = r
+            .problems
+            .iter()
+            .filter(|p| !allowed.contains(*p))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{who}: reload saw a half-applied catalog: {extra:?}"
+        );
+    }
 }
