@@ -142,7 +142,7 @@ pub struct MosquittoOpts {
     pub max_queued_messages: u32,
     /// `max_inflight_messages`: QoS 1/2 messages in flight per client (20 by default).
     pub max_inflight_messages: u32,
-    /// `message_size_limit` and `max_packet_size`, bytes. gscluster sends at most 192 KiB of
+    /// `max_packet_size` is this plus 1 KiB for headers. gscluster sends at most 192 KiB of
     /// payload per message.
     pub max_message_bytes: u32,
 }
@@ -201,7 +201,8 @@ impl Mosquitto {
              max_queued_messages {queued}\n\
              max_queued_bytes 0\n\
              max_inflight_messages {inflight}\n\
-             message_size_limit {size}\n\
+             # Whole packets; gscluster's are at most 192 KiB of payload plus headers. (The older\n\
+             # payload limit message_size_limit is deprecated in 2.0 in favour of this one.)\n\
              max_packet_size {packet}\n\
              log_dest stderr\n\
              log_type error\n\
@@ -213,7 +214,6 @@ impl Mosquitto {
             store = store.display(),
             queued = opts.max_queued_messages,
             inflight = opts.max_inflight_messages,
-            size = opts.max_message_bytes,
             packet = opts.max_message_bytes + 1024,
         )
     }
