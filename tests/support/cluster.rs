@@ -1,5 +1,7 @@
-//! A whole test cluster on loopback: one master running the embedded broker and N slaves, each
-//! slave with its own stand-in GeoServer, all real `gscluster` processes.
+//! A whole test cluster on loopback: one master and N slaves, each slave with its own stand-in
+//! GeoServer, all real `gscluster` processes. The master runs the embedded broker (`start`,
+//! `start_with`), or every node uses an external broker (`start_external`, e.g. a
+//! `support::brokers::Mosquitto`).
 
 use super::generator::{generate, Catalog, Spec};
 use super::geoserver::StandInGeoServer;
@@ -26,6 +28,7 @@ pub struct Cluster {
     pub _master_state: tempfile::TempDir,
     pub catalog: Catalog,
     pub slaves: Vec<Slave>,
+    /// The broker's port: the master's embedded broker, or the external broker's.
     pub port: u16,
     /// Applied to every node's config before it starts (see `start_with`).
     configure: Box<dyn Fn(&mut NodeConfig)>,
@@ -61,10 +64,33 @@ impl Cluster {
         slaves: usize,
         configure: impl Fn(&mut NodeConfig) + 'static,
     ) -> Cluster {
+        Cluster::start_on(spec, seed, slaves, None, configure)
+    }
+
+    /// Like `start_with`, but no node runs a broker: the master (role "master", no `[broker]`)
+    /// and every slave connect to the external broker on 127.0.0.1:`port`, which must be up.
+    pub fn start_external(
+        spec: &Spec,
+        seed: u64,
+        slaves: usize,
+        port: u16,
+        configure: impl Fn(&mut NodeConfig) + 'static,
+    ) -> Cluster {
+        Cluster::start_on(spec, seed, slaves, Some(port), configure)
+    }
+
+    /// `external`: the port of a broker that is already running; `None` = the master embeds one.
+    fn start_on(
+        spec: &Spec,
+        seed: u64,
+        slaves: usize,
+        external: Option<u16>,
+        configure: impl Fn(&mut NodeConfig) + 'static,
+    ) -> Cluster {
         let master_data = tempfile::tempdir().unwrap();
         let master_state = tempfile::tempdir().unwrap();
         let catalog = generate(master_data.path(), spec, seed);
-        let port = free_port();
+        let port = external.unwrap_or_else(free_port);
         let servers = vec![format!("mqtt://127.0.0.1:{port}")];
         let mut cfg = NodeConfig::new(
             "gs-master",
@@ -73,11 +99,13 @@ impl Cluster {
             master_state.path(),
             servers.clone(),
         );
-        cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        if external.is_none() {
+            cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        }
         configure(&mut cfg);
         let master = Node::start(cfg);
         wait_until_logs(
-            "master connected to its embedded broker",
+            "master connected to its broker",
             Duration::from_secs(20),
             &[&master],
             || master.log_contents().contains("connected to broker"),
