@@ -13,19 +13,34 @@ use crate::mqtt::connection::{Inbound, Link};
 use crate::mqtt::Topic;
 use crate::node::Shared;
 use crate::slave::{apply_delta, Outcome};
+use crate::state::Position;
+use crate::status::Status;
 use crate::sync::asker::{Ctx, Resync};
 use crate::sync::responder::Asked;
 use crate::sync::{self};
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// A chunked Delta whose parts stop arriving is dropped after this long, and resynced.
 const PART_TIMEOUT: Duration = Duration::from_secs(120);
 /// A failed write (disk full, permissions) is retried after this long, forever.
 const RETRY_APPLY: Duration = Duration::from_secs(2);
+/// An origin announced a position beyond what this node applied, and no progress was made for
+/// this long: the broker dropped Deltas without leaving a gap (a queue limit), so resync.
+const STALL: Duration = Duration::from_secs(3);
+
+/// An origin's announced stream position, and since when this node has made no progress
+/// towards it.
+struct Announced {
+    epoch: u64,
+    published: u64,
+    applied: Option<Position>,
+    since: Instant,
+}
 
 struct Held {
     gen: u64,
@@ -65,6 +80,7 @@ impl Worker {
             forget_unknown: self.role == Role::Slave,
         };
         let mut resync = Resync::default();
+        let mut announced: HashMap<String, Announced> = HashMap::new();
         if self.role.applies() && self.shared.state.lock().unwrap().applied.is_empty() {
             resync.request("this node has no replication state yet (bootstrap)");
         }
@@ -80,6 +96,7 @@ impl Worker {
                     }
                     syncs.expire(sync::asker::ANSWER_TIMEOUT);
                     if self.role.applies() {
+                        self.check_announced(&mut announced, &mut resync);
                         resync.tick(&ctx).await;
                     }
                     ack_ready(&mut held, &self.link).await;
@@ -160,11 +177,77 @@ impl Worker {
                         resync.on_answer(&ctx, header, body).await;
                     }
                 }
+                Topic::Status(node) if node != self.shared.node_id && self.role.applies() => {
+                    let status = delta::decode_part(
+                        &h.publish.payload,
+                        &self.shared.group,
+                        &self.shared.auth,
+                    )
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| {
+                        if p.origin != node || p.count != 1 {
+                            return Err(format!(
+                                "status frame of {:?} on the topic of {node}",
+                                p.origin
+                            ));
+                        }
+                        Status::decode(&p, &p.body).map_err(|e| e.to_string())
+                    });
+                    match status {
+                        Ok(s) if s.published > 0 => {
+                            announced.insert(
+                                s.node.clone(),
+                                Announced {
+                                    epoch: s.epoch,
+                                    published: s.published,
+                                    applied: None,
+                                    since: Instant::now(),
+                                },
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(e) => self.reject(node, &e),
+                    }
+                }
                 _ => log::debug!("ignoring message on {topic}"),
             }
             held.push_back(h);
             ack_ready(&mut held, &self.link).await;
         }
+    }
+
+    /// Compare announced positions with what was applied; a stall behind one means lost Deltas.
+    fn check_announced(&self, announced: &mut HashMap<String, Announced>, resync: &mut Resync) {
+        if announced.is_empty() {
+            return;
+        }
+        let state = self.shared.state.lock().unwrap();
+        announced.retain(|origin, a| {
+            let applied = state.applied.get(origin).copied();
+            let behind = match applied {
+                Some(p) if p.epoch == a.epoch => p.seq < a.published,
+                _ => true,
+            };
+            if !behind {
+                return false;
+            }
+            if applied != a.applied {
+                a.applied = applied;
+                a.since = Instant::now();
+            } else if a.since.elapsed() > STALL {
+                resync.request(&format!(
+                    "{origin} announced seq {} of epoch {}, but this node stopped at {}",
+                    a.published,
+                    a.epoch,
+                    applied.map_or("nothing".to_string(), |p| format!(
+                        "seq {} of epoch {}",
+                        p.seq, p.epoch
+                    ))
+                ));
+                a.since = Instant::now();
+            }
+            true
+        });
     }
 
     fn reject(&self, from: &str, why: &str) {

@@ -18,4 +18,5 @@ pub mod reload;
 pub mod security;
 pub mod slave;
 pub mod state;
+pub mod status;
 pub mod sync;

@@ -14,6 +14,7 @@ use crate::mqtt::{broker, Topics};
 use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
 use crate::security::Auth;
 use crate::state::State;
+use crate::status::Status;
 use crate::sync;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -169,6 +170,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     if role.applies() {
         subscriptions.push(topics.delta_filter());
         subscriptions.push(topics.sync_answer(&cfg.node.id));
+        subscriptions.push(topics.status_filter());
     }
     if role.publishes() {
         subscriptions.push(topics.sync_ask_filter());
@@ -178,7 +180,18 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         Options {
             client_id: cfg.node.id.clone(),
             subscriptions,
-            will: None,
+            // Retained "offline" in place of this node's status when its connection dies.
+            will: role.publishes().then(|| {
+                let st = shared.state.lock().unwrap();
+                // A lower bound: everything below the oldest outbox entry was acknowledged.
+                let oldest = st.outbox().seqs().ok().and_then(|s| s.first().copied());
+                let published = oldest.map_or(st.next_seq - 1, |o| o - 1);
+                let status = Status::new(&cfg.node.id, role.as_str(), false, st.epoch, published);
+                (
+                    topics.status(&cfg.node.id),
+                    status.encode(&cfg.node.group, &shared.auth),
+                )
+            }),
             birth: None,
             max_packet: crate::delta::MAX_MESSAGE_SIZE + 64 * 1024,
         },
@@ -201,9 +214,21 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         )));
         let outbox = shared.state.lock().unwrap().outbox();
         let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(publisher::run(
-            outbox.clone(),
-            topics.delta(&cfg.node.id),
+        let highest = shared.state.lock().unwrap().next_seq - 1;
+        let p = publisher::Publisher {
+            outbox: outbox.clone(),
+            topic: topics.delta(&cfg.node.id),
+            highest,
+            me: publisher::Identity {
+                node: cfg.node.id.clone(),
+                role: role.as_str().to_string(),
+                group: cfg.node.group.clone(),
+                epoch: shared.state.lock().unwrap().epoch,
+                auth: shared.auth.clone(),
+                status_topic: topics.status(&cfg.node.id),
+            },
+        };
+        tasks.push(tokio::spawn(p.run(
             fresh_rx,
             events_rx,
             shutdown_rx.clone(),

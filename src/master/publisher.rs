@@ -6,12 +6,21 @@
 //! part each PUBACK confirms. On every new connection the whole outbox is published again in
 //! sequence order: a broker that kept the session sees duplicates, which receivers drop by
 //! (origin, epoch, seq); a broker that lost it gets everything it lost.
+//!
+//! Whenever the outbox drains, and on every connection, the publisher announces in the node's
+//! retained status how far its stream goes (crate::status). It is the node's only QoS 1
+//! publisher, so the packet-id pairing stays exact.
 
 use crate::mqtt::connection::LinkEvent;
+use crate::security::Auth;
 use crate::state::Outbox;
+use crate::status::Status;
 use rumqttc::{AsyncClient, QoS};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use tokio::sync::{mpsc, watch};
+
+/// Marks a status publish in the pairing queue (never an outbox sequence number).
+const STATUS: u64 = u64::MAX;
 
 /// Publisher state for the current connection.
 #[derive(Default)]
@@ -28,111 +37,162 @@ struct Session {
     last_published: u64,
 }
 
-/// Run the publisher. `fresh` carries sequence numbers just written to the outbox.
-pub async fn run(
-    outbox: Outbox,
-    topic: String,
-    mut fresh: mpsc::UnboundedReceiver<u64>,
-    mut events: mpsc::UnboundedReceiver<LinkEvent>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut s = Session::default();
-    loop {
-        tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break };
-                handle_event(&mut s, ev, &outbox, &topic).await;
-            }
-            seq = fresh.recv() => {
-                let Some(seq) = seq else { break };
-                if s.client.is_some() && seq > s.last_published {
-                    publish_up_to(&mut s, &outbox, &topic, seq).await;
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
+/// Who this node is, for its status announcements.
+pub struct Identity {
+    pub node: String,
+    pub role: String,
+    pub group: String,
+    pub epoch: u64,
+    pub auth: Auth,
+    pub status_topic: String,
 }
 
-async fn handle_event(s: &mut Session, ev: LinkEvent, outbox: &Outbox, topic: &str) {
-    match ev {
-        LinkEvent::Up { gen, client } => {
-            *s = Session {
-                gen,
-                client: Some(client),
-                ..Default::default()
-            };
-            if let Some(&last) = outbox.seqs().unwrap_or_default().last() {
-                log::info!("publishing outbox up to seq {last}");
-                publish_up_to(s, outbox, topic, last).await;
-            }
-        }
-        LinkEvent::Down { gen } if gen == s.gen => {
-            *s = Session::default();
-        }
-        // QoS 0 publishes (pkid 0) are not ours: every Delta part goes out with QoS 1.
-        LinkEvent::Sent { gen, pkid } if gen == s.gen && pkid != 0 => {
-            if let Some(part) = s.requested.pop_front() {
-                s.inflight.insert(pkid, part);
-            }
-        }
-        LinkEvent::Acked { gen, pkid } if gen == s.gen => {
-            let Some((seq, _part)) = s.inflight.remove(&pkid) else {
-                return;
-            };
-            let done = match s.remaining.get_mut(&seq) {
-                Some(n) => {
-                    *n -= 1;
-                    *n == 0
-                }
-                None => false,
-            };
-            if done {
-                crate::crashpoint::hit("puback-received");
-                s.remaining.remove(&seq);
-                match outbox.remove(seq) {
-                    Ok(()) => log::debug!("seq {seq} acknowledged by the broker"),
-                    Err(e) => log::error!("cannot remove outbox entry {seq}: {e}"),
-                }
-            }
-        }
-        _ => {}
-    }
+/// The publishing task.
+pub struct Publisher {
+    pub outbox: Outbox,
+    pub topic: String,
+    pub me: Identity,
+    /// Highest sequence number written to the outbox so far.
+    pub highest: u64,
 }
 
-/// Publish every outbox entry above `s.last_published` up to `upto`, in order.
-async fn publish_up_to(s: &mut Session, outbox: &Outbox, topic: &str, upto: u64) {
-    let seqs = match outbox.seqs() {
-        Ok(v) => v,
-        Err(e) => {
-            log::error!("cannot list the outbox: {e}");
-            return;
-        }
-    };
-    let from = s.last_published;
-    for seq in seqs.into_iter().filter(|&q| q > from && q <= upto) {
-        let payloads = match outbox.get(seq) {
-            Ok(p) => p,
-            Err(e) => {
-                log::error!("outbox entry {seq} unreadable: {e}; it stays for the next attempt");
-                return;
+impl Publisher {
+    /// Run until shutdown. `fresh` carries sequence numbers just written to the outbox.
+    pub async fn run(
+        mut self,
+        mut fresh: mpsc::UnboundedReceiver<u64>,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut s = Session::default();
+        loop {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    self.handle_event(&mut s, ev).await;
+                }
+                seq = fresh.recv() => {
+                    let Some(seq) = seq else { break };
+                    self.highest = self.highest.max(seq);
+                    if s.client.is_some() && seq > s.last_published {
+                        self.publish_up_to(&mut s, seq).await;
+                    }
+                }
+                _ = shutdown.changed() => break,
             }
-        };
+        }
+    }
+
+    async fn handle_event(&self, s: &mut Session, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Up { gen, client } => {
+                *s = Session {
+                    gen,
+                    client: Some(client),
+                    ..Default::default()
+                };
+                if let Some(&last) = self.outbox.seqs().unwrap_or_default().last() {
+                    log::info!("publishing outbox up to seq {last}");
+                    self.publish_up_to(s, last).await;
+                }
+                self.announce(s).await;
+            }
+            LinkEvent::Down { gen } if gen == s.gen => {
+                *s = Session::default();
+            }
+            // QoS 0 publishes (pkid 0) are not paired: only Delta parts and status go out with
+            // QoS 1, and only from here.
+            LinkEvent::Sent { gen, pkid } if gen == s.gen && pkid != 0 => {
+                if let Some(part) = s.requested.pop_front() {
+                    s.inflight.insert(pkid, part);
+                }
+            }
+            LinkEvent::Acked { gen, pkid } if gen == s.gen => {
+                let Some((seq, _part)) = s.inflight.remove(&pkid) else {
+                    return;
+                };
+                let done = match s.remaining.get_mut(&seq) {
+                    Some(n) => {
+                        *n -= 1;
+                        *n == 0
+                    }
+                    None => false,
+                };
+                if done {
+                    crate::crashpoint::hit("puback-received");
+                    s.remaining.remove(&seq);
+                    match self.outbox.remove(seq) {
+                        Ok(()) => log::debug!("seq {seq} acknowledged by the broker"),
+                        Err(e) => log::error!("cannot remove outbox entry {seq}: {e}"),
+                    }
+                    if s.remaining.is_empty() {
+                        self.announce(s).await;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Publish the retained status: the stream is acknowledged up to just below the oldest
+    /// outbox entry (or up to the highest sequence number when the outbox is empty).
+    async fn announce(&self, s: &mut Session) {
         let Some(client) = s.client.clone() else {
             return;
         };
-        s.remaining.insert(seq, payloads.len());
-        for (i, payload) in payloads.into_iter().enumerate() {
-            s.requested.push_back((seq, i));
-            if client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .is_err()
-            {
-                // The connection is gone; everything is published again on the next one.
+        let published = match self.outbox.seqs() {
+            Ok(seqs) => seqs.first().map_or(self.highest, |oldest| oldest - 1),
+            Err(_) => return,
+        };
+        let me = &self.me;
+        let status = Status::new(&me.node, &me.role, true, me.epoch, published);
+        s.requested.push_back((STATUS, 0));
+        let payload = status.encode(&me.group, &me.auth);
+        if client
+            .publish(me.status_topic.clone(), QoS::AtLeastOnce, true, payload)
+            .await
+            .is_ok()
+        {
+            log::debug!("announced stream position {}/{published}", me.epoch);
+        }
+    }
+
+    /// Publish every outbox entry above `s.last_published` up to `upto`, in order.
+    async fn publish_up_to(&self, s: &mut Session, upto: u64) {
+        let seqs = match self.outbox.seqs() {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!("cannot list the outbox: {e}");
                 return;
             }
+        };
+        let from = s.last_published;
+        for seq in seqs.into_iter().filter(|&q| q > from && q <= upto) {
+            let payloads = match self.outbox.get(seq) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::error!(
+                        "outbox entry {seq} unreadable: {e}; it stays for the next attempt"
+                    );
+                    return;
+                }
+            };
+            let Some(client) = s.client.clone() else {
+                return;
+            };
+            s.remaining.insert(seq, payloads.len());
+            for (i, payload) in payloads.into_iter().enumerate() {
+                s.requested.push_back((seq, i));
+                if client
+                    .publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    // The connection is gone; everything is published again on the next one.
+                    return;
+                }
+            }
+            s.last_published = seq;
         }
-        s.last_published = seq;
     }
 }

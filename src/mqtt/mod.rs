@@ -10,6 +10,7 @@ pub enum Topic<'a> {
     Delta(&'a str),
     Ask(&'a str),
     Answer(&'a str),
+    Status(&'a str),
     Other,
 }
 
@@ -71,6 +72,7 @@ impl Topics {
             "delta" => Topic::Delta(node),
             "sync/ask" => Topic::Ask(node),
             "sync/answer" => Topic::Answer(node),
+            "status" => Topic::Status(node),
             _ => Topic::Other,
         }
     }
@@ -78,6 +80,11 @@ impl Topics {
     /// A node's retained status.
     pub fn status(&self, node: &str) -> String {
         format!("{}/status/{node}", self.base)
+    }
+
+    /// Every node's status.
+    pub fn status_filter(&self) -> String {
+        format!("{}/status/+", self.base)
     }
 }
 
@@ -98,7 +105,8 @@ mod tests {
         );
         assert_eq!(t.classify(&t.sync_ask("gs-b")), Topic::Ask("gs-b"));
         assert_eq!(t.classify(&t.sync_answer("gs-b")), Topic::Answer("gs-b"));
-        assert_eq!(t.classify("gscluster/prod/status/gs-b"), Topic::Other);
+        assert_eq!(t.classify(&t.status("gs-b")), Topic::Status("gs-b"));
+        assert_eq!(t.classify("gscluster/prod/other/gs-b"), Topic::Other);
         assert_eq!(t.classify("gscluster/prod/delta/"), Topic::Other);
     }
 }
