@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::cluster::copy_tree;
 use support::generator::{generate, Spec};
-use support::node::{free_port, tree, NodeConfig};
+use support::node::{free_port, tree, wait_until, NodeConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gscluster");
 
@@ -694,4 +694,46 @@ fn second_run_on_the_same_state_dir_fails_saying_it_is_in_use() {
     let status = first.terminate();
     assert_eq!(status.code(), Some(0), "{}", first.log());
     assert!(first.log().contains("stopped cleanly"), "{}", first.log());
+}
+
+#[test]
+fn passwords_never_appear_in_check_output_or_in_the_daemon_log() {
+    let s = Setup::new();
+    generate(&s.data(), &Spec::small(), 8);
+    let mut cfg = s.node_config();
+    cfg.password = "gs-hunter2-secret".into();
+    cfg.geoserver_url = Some(format!("http://127.0.0.1:{}/geoserver", free_port()));
+    cfg.mqtt_extra = vec![
+        "username = \"node\"".into(),
+        "password = \"mqtt-hunter2-secret\"".into(),
+    ];
+    let path = s.write_config(&cfg.to_toml());
+    let out = gscluster()
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        !all.contains("hunter2"),
+        "a password in check's output:\n{all}"
+    );
+
+    let mut node = support::node::Node::start(cfg);
+    wait_until(
+        "the daemon tried its broker and its GeoServer",
+        Duration::from_secs(20),
+        || {
+            let log = node.log_contents();
+            log.contains("unreachable") && log.contains("GeoServer at")
+        },
+    );
+    node.stop();
+    assert!(
+        !node.log_contents().contains("hunter2"),
+        "a password in the log:\n{}",
+        node.log_contents()
+    );
 }
