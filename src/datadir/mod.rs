@@ -28,4 +28,4 @@ pub use manifest::{
     diff, diff_with_stats, refresh_stats, Entry, LocalChange, Manifest, StatUpdate,
 };
 pub use path::{normalize, to_rel, PathError};
-pub use scan::{scan, sha256_file, FileStat};
+pub use scan::{scan, scan_paths, sha256_file, FileStat};

@@ -47,72 +47,137 @@ pub fn scan(
     filter: &Filter,
     skip_dirs: &[PathBuf],
 ) -> io::Result<BTreeMap<String, FileStat>> {
-    let mut out = BTreeMap::new();
-    // skip_dirs may be spelled differently from data_dir (symlinked /var, relative config
-    // paths): compare canonical forms too, so the state dir is never scanned as configuration.
-    let canon_root = data_dir
-        .canonicalize()
-        .unwrap_or_else(|_| data_dir.to_path_buf());
-    let skip: Vec<PathBuf> = skip_dirs
-        .iter()
-        .flat_map(|s| [s.clone(), s.canonicalize().unwrap_or_else(|_| s.clone())])
-        .collect();
-    let mut stack = vec![data_dir.to_path_buf()];
-    let mut first = true;
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if first => return Err(e),
-            Err(e) => {
-                log::warn!(
-                    "scan: cannot read directory {}: {e}; skipping it",
-                    dir.display()
-                );
-                continue;
+    let mut walk = Walk::new(data_dir, filter, skip_dirs);
+    walk.dir(data_dir.to_path_buf(), true)?;
+    Ok(walk.out)
+}
+
+/// Like [`scan`], limited to the given relative paths: a file is stat'ed, a folder is walked,
+/// a path that no longer exists yields nothing. This is what a filesystem notification needs
+/// looked at, instead of the whole tree.
+pub fn scan_paths<'a>(
+    data_dir: &Path,
+    rels: impl IntoIterator<Item = &'a String>,
+    filter: &Filter,
+    skip_dirs: &[PathBuf],
+) -> io::Result<BTreeMap<String, FileStat>> {
+    let mut walk = Walk::new(data_dir, filter, skip_dirs);
+    for rel in rels {
+        let abs = data_dir.join(rel);
+        match fs::symlink_metadata(&abs) {
+            Ok(md) if md.is_dir() => {
+                if !walk.skipped(&abs, rel) && filter.may_contain(rel) {
+                    walk.dir(abs, false)?;
+                }
             }
-        };
-        first = false;
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    log::warn!("scan: error listing {}: {e}", dir.display());
-                    continue;
-                }
-            };
-            let abs = entry.path();
-            // symlink_metadata: describes the link itself, never its target.
-            let md = match fs::symlink_metadata(&abs) {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    log::warn!("scan: cannot stat {}: {e}", abs.display());
-                    continue;
-                }
-            };
-            let Some(rel) = to_rel(data_dir, &abs) else {
-                log::warn!("scan: skipping {} (name is not UTF-8)", abs.display());
-                continue;
-            };
-            let ft = md.file_type();
-            if ft.is_dir() {
-                let skipped = skip.contains(&abs) || skip.contains(&canon_root.join(&rel));
-                if skipped || !filter.may_contain(&rel) {
-                    continue;
-                }
-                stack.push(abs);
-            } else if ft.is_symlink() {
-                log::debug!("scan: skipping symlink {rel} (links are not replicated)");
-            } else if ft.is_file() && filter.matches(&rel) {
-                if let Err(e) = normalize(&rel) {
-                    log::warn!("scan: skipping file: {e}");
-                    continue;
-                }
-                out.insert(rel, FileStat::from_metadata(&md));
-            }
+            Ok(md) => walk.entry(rel.clone(), md),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("scan: cannot stat {}: {e}", abs.display()),
         }
     }
-    Ok(out)
+    Ok(walk.out)
+}
+
+/// One walk over (part of) the data directory.
+struct Walk<'a> {
+    data_dir: &'a Path,
+    canon_root: PathBuf,
+    skip: Vec<PathBuf>,
+    filter: &'a Filter,
+    stack: Vec<PathBuf>,
+    out: BTreeMap<String, FileStat>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(data_dir: &'a Path, filter: &'a Filter, skip_dirs: &[PathBuf]) -> Self {
+        // skip_dirs may be spelled differently from data_dir (symlinked /var, relative config
+        // paths): compare canonical forms too, so the state dir is never scanned as configuration.
+        let canon_root = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
+        let skip = skip_dirs
+            .iter()
+            .flat_map(|s| [s.clone(), s.canonicalize().unwrap_or_else(|_| s.clone())])
+            .collect();
+        Walk {
+            data_dir,
+            canon_root,
+            skip,
+            filter,
+            stack: Vec::new(),
+            out: BTreeMap::new(),
+        }
+    }
+
+    fn skipped(&self, abs: &Path, rel: &str) -> bool {
+        self.skip.iter().any(|s| s == abs) || self.skip.contains(&self.canon_root.join(rel))
+    }
+
+    /// Walk `start` and everything below it. Only an unreadable `start` that is the data
+    /// directory itself is an error.
+    fn dir(&mut self, start: PathBuf, is_root: bool) -> io::Result<()> {
+        self.stack.push(start);
+        let mut first = is_root;
+        while let Some(dir) = self.stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if first => return Err(e),
+                Err(e) => {
+                    log::warn!(
+                        "scan: cannot read directory {}: {e}; skipping it",
+                        dir.display()
+                    );
+                    continue;
+                }
+            };
+            first = false;
+            for entry in entries {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        log::warn!("scan: error listing {}: {e}", dir.display());
+                        continue;
+                    }
+                };
+                let abs = entry.path();
+                // symlink_metadata: describes the link itself, never its target.
+                let md = match fs::symlink_metadata(&abs) {
+                    Ok(md) => md,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        log::warn!("scan: cannot stat {}: {e}", abs.display());
+                        continue;
+                    }
+                };
+                let Some(rel) = to_rel(self.data_dir, &abs) else {
+                    log::warn!("scan: skipping {} (name is not UTF-8)", abs.display());
+                    continue;
+                };
+                if md.is_dir() {
+                    if !self.skipped(&abs, &rel) && self.filter.may_contain(&rel) {
+                        self.stack.push(abs);
+                    }
+                } else {
+                    self.entry(rel, md);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a non-directory entry if it is a regular file the filter replicates.
+    fn entry(&mut self, rel: String, md: fs::Metadata) {
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            log::debug!("scan: skipping symlink {rel} (links are not replicated)");
+        } else if ft.is_file() && self.filter.matches(&rel) {
+            if let Err(e) = normalize(&rel) {
+                log::warn!("scan: skipping file: {e}");
+                return;
+            }
+            self.out.insert(rel, FileStat::from_metadata(&md));
+        }
+    }
 }
 
 /// SHA-256 of a file's content, streamed so large style bodies or icons need no big buffer.
@@ -133,6 +198,34 @@ pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_paths_looks_only_at_the_named_files_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "global.xml",
+            "styles/a.sld",
+            "styles/b.sld",
+            "workspaces/w/workspace.xml",
+            "logs/x.log",
+        ] {
+            fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            fs::write(root.join(f), "x").unwrap();
+        }
+        let filter = Filter::new(
+            &super::super::default_include(),
+            &super::super::default_exclude(),
+        )
+        .unwrap();
+        let rels: Vec<String> = ["styles", "global.xml", "gone.xml", "logs/x.log"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got = scan_paths(root, &rels, &filter, &[]).unwrap();
+        let keys: Vec<&str> = got.keys().map(|s| s.as_str()).collect();
+        assert_eq!(keys, ["global.xml", "styles/a.sld", "styles/b.sld"]);
+    }
 
     fn touch(root: &Path, rel: &str, body: &str) {
         let p = root.join(rel);

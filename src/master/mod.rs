@@ -15,7 +15,7 @@ use crate::node::Shared;
 use crate::state::{Outbox, Record};
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -32,6 +32,42 @@ const REFERENCE_GRACE: Duration = Duration::from_secs(1);
 
 /// The changes of one Delta and the manifest entries they leave behind.
 type Batch = (Vec<Change>, Vec<(String, datadir::Entry)>);
+
+/// What a detection pass looks at.
+#[derive(Debug)]
+enum Scope {
+    /// The whole data directory (start-up, periodic rescan, lost notifications).
+    Full,
+    /// Only these relative paths (files or folders) that notifications named.
+    Paths(BTreeSet<String>),
+}
+
+impl Scope {
+    /// Take in what an event names; an event that cannot be trusted widens to a full scan.
+    fn add(&mut self, ev: &notify::Result<notify::Event>, data_dir: &std::path::Path) {
+        let Scope::Paths(set) = self else { return };
+        let Ok(ev) = ev else {
+            *self = Scope::Full;
+            return;
+        };
+        if ev.need_rescan() || ev.paths.is_empty() {
+            *self = Scope::Full;
+            return;
+        }
+        for p in &ev.paths {
+            match datadir::to_rel(data_dir, p) {
+                Some(rel) if !rel.is_empty() => {
+                    set.insert(rel);
+                }
+                // The data directory itself, or a name that is not UTF-8: look at everything.
+                _ => {
+                    *self = Scope::Full;
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// Everything the detector needs.
 pub struct Detector {
@@ -65,7 +101,7 @@ impl Detector {
                 None
             }
         };
-        self.detect_and_publish(&rx, "start-up scan");
+        self.detect_and_publish(&rx, "start-up scan", Scope::Full);
         let mut next_rescan = Instant::now() + self.rescan_interval;
         while !self.shared.stopping.load(Ordering::SeqCst) {
             let wait = next_rescan
@@ -76,12 +112,14 @@ impl Detector {
                     if !self.relevant(&first) {
                         continue;
                     }
-                    self.wait_quiet(&rx);
-                    self.detect_and_publish(&rx, "change");
+                    let mut scope = Scope::Paths(BTreeSet::new());
+                    scope.add(&first, &self.shared.data_dir);
+                    self.wait_quiet(&rx, &mut scope);
+                    self.detect_and_publish(&rx, "change", scope);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_rescan {
-                        self.detect_and_publish(&rx, "periodic rescan");
+                        self.detect_and_publish(&rx, "periodic rescan", Scope::Full);
                         next_rescan = Instant::now() + self.rescan_interval;
                     }
                 }
@@ -114,7 +152,7 @@ impl Detector {
 
     /// Drain events until no relevant one arrived for the quiet window (bounded by
     /// MAX_BATCH_WAIT, so a burst that never pauses is still published).
-    fn wait_quiet(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>) {
+    fn wait_quiet(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>, scope: &mut Scope) {
         let give_up = Instant::now() + MAX_BATCH_WAIT;
         let mut quiet_until = Instant::now() + self.quiet;
         loop {
@@ -125,7 +163,10 @@ impl Detector {
                 return;
             }
             match rx.recv_timeout(left) {
-                Ok(ev) if self.relevant(&ev) => quiet_until = Instant::now() + self.quiet,
+                Ok(ev) if self.relevant(&ev) => {
+                    scope.add(&ev, &self.shared.data_dir);
+                    quiet_until = Instant::now() + self.quiet;
+                }
                 Ok(_) => {}
                 Err(_) => return,
             }
@@ -134,11 +175,16 @@ impl Detector {
 
     /// Scan, diff and publish; errors are logged and retried at the next wake-up. A batch whose
     /// objects refer to missing ones waits (up to REFERENCE_GRACE) for more of the change.
-    fn detect_and_publish(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>, why: &str) {
+    fn detect_and_publish(
+        &self,
+        rx: &mpsc::Receiver<notify::Result<notify::Event>>,
+        why: &str,
+        mut scope: Scope,
+    ) {
         let deadline = Instant::now() + REFERENCE_GRACE;
         loop {
             let may_defer = Instant::now() < deadline;
-            match self.detect(why, may_defer) {
+            match self.detect(why, may_defer, &scope) {
                 Ok(Some(seqs)) => {
                     for seq in seqs {
                         let _ = self.published.send(seq);
@@ -147,11 +193,13 @@ impl Detector {
                 }
                 Ok(None) => {
                     // Wait for the next write of this change, then for its quiet window.
-                    if rx
-                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                        .is_ok()
+                    if let Ok(ev) =
+                        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     {
-                        self.wait_quiet(rx);
+                        if self.relevant(&ev) {
+                            scope.add(&ev, &self.shared.data_dir);
+                        }
+                        self.wait_quiet(rx, &mut scope);
                     }
                 }
                 Err(e) => {
@@ -164,16 +212,31 @@ impl Detector {
 
     /// Detect and publish one batch. `None`: deferred, because the batch refers to objects that
     /// do not exist yet and `may_defer` allowed waiting for them.
-    fn detect(&self, why: &str, may_defer: bool) -> std::io::Result<Option<Vec<u64>>> {
+    fn detect(
+        &self,
+        why: &str,
+        may_defer: bool,
+        scope: &Scope,
+    ) -> std::io::Result<Option<Vec<u64>>> {
         let sh = &self.shared;
         let started = Instant::now();
         // The state lock also keeps the slave side of a "both" node from writing while we
         // compare: its writes are recorded in the manifest before we can see them.
         let mut state = sh.state.lock().unwrap();
-        let mut scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
+        let (mut scan, partial) = match scope {
+            Scope::Full => (
+                datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?,
+                None,
+            ),
+            Scope::Paths(rels) => (
+                datadir::scan_paths(&sh.data_dir, rels, &sh.filter, &sh.skip_dirs)?,
+                Some(manifest_within(&state.manifest, rels)),
+            ),
+        };
         scan.retain(|rel, _| !is_own_temp(rel));
         let mut contents: HashMap<String, Vec<u8>> = HashMap::new();
-        let (changes, restat) = datadir::diff_with_stats(&state.manifest, &scan, |rel| {
+        let manifest = partial.as_ref().unwrap_or(&state.manifest);
+        let (changes, restat) = datadir::diff_with_stats(manifest, &scan, |rel| {
             let bytes = std::fs::read(sh.data_dir.join(rel))?;
             let hash: [u8; 32] = Sha256::digest(&bytes).into();
             contents.insert(rel.to_string(), bytes);
@@ -378,6 +441,25 @@ pub fn adopt_uncommitted(
     Ok(())
 }
 
+/// The manifest entries at or below the given paths: what a scan of just those paths is
+/// compared with (an entry there that the scan no longer finds is a deletion).
+fn manifest_within(manifest: &datadir::Manifest, rels: &BTreeSet<String>) -> datadir::Manifest {
+    let mut part = datadir::Manifest::default();
+    for rel in rels {
+        let below = format!("{rel}/");
+        for (path, entry) in manifest.entries.range(rel.clone()..) {
+            if path != rel && !path.starts_with(&below) {
+                if path.as_str() > below.as_str() {
+                    break;
+                }
+                continue;
+            }
+            part.entries.insert(path.clone(), entry.clone());
+        }
+    }
+    part
+}
+
 /// gscluster's own temporary files (see atomic.rs) are never changes.
 fn is_own_temp(rel: &str) -> bool {
     rel.rsplit('/')
@@ -388,4 +470,34 @@ fn is_own_temp(rel: &str) -> bool {
 /// Directories the scan must never enter.
 pub fn skip_dirs(state_dir: &std::path::Path) -> Vec<PathBuf> {
     vec![state_dir.to_path_buf()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datadir::{Entry, Manifest};
+
+    #[test]
+    fn manifest_within_takes_the_paths_and_what_is_below_them_only() {
+        let mut m = Manifest::default();
+        for p in [
+            "global.xml",
+            "styles",
+            "styles-old.xml",
+            "styles/a.sld",
+            "styles/x/b.png",
+            "styles0/c.sld",
+            "workspaces/w/workspace.xml",
+        ] {
+            m.entries
+                .insert(p.to_string(), Entry::tombstone(Version::new(1, "a")));
+        }
+        let rels: BTreeSet<String> = ["styles".to_string(), "global.xml".to_string()].into();
+        let part = manifest_within(&m, &rels);
+        let keys: Vec<&str> = part.entries.keys().map(|s| s.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["global.xml", "styles", "styles/a.sld", "styles/x/b.png"]
+        );
+    }
 }
