@@ -188,9 +188,10 @@ fn main() {
                 global_styles: 20,
                 layer_groups: 20,
             },
-            // 1,000 changes as 1,000 Deltas; 10,000 changes in bursts of 10 files (one Delta
-            // each, ~1,000 Deltas): one Delta per change would take the master ~10 minutes.
-            catchups: vec![(1_000, 1), (10_000, 10)],
+            // 1,000 changes as 1,000 Deltas; 10,000 changes in bursts of 20 files (one Delta
+            // each, ~500 Deltas): the master needs ~100 ms per Delta on this tree, so one Delta
+            // per change would take ~17 minutes.
+            catchups: vec![(1_000, 1), (10_000, 20)],
             bootstraps: vec![
                 Spec {
                     workspaces: 10,
@@ -955,6 +956,17 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
     }
 }
 
+/// Copies the nodes' logs (millisecond timestamps) to `<target dir>/bench-logs/<scenario>-<id>.log`,
+/// to see where a catch-up or bootstrap spent its time.
+fn save_logs(scenario: &str, nodes: &[&Node]) {
+    let dir = target_dir().join("bench-logs");
+    fs::create_dir_all(&dir).unwrap();
+    for node in nodes {
+        let to = dir.join(format!("{scenario}-{}.log", node.config().id));
+        fs::copy(node.log_path(), &to).unwrap();
+    }
+}
+
 /// Rewrites layer.xml files on the master, each time with a unique attribution title, the way
 /// GeoServer writes (temp file + rename): one call, one file change.
 struct Changer {
@@ -1082,7 +1094,10 @@ struct Published {
 /// master's log has counted every change so far as published, so each burst is one Delta
 /// (or, rarely, two when the master's quiet window cut it).
 fn make_changes(master: &Node, changer: &mut Changer, n: usize, burst: usize) -> Published {
-    assert!(burst <= changer.files.len(), "a burst must touch distinct files");
+    assert!(
+        burst <= changer.files.len(),
+        "a burst must touch distinct files"
+    );
     let mut tail = LogTail::at_end(master);
     let t0 = Instant::now();
     let mut p = Published::default();
@@ -1247,6 +1262,7 @@ fn catchup_figure(
     });
     settle_reload(&slave.node, &slave.gs, t0 + converged);
     let lines = tail.lines();
+    save_logs(&format!("catchup-{n}"), &[&c.master, &slave.node]);
 
     let allowed = catalog_problems(&master_dir);
     let reloads: Vec<_> = (slave.gs.successful_reloads().into_iter())
@@ -1258,7 +1274,14 @@ fn catchup_figure(
     let applied = lines.iter().filter(|l| l.contains("applied delta")).count();
     let written: usize = (lines.iter())
         .filter(|l| l.contains("applied delta"))
-        .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
+        .filter_map(|l| {
+            l.split(": ")
+                .last()?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .sum();
     let ms = |x: Option<(i64, &str)>| x.map_or("-".to_string(), |(t, _)| t.to_string());
     let connected = first_line(&lines, "connected to broker", wall0);
@@ -1286,7 +1309,9 @@ fn catchup_figure(
     let first_applied = first_line(&lines, "applied delta", wall0);
     let last_applied = last_line(&lines, "applied delta", wall0);
     let rate = match (first_applied, last_applied) {
-        (Some((a, _)), Some((b, _))) if b > a => format!("{:.0}", applied as f64 * 1000.0 / (b - a) as f64),
+        (Some((a, _)), Some((b, _))) if b > a => {
+            format!("{:.0}", applied as f64 * 1000.0 / (b - a) as f64)
+        }
         _ => "-".into(),
     };
     let reload_lines: Vec<String> = (lines.iter())
@@ -1400,6 +1425,10 @@ fn bootstrap_figure(c: &Cluster, configure_node: &dyn Fn(&mut NodeConfig), repor
     });
     settle_reload(&node, &gs, t0 + converged);
     lines.extend(tail.lines());
+    save_logs(
+        &format!("bootstrap-{}", c.catalog.layers.len()),
+        &[&c.master, &node],
+    );
 
     let allowed = catalog_problems(master_dir);
     let reloads = gs.successful_reloads();
