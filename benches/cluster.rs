@@ -2,11 +2,14 @@
 //! two slaves, each slave with the stand-in GeoServer of the tests), measured from the outside.
 //!
 //! Figures: change → all slaves applied (median / p99), reloads per 100-change burst, binary size,
-//! start-up time, idle RSS and idle CPU. They are printed as a Markdown table and written to
+//! start-up time, idle RSS and idle CPU; and, on a master + one slave, the catch-up of a slave
+//! that was stopped while 1,000 and 10,000 changes were made, and the bootstrap of an empty slave
+//! from 1,000 and 10,000 layers (time, reloads, whether the persistent session or a resync round
+//! brought the changes). They are printed as a Markdown table and written to
 //! `<target dir>/bench-results.md` (plus one JSON object per line in `bench-results.jsonl`).
 //!
 //! ```sh
-//! cargo build --release && cargo test --bench cluster    # full run, about three minutes
+//! cargo build --release && cargo test --bench cluster    # full run, about five minutes
 //! cargo test --bench cluster -- --quick                  # tiny sizes, asserts nothing about speed
 //! ```
 //!
@@ -17,7 +20,9 @@
 //! `cargo build --release` ships. The harness only polls files and /proc, so its own profile does
 //! not matter much. Environment:
 //! `GSCLUSTER_BENCH_QUICK=1` (same as `--quick`), `GSCLUSTER_BENCH_TRIALS=N` (latency trials,
-//! at least 20 outside quick mode; default 50).
+//! at least 20 outside quick mode; default 50), `GSCLUSTER_BENCH_ONLY=a,b` (run only these
+//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`; the results file then
+//! holds only their rows).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -31,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use support::cluster::Cluster;
 use support::generator::{generate, Spec};
-use support::geoserver::catalog_problems;
-use support::node::{free_port, replicated_tree, Node, NodeConfig};
+use support::geoserver::{catalog_problems, StandInGeoServer};
+use support::node::{diff_summary, free_port, replicated_tree, Node, NodeConfig};
 
 /// The product's defaults (src/config.rs), so the nodes run the configuration users get.
 const PRODUCT_QUIET_MS: u64 = 30;
@@ -44,6 +49,11 @@ const PRODUCT_RELOAD_MAX_DELAY_MS: u64 = 10_000;
 const RUST_LOG: &str = "info,gscluster::master=trace,rumqttd=warn,tracing=warn";
 /// Any single wait longer than this is a failure, not a figure.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The same for a whole catch-up or bootstrap, which may legitimately take longer.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The product's embedded broker log per topic filter (src/config.rs defaults).
+const PRODUCT_SEGMENT_SIZE: u64 = 4 * 1024 * 1024;
+const PRODUCT_SEGMENT_COUNT: u64 = 4;
 
 struct Opts {
     quick: bool,
@@ -53,6 +63,12 @@ struct Opts {
     idle_window: Duration,
     startup_runs: usize,
     spec: Spec,
+    /// Catch-up scenarios: (file changes the stopped slave misses, files written per burst).
+    catchups: Vec<(usize, usize)>,
+    /// Trees an empty slave bootstraps from; the first is `spec` (the catch-up cluster's master).
+    bootstraps: Vec<Spec>,
+    /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
+    only: Vec<String>,
     binary: PathBuf,
     /// Where the binary comes from, for the report.
     binary_origin: String,
@@ -60,8 +76,16 @@ struct Opts {
 
 impl Opts {
     fn layers(&self) -> usize {
-        self.spec.workspaces * self.spec.stores_per_workspace * self.spec.layers_per_store
+        layers(&self.spec)
     }
+
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+fn layers(spec: &Spec) -> usize {
+    spec.workspaces * spec.stores_per_workspace * spec.layers_per_store
 }
 
 /// One figure of the report.
@@ -127,6 +151,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok());
     let (binary, binary_origin) = binary_under_test();
+    let only: Vec<String> = std::env::var("GSCLUSTER_BENCH_ONLY")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let opts = if quick {
         Opts {
             quick,
@@ -136,6 +166,9 @@ fn main() {
             idle_window: Duration::from_secs(2),
             startup_runs: 1,
             spec: Spec::small(),
+            catchups: vec![(20, 1), (100, 10)],
+            bootstraps: vec![Spec::small()],
+            only,
             binary,
             binary_origin,
         }
@@ -155,6 +188,28 @@ fn main() {
                 global_styles: 20,
                 layer_groups: 20,
             },
+            // 1,000 changes as 1,000 Deltas; 10,000 changes in bursts of 20 files (one Delta
+            // each, ~500 Deltas): the master needs ~100 ms per Delta on this tree, so one Delta
+            // per change would take ~17 minutes.
+            catchups: vec![(1_000, 1), (10_000, 20)],
+            bootstraps: vec![
+                Spec {
+                    workspaces: 10,
+                    stores_per_workspace: 10,
+                    layers_per_store: 10,
+                    global_styles: 20,
+                    layer_groups: 20,
+                },
+                // 10 × 10 × 100 = 10,000 layers, ~35,000 replicated files.
+                Spec {
+                    workspaces: 10,
+                    stores_per_workspace: 10,
+                    layers_per_store: 100,
+                    global_styles: 20,
+                    layer_groups: 20,
+                },
+            ],
+            only,
             binary,
             binary_origin,
         }
@@ -172,11 +227,20 @@ fn main() {
         opts.layers()
     );
 
-    binary_figures(&opts, &mut report);
-    startup_figures(&opts, &mut report);
-    // Product default last: its cluster then serves the burst and the idle figures too.
-    for quiet_ms in [20, PRODUCT_QUIET_MS] {
-        cluster_figures(&opts, quiet_ms, &mut report);
+    if opts.runs("binary") {
+        binary_figures(&opts, &mut report);
+    }
+    if opts.runs("startup") {
+        startup_figures(&opts, &mut report);
+    }
+    if opts.runs("cluster") {
+        // Product default last: its cluster then serves the burst and the idle figures too.
+        for quiet_ms in [20, PRODUCT_QUIET_MS] {
+            cluster_figures(&opts, quiet_ms, &mut report);
+        }
+    }
+    if opts.runs("catchup") || opts.runs("bootstrap") {
+        recovery_figures(&opts, &mut report);
     }
 
     let elapsed = started.elapsed();
@@ -839,7 +903,577 @@ fn render(opts: &Opts, report: &Report, elapsed: Duration) -> String {
          {PRODUCT_RELOAD_QUIET_MS}, reload_max_delay_ms {PRODUCT_RELOAD_MAX_DELAY_MS})",
         opts.layers()
     );
+    let _ = writeln!(
+        out,
+        "- catch-up and bootstrap rows: their own cluster, 1 master (embedded broker, default \
+         log of {PRODUCT_SEGMENT_COUNT} × {} MiB per topic filter) + 1 slave with the stand-in \
+         GeoServer, product defaults; the slave is stopped with SIGTERM, the master changes \
+         layer.xml files, the slave restarts; bootstraps start a slave on an empty data dir \
+         against an idle master",
+        PRODUCT_SEGMENT_SIZE / 1048576
+    );
     let _ = writeln!(out, "- run took {:.0} s\n", elapsed.as_secs_f64());
     out += &report.markdown();
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. "Nothing is lost": catch-up of a slave that was stopped, bootstrap of an empty slave
+
+/// One master (embedded broker) + one slave with the stand-in GeoServer, product defaults: the
+/// slave is stopped, misses N changes, restarts and catches up; then the same, now idle, master
+/// bootstraps empty slaves, and a bigger tree's master does too.
+fn recovery_figures(opts: &Opts, report: &mut Report) {
+    let binary = opts.binary.clone();
+    let configure_node = move |cfg: &mut NodeConfig| configure(cfg, &binary, PRODUCT_QUIET_MS);
+    eprintln!(
+        "== recovery: master + 1 slave on {} layers",
+        layers(&opts.bootstraps[0])
+    );
+    let mut c = Cluster::start_with(&opts.bootstraps[0], 11, 1, configure_node.clone());
+    if opts.runs("catchup") {
+        let mut changer = Changer::new(c.master_data.path(), &c.catalog.layers);
+        let mut made = 0u64;
+        for &(n, burst) in &opts.catchups {
+            catchup_figure(&mut c, &mut changer, n, burst, &mut made, report);
+        }
+    }
+    if !opts.runs("bootstrap") {
+        return;
+    }
+    bootstrap_figure(&c, &configure_node, report);
+    drop(c);
+    for spec in &opts.bootstraps[1..] {
+        eprintln!("== recovery: master on {} layers", layers(spec));
+        let t0 = Instant::now();
+        let c = Cluster::start_with(spec, 13, 0, configure_node.clone());
+        wait_log_quiet(&c.master, Duration::from_secs(2), CONVERGE_TIMEOUT);
+        eprintln!(
+            "  (tree generated, master started and idle in {:.1?})",
+            t0.elapsed()
+        );
+        bootstrap_figure(&c, &configure_node, report);
+    }
+}
+
+/// Copies the nodes' logs (millisecond timestamps) to `<target dir>/bench-logs/<scenario>-<id>.log`,
+/// to see where a catch-up or bootstrap spent its time.
+fn save_logs(scenario: &str, nodes: &[&Node]) {
+    let dir = target_dir().join("bench-logs");
+    fs::create_dir_all(&dir).unwrap();
+    for node in nodes {
+        let to = dir.join(format!("{scenario}-{}.log", node.config().id));
+        fs::copy(node.log_path(), &to).unwrap();
+    }
+}
+
+/// Rewrites layer.xml files on the master, each time with a unique attribution title, the way
+/// GeoServer writes (temp file + rename): one call, one file change.
+struct Changer {
+    root: PathBuf,
+    /// (relative path, content as generated)
+    files: Vec<(String, String)>,
+    next: usize,
+}
+
+const GENERATED_TITLE: &str = "<title>© Génération</title>";
+
+impl Changer {
+    fn new(root: &Path, layers: &[support::generator::Layer]) -> Changer {
+        let files = (layers.iter())
+            .map(|l| {
+                let rel = l.layer_file();
+                let content = fs::read_to_string(root.join(&rel)).unwrap();
+                assert!(content.contains(GENERATED_TITLE), "{rel}: {content}");
+                (rel, content)
+            })
+            .collect();
+        Changer {
+            root: root.to_path_buf(),
+            files,
+            next: 0,
+        }
+    }
+
+    /// Changes the next file; returns its path and new size.
+    fn change(&mut self) -> (String, u64) {
+        let (rel, generated) = &self.files[self.next % self.files.len()];
+        let title = format!("<title>© Génération, bench change {}</title>", self.next);
+        let body = generated.replacen(GENERATED_TITLE, &title, 1);
+        let path = self.root.join(rel);
+        let tmp = path.with_file_name(format!("layer.xml.{:016x}.tmp", self.next));
+        fs::write(&tmp, &body).unwrap();
+        fs::rename(&tmp, &path).unwrap();
+        self.next += 1;
+        (rel.clone(), body.len() as u64)
+    }
+}
+
+/// The lines a node appends to its log, read incrementally (the full log of a node that applied
+/// 10,000 Deltas is megabytes; re-reading it every millisecond would cost more than the node).
+struct LogTail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl LogTail {
+    /// From the log's current end.
+    fn at_end(node: &Node) -> LogTail {
+        let path = node.log_path();
+        let offset = fs::metadata(&path).map_or(0, |m| m.len());
+        LogTail {
+            path,
+            offset,
+            partial: vec![],
+        }
+    }
+
+    /// The complete lines appended since the last call.
+    fn lines(&mut self) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        if let Ok(mut f) = fs::File::open(&self.path) {
+            if f.seek(SeekFrom::Start(self.offset)).is_ok() {
+                let before = self.partial.len();
+                let _ = f.read_to_end(&mut self.partial);
+                self.offset += (self.partial.len() - before) as u64;
+            }
+        }
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return vec![];
+        };
+        let rest = self.partial.split_off(end + 1);
+        let done = std::mem::replace(&mut self.partial, rest);
+        (String::from_utf8_lossy(&done).lines())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Waits until the node's log has had no new line for `quiet`.
+fn wait_log_quiet(node: &Node, quiet: Duration, limit: Duration) {
+    let t0 = Instant::now();
+    let mut tail = LogTail::at_end(node);
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if !tail.lines().is_empty() {
+            last = Instant::now();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "{} never went quiet\n{}",
+            node.config().id,
+            node.log_contents()
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// (changes, messages) of the master's "…: seq S: N change(s) in M message(s), …" line.
+fn published(line: &str) -> Option<(usize, usize)> {
+    let (head, tail) = line.split_once(" change(s) in ")?;
+    let changes = head.rsplit(' ').next()?.parse().ok()?;
+    let messages = tail.split(' ').next()?.parse().ok()?;
+    Some((changes, messages))
+}
+
+/// What the master published for a series of changes.
+#[derive(Default)]
+struct Published {
+    changes: usize,
+    deltas: usize,
+    messages: usize,
+    /// Sum of the changed files' sizes (the payload adds paths, versions, hashes, framing).
+    bytes: u64,
+    took: Duration,
+    /// The last file changed and its final content.
+    last: Option<(String, Vec<u8>)>,
+}
+
+/// `n` file changes in bursts of `burst` distinct files; after each burst, waits until the
+/// master's log has counted every change so far as published, so each burst is one Delta
+/// (or, rarely, two when the master's quiet window cut it).
+fn make_changes(master: &Node, changer: &mut Changer, n: usize, burst: usize) -> Published {
+    assert!(
+        burst <= changer.files.len(),
+        "a burst must touch distinct files"
+    );
+    let mut tail = LogTail::at_end(master);
+    let t0 = Instant::now();
+    let mut p = Published::default();
+    let mut written = 0;
+    while written < n {
+        for _ in 0..burst.min(n - written) {
+            let (rel, size) = changer.change();
+            p.bytes += size;
+            written += 1;
+            p.last = Some((rel, vec![]));
+        }
+        let since = Instant::now();
+        while p.changes < written {
+            for line in tail.lines() {
+                if let Some((changes, messages)) = published(&line) {
+                    p.changes += changes;
+                    p.deltas += 1;
+                    p.messages += messages;
+                }
+            }
+            if p.changes < written {
+                assert!(
+                    since.elapsed() < TIMEOUT,
+                    "master published {} of {written} changes\n{}",
+                    p.changes,
+                    master.log_contents()
+                );
+                sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    p.took = t0.elapsed();
+    if let Some((rel, content)) = p.last.as_mut() {
+        *content = fs::read(changer.root.join(&*rel)).unwrap();
+    }
+    p
+}
+
+/// Milliseconds since midnight UTC of a log line's `[YYYY-MM-DDTHH:MM:SS.mmmZ …` timestamp.
+fn log_ms_of_day(line: &str) -> Option<i64> {
+    let t = line.get(1..25)?.split_once('T')?.1;
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    Some(((num(0..2)? * 60 + num(3..5)?) * 60 + num(6..8)?) * 1000 + num(9..12)?)
+}
+
+/// Milliseconds from `t0` (wall clock) to the line's timestamp.
+fn log_offset_ms(line: &str, t0: SystemTime) -> Option<i64> {
+    let day = 86_400_000;
+    let start = (t0.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() % day as u128) as i64;
+    let d = (log_ms_of_day(line)? - start).rem_euclid(day);
+    Some(if d > day / 2 { d - day } else { d })
+}
+
+/// The first line containing `needle`, as (ms after `t0`, line).
+fn first_line<'a>(lines: &'a [String], needle: &str, t0: SystemTime) -> Option<(i64, &'a str)> {
+    (lines.iter())
+        .find(|l| l.contains(needle))
+        .map(|l| (log_offset_ms(l, t0).unwrap_or(-1), l.as_str()))
+}
+
+fn last_line<'a>(lines: &'a [String], needle: &str, t0: SystemTime) -> Option<(i64, &'a str)> {
+    (lines.iter())
+        .rev()
+        .find(|l| l.contains(needle))
+        .map(|l| (log_offset_ms(l, t0).unwrap_or(-1), l.as_str()))
+}
+
+/// The message of a log line, without its `[timestamp LEVEL target]` prefix.
+fn message(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, m)| m)
+}
+
+/// Waits for the reloads a convergence at `after` causes: until the stand-in answered one that
+/// started after it, or the node's log stayed quiet long enough for none to be pending; then a
+/// little more for stragglers.
+fn settle_reload(node: &Node, gs: &StandInGeoServer, after: Instant) {
+    let quiet = Duration::from_millis(PRODUCT_RELOAD_QUIET_MS + 1500);
+    let limit = Duration::from_millis(PRODUCT_RELOAD_MAX_DELAY_MS + PRODUCT_RELOAD_QUIET_MS + 3000);
+    let mut tail = LogTail::at_end(node);
+    let mut last_line = Instant::now();
+    while after.elapsed() < limit
+        && last_line.elapsed() < quiet
+        && !gs.successful_reloads().iter().any(|r| r.at > after)
+    {
+        if !tail.lines().is_empty() {
+            last_line = Instant::now();
+        }
+        sleep(Duration::from_millis(20));
+    }
+    sleep(Duration::from_millis(1500));
+}
+
+/// Polls until `dir`'s replicated tree is `want`: cheaply (`ready`) every 2 ms, then by hashing
+/// the whole tree. Returns the time since `t0` at which the successful full comparison began.
+fn wait_converged(
+    dir: &Path,
+    want: &std::collections::BTreeMap<String, [u8; 32]>,
+    t0: Instant,
+    node: &Node,
+    mut ready: impl FnMut() -> bool,
+) -> Duration {
+    let mut next_full = Instant::now();
+    loop {
+        if ready() && Instant::now() >= next_full {
+            let at = t0.elapsed();
+            let got = replicated_tree(dir);
+            if got == *want {
+                return at;
+            }
+            next_full = Instant::now() + Duration::from_millis(50);
+            if t0.elapsed() > CONVERGE_TIMEOUT {
+                panic!(
+                    "{} not converged after {CONVERGE_TIMEOUT:?}:\n{}\n{}",
+                    node.config().id,
+                    diff_summary(want, &got),
+                    node.log_contents()
+                );
+            }
+        }
+        assert!(
+            node.is_running() && t0.elapsed() < CONVERGE_TIMEOUT,
+            "{} not converged after {CONVERGE_TIMEOUT:?} (or exited)\n{}",
+            node.config().id,
+            node.log_contents()
+        );
+        sleep(Duration::from_millis(2));
+    }
+}
+
+fn catchup_figure(
+    c: &mut Cluster,
+    changer: &mut Changer,
+    n: usize,
+    burst: usize,
+    made: &mut u64,
+    report: &mut Report,
+) {
+    eprintln!("== catch-up of a slave that missed {n} changes");
+    let master_dir = c.master_data.path().to_path_buf();
+    let slave = &mut c.slaves[0];
+    // Start from a converged, reloaded, quiet slave.
+    let want = replicated_tree(&master_dir);
+    wait_converged(slave.dir(), &want, Instant::now(), &slave.node, || true);
+    wait_log_quiet(
+        &slave.node,
+        Duration::from_millis(PRODUCT_RELOAD_QUIET_MS + 1000),
+        TIMEOUT,
+    );
+    slave.node.stop();
+    let p = make_changes(&c.master, changer, n, burst);
+    *made += p.bytes;
+    let want = replicated_tree(&master_dir);
+    let (last_rel, last_content) = p.last.clone().unwrap();
+    let sentinel = slave.dir().join(&last_rel);
+
+    let mut tail = LogTail::at_end(&slave.node);
+    let wall0 = SystemTime::now();
+    let t0 = Instant::now();
+    slave.node.restart();
+    let converged = wait_converged(slave.dir(), &want, t0, &slave.node, || {
+        fs::read(&sentinel).is_ok_and(|b| b == last_content)
+    });
+    settle_reload(&slave.node, &slave.gs, t0 + converged);
+    let lines = tail.lines();
+    save_logs(&format!("catchup-{n}"), &[&c.master, &slave.node]);
+
+    let allowed = catalog_problems(&master_dir);
+    let reloads: Vec<_> = (slave.gs.successful_reloads().into_iter())
+        .filter(|r| r.at > t0)
+        .collect();
+    let half_state = (reloads.iter())
+        .filter(|r| r.problems.iter().any(|p| !allowed.contains(p)))
+        .count();
+    let applied = lines.iter().filter(|l| l.contains("applied delta")).count();
+    let written: usize = (lines.iter())
+        .filter(|l| l.contains("applied delta"))
+        .filter_map(|l| {
+            l.split(": ")
+                .last()?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    let ms = |x: Option<(i64, &str)>| x.map_or("-".to_string(), |(t, _)| t.to_string());
+    let connected = first_line(&lines, "connected to broker", wall0);
+    let session = connected.map_or("?", |(_, l)| {
+        if l.contains("session present: true") {
+            "true"
+        } else {
+            "false"
+        }
+    });
+    let needed: Vec<&str> = (lines.iter())
+        .filter(|l| l.contains("resync needed: "))
+        .map(|l| message(l))
+        .collect();
+    let rounds: Vec<String> = (lines.iter())
+        .filter(|l| l.contains("resync round") && l.contains(" complete in "))
+        .map(|l| {
+            format!(
+                "at {} ms: {}",
+                log_offset_ms(l, wall0).unwrap_or(-1),
+                message(l)
+            )
+        })
+        .collect();
+    let first_applied = first_line(&lines, "applied delta", wall0);
+    let last_applied = last_line(&lines, "applied delta", wall0);
+    let rate = match (first_applied, last_applied) {
+        (Some((a, _)), Some((b, _))) if b > a => {
+            format!("{:.0}", applied as f64 * 1000.0 / (b - a) as f64)
+        }
+        _ => "-".into(),
+    };
+    let reload_lines: Vec<String> = (lines.iter())
+        .filter(|l| l.contains("GeoServer reloaded"))
+        .filter_map(|l| log_offset_ms(l, wall0))
+        .map(|t| t.to_string())
+        .collect();
+    let path = if !rounds.is_empty() {
+        "resync round"
+    } else if session == "true" {
+        "persistent session"
+    } else {
+        "?"
+    };
+    let mib = |b: u64| b as f64 / 1048576.0;
+    report.add(
+        &format!("catchup_{n}_ms"),
+        &format!("catch-up of a slave that missed {n} changes: restart → converged (ms)"),
+        converged.as_millis(),
+        format!(
+            "{} file changes → {} Deltas ({} messages) published while the slave was stopped \
+             (bursts of {burst} file(s), each waited for in the master's log; making them took \
+             {:.1} s); slave log, ms after restart: connected {} (session present: {session}), \
+             first Delta applied {}, last {} ({applied} applied, {rate} Deltas/s), reload(s) \
+             answered at {}; convergence: sentinel file polled every 2 ms, then the whole tree \
+             hashed ({} files)",
+            p.changes,
+            p.deltas,
+            p.messages,
+            p.took.as_secs_f64(),
+            ms(connected),
+            ms(first_applied),
+            ms(last_applied),
+            if reload_lines.is_empty() {
+                "-".into()
+            } else {
+                reload_lines.join(", ")
+            },
+            want.len()
+        ),
+    );
+    report.add(
+        &format!("catchup_{n}_reloads"),
+        &format!("reloads of the slave during the catch-up of {n} changes"),
+        reloads.len(),
+        format!(
+            "reload_quiet_ms {PRODUCT_RELOAD_QUIET_MS}, reload_max_delay_ms \
+             {PRODUCT_RELOAD_MAX_DELAY_MS}; counted until the slave was converged and its log \
+             quiet; {half_state} reload(s) saw an unresolved reference"
+        ),
+    );
+    report.add(
+        &format!("catchup_{n}_path"),
+        &format!("catch-up of {n} changes came from"),
+        path,
+        format!(
+            "{applied} \"applied delta\" lines after the restart ({written} file(s) written) for \
+             {} Deltas published; resync requests: {}; resync rounds: {}; the changed files \
+             total {:.1} MiB in this scenario, {:.1} MiB over the cluster's scenarios so far, \
+             against an embedded broker log of {PRODUCT_SEGMENT_COUNT} × {} MiB per topic filter",
+            p.deltas,
+            if needed.is_empty() {
+                "none".into()
+            } else {
+                needed.join("; ")
+            },
+            if rounds.is_empty() {
+                "none".into()
+            } else {
+                rounds.join("; ")
+            },
+            mib(p.bytes),
+            mib(*made),
+            PRODUCT_SEGMENT_SIZE / 1048576
+        ),
+    );
+}
+
+/// Starts an empty slave against `master` (running, idle) and times its bootstrap.
+fn bootstrap_figure(c: &Cluster, configure_node: &dyn Fn(&mut NodeConfig), report: &mut Report) {
+    let master_dir = c.master_data.path();
+    let want = replicated_tree(master_dir);
+    let layers = c.catalog.layers.len();
+    eprintln!(
+        "== bootstrap of an empty slave from {layers} layers ({} files)",
+        want.len()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+    let mut cfg = NodeConfig::new(
+        "gs-bootstrap",
+        "slave",
+        data.path(),
+        state.path(),
+        c.servers(),
+    );
+    cfg.geoserver_url = Some(gs.url());
+    configure_node(&mut cfg);
+    let wall0 = SystemTime::now();
+    let t0 = Instant::now();
+    let node = Node::start(cfg);
+    let mut tail = LogTail::at_end(&node);
+    tail.offset = 0; // the whole log of this new node
+    let mut lines: Vec<String> = vec![];
+    let converged = wait_converged(data.path(), &want, t0, &node, || {
+        lines.extend(tail.lines());
+        lines
+            .iter()
+            .any(|l| l.contains("resync round") && l.contains(" complete in "))
+    });
+    settle_reload(&node, &gs, t0 + converged);
+    lines.extend(tail.lines());
+    save_logs(
+        &format!("bootstrap-{}", c.catalog.layers.len()),
+        &[&c.master, &node],
+    );
+
+    let allowed = catalog_problems(master_dir);
+    let reloads = gs.successful_reloads();
+    let half_state = (reloads.iter())
+        .filter(|r| r.problems.iter().any(|p| !allowed.contains(p)))
+        .count();
+    let ms = |x: Option<(i64, &str)>| x.map_or("-".to_string(), |(t, _)| t.to_string());
+    let round = last_line(&lines, " complete in ", wall0);
+    let reload_at: Vec<String> = (lines.iter())
+        .filter(|l| l.contains("GeoServer reloaded"))
+        .filter_map(|l| log_offset_ms(l, wall0))
+        .map(|t| t.to_string())
+        .collect();
+    report.add(
+        &format!("bootstrap_{layers}_ms"),
+        &format!("bootstrap of an empty slave, {layers} layers: process start → converged (ms)"),
+        converged.as_millis(),
+        format!(
+            "{} replicated files; slave log, ms after start: connected {}, asked for manifests \
+             {}, manifest received {}, round complete {}, reload(s) answered at {}; convergence \
+             checked by hashing the whole tree once the round's line appeared",
+            want.len(),
+            ms(first_line(&lines, "connected to broker", wall0)),
+            ms(first_line(&lines, "asking for manifests", wall0)),
+            ms(first_line(&lines, "manifest of", wall0)),
+            ms(round),
+            if reload_at.is_empty() {
+                "-".into()
+            } else {
+                reload_at.join(", ")
+            }
+        ),
+    );
+    report.add(
+        &format!("bootstrap_{layers}_reloads"),
+        &format!("reloads of the bootstrapping slave, {layers} layers"),
+        reloads.len(),
+        format!("{half_state} reload(s) saw an unresolved reference"),
+    );
+    report.add(
+        &format!("bootstrap_{layers}_round"),
+        &format!("bootstrap, {layers} layers: the slave's resync summary"),
+        round.map_or("-".to_string(), |(t, _)| format!("{t} ms")),
+        round.map_or("no resync round completed".to_string(), |(_, l)| {
+            message(l).to_string()
+        }),
+    );
 }
