@@ -105,8 +105,12 @@ impl Worker {
                 changed = link.changed() => {
                     if changed.is_err() { break; }
                     let l = link.borrow_and_update().clone();
-                    if self.role.applies() && l.client.is_some() && !l.session_present {
-                        resync.request("the broker had no session for this node (deltas may have been dropped)");
+                    if self.role.applies() && l.client.is_some() {
+                        if !l.session_present {
+                            resync.request("the broker had no session for this node (deltas may have been dropped)");
+                        }
+                        // Ask right away rather than at the next tick: a bootstrap waits for it.
+                        resync.tick(&ctx).await;
                     }
                     continue;
                 }

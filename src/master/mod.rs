@@ -203,7 +203,10 @@ impl Detector {
                     }
                 }
                 Err(e) => {
-                    log::error!("change detection ({why}) failed: {e}; retrying later");
+                    log::error!("change detection ({why}) failed: {e}; retrying in 1 s");
+                    // A missing or unreadable data directory must not become a busy loop of
+                    // notifications and failed scans.
+                    std::thread::sleep(Duration::from_secs(1));
                     return;
                 }
             }
