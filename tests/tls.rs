@@ -251,3 +251,115 @@ fn wrong_password_is_refused_by_the_embedded_broker() {
         "the password was logged"
     );
 }
+
+/// A client certificate signed by `ca`; returns (cert, key).
+fn make_client_cert(dir: &Path, ca_name: &str, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, cert) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let (ca, ca_key) = (format!("{ca_name}-ca.pem"), format!("{ca_name}-ca.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (dir.join(cert), dir.join(key))
+}
+
+#[test]
+fn client_certificates_are_presented_to_a_broker_that_requires_them() {
+    use support::brokers::{Mosquitto, MosquittoOpts};
+    use support::cluster::Cluster;
+    if !have_openssl() {
+        println!("skipped: openssl not installed");
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_ca(pki.path(), "broker");
+    let (node_cert, node_key) = make_client_cert(pki.path(), "broker", "node");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let opts = MosquittoOpts {
+        extra: vec![
+            format!("cafile {}", s(&ca)),
+            format!("certfile {}", s(&cert)),
+            format!("keyfile {}", s(&key)),
+            "require_certificate true".into(),
+        ],
+        ..Default::default()
+    };
+    let Some(broker) = Mosquitto::start(opts) else {
+        return;
+    };
+    let port = broker.port;
+    let q = |p: &Path| format!("{:?}", p.to_string_lossy());
+    let tls_lines = vec![
+        format!("ca_file = {}", q(&ca)),
+        format!("client_cert_file = {}", q(&node_cert)),
+        format!("client_key_file = {}", q(&node_key)),
+    ];
+    let lines = tls_lines.clone();
+    let mut c = Cluster::start_external(&Spec::small(), 53, 1, port, move |cfg| {
+        cfg.mqtt_servers = vec![format!("mqtts://localhost:{port}")];
+        cfg.mqtt_extra = lines.clone();
+    });
+    let root = c.master_dir().to_path_buf();
+    c.catalog.add_layer(&root, 0, 0, "mutual tls");
+    c.converge(DEADLINE);
+
+    // Without a client certificate the broker hangs up, and the node says so and keeps trying.
+    let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut x = NodeConfig::new(
+        "gs-nocert",
+        "slave",
+        data.path(),
+        state.path(),
+        vec![format!("mqtts://localhost:{port}")],
+    );
+    x.mqtt_extra = vec![tls_lines[0].clone()];
+    let nocert = Node::start(x);
+    wait_until_logs(
+        "the refused handshake is retried",
+        DEADLINE,
+        &[&nocert],
+        || nocert.log_contents().matches("unreachable").count() >= 2,
+    );
+    assert!(!nocert.log_contents().contains("subscribed to"));
+}

@@ -60,7 +60,7 @@ pub fn client_config(
                 )
             })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
-                format!("[mqtt] client_cert_file / client_key_file: they do not fit together: {e}")
+                format!("[mqtt] client_cert_file / client_key_file: cannot use them (a key that is not the certificate's, or a certificate rustls refuses): {e}")
             })?
         }
     };

@@ -145,6 +145,8 @@ pub struct MosquittoOpts {
     /// `max_packet_size` is this plus 1 KiB for headers. gscluster sends at most 192 KiB of
     /// payload per message.
     pub max_message_bytes: u32,
+    /// More lines for the listener (TLS: cafile, certfile, keyfile, require_certificate…).
+    pub extra: Vec<String>,
 }
 
 impl Default for MosquittoOpts {
@@ -154,6 +156,7 @@ impl Default for MosquittoOpts {
             max_queued_messages: 100_000,
             max_inflight_messages: 20,
             max_message_bytes: 1024 * 1024,
+            extra: Vec::new(),
         }
     }
 }
@@ -182,6 +185,8 @@ impl Mosquitto {
 
     /// The mosquitto.conf the tests (and docs/brokers.md) use.
     pub fn config(port: u16, store: &Path, opts: &MosquittoOpts) -> String {
+        // Listener options (TLS) apply to the listener defined last: append them.
+        let extra: String = opts.extra.iter().map(|l| format!("{l}\n")).collect();
         format!(
             "# gscluster test broker\n\
              listener {port} 127.0.0.1\n\
@@ -215,7 +220,7 @@ impl Mosquitto {
             queued = opts.max_queued_messages,
             inflight = opts.max_inflight_messages,
             packet = opts.max_message_bytes + 1024,
-        )
+        ) + &extra
     }
 
     /// Start on a free loopback port; `None` (after printing `skipped: ...`) when Mosquitto is
