@@ -14,6 +14,15 @@ const NEW_FILE_MODE: u32 = 0o644;
 
 /// Atomically replace `path` with `bytes`. An existing file keeps its permission bits.
 pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    stage(path, bytes)?.persist(path).map_err(|e| e.error)?;
+    fsync_dir(path.parent().expect("stage checked the parent"))
+}
+
+/// Write `bytes` to a new temporary file beside `path` (same folder, so the final rename is
+/// atomic), with `path`'s permission bits if it exists, and fsync it. The caller renames it
+/// into place (`TempPath::persist`) and fsyncs the folder — for many files at once, one folder
+/// fsync serves them all.
+pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPath> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -29,8 +38,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    fsync_dir(dir)
+    Ok(tmp.into_temp_path())
 }
 
 /// Make a rename or unlink in `dir` durable.

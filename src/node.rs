@@ -13,6 +13,7 @@ use crate::mqtt::connection::{self, Link, Options};
 use crate::mqtt::{broker, Topics};
 use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
 use crate::security::Auth;
+use crate::slave;
 use crate::state::State;
 use crate::status::Status;
 use crate::sync;
@@ -121,6 +122,12 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
         .map_err(|e| format!("[replicate]: {e}"))?;
     let role = cfg.node.role;
+    let leftovers = slave::apply::remove_leftovers(&data_dir, &filter);
+    if leftovers > 0 {
+        log::info!(
+            "removed {leftovers} temporary file(s) an interrupted run left in the data directory"
+        );
+    }
     log::info!(
         "gscluster {} starting: node {} ({}) in group {}, data_dir {}, state_dir {}, epoch {}, next seq {}",
         env!("CARGO_PKG_VERSION"),

@@ -33,9 +33,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Most file bytes asked for in one batch.
-pub const BATCH_BYTES: u64 = 1024 * 1024;
+pub const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Most paths asked for in one batch (keeps the ask itself well under one message).
-pub const BATCH_PATHS: usize = 500;
+pub const BATCH_PATHS: usize = 2000;
 
 /// What an asker wants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
