@@ -23,6 +23,16 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// into place (`TempPath::persist`) and fsyncs the folder — for many files at once, one folder
 /// fsync serves them all.
 pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPath> {
+    write_temp(path, bytes, true)
+}
+
+/// [`stage`] without the fsync, for a caller that makes many files durable at once with
+/// [`sync_filesystem`].
+pub fn stage_unsynced(path: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPath> {
+    write_temp(path, bytes, false)
+}
+
+fn write_temp(path: &Path, bytes: &[u8], sync: bool) -> io::Result<tempfile::TempPath> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -37,8 +47,23 @@ pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPath> {
     tmp.write_all(bytes)?;
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     Ok(tmp.into_temp_path())
+}
+
+/// Flush everything written on the filesystem that holds `dir` (syncfs): for a batch of
+/// thousands of files, one flush instead of one fsync each.
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(dir)?;
+    // SAFETY: syncfs takes an open descriptor and touches no memory of ours.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Make a rename or unlink in `dir` durable.

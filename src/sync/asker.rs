@@ -193,10 +193,19 @@ impl Resync {
                 Answer::Files { changes },
             ) if *responder == header.origin => {
                 *fetched += changes.len();
+                let count = changes.len();
+                let (waited, t) = (round.asked_at.elapsed(), Instant::now());
                 let sh = ctx.shared.clone();
                 match tokio::task::spawn_blocking(move || write_batch(&sh, &changes)).await {
                     Ok(Ok(n)) => {
                         *written += n;
+                        log::debug!(
+                            "resync round {}: batch {}: {count} file(s) arrived {} ms after the ask, written in {} ms",
+                            round.id,
+                            round.batch,
+                            waited.as_millis(),
+                            t.elapsed().as_millis()
+                        );
                         Ok(())
                     }
                     Ok(Err(e)) => Err(e),
