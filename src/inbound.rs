@@ -217,6 +217,8 @@ impl Worker {
             }
             held.push_back(h);
             ack_ready(&mut held, &self.link).await;
+            // Reloads wait while a backlog drains (a slave catching up after an outage).
+            self.shared.backlog.store(inbound.len(), Ordering::Relaxed);
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Shared {
     pub gaps: AtomicU64,
     /// A resync round is running: reloads wait for its end.
     pub resyncing: AtomicBool,
+    /// Received messages waiting for the inbound worker: reloads wait while it is not zero.
+    pub backlog: std::sync::atomic::AtomicUsize,
 }
 
 /// What the next reload must wait for: the catalog references of the objects touched since
@@ -64,6 +66,10 @@ impl Shared {
     pub fn readiness(&self) -> Readiness {
         if self.resyncing.load(Ordering::SeqCst) {
             return Readiness::Wait("a resync is in progress".into());
+        }
+        let backlog = self.backlog.load(Ordering::Relaxed);
+        if backlog > 0 {
+            return Readiness::Wait(format!("{backlog} received message(s) still to apply"));
         }
         let catalog = self.catalog.lock().unwrap();
         let mut gate = self.gate.lock().unwrap();
@@ -163,6 +169,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         rejected: AtomicU64::new(0),
         gaps: AtomicU64::new(0),
         resyncing: AtomicBool::new(false),
+        backlog: std::sync::atomic::AtomicUsize::new(0),
     });
 
     if let Some(b) = &cfg.broker {
