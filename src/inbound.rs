@@ -96,6 +96,9 @@ impl Worker {
                     }
                     syncs.expire(sync::asker::ANSWER_TIMEOUT);
                     if self.role.applies() {
+                        if self.shared.drift.swap(false, Ordering::SeqCst) {
+                            resync.request("local edits on this read-only slave (drift) are reverted");
+                        }
                         self.check_announced(&mut announced, &mut resync);
                         resync.tick(&ctx).await;
                     }

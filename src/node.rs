@@ -49,6 +49,8 @@ pub struct Shared {
     pub gaps: AtomicU64,
     /// A resync round is running: reloads wait for its end.
     pub resyncing: AtomicBool,
+    /// A pure slave saw local edits to revert (set by the detector, taken by the resync).
+    pub drift: AtomicBool,
     /// Received messages waiting for the inbound worker: reloads wait while it is not zero.
     pub backlog: std::sync::atomic::AtomicUsize,
 }
@@ -169,6 +171,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         rejected: AtomicU64::new(0),
         gaps: AtomicU64::new(0),
         resyncing: AtomicBool::new(false),
+        drift: AtomicBool::new(false),
         backlog: std::sync::atomic::AtomicUsize::new(0),
     });
 
@@ -216,7 +219,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     ));
 
     let mut tasks = Vec::new();
-    let mut detector = None;
+    let detector;
     let mut asks = None;
     if role.publishes() {
         let (asks_tx, asks_rx) = mpsc::channel(16);
@@ -253,6 +256,8 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             quiet: cfg.master.quiet,
             rescan_interval: cfg.master.rescan_interval,
             published: fresh_tx,
+            drift: None,
+            reported: Default::default(),
         };
         detector = Some(
             std::thread::Builder::new()
@@ -262,6 +267,24 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         );
     } else {
         drop(events_rx);
+        // A pure slave watches its data directory too, for drift: local edits are not
+        // published but reported and, by default, reverted.
+        let (fresh_tx, _) = mpsc::unbounded_channel();
+        let d = Detector {
+            shared: shared.clone(),
+            outbox: shared.state.lock().unwrap().outbox(),
+            quiet: cfg.master.quiet,
+            rescan_interval: cfg.master.rescan_interval,
+            published: fresh_tx,
+            drift: Some(cfg.node.on_drift),
+            reported: Default::default(),
+        };
+        detector = Some(
+            std::thread::Builder::new()
+                .name("drift".into())
+                .spawn(move || d.run())
+                .map_err(|e| format!("cannot start the drift watch: {e}"))?,
+        );
     }
     let (stats_tx, _stats_rx) = watch::channel(reload::ReloadStats::default());
     let mut notify: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});

@@ -8,6 +8,7 @@
 
 pub mod publisher;
 
+use crate::config::OnDrift;
 use crate::datadir::{self, LocalChange};
 use crate::delta::{self, Change, Delta, Op};
 use crate::hlc::Version;
@@ -77,6 +78,10 @@ pub struct Detector {
     pub rescan_interval: Duration,
     /// Sequence numbers written to the outbox go here, for the publisher.
     pub published: UnboundedSender<u64>,
+    /// On a pure slave: local changes are drift, never published (see [`Detector::drift`]).
+    pub drift: Option<OnDrift>,
+    /// Drifted paths already reported (with the content hash seen), so each is logged once.
+    pub reported: std::sync::Mutex<HashMap<String, Option<[u8; 32]>>>,
 }
 
 impl Detector {
@@ -268,6 +273,12 @@ impl Detector {
             );
             return Ok(Some(Vec::new()));
         }
+        if let Some(mode) = self.drift {
+            if !state.applied.is_empty() {
+                self.report_drift(&changes, mode);
+            }
+            return Ok(Some(Vec::new()));
+        }
         let hlc = sh.clock.lock().unwrap().tick();
         let version = Version::new(hlc, sh.node_id.clone());
         let mut batches: Vec<Batch> = vec![Default::default()];
@@ -442,6 +453,40 @@ pub fn adopt_uncommitted(
         log::info!("recovered seq {seq} from the outbox after an interrupted run");
     }
     Ok(())
+}
+
+impl Detector {
+    /// A pure slave is read-only: a local edit of a replicated file is drift. It is logged
+    /// (once per path and content) and, with `on_drift = "revert"`, a resync restores the
+    /// cluster's version: the resync fetches files whose content differs from the responder's
+    /// manifest and removes files no master knows.
+    fn report_drift(&self, changes: &[LocalChange], mode: OnDrift) {
+        let mut reported = self.reported.lock().unwrap();
+        let mut fresh = false;
+        for c in changes {
+            let (path, hash, what) = match c {
+                LocalChange::Write { path, sha256, .. } => (path, Some(*sha256), "changed"),
+                LocalChange::Delete { path } => (path, None, "deleted"),
+            };
+            if reported.get(path) == Some(&hash) {
+                continue;
+            }
+            reported.insert(path.clone(), hash);
+            fresh = true;
+            match mode {
+                OnDrift::Revert => log::warn!(
+                    "drift: {path} was {what} locally on this read-only slave; restoring the cluster's version"
+                ),
+                OnDrift::Warn => log::warn!(
+                    "drift: {path} was {what} locally on this read-only slave; left as it is (on_drift = \"warn\")"
+                ),
+            }
+        }
+        if fresh && mode == OnDrift::Revert {
+            reported.clear();
+            self.shared.drift.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The manifest entries at or below the given paths: what a scan of just those paths is

@@ -64,11 +64,22 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// Whether a change whose version equals the manifest's is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Equal {
+    /// Deltas: an equal version is the same change again (a redelivery): skip it.
+    Skip,
+    /// Resync: the asker fetched it because the file here differs from that version (drift,
+    /// a crash mid-write): write it.
+    Rewrite,
+}
+
 /// Decide which of `changes` to apply, in the order to apply them.
 pub fn plan(
     manifest: &Manifest,
     changes: &[Change],
     filter: &Filter,
+    equal: Equal,
 ) -> Result<Vec<Step>, Rejection> {
     let mut seen = std::collections::HashSet::new();
     let mut writes = Vec::new();
@@ -81,7 +92,8 @@ pub fn plan(
             return Err(Rejection::Duplicate(c.path.clone()));
         }
         if let Some(current) = manifest.entries.get(&c.path) {
-            if c.version <= current.version {
+            if c.version < current.version || (c.version == current.version && equal == Equal::Skip)
+            {
                 continue;
             }
         }
@@ -326,7 +338,7 @@ mod tests {
             delete("workspaces/o/workspace.xml", 5),
             delete("workspaces/o/s/r/layer.xml", 5),
         ]);
-        let steps = plan(&Manifest::default(), &d.changes, &filter()).unwrap();
+        let steps = plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip).unwrap();
         let paths: Vec<&str> = steps.iter().map(|s| s.path()).collect();
         assert_eq!(
             paths,
@@ -347,9 +359,21 @@ mod tests {
         m.entries
             .insert("global.xml".into(), Entry::tombstone(Version::new(10, "a")));
         let d = delta(vec![write("global.xml", 10, "x")]);
-        assert!(plan(&m, &d.changes, &filter()).unwrap().is_empty());
+        assert!(plan(&m, &d.changes, &filter(), Equal::Skip)
+            .unwrap()
+            .is_empty());
+        // A resync fetched it because the file here differs: the same version is written.
+        assert_eq!(
+            plan(&m, &d.changes, &filter(), Equal::Rewrite)
+                .unwrap()
+                .len(),
+            1
+        );
         let d = delta(vec![write("global.xml", 11, "x")]);
-        assert_eq!(plan(&m, &d.changes, &filter()).unwrap().len(), 1);
+        assert_eq!(
+            plan(&m, &d.changes, &filter(), Equal::Skip).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -359,7 +383,7 @@ mod tests {
             write("security/usergroup/default/users.xml", 1, "x"),
         ]);
         assert!(matches!(
-            plan(&Manifest::default(), &d.changes, &filter()),
+            plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip),
             Err(Rejection::Filtered(_))
         ));
     }
@@ -372,7 +396,7 @@ mod tests {
             write("workspaces/w/workspace.xml", 1, "w"),
             write("workspaces/w/s/r/layer.xml", 1, "l"),
         ]);
-        let steps = plan(&Manifest::default(), &d.changes, &filter()).unwrap();
+        let steps = plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip).unwrap();
         check(root, &steps).unwrap();
         let entries = execute(root, &steps).unwrap();
         assert_eq!(entries.len(), 2);
@@ -384,6 +408,7 @@ mod tests {
             &Manifest::default(),
             &delta(vec![delete("workspaces/w/s/r/layer.xml", 2)]).changes,
             &filter(),
+            Equal::Skip,
         )
         .unwrap();
         execute(root, &steps).unwrap();
@@ -398,7 +423,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("workspaces")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("workspaces/evil")).unwrap();
         let d = delta(vec![write("workspaces/evil/workspace.xml", 1, "x")]);
-        let steps = plan(&Manifest::default(), &d.changes, &filter()).unwrap();
+        let steps = plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip).unwrap();
         assert!(matches!(
             check(dir.path(), &steps),
             Err(Rejection::Escapes(_))

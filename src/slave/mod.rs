@@ -31,8 +31,9 @@ pub fn write_changes(
     sh: &Shared,
     state: &State,
     changes: &[Change],
+    equal: apply::Equal,
 ) -> std::io::Result<Result<Written, apply::Rejection>> {
-    let steps = match apply::plan(&state.manifest, changes, &sh.filter)
+    let steps = match apply::plan(&state.manifest, changes, &sh.filter, equal)
         .and_then(|steps| apply::check(&sh.data_dir, &steps).map(|()| steps))
     {
         Ok(s) => s,
@@ -101,7 +102,7 @@ pub fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
             .unwrap_or(0),
         ..Default::default()
     };
-    match write_changes(sh, &state, &delta.changes)? {
+    match write_changes(sh, &state, &delta.changes, apply::Equal::Skip)? {
         Err(why) => {
             // Consumed, so the session moves on; the position records that it was seen.
             state.commit(position)?;

@@ -337,7 +337,7 @@ fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Re
 /// Write one batch of fetched files (blocking); returns how many were written.
 fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
     let mut state = sh.state.lock().unwrap();
-    match slave::write_changes(sh, &state, changes)? {
+    match slave::write_changes(sh, &state, changes, apply::Equal::Rewrite)? {
         Ok((n, entries)) => {
             state.commit(Record {
                 entries,
@@ -361,10 +361,11 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
             op: Op::Delete,
         })
         .collect();
-    let (mut removed, mut entries) = match slave::write_changes(sh, &state, &deletes)? {
-        Ok(x) => x,
-        Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
-    };
+    let (mut removed, mut entries) =
+        match slave::write_changes(sh, &state, &deletes, apply::Equal::Rewrite)? {
+            Ok(x) => x,
+            Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
+        };
     for (path, version, sha256) in plan.adopt {
         let Ok(stat) = std::fs::symlink_metadata(sh.data_dir.join(&path)) else {
             continue;

@@ -56,6 +56,8 @@ pub struct NodeConfig {
     /// Extra `key = value` lines for `[mqtt]` and `[broker]` (TLS, credentials…).
     pub mqtt_extra: Vec<String>,
     pub broker_extra: Vec<String>,
+    /// `[node] on_drift` ("revert" | "warn"), when set.
+    pub on_drift: Option<String>,
 }
 
 impl NodeConfig {
@@ -88,6 +90,7 @@ impl NodeConfig {
             key_file: None,
             mqtt_extra: Vec::new(),
             broker_extra: Vec::new(),
+            on_drift: None,
         }
     }
 
@@ -103,6 +106,9 @@ impl NodeConfig {
             q(&self.role)
         );
         out += &format!("state_dir = {}\n", path(&self.state_dir));
+        if let Some(d) = &self.on_drift {
+            out += &format!("on_drift = {}\n", q(d));
+        }
         out += &format!("[geoserver]\ndata_dir = {}\n", path(&self.data_dir));
         if let Some(url) = &self.geoserver_url {
             out += &format!("url = {}\n", q(url));
