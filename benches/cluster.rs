@@ -971,7 +971,7 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
     if !opts.runs("bootstrap") {
         return;
     }
-    bootstrap_figure(&c, &configure_node, report, "");
+    bootstrap_figure(&c, &configure_node, report, "", None);
     drop(c);
     for spec in &opts.bootstraps[1..] {
         eprintln!("== recovery: master on {} layers", layers(spec));
@@ -982,7 +982,10 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
             "  (tree generated, master started and idle in {:.1?})",
             t0.elapsed()
         );
-        bootstrap_figure(&c, &configure_node, report, "");
+        // The goal's idle figures are for this size: the master and the slave it just
+        // bootstrapped, once both are quiet.
+        let idle = Some((opts.idle_settle, opts.idle_window));
+        bootstrap_figure(&c, &configure_node, report, "", idle);
     }
 }
 
@@ -1427,6 +1430,7 @@ fn bootstrap_figure(
     configure_node: &dyn Fn(&mut NodeConfig),
     report: &mut Report,
     key: &str,
+    idle: Option<(Duration, Duration)>,
 ) -> (Duration, usize) {
     let master_dir = c.master_data.path();
     let want = replicated_tree(master_dir);
@@ -1519,5 +1523,47 @@ fn bootstrap_figure(
             message(l).to_string()
         }),
     );
+    if let Some((settle, window)) = idle {
+        sleep(settle);
+        let rescans_before = rescans(&c.master).len();
+        let procs = [
+            (
+                "master".to_string(),
+                c.master.pid().expect("master running"),
+            ),
+            ("slave".to_string(), node.pid().expect("slave running")),
+        ];
+        let measured =
+            peers::measure_idle(&procs.map(|(n, pid)| (n, peers::Proc::Pid(pid))), window);
+        let rescans_in = rescans(&c.master).len() - rescans_before;
+        for (who, cpu, rss) in measured {
+            report.add(
+                &format!("idle_{layers}_rss_{who}_kib"),
+                &format!("idle RSS of the {who}, {layers} layers (KiB)"),
+                rss,
+                format!(
+                    "{:.1} MiB, maximum sampled every 100 ms over {:.0} s{}",
+                    rss as f64 / 1024.0,
+                    window.as_secs_f64(),
+                    if who == "master" {
+                        ", embedded broker; the master + bootstrapped slave of the row above"
+                    } else {
+                        ", the slave bootstrapped above"
+                    }
+                ),
+            );
+            report.add(
+                &format!("idle_{layers}_cpu_{who}_s_per_min"),
+                &format!("idle CPU of the {who}, {layers} layers (CPU s per minute)"),
+                format!("{cpu:.3}"),
+                format!(
+                    "utime+stime over {:.0} s, {settle:.0?} after the bootstrap's reload; \
+                     {rescans_in} periodic rescan(s) of the master (every {PRODUCT_RESCAN_S} s) \
+                     in the window",
+                    window.as_secs_f64()
+                ),
+            );
+        }
+    }
     (converged, reloads.len())
 }

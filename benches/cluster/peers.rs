@@ -234,7 +234,8 @@ fn gscluster_figures(opts: &Opts, po: &PeerOpts, report: &mut Report) -> Figures
     f.idle_rss_kib = Some(total_rss);
 
     // Bootstrap of a fourth, empty slave, on the untouched tree.
-    let (boot, boot_reloads) = bootstrap_figure(&c, &configure_node, report, "peers_gscluster_");
+    let (boot, boot_reloads) =
+        bootstrap_figure(&c, &configure_node, report, "peers_gscluster_", None);
     f.bootstrap_ms = Some(ms(boot));
     f.bootstrap_reloads = Some(boot_reloads);
 
@@ -265,6 +266,9 @@ fn gscluster_figures(opts: &Opts, po: &PeerOpts, report: &mut Report) -> Figures
     };
     alive(&c).unwrap();
     settle_reloads(&c, t0 + converged);
+    let mut nodes = vec![&c.master];
+    nodes.extend(c.slaves.iter().map(|s| &s.node));
+    super::save_logs("peers-burst", &nodes);
     let reloads: Vec<usize> = (c.slaves.iter())
         .map(|s| {
             s.gs.successful_reloads()
@@ -877,10 +881,17 @@ fn burst_rows(
         &format!("{name}: burst of {n} new layers → 3 targets converged (ms)"),
         converged.as_millis(),
         format!(
-            "writing took {} ms; the last layer.xml and global.xml polled every 2 ms, then the \
-             whole replicated trees hashed",
+            "writing took {} ms (the harness's generator; the peer works while it writes); the \
+             last layer.xml and global.xml polled every 2 ms, then the whole replicated trees \
+             hashed",
             written.as_millis()
         ),
+    );
+    report.add(
+        &format!("{key}_burst_after_last_write_ms"),
+        &format!("{name}: burst of {n} new layers, last write → 3 targets converged (ms)"),
+        converged.saturating_sub(written).as_millis(),
+        "derived: the figure above minus the writing time",
     );
     report.add(
         &format!("{key}_burst_reloads"),
@@ -898,14 +909,14 @@ fn burst_rows(
 // Idle CPU and RSS
 
 #[derive(Clone, Copy)]
-enum Proc {
+pub enum Proc {
     Pid(u32),
     /// A process group: CPU of its leader including reaped children, RSS summed over members.
     Group(u32),
 }
 
 /// (name, CPU s per minute, max sampled RSS in KiB) per process, over `window`.
-fn measure_idle(procs: &[(String, Proc)], window: Duration) -> Vec<(String, f64, u64)> {
+pub fn measure_idle(procs: &[(String, Proc)], window: Duration) -> Vec<(String, f64, u64)> {
     let leader = |p: &Proc| match p {
         Proc::Pid(pid) | Proc::Group(pid) => *pid,
     };
