@@ -21,9 +21,17 @@
 //! not matter much. Environment:
 //! `GSCLUSTER_BENCH_QUICK=1` (same as `--quick`), `GSCLUSTER_BENCH_TRIALS=N` (latency trials,
 //! at least 20 outside quick mode; default 50), `GSCLUSTER_BENCH_ONLY=a,b` (run only these
-//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`; the results file then
-//! holds only their rows).
+//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `peers`; the results file
+//! then holds only their rows).
+//!
+//! The `peers` section (benches/cluster/peers.rs) runs the same scenarios — idle, bootstrap of an
+//! empty target, one new layer, a burst of 1,000 new layers — against gscluster with 3 slaves,
+//! lsyncd (`delay = 0` and its default delay) and an rsync + reload loop, each mirroring to 3
+//! targets with the stand-in GeoServer, and prints the ratios peer / gscluster. It needs
+//! `lsyncd`, `rsync` and `curl` on the PATH and says that it skipped them otherwise.
 
+#[path = "cluster/peers.rs"]
+mod peers;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -68,6 +76,8 @@ struct Opts {
     catchups: Vec<(usize, usize)>,
     /// Trees an empty slave bootstraps from; the first is `spec` (the catch-up cluster's master).
     bootstraps: Vec<Spec>,
+    /// The peers section: gscluster, lsyncd and an rsync loop on the same scenarios.
+    peers: peers::PeerOpts,
     /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
     only: Vec<String>,
     binary: PathBuf,
@@ -169,6 +179,14 @@ fn main() {
             spec: Spec::small(),
             catchups: vec![(20, 1), (100, 10)],
             bootstraps: vec![Spec::small()],
+            peers: peers::PeerOpts {
+                lsyncd0_trials: 3,
+                lsyncd_default_trials: 1,
+                loop_trials: 2,
+                burst_layers: 10,
+                idle_window: Duration::from_secs(2),
+                loop_period_s: 1,
+            },
             only,
             binary,
             binary_origin,
@@ -210,6 +228,15 @@ fn main() {
                     layer_groups: 20,
                 },
             ],
+            // lsyncd's default delay is 15 s per change: 3 trials; the 1 s loop: 10.
+            peers: peers::PeerOpts {
+                lsyncd0_trials: trials.unwrap_or(50).max(20),
+                lsyncd_default_trials: 3,
+                loop_trials: 10,
+                burst_layers: 1_000,
+                idle_window: Duration::from_secs(15),
+                loop_period_s: 1,
+            },
             only,
             binary,
             binary_origin,
@@ -242,6 +269,9 @@ fn main() {
     }
     if opts.runs("catchup") || opts.runs("bootstrap") {
         recovery_figures(&opts, &mut report);
+    }
+    if opts.runs("peers") {
+        peers::peer_figures(&opts, &opts.peers, &mut report);
     }
 
     let elapsed = started.elapsed();
@@ -942,7 +972,7 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
     if !opts.runs("bootstrap") {
         return;
     }
-    bootstrap_figure(&c, &configure_node, report);
+    bootstrap_figure(&c, &configure_node, report, "", None);
     drop(c);
     for spec in &opts.bootstraps[1..] {
         eprintln!("== recovery: master on {} layers", layers(spec));
@@ -953,7 +983,10 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
             "  (tree generated, master started and idle in {:.1?})",
             t0.elapsed()
         );
-        bootstrap_figure(&c, &configure_node, report);
+        // The goal's idle figures are for this size: the master and the slave it just
+        // bootstrapped, once both are quiet.
+        let idle = Some((opts.idle_settle, opts.idle_window));
+        bootstrap_figure(&c, &configure_node, report, "", idle);
     }
 }
 
@@ -1392,7 +1425,14 @@ fn catchup_figure(
 }
 
 /// Starts an empty slave against `master` (running, idle) and times its bootstrap.
-fn bootstrap_figure(c: &Cluster, configure_node: &dyn Fn(&mut NodeConfig), report: &mut Report) {
+/// Returns (process start → converged, successful reloads); `key` prefixes the rows' keys.
+fn bootstrap_figure(
+    c: &Cluster,
+    configure_node: &dyn Fn(&mut NodeConfig),
+    report: &mut Report,
+    key: &str,
+    idle: Option<(Duration, Duration)>,
+) -> (Duration, usize) {
     let master_dir = c.master_data.path();
     let want = replicated_tree(master_dir);
     let layers = c.catalog.layers.len();
@@ -1427,7 +1467,7 @@ fn bootstrap_figure(c: &Cluster, configure_node: &dyn Fn(&mut NodeConfig), repor
     settle_reload(&node, &gs, t0 + converged);
     lines.extend(tail.lines());
     save_logs(
-        &format!("bootstrap-{}", c.catalog.layers.len()),
+        &format!("{key}bootstrap-{}", c.catalog.layers.len()),
         &[&c.master, &node],
     );
 
@@ -1438,14 +1478,21 @@ fn bootstrap_figure(c: &Cluster, configure_node: &dyn Fn(&mut NodeConfig), repor
         .count();
     let ms = |x: Option<(i64, &str)>| x.map_or("-".to_string(), |(t, _)| t.to_string());
     let round = last_line(&lines, " complete in ", wall0);
+    let who = if key.is_empty() {
+        ""
+    } else {
+        "3-slave cluster, "
+    };
     let reload_at: Vec<String> = (lines.iter())
         .filter(|l| l.contains("GeoServer reloaded"))
         .filter_map(|l| log_offset_ms(l, wall0))
         .map(|t| t.to_string())
         .collect();
     report.add(
-        &format!("bootstrap_{layers}_ms"),
-        &format!("bootstrap of an empty slave, {layers} layers: process start → converged (ms)"),
+        &format!("{key}bootstrap_{layers}_ms"),
+        &format!(
+            "{who}bootstrap of an empty slave, {layers} layers: process start → converged (ms)"
+        ),
         converged.as_millis(),
         format!(
             "{} replicated files; slave log, ms after start: connected {}, asked for manifests \
@@ -1464,17 +1511,60 @@ fn bootstrap_figure(c: &Cluster, configure_node: &dyn Fn(&mut NodeConfig), repor
         ),
     );
     report.add(
-        &format!("bootstrap_{layers}_reloads"),
-        &format!("reloads of the bootstrapping slave, {layers} layers"),
+        &format!("{key}bootstrap_{layers}_reloads"),
+        &format!("{who}reloads of the bootstrapping slave, {layers} layers"),
         reloads.len(),
         format!("{half_state} reload(s) saw an unresolved reference"),
     );
     report.add(
-        &format!("bootstrap_{layers}_round"),
-        &format!("bootstrap, {layers} layers: the slave's resync summary"),
+        &format!("{key}bootstrap_{layers}_round"),
+        &format!("{who}bootstrap, {layers} layers: the slave's resync summary"),
         round.map_or("-".to_string(), |(t, _)| format!("{t} ms")),
         round.map_or("no resync round completed".to_string(), |(_, l)| {
             message(l).to_string()
         }),
     );
+    if let Some((settle, window)) = idle {
+        sleep(settle);
+        let rescans_before = rescans(&c.master).len();
+        let procs = [
+            (
+                "master".to_string(),
+                c.master.pid().expect("master running"),
+            ),
+            ("slave".to_string(), node.pid().expect("slave running")),
+        ];
+        let measured =
+            peers::measure_idle(&procs.map(|(n, pid)| (n, peers::Proc::Pid(pid))), window);
+        let rescans_in = rescans(&c.master).len() - rescans_before;
+        for (who, cpu, rss) in measured {
+            report.add(
+                &format!("idle_{layers}_rss_{who}_kib"),
+                &format!("idle RSS of the {who}, {layers} layers (KiB)"),
+                rss,
+                format!(
+                    "{:.1} MiB, maximum sampled every 100 ms over {:.0} s{}",
+                    rss as f64 / 1024.0,
+                    window.as_secs_f64(),
+                    if who == "master" {
+                        ", embedded broker; the master + bootstrapped slave of the row above"
+                    } else {
+                        ", the slave bootstrapped above"
+                    }
+                ),
+            );
+            report.add(
+                &format!("idle_{layers}_cpu_{who}_s_per_min"),
+                &format!("idle CPU of the {who}, {layers} layers (CPU s per minute)"),
+                format!("{cpu:.3}"),
+                format!(
+                    "utime+stime over {:.0} s, {settle:.0?} after the bootstrap's reload; \
+                     {rescans_in} periodic rescan(s) of the master (every {PRODUCT_RESCAN_S} s) \
+                     in the window",
+                    window.as_secs_f64()
+                ),
+            );
+        }
+    }
+    (converged, reloads.len())
 }
