@@ -242,13 +242,11 @@ impl Detector {
             ),
         };
         scan.retain(|rel, _| !is_own_temp(rel));
-        let mut contents: HashMap<String, Vec<u8>> = HashMap::new();
         let manifest = partial.as_ref().unwrap_or(&state.manifest);
+        // Hashes are streamed: the content is read again, one Delta at a time, when the Deltas
+        // are built, so a start-up scan of tens of thousands of files never holds them all.
         let (changes, restat) = datadir::diff_with_stats(manifest, &scan, |rel| {
-            let bytes = std::fs::read(sh.data_dir.join(rel))?;
-            let hash: [u8; 32] = Sha256::digest(&bytes).into();
-            contents.insert(rel.to_string(), bytes);
-            Ok(hash)
+            datadir::sha256_file(&sh.data_dir.join(rel))
         });
         if !restat.is_empty() {
             // Same content, new stat: remember the stat so the next scan does not hash again.
@@ -279,17 +277,52 @@ impl Detector {
             }
             return Ok(Some(Vec::new()));
         }
+        // First pass: bring the catalog index up to date and find the references the batch
+        // leaves unresolved, without keeping any content.
+        let dangling = {
+            let mut catalog = sh.catalog.lock().unwrap();
+            let mut touched = Vec::with_capacity(changes.len());
+            for change in &changes {
+                match change {
+                    LocalChange::Write { path, .. } => {
+                        if let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) {
+                            catalog.update(path, Some(&bytes));
+                        }
+                        touched.push(path.clone());
+                    }
+                    LocalChange::Delete { path } => {
+                        catalog.update(path, None);
+                        touched.push(path.clone());
+                    }
+                }
+            }
+            // References the master itself cannot resolve: receivers must not wait for them.
+            catalog
+                .unresolved(&touched, |rel| sh.data_dir.join(rel).is_file())
+                .into_iter()
+                .map(|u| u.missing)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect::<Vec<String>>()
+        };
+        if may_defer && !dangling.is_empty() {
+            log::debug!("{why}: waiting for referenced objects: {dangling:?}");
+            return Ok(None);
+        }
+        // Second pass: read each file once more and cut Deltas of at most SPLIT_DELTA_AT.
         let hlc = sh.clock.lock().unwrap().tick();
         let version = Version::new(hlc, sh.node_id.clone());
-        let mut batches: Vec<Batch> = vec![Default::default()];
+        let mut batch: Batch = Default::default();
         let mut batch_bytes = 0usize;
-        let mut catalog = sh.catalog.lock().unwrap();
-        let mut touched = Vec::new();
+        let mut seqs = Vec::new();
         for change in changes {
             let (change, entry) = match change {
-                LocalChange::Write { path, sha256, stat } => {
-                    let Some(bytes) = contents.remove(&path) else {
-                        continue;
+                LocalChange::Write { path, stat, .. } => {
+                    let bytes = match std::fs::read(sh.data_dir.join(&path)) {
+                        Ok(b) => b,
+                        // Gone since the scan: the next pass sees the deletion.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
                     };
                     if bytes.len() as u64 > delta::MAX_FILE_SIZE {
                         log::warn!(
@@ -299,7 +332,8 @@ impl Detector {
                         );
                         continue;
                     }
-                    catalog.update(&path, Some(&bytes));
+                    // The hash of what is sent, which may be newer than what the diff hashed.
+                    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
                     let entry = datadir::Entry {
                         sha256,
                         size: stat.size,
@@ -321,80 +355,76 @@ impl Detector {
                         (path, entry),
                     )
                 }
-                LocalChange::Delete { path } => {
-                    catalog.update(&path, None);
-                    (
-                        Change {
-                            path: path.clone(),
-                            version: version.clone(),
-                            op: Op::Delete,
-                        },
-                        (path, datadir::Entry::tombstone(version.clone())),
-                    )
-                }
+                LocalChange::Delete { path } => (
+                    Change {
+                        path: path.clone(),
+                        version: version.clone(),
+                        op: Op::Delete,
+                    },
+                    (path, datadir::Entry::tombstone(version.clone())),
+                ),
             };
             let size = match &change.op {
                 Op::Write { bytes, .. } => bytes.len() + change.path.len(),
                 Op::Delete => change.path.len(),
             };
-            if batch_bytes + size > delta::SPLIT_DELTA_AT && !batches.last().unwrap().0.is_empty() {
-                batches.push(Default::default());
+            if batch_bytes + size > delta::SPLIT_DELTA_AT && !batch.0.is_empty() {
+                let full = std::mem::take(&mut batch);
+                seqs.push(self.publish_batch(&mut state, full, &dangling, hlc, why, started)?);
                 batch_bytes = 0;
             }
             batch_bytes += size;
-            touched.push(change.path.clone());
-            let b = batches.last_mut().unwrap();
-            b.0.push(change);
-            b.1.push(entry);
+            batch.0.push(change);
+            batch.1.push(entry);
         }
-        // References the master itself cannot resolve: receivers must not wait for them.
-        let dangling: Vec<String> = catalog
-            .unresolved(&touched, |rel| sh.data_dir.join(rel).is_file())
-            .into_iter()
-            .map(|u| u.missing)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        drop(catalog);
-        if may_defer && !dangling.is_empty() {
-            log::debug!("{why}: waiting for referenced objects: {dangling:?}");
-            return Ok(None);
-        }
-        let mut seqs = Vec::new();
-        for (changes, entries) in batches.into_iter().filter(|b| !b.0.is_empty()) {
-            let seq = state.next_seq;
-            let d = Delta {
-                group: sh.group.clone(),
-                origin: sh.node_id.clone(),
-                epoch: state.epoch,
-                seq,
-                dangling: dangling.clone(),
-                changes,
-            };
-            let payloads = delta::encode(&d, &sh.auth);
-            // Outbox first: a crash after this but before the commit re-detects the same
-            // changes and publishes them again (harmless); the reverse order could lose them.
-            self.outbox.put(seq, &payloads)?;
-            crate::crashpoint::hit("outbox-written");
-            state.commit(Record {
-                entries,
-                next_seq: Some(seq + 1),
-                hlc,
-                ..Default::default()
-            })?;
-            log::info!(
-                "{why}: seq {seq}: {} change(s) in {} message(s), detected in {:?}",
-                d.changes.len(),
-                payloads.len(),
-                started.elapsed()
-            );
-            for c in &d.changes {
-                log::debug!("seq {seq}: {} {:?}", c.path, c.op);
-            }
-            crate::crashpoint::hit("delta-committed");
-            seqs.push(seq);
+        if !batch.0.is_empty() {
+            seqs.push(self.publish_batch(&mut state, batch, &dangling, hlc, why, started)?);
         }
         Ok(Some(seqs))
+    }
+
+    /// Turn one batch into a Delta: outbox first, then the manifest and sequence number.
+    fn publish_batch(
+        &self,
+        state: &mut crate::state::State,
+        (changes, entries): Batch,
+        dangling: &[String],
+        hlc: u64,
+        why: &str,
+        started: Instant,
+    ) -> std::io::Result<u64> {
+        let sh = &self.shared;
+        let seq = state.next_seq;
+        let d = Delta {
+            group: sh.group.clone(),
+            origin: sh.node_id.clone(),
+            epoch: state.epoch,
+            seq,
+            dangling: dangling.to_vec(),
+            changes,
+        };
+        let payloads = delta::encode(&d, &sh.auth);
+        // Outbox first: a crash after this but before the commit is adopted at the next start
+        // (adopt_uncommitted); the reverse order could lose the changes.
+        self.outbox.put(seq, &payloads)?;
+        crate::crashpoint::hit("outbox-written");
+        state.commit(Record {
+            entries,
+            next_seq: Some(seq + 1),
+            hlc,
+            ..Default::default()
+        })?;
+        log::info!(
+            "{why}: seq {seq}: {} change(s) in {} message(s), detected in {:?}",
+            d.changes.len(),
+            payloads.len(),
+            started.elapsed()
+        );
+        for c in &d.changes {
+            log::debug!("seq {seq}: {} {:?}", c.path, c.op);
+        }
+        crate::crashpoint::hit("delta-committed");
+        Ok(seq)
     }
 }
 
