@@ -7,14 +7,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gscluster::datadir::{default_exclude, default_include, Filter};
 use support::cluster::{copy_tree, wait_for_subscriptions};
-use support::geoserver::{catalog_problems, Reload, StandInGeoServer};
+use support::geoserver::{catalog_problems, problems_beyond_master, Reload, StandInGeoServer};
 use support::node::{diff_summary, free_port, tree, wait_until_logs, Node, NodeConfig};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -118,15 +118,9 @@ impl Fleet {
     }
 
     fn logs(&self) -> String {
-        let mut out = format!("----- master -----\n{}", self.master.log_contents());
-        for s in &self.slaves {
-            out += &format!(
-                "\n----- {} -----\n{}",
-                s.node.config().id,
-                s.node.log_contents()
-            );
-        }
-        out
+        let mut nodes = vec![&self.master];
+        nodes.extend(self.slaves.iter().map(|s| &s.node));
+        support::node::logs_of(&nodes)
     }
 
     /// Waits until every slave holds exactly the master's replicated files, byte for byte, and
@@ -207,22 +201,16 @@ impl Fleet {
 
     /// Every reload since `since` saw no catalog problem beyond the master's final own ones.
     fn assert_no_half_catalog_reloads(&self, since: Instant) {
-        let allowed = catalog_problems(self.master_dir());
         for s in &self.slaves {
-            for r in s.gs.reloads().iter().filter(|r| r.at > since) {
-                let extra: BTreeSet<&String> = r
-                    .problems
-                    .iter()
-                    .filter(|p| !allowed.contains(*p))
-                    .collect();
-                assert!(
-                    extra.is_empty(),
-                    "{}, {}: a reload saw a catalog the master ends up without problems in: {extra:#?}\nmaster's own: {allowed:#?}\n{}",
-                    self.name,
-                    s.node.config().id,
-                    self.logs()
-                );
-            }
+            let extra = problems_beyond_master(&s.gs, self.master_dir(), Some(since));
+            assert!(
+                extra.is_empty(),
+                "{}, {}: a reload saw a catalog the master ends up without problems in: {extra:#?}\nmaster's own: {:#?}\n{}",
+                self.name,
+                s.node.config().id,
+                catalog_problems(self.master_dir()),
+                self.logs()
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::generator::{generate, Catalog, Spec};
 use super::geoserver::StandInGeoServer;
-use super::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
+use super::node::{assert_converged, free_port, logs_of, wait_until_logs, Node, NodeConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -177,15 +177,9 @@ impl Cluster {
 
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = format!("----- master -----\n{}", self.master.log_contents());
-        for s in &self.slaves {
-            out += &format!(
-                "\n----- {} -----\n{}",
-                s.node.config().id,
-                s.node.log_contents()
-            );
-        }
-        out
+        let mut nodes = vec![&self.master];
+        nodes.extend(self.slaves.iter().map(|s| &s.node));
+        logs_of(&nodes)
     }
 }
 

@@ -12,7 +12,7 @@
 //! A plain std HTTP/1.1 server: one thread accepts, one short-lived thread per connection,
 //! `Connection: close` on every answer.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -371,17 +371,30 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
 /// Every reload `gs` recorded was authenticated and saw no unresolved reference beyond the
 /// master's own (real data directories have a few): no reload of a half-applied catalog.
 pub fn assert_reloads_consistent(gs: &StandInGeoServer, master_dir: &Path, who: &str) {
+    assert!(
+        gs.reloads().iter().all(|r| r.authorized),
+        "{who}: unauthenticated reload"
+    );
+    let extra = problems_beyond_master(gs, master_dir, None);
+    assert!(
+        extra.is_empty(),
+        "{who}: reload saw a half-applied catalog: {extra:?}"
+    );
+}
+
+/// Unresolved references that reloads (those after `since`, or all) saw and that the master's
+/// own data directory does not have.
+pub fn problems_beyond_master(
+    gs: &StandInGeoServer,
+    master_dir: &Path,
+    since: Option<Instant>,
+) -> BTreeSet<String> {
     let allowed = catalog_problems(master_dir);
-    for r in gs.reloads() {
-        assert!(r.authorized, "{who}: unauthenticated reload");
-        let extra: Vec<_> = r
-            .problems
-            .iter()
-            .filter(|p| !allowed.contains(*p))
-            .collect();
-        assert!(
-            extra.is_empty(),
-            "{who}: reload saw a half-applied catalog: {extra:?}"
-        );
-    }
+    gs.reloads()
+        .iter()
+        .filter(|r| since.is_none_or(|s| r.at > s))
+        .flat_map(|r| r.problems.iter())
+        .filter(|p| !allowed.contains(*p))
+        .cloned()
+        .collect()
 }

@@ -436,3 +436,12 @@ pub fn assert_converged(master_dir: &Path, slave_dirs: &[&Path], deadline: Durat
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The logs of `nodes`, each under a header with its id: what a failing test prints.
+pub fn logs_of(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("----- {} -----\n{}", n.config().id, n.log_contents()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
