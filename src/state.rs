@@ -12,7 +12,7 @@
 //! contains changes nothing: compaction can crash at any point.
 
 use crate::atomic;
-use crate::datadir::{Entry, Manifest};
+use crate::datadir::{Entry, LocalChange, Manifest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -42,6 +42,8 @@ struct Snapshot {
     hlc: u64,
     applied: BTreeMap<String, Position>,
     manifest: Manifest,
+    #[serde(default)]
+    intent: BTreeMap<String, Option<[u8; 32]>>,
 }
 
 /// One atomic step of state change.
@@ -57,6 +59,12 @@ pub struct Record {
     pub hlc: u64,
     /// Origins' stream positions after applying a Delta or a resync.
     pub applied: Vec<(String, Position)>,
+    /// Files an apply is about to write (with their new hash) or delete (`None`): recorded
+    /// before the first file is touched, so that after a crash mid-apply the scan knows these
+    /// files as this node's own unfinished work, not as local edits. A path leaves the intent
+    /// when a later record sets or forgets its manifest entry.
+    #[serde(default)]
+    pub intent: Vec<(String, Option<[u8; 32]>)>,
 }
 
 /// The node's durable state, loaded in memory.
@@ -67,6 +75,9 @@ pub struct State {
     pub hlc: u64,
     pub applied: BTreeMap<String, Position>,
     pub manifest: Manifest,
+    /// Writes and deletions of an apply that started but was not recorded (see
+    /// [`Record::intent`]): path → the hash it was to get, or `None` for a deletion.
+    pub intent: BTreeMap<String, Option<[u8; 32]>>,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
     journal: File,
@@ -147,6 +158,7 @@ impl State {
             hlc: snap.hlc,
             applied: snap.applied,
             manifest: snap.manifest,
+            intent: snap.intent,
             uncommitted: Vec::new(),
             journal: atomic::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
@@ -204,11 +216,14 @@ impl State {
 
     fn apply(&mut self, rec: Record) {
         for (path, entry) in rec.entries {
+            self.intent.remove(&path);
             self.manifest.entries.insert(path, entry);
         }
         for path in rec.forget {
+            self.intent.remove(&path);
             self.manifest.entries.remove(&path);
         }
+        self.intent.extend(rec.intent);
         if let Some(n) = rec.next_seq {
             self.next_seq = self.next_seq.max(n);
         }
@@ -247,12 +262,25 @@ impl State {
             hlc: self.hlc,
             applied: self.applied.clone(),
             manifest: self.manifest.clone(),
+            intent: self.intent.clone(),
         };
         atomic::write_file(&self.dir.join(SNAPSHOT), &cbor(&snap))?;
         self.journal.set_len(0)?;
         self.journal.sync_all()?;
         self.journal_len = 0;
         Ok(())
+    }
+
+    /// Whether a scanned change is what an interrupted apply of this node was writing (or
+    /// deleting): its own unfinished work, to be finished by the redelivered Delta or a
+    /// resync, never a local edit.
+    pub fn intended(&self, change: &LocalChange) -> bool {
+        match change {
+            LocalChange::Write { path, sha256, .. } => {
+                self.intent.get(path) == Some(&Some(*sha256))
+            }
+            LocalChange::Delete { path } => self.intent.get(path) == Some(&None),
+        }
     }
 
     /// The outbox of this state dir (a handle usable without the state lock).
@@ -364,6 +392,43 @@ mod tests {
         assert_eq!(s.hlc, 99);
         assert_eq!(s.applied["b"], Position { epoch: 3, seq: 9 });
         assert_eq!(s.manifest.entries["global.xml"], entry(1));
+    }
+
+    #[test]
+    fn an_intent_survives_reopen_and_compaction_until_its_paths_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, n: u8| LocalChange::Write {
+            path: path.into(),
+            sha256: [n; 32],
+            stat: Default::default(),
+        };
+        {
+            let mut s = State::open(dir.path()).unwrap();
+            s.commit(Record {
+                intent: vec![("a.xml".into(), Some([1; 32])), ("b.xml".into(), None)],
+                ..Default::default()
+            })
+            .unwrap();
+            s.compact().unwrap();
+        }
+        let mut s = State::open(dir.path()).unwrap();
+        assert!(s.intended(&write("a.xml", 1)));
+        assert!(!s.intended(&write("a.xml", 2)), "other bytes are an edit");
+        assert!(s.intended(&LocalChange::Delete {
+            path: "b.xml".into()
+        }));
+        assert!(!s.intended(&LocalChange::Delete {
+            path: "a.xml".into()
+        }));
+        s.commit(Record {
+            entries: vec![("a.xml".into(), entry(1))],
+            forget: vec!["b.xml".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        drop(s);
+        let s = State::open(dir.path()).unwrap();
+        assert!(s.intent.is_empty(), "recorded paths leave the intent");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// What the scan records per file. Any difference in these four fields makes the diff hash the
 /// file; equality lets it trust the manifest (GeoServer replaces files by rename, which always
 /// changes `ino` and `ctime`, so a rewrite with identical size and mtime is still noticed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStat {
     pub size: u64,
     pub mtime_ns: i64,

@@ -245,9 +245,12 @@ impl Detector {
         let manifest = partial.as_ref().unwrap_or(&state.manifest);
         // Hashes are streamed: the content is read again, one Delta at a time, when the Deltas
         // are built, so a start-up scan of tens of thousands of files never holds them all.
-        let (changes, restat) = datadir::diff_with_stats(manifest, &scan, |rel| {
+        let (mut changes, restat) = datadir::diff_with_stats(manifest, &scan, |rel| {
             datadir::sha256_file(&sh.data_dir.join(rel))
         });
+        // What an apply of this node left unrecorded when it was interrupted is not a local
+        // edit: the redelivered Delta or a resync records it.
+        changes.retain(|c| !state.intended(c));
         if !restat.is_empty() {
             // Same content, new stat: remember the stat so the next scan does not hash again.
             let entries = restat

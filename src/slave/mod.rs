@@ -26,10 +26,10 @@ pub type Written = (usize, Vec<(String, Entry)>);
 
 /// Plan, check and write `changes` (versions decide); returns the steps' count and the manifest
 /// entries to commit, or why the whole set is refused. The caller holds the state lock and
-/// commits the entries.
+/// commits the entries; the intent is recorded here, before the first file is touched.
 pub fn write_changes(
     sh: &Shared,
-    state: &State,
+    state: &mut State,
     changes: &[Change],
     equal: apply::Equal,
 ) -> std::io::Result<Result<Written, apply::Rejection>> {
@@ -42,6 +42,7 @@ pub fn write_changes(
     if sh.stopping.load(Ordering::SeqCst) && !steps.is_empty() {
         return Err(std::io::Error::other("shutting down"));
     }
+    record_intent(state, &steps)?;
     let entries = {
         let _writing = sh.files.blocking_write();
         apply::execute(&sh.data_dir, &steps)?
@@ -59,6 +60,25 @@ pub fn write_changes(
         gate.touched.insert(step.path().to_string());
     }
     Ok(Ok((steps.len(), entries)))
+}
+
+/// Record what `steps` are about to do (see [`Record::intent`]). Nothing to record for an
+/// empty plan.
+pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let intent = steps
+        .iter()
+        .map(|s| match s {
+            apply::Step::Write { path, sha256, .. } => (path.clone(), Some(*sha256)),
+            apply::Step::Delete { path, .. } => (path.clone(), None),
+        })
+        .collect();
+    state.commit(Record {
+        intent,
+        ..Default::default()
+    })
 }
 
 /// Apply one complete Delta under the state lock. Blocking.
@@ -102,7 +122,7 @@ pub fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
             .unwrap_or(0),
         ..Default::default()
     };
-    match write_changes(sh, &state, &delta.changes, apply::Equal::Skip)? {
+    match write_changes(sh, &mut state, &delta.changes, apply::Equal::Skip)? {
         Err(why) => {
             // Consumed, so the session moves on; the position records that it was seen.
             state.commit(position)?;

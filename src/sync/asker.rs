@@ -337,7 +337,7 @@ fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Re
 /// Write one batch of fetched files (blocking); returns how many were written.
 fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
     let mut state = sh.state.lock().unwrap();
-    match slave::write_changes(sh, &state, changes, apply::Equal::Rewrite)? {
+    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite)? {
         Ok((n, entries)) => {
             state.commit(Record {
                 entries,
@@ -362,7 +362,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         })
         .collect();
     let (mut removed, mut entries) =
-        match slave::write_changes(sh, &state, &deletes, apply::Equal::Rewrite)? {
+        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite)? {
             Ok(x) => x,
             Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
         };
@@ -387,6 +387,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         })
         .collect();
     if !steps.is_empty() {
+        slave::record_intent(&mut state, &steps)?;
         let _writing = sh.files.blocking_write();
         apply::execute(&sh.data_dir, &steps)?;
         removed += steps.len();
