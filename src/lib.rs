@@ -12,6 +12,7 @@ pub mod hlc;
 pub mod inbound;
 pub mod logging;
 pub mod master;
+pub mod memory;
 pub mod mqtt;
 pub mod node;
 pub mod reload;

@@ -94,6 +94,7 @@ impl Shared {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), String> {
+    crate::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -320,6 +321,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         asks,
     };
     tasks.push(tokio::spawn(worker.run(inbound_rx, shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::memory::run(shutdown_rx.clone())));
 
     wait_for_signal().await;
     log::info!("stopping: finishing the write in progress");
