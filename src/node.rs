@@ -177,7 +177,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     });
 
     if let Some(b) = &cfg.broker {
-        broker::start(b)?;
+        broker::start(b, &cfg.mqtt.topic_prefix)?;
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -14,7 +14,15 @@ use std::net::TcpListener;
 /// Packets the broker reads from one connection per batch (rumqttd's `max_inflight_count`).
 const READ_BATCH: usize = 100;
 
-fn rumqttd_config(cfg: &BrokerConfig) -> Config {
+/// The status filter's log: status messages are small, only the newest matters (the broker
+/// keeps it retained apart from the log), and they are published after every acknowledged
+/// Delta — with the Delta filter's limits their log would grow to 16 MiB on a long-running node.
+const STATUS_SEGMENT: rumqttd::SegmentConfig = rumqttd::SegmentConfig {
+    max_segment_size: 128 * 1024,
+    max_segment_count: 2,
+};
+
+fn rumqttd_config(cfg: &BrokerConfig, topic_prefix: &str) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: cfg.max_packet_size,
@@ -45,7 +53,10 @@ fn rumqttd_config(cfg: &BrokerConfig) -> Config {
             max_outgoing_packet_count: 200,
             max_segment_size: cfg.segment_size,
             max_segment_count: cfg.segment_count,
-            custom_segment: None,
+            custom_segment: Some(HashMap::from([(
+                format!("{topic_prefix}/+/status/#"),
+                STATUS_SEGMENT,
+            )])),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
@@ -56,11 +67,11 @@ fn rumqttd_config(cfg: &BrokerConfig) -> Config {
 
 /// Start the embedded broker on its own threads. Fails at once, naming the address, when the
 /// port cannot be bound (rumqttd itself would only log that from a background thread).
-pub fn start(cfg: &BrokerConfig) -> Result<(), String> {
+pub fn start(cfg: &BrokerConfig, topic_prefix: &str) -> Result<(), String> {
     // Probe the address first so a port in use is a clear start-up error.
     TcpListener::bind(cfg.listen)
         .map_err(|e| format!("[broker] listen {}: cannot listen: {e}", cfg.listen))?;
-    let config = rumqttd_config(cfg);
+    let config = rumqttd_config(cfg, topic_prefix);
     let listen = cfg.listen;
     std::thread::Builder::new()
         .name("broker".into())
