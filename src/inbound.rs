@@ -8,11 +8,12 @@
 //! every part again.
 
 use crate::config::Role;
+use crate::delta::Delta;
 use crate::delta::{self, Assembled, Assembler, DeltaId};
 use crate::mqtt::connection::{Inbound, Link};
 use crate::mqtt::Topic;
 use crate::node::Shared;
-use crate::slave::{apply_delta, Outcome};
+use crate::slave::{apply_deltas, Outcome};
 use crate::state::Position;
 use crate::status::Status;
 use crate::sync::asker::{Ctx, Resync};
@@ -29,6 +30,11 @@ use tokio::sync::{mpsc, watch};
 const PART_TIMEOUT: Duration = Duration::from_secs(120);
 /// A failed write (disk full, permissions) is retried after this long, forever.
 const RETRY_APPLY: Duration = Duration::from_secs(2);
+/// While more messages wait, complete Deltas are gathered and applied together (see
+/// `slave::apply_deltas`), up to this many Deltas...
+const GROUP_DELTAS: usize = 100;
+/// ...or this many bytes of file content.
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
 /// An origin announced a position beyond what this node applied, and no progress was made for
 /// this long: the broker dropped Deltas without leaving a gap (a queue limit), so resync.
 const STALL: Duration = Duration::from_secs(3);
@@ -80,6 +86,7 @@ impl Worker {
             forget_unknown: self.role == Role::Slave,
         };
         let mut resync = Resync::default();
+        let mut group = Group::default();
         let mut announced: HashMap<String, Announced> = HashMap::new();
         if self.role.applies() && self.shared.state.lock().unwrap().applied.is_empty() {
             resync.request("this node has no replication state yet (bootstrap)");
@@ -89,6 +96,9 @@ impl Worker {
             let msg = tokio::select! {
                 m = inbound.recv() => match m { Some(m) => m, None => break },
                 _ = tick.tick() => {
+                    if self.flush(&mut group, &mut held, &mut resync, &mut shutdown).await.is_err() {
+                        break;
+                    }
                     for (origin, epoch, seq) in deltas.expire(PART_TIMEOUT) {
                         log::warn!("delta {origin}/{epoch}/{seq}: parts stopped arriving; dropped");
                         release(&mut held, &(origin.clone(), epoch, seq));
@@ -107,6 +117,9 @@ impl Worker {
                 }
                 changed = link.changed() => {
                     if changed.is_err() { break; }
+                    if self.flush(&mut group, &mut held, &mut resync, &mut shutdown).await.is_err() {
+                        break;
+                    }
                     let l = link.borrow_and_update().clone();
                     if self.role.applies() && l.client.is_some() {
                         if !l.session_present {
@@ -121,6 +134,13 @@ impl Worker {
             };
             if msg.gen != gen {
                 // A new connection: whatever was unacknowledged on the old one comes again.
+                if self
+                    .flush(&mut group, &mut held, &mut resync, &mut shutdown)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
                 held.clear();
                 deltas = Assembler::default();
                 gen = msg.gen;
@@ -131,25 +151,31 @@ impl Worker {
                 waiting_for: None,
             };
             let topic = h.publish.topic.clone();
-            match self.shared.topics.classify(&topic) {
+            let class = self.shared.topics.classify(&topic);
+            let is_delta = matches!(class, Topic::Delta(_));
+            if !is_delta
+                && self
+                    .flush(&mut group, &mut held, &mut resync, &mut shutdown)
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            match class {
                 Topic::Delta(origin) if origin == self.shared.node_id => {} // our own, echoed
                 Topic::Delta(origin) if self.role.applies() => {
-                    match self
-                        .delta(&mut deltas, origin, &h.publish.payload, &mut shutdown)
-                        .await
-                    {
+                    match self.delta(&mut deltas, origin, &h.publish.payload) {
                         Received::Incomplete(id) => h.waiting_for = Some(id),
-                        Received::Done(id, written, gap) => {
-                            if written {
-                                (self.notify)();
-                            }
-                            if gap {
-                                resync.request(&format!("a gap in the deltas from {}", id.0));
-                            }
+                        Received::Ready(id, delta) => {
+                            // Acknowledged once the group it joins is applied.
+                            h.waiting_for = Some(id);
+                            group.push(delta);
+                        }
+                        Received::Unreadable(id) => {
+                            resync.request(&format!("a gap in the deltas from {}", id.0));
                             release(&mut held, &id);
                         }
                         Received::Bad => {}
-                        Received::Stopping => break,
                     }
                 }
                 Topic::Ask(asker) if asker != self.shared.node_id => {
@@ -219,6 +245,16 @@ impl Worker {
                 _ => log::debug!("ignoring message on {topic}"),
             }
             held.push_back(h);
+            // Apply what was gathered once nothing more waits (or the group is full): a single
+            // change is applied at once, a backlog in groups.
+            if (inbound.is_empty() || group.full())
+                && self
+                    .flush(&mut group, &mut held, &mut resync, &mut shutdown)
+                    .await
+                    .is_err()
+            {
+                break;
+            }
             ack_ready(&mut held, &self.link).await;
             // Reloads wait while a backlog drains (a slave catching up after an outage).
             self.shared.backlog.store(inbound.len(), Ordering::Relaxed);
@@ -293,13 +329,8 @@ impl Worker {
         }
     }
 
-    async fn delta(
-        &self,
-        asm: &mut Assembler,
-        topic_origin: &str,
-        payload: &[u8],
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Received {
+    /// Decode one message of a Delta topic; returns the Delta once all its parts are here.
+    fn delta(&self, asm: &mut Assembler, topic_origin: &str, payload: &[u8]) -> Received {
         let shared = &self.shared;
         let part = match delta::decode_part(payload, &shared.group, &shared.auth) {
             Ok(p) if p.origin == topic_origin => p,
@@ -313,81 +344,148 @@ impl Worker {
             }
         };
         let id: DeltaId = (part.origin.clone(), part.epoch, part.seq);
-        let delta = match asm.push(part).and_then(|a| match a {
+        match asm.push(part).and_then(|a| match a {
             Assembled::Incomplete => Ok(None),
             Assembled::Complete(header, body) => delta::decode_body(&header, &body).map(Some),
         }) {
-            Ok(None) => return Received::Incomplete(id),
-            Ok(Some(d)) => d,
+            Ok(None) => Received::Incomplete(id),
+            Ok(Some(d)) => Received::Ready(id, d),
             Err(e) => {
                 self.reject(topic_origin, &format!("delta {}/{}: {e}", id.1, id.2));
-                return Received::Done(id, false, true);
+                Received::Unreadable(id)
             }
-        };
-        loop {
-            let sh = shared.clone();
-            let d = delta.clone();
-            let result = tokio::task::spawn_blocking(move || apply_delta(&sh, &d))
+        }
+    }
+
+    /// Apply the gathered Deltas (retrying a failed write until it succeeds or the node stops),
+    /// then release their messages for acknowledgement. `Err` when the node is stopping: the
+    /// Deltas stay unacknowledged and come again after the restart.
+    async fn flush(
+        &self,
+        group: &mut Group,
+        held: &mut VecDeque<Held>,
+        resync: &mut Resync,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
+        if group.deltas.is_empty() {
+            return Ok(());
+        }
+        let deltas = std::mem::take(group).deltas;
+        let deltas = Arc::new(deltas);
+        let outcomes = loop {
+            let (sh, d) = (self.shared.clone(), deltas.clone());
+            let result = tokio::task::spawn_blocking(move || apply_deltas(&sh, &d))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(format!("apply task failed: {e}"))));
+            let what = describe(&deltas);
             match result {
-                Ok(Outcome::Applied { steps, gap }) => {
+                Ok(outcomes) => break outcomes,
+                Err(_) if self.shared.stopping.load(Ordering::SeqCst) => {
+                    log::info!("{what} left for after the restart (not acknowledged)");
+                    return Err(());
+                }
+                Err(e) => {
+                    log::error!(
+                        "cannot apply {what}: {e}; retrying in {} s (not acknowledged)",
+                        RETRY_APPLY.as_secs()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_APPLY) => {}
+                        _ = shutdown.changed() => return Err(()),
+                    }
+                }
+            }
+        };
+        let together = match deltas.len() {
+            1 => String::new(),
+            n => format!(" (applied together with {} other deltas)", n - 1),
+        };
+        let mut written = false;
+        for (delta, outcome) in deltas.iter().zip(outcomes) {
+            let id: DeltaId = (delta.origin.clone(), delta.epoch, delta.seq);
+            match outcome {
+                Outcome::Applied { steps, gap } => {
                     log::info!(
-                        "applied delta {}/{} from {}: {steps} of {} change(s) written",
+                        "applied delta {}/{} from {}: {steps} of {} change(s) written{together}",
                         delta.epoch,
                         delta.seq,
                         delta.origin,
                         delta.changes.len()
                     );
-                    return Received::Done(id, steps > 0, gap);
-                }
-                Ok(Outcome::Duplicate) => {
-                    log::debug!("delta {}/{}/{} already applied", id.0, id.1, id.2);
-                    return Received::Done(id, false, false);
-                }
-                Ok(Outcome::Rejected(why)) => {
-                    self.reject(
-                        &delta.origin,
-                        &format!(
-                            "delta {}/{}: {why}; nothing of it was written",
-                            delta.epoch, delta.seq
-                        ),
-                    );
-                    return Received::Done(id, false, false);
-                }
-                Err(_) if shared.stopping.load(Ordering::SeqCst) => {
-                    log::info!(
-                        "delta {}/{} from {} left for after the restart (not acknowledged)",
-                        delta.epoch,
-                        delta.seq,
-                        delta.origin
-                    );
-                    return Received::Stopping;
-                }
-                Err(e) => {
-                    log::error!(
-                        "cannot apply delta {}/{} from {}: {e}; retrying in {} s (not acknowledged)",
-                        delta.epoch,
-                        delta.seq,
-                        delta.origin,
-                        RETRY_APPLY.as_secs()
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_APPLY) => {}
-                        _ = shutdown.changed() => return Received::Stopping,
+                    written |= steps > 0;
+                    if gap {
+                        resync.request(&format!("a gap in the deltas from {}", delta.origin));
                     }
                 }
+                Outcome::Duplicate => {
+                    log::debug!("delta {}/{}/{} already applied", id.0, id.1, id.2);
+                }
+                Outcome::Rejected(why) => self.reject(
+                    &delta.origin,
+                    &format!(
+                        "delta {}/{}: {why}; nothing of it was written",
+                        delta.epoch, delta.seq
+                    ),
+                ),
             }
+            release(held, &id);
         }
+        if written {
+            (self.notify)();
+        }
+        Ok(())
+    }
+}
+
+/// Complete Deltas received while more messages were waiting, applied together.
+#[derive(Default)]
+struct Group {
+    deltas: Vec<Delta>,
+    bytes: usize,
+}
+
+impl Group {
+    fn push(&mut self, delta: Delta) {
+        self.bytes += (delta.changes.iter())
+            .map(|c| match &c.op {
+                delta::Op::Write { bytes, .. } => bytes.len(),
+                delta::Op::Delete => 0,
+            })
+            .sum::<usize>();
+        self.deltas.push(delta);
+    }
+
+    fn full(&self) -> bool {
+        self.deltas.len() >= GROUP_DELTAS || self.bytes >= GROUP_BYTES
+    }
+}
+
+/// "delta E/S from O", or the range of a group, for log lines.
+fn describe(deltas: &[Delta]) -> String {
+    match deltas {
+        [d] => format!("delta {}/{} from {}", d.epoch, d.seq, d.origin),
+        [first, .., last] => format!(
+            "{} deltas ({}/{} from {} … {}/{} from {})",
+            deltas.len(),
+            first.epoch,
+            first.seq,
+            first.origin,
+            last.epoch,
+            last.seq,
+            last.origin
+        ),
+        [] => "no delta".into(),
     }
 }
 
 enum Received {
+    /// A part of a Delta whose other parts have not all arrived.
     Incomplete(DeltaId),
-    /// Finished with this Delta: whether files were written, whether a resync is needed.
-    Done(DeltaId, bool, bool),
+    /// A whole Delta, ready to apply.
+    Ready(DeltaId, Delta),
+    /// The parts arrived but do not make a readable Delta: refused, and a resync fills the gap.
+    Unreadable(DeltaId),
     Bad,
-    Stopping,
 }
 
 fn release(held: &mut VecDeque<Held>, id: &DeltaId) {

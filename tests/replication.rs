@@ -108,6 +108,56 @@ fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
 }
 
 #[test]
+fn deltas_queued_during_an_outage_are_applied_in_groups() {
+    let mut c = Cluster::start(&Spec::small(), 14, 1);
+    let root = c.master_dir().to_path_buf();
+    c.catalog.add_layer(&root, 0, 0, "before the outage");
+    c.converge(CONVERGE);
+
+    let seen = subscriptions(&c.slaves[0].node);
+    c.slaves[0].node.stop();
+    // Five changes, each its own Delta: wait for each to be cut before making the next.
+    for i in 0..5 {
+        let cut = c.master.log_contents().matches("change(s) in").count();
+        c.catalog
+            .add_layer(&root, i % 2, 0, &format!("during the outage {i}"));
+        wait_until_logs("master cut a delta", CONVERGE, &[&c.master], || {
+            c.master.log_contents().matches("change(s) in").count() > cut
+        });
+    }
+    wait_until_logs("master published them", CONVERGE, &[&c.master], || {
+        let log = c.master.log_contents();
+        log.matches("acknowledged by the broker").count() >= log.matches("change(s) in").count()
+    });
+    c.slaves[0].node.restart();
+    wait_for_subscriptions(&c.slaves[0].node, seen + 1);
+    c.converge(CONVERGE);
+    let log = c.slaves[0].node.log_contents();
+    let after_restart = &log[log.rfind("starting:").unwrap()..];
+    assert!(
+        after_restart.contains("session present: true"),
+        "the slave should resume its session:\n{log}"
+    );
+    // The first Delta may be applied alone (nothing else had arrived yet); those that arrive
+    // while it is written are waiting together when it is done.
+    assert!(
+        after_restart.contains("applied together with"),
+        "queued deltas should be applied in groups:\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        after_restart.matches("applied delta").count(),
+        5,
+        "each queued delta is applied once:\n{log}"
+    );
+    assert!(
+        !after_restart.contains("gap in deltas"),
+        "no delta of the outage may be lost:\n{log}"
+    );
+    assert_reloads_consistent(&c.slaves[0].gs, c.master_dir(), "slave");
+}
+
+#[test]
 fn geoserver_down_or_failing_delays_the_reload_but_loses_nothing() {
     let mut c = Cluster::start(&Spec::small(), 13, 1);
     let root = c.master_dir().to_path_buf();

@@ -9,6 +9,7 @@ use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
 use crate::node::Shared;
 use crate::state::{Position, Record, State};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 /// How one Delta ended.
@@ -81,66 +82,103 @@ pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Resul
     })
 }
 
-/// Apply one complete Delta under the state lock. Blocking.
-pub fn apply_delta(sh: &Shared, delta: &Delta) -> std::io::Result<Outcome> {
+/// Apply consecutive complete Deltas as one batch under the state lock (blocking): one intent,
+/// one write pass and one journal record for all of them, so a slave working through a backlog
+/// (a catch-up, a burst cut into several Deltas) pays the durable-write costs once per batch
+/// rather than once per Delta. The result equals applying them one by one: per path the change
+/// with the highest version wins either way. Each Delta still gets its own outcome — a refused
+/// Delta is refused alone, a duplicate is skipped, a gap is reported — and a crash before the
+/// record leaves all of them unacknowledged, to be delivered and applied again.
+pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcome>> {
     let mut state = sh.state.lock().unwrap();
-    let pos = state.applied.get(&delta.origin).copied();
-    if let Some(p) = pos {
-        if p.epoch == delta.epoch && delta.seq <= p.seq {
-            return Ok(Outcome::Duplicate);
+    let mut positions: BTreeMap<String, Position> = BTreeMap::new();
+    let mut outcomes = Vec::with_capacity(deltas.len());
+    // Path → the winning change among the accepted Deltas.
+    let mut merged: BTreeMap<&str, &Change> = BTreeMap::new();
+    let mut hlc = 0;
+    for delta in deltas {
+        let pos = (positions.get(&delta.origin))
+            .or_else(|| state.applied.get(&delta.origin))
+            .copied();
+        if pos.is_some_and(|p| p.epoch == delta.epoch && delta.seq <= p.seq) {
+            outcomes.push(Outcome::Duplicate);
+            continue;
         }
-    }
-    let expected = match pos {
-        Some(p) if p.epoch == delta.epoch => p.seq + 1,
-        _ => 1,
-    };
-    let gap = delta.seq != expected;
-    if gap {
-        // Versions make applying this Delta safe; the skipped ones need a resync.
-        log::warn!(
-            "gap in deltas from {}: expected seq {expected} of epoch {}, got {} of epoch {}",
-            delta.origin,
-            pos.map(|p| p.epoch).unwrap_or(delta.epoch),
-            delta.seq,
-            delta.epoch
-        );
-        sh.gaps.fetch_add(1, Ordering::Relaxed);
-    }
-    let position = Record {
-        applied: vec![(
+        let expected = match pos {
+            Some(p) if p.epoch == delta.epoch => p.seq + 1,
+            _ => 1,
+        };
+        let gap = delta.seq != expected;
+        if gap {
+            // Versions make applying this Delta safe; the skipped ones need a resync.
+            log::warn!(
+                "gap in deltas from {}: expected seq {expected} of epoch {}, got {} of epoch {}",
+                delta.origin,
+                pos.map(|p| p.epoch).unwrap_or(delta.epoch),
+                delta.seq,
+                delta.epoch
+            );
+            sh.gaps.fetch_add(1, Ordering::Relaxed);
+        }
+        // Consumed either way, so the session moves on; the position records that it was seen.
+        positions.insert(
             delta.origin.clone(),
             Position {
                 epoch: delta.epoch,
                 seq: delta.seq,
             },
-        )],
-        hlc: delta
-            .changes
-            .iter()
-            .map(|c| c.version.hlc)
-            .max()
-            .unwrap_or(0),
-        ..Default::default()
-    };
-    match write_changes(sh, &mut state, &delta.changes, apply::Equal::Skip)? {
-        Err(why) => {
-            // Consumed, so the session moves on; the position records that it was seen.
-            state.commit(position)?;
-            Ok(Outcome::Rejected(why.to_string()))
+        );
+        hlc = (delta.changes.iter().map(|c| c.version.hlc)).fold(hlc, u64::max);
+        if let Err(why) = apply::refuse(&sh.data_dir, &sh.filter, &delta.changes) {
+            outcomes.push(Outcome::Rejected(why.to_string()));
+            continue;
         }
-        Ok((steps, entries)) => {
+        for c in &delta.changes {
+            match merged.get(c.path.as_str()) {
+                Some(w) if w.version >= c.version => {}
+                _ => {
+                    merged.insert(&c.path, c);
+                }
+            }
+        }
+        sh.gate
+            .lock()
+            .unwrap()
+            .dangling
+            .extend(delta.dangling.iter().cloned());
+        outcomes.push(Outcome::Applied { steps: 0, gap });
+    }
+    let changes: Vec<Change> = merged.into_values().cloned().collect();
+    let written = match write_changes(sh, &mut state, &changes, apply::Equal::Skip)? {
+        Ok((_, entries)) => {
             crate::crashpoint::hit("delta-written");
-            sh.gate
-                .lock()
-                .unwrap()
-                .dangling
-                .extend(delta.dangling.iter().cloned());
-            state.commit(Record {
-                entries,
-                ..position
-            })?;
-            crate::crashpoint::hit("delta-recorded");
-            Ok(Outcome::Applied { steps, gap })
+            entries
+        }
+        // Every Delta passed `refuse` alone; the merge of them cannot be refused.
+        Err(why) => {
+            return Err(std::io::Error::other(format!(
+                "merged deltas refused: {why}"
+            )))
+        }
+    };
+    // How many of each Delta's changes were written (those whose version won).
+    let won: BTreeMap<&str, &crate::hlc::Version> = written
+        .iter()
+        .map(|(p, e)| (p.as_str(), &e.version))
+        .collect();
+    for (delta, outcome) in deltas.iter().zip(outcomes.iter_mut()) {
+        if let Outcome::Applied { steps, .. } = outcome {
+            *steps = (delta.changes.iter())
+                .filter(|c| won.get(c.path.as_str()) == Some(&&c.version))
+                .count();
         }
     }
+    state.commit(Record {
+        entries: written,
+        applied: positions.into_iter().collect(),
+        hlc,
+        ..Default::default()
+    })?;
+    crate::crashpoint::hit("delta-recorded");
+    Ok(outcomes)
 }
