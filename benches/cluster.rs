@@ -987,6 +987,7 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
         // bootstrapped, once both are quiet.
         let idle = Some((opts.idle_settle, opts.idle_window));
         bootstrap_figure(&c, &configure_node, report, "", idle);
+        detection_figures(opts, &c, report);
     }
 }
 
@@ -1422,6 +1423,84 @@ fn catchup_figure(
             PRODUCT_SEGMENT_SIZE / 1048576
         ),
     );
+}
+
+/// Detection on a big tree: one file rewritten the way GeoServer writes (temp + rename) → the
+/// master's log line that cut it into a Delta. The line's timestamp (ms resolution, same clock)
+/// minus the quiet window is the detection time: notification, scoped scan, diff, hash and the
+/// Delta in the outbox. The line's own "detected in" (scan → outbox, measured inside) is reported
+/// beside it.
+fn detection_figures(opts: &Opts, c: &Cluster, report: &mut Report) {
+    let layers = c.catalog.layers.len();
+    let mut changer = Changer::new(c.master_data.path(), &c.catalog.layers);
+    let mut after_write = vec![];
+    let mut inside = vec![];
+    for _ in 0..opts.trials {
+        let mut tail = LogTail::at_end(&c.master);
+        let wall0 = SystemTime::now();
+        let t0 = Instant::now();
+        changer.change();
+        let line = loop {
+            if let Some(l) = tail
+                .lines()
+                .into_iter()
+                .find(|l| l.contains("change: seq "))
+            {
+                break l;
+            }
+            assert!(
+                t0.elapsed() < TIMEOUT,
+                "the master never published the change\n{}",
+                c.master.log_contents()
+            );
+            sleep(Duration::from_millis(1));
+        };
+        let at = log_offset_ms(&line, wall0).expect("timestamped line");
+        after_write.push(Duration::from_millis(
+            (at - PRODUCT_QUIET_MS as i64).max(0) as u64
+        ));
+        let took = line
+            .rsplit_once("detected in ")
+            .and_then(|(_, d)| parse_debug_duration(d.trim()));
+        inside.extend(took);
+        // Let the slave apply it and the acks settle before the next change.
+        sleep(Duration::from_millis(100));
+    }
+    let s = Stats::of(&after_write);
+    report.add(
+        &format!("detect_{layers}_ms"),
+        &format!("detection of one changed file, {layers} layers: write → Delta cut, minus the quiet window, median / p99 (ms)"),
+        format!("{:.0} / {:.0}", s.median, s.p99),
+        format!(
+            "{} trials; master log timestamps (1 ms resolution) minus quiet_ms {PRODUCT_QUIET_MS}; min {:.0}, max {:.0}",
+            s.n, s.min, s.max
+        ),
+    );
+    if inside.is_empty() {
+        return;
+    }
+    let s = Stats::of(&inside);
+    report.add(
+        &format!("detect_{layers}_scan_ms"),
+        "… of which scan, diff, hash and outbox (the log's \"detected in\"), median / p99 (ms)",
+        format!("{:.1} / {:.1}", s.median, s.p99),
+        format!("{} trials", s.n),
+    );
+}
+
+/// A `Debug`-printed `Duration` ("12.5ms", "1.2s", "830µs").
+fn parse_debug_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => v,
+        "ms" => v / 1e3,
+        "µs" | "us" => v / 1e6,
+        "ns" => v / 1e9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// Starts an empty slave against `master` (running, idle) and times its bootstrap.
