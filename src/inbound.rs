@@ -132,6 +132,7 @@ impl Worker {
                 }
                 _ = shutdown.changed() => break,
             };
+            crate::memory::worked();
             if msg.gen != gen {
                 // A new connection: whatever was unacknowledged on the old one comes again.
                 if self

@@ -11,8 +11,18 @@
 //! Other C libraries (musl, for the static build) return memory by themselves: there both are
 //! no-ops.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Bumped by the tasks that allocate in bulk (the receive worker, the detector): an idle node
+/// never even looks at its heap, since that walk costs milliseconds on a large one.
+static WORK: AtomicU64 = AtomicU64::new(0);
+
+/// Note that this node did some work since the last check.
+pub fn worked() {
+    WORK.fetch_add(1, Ordering::Relaxed);
+}
 
 /// How often the heap is looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(3);
@@ -66,11 +76,23 @@ fn should_trim(now: (usize, usize), last: Option<(usize, usize)>) -> bool {
 /// Trim after peaks until shutdown.
 pub async fn run(mut shutdown: watch::Receiver<bool>) {
     let mut last = None;
+    let mut seen = WORK.load(Ordering::Relaxed);
+    let mut checked = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = shutdown.changed() => return,
         }
+        // Look once the work has stopped: not while it goes on, not again while idle.
+        let work = WORK.load(Ordering::Relaxed);
+        if work != seen {
+            seen = work;
+            continue;
+        }
+        if Some(work) == checked {
+            continue;
+        }
+        checked = Some(work);
         let Some(now) = heap() else { return };
         if !should_trim(now, last) {
             continue;

@@ -206,6 +206,7 @@ impl Detector {
                         }
                         self.wait_quiet(rx, &mut scope);
                     }
+        crate::memory::worked();
                 }
                 Err(e) => {
                     log::error!("change detection ({why}) failed: {e}; retrying in 1 s");
