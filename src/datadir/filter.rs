@@ -183,7 +183,21 @@ fn may_match_below(pat: &[Seg], dir: &[&str]) -> bool {
 /// Wildcard match of one segment: `*` any run, `?` one char. Greedy with a single backtrack
 /// point, linear in practice.
 fn match_seg(pat: &[char], name: &str) -> bool {
-    let name: Vec<char> = name.chars().collect();
+    // Called for every pattern and path segment of every scanned file: no allocation for the
+    // usual short names (a name of at most 64 bytes has at most 64 chars).
+    let mut buf = ['\0'; 64];
+    let heap: Vec<char>;
+    let name: &[char] = if name.len() <= buf.len() {
+        let mut n = 0;
+        for c in name.chars() {
+            buf[n] = c;
+            n += 1;
+        }
+        &buf[..n]
+    } else {
+        heap = name.chars().collect();
+        &heap
+    };
     let (mut p, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {

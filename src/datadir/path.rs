@@ -54,6 +54,12 @@ impl std::error::Error for PathError {}
 ///
 /// Nothing is rewritten: the input must already be in canonical form.
 pub fn normalize(rel: &str) -> Result<String, PathError> {
+    check_normal(rel)?;
+    Ok(rel.to_string())
+}
+
+/// [`normalize`] without the copy: `Ok` when `rel` is already a normal relative path.
+pub fn check_normal(rel: &str) -> Result<(), PathError> {
     let owned = || rel.to_string();
     if rel.is_empty() {
         return Err(PathError::Empty);
@@ -82,7 +88,7 @@ pub fn normalize(rel: &str) -> Result<String, PathError> {
             _ => {}
         }
     }
-    Ok(owned())
+    Ok(())
 }
 
 /// Turns a path found by the scan into the relative form used everywhere else.

@@ -2,7 +2,7 @@
 //! the diff skip hashing unchanged files.
 
 use super::filter::Filter;
-use super::path::{normalize, to_rel};
+use super::path::{check_normal, to_rel};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -140,8 +140,9 @@ impl<'a> Walk<'a> {
                     }
                 };
                 let abs = entry.path();
-                // symlink_metadata: describes the link itself, never its target.
-                let md = match fs::symlink_metadata(&abs) {
+                // Describes a link itself, never its target; stats relative to the open folder
+                // rather than resolving the whole path again.
+                let md = match entry.metadata() {
                     Ok(md) => md,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => {
@@ -171,7 +172,7 @@ impl<'a> Walk<'a> {
         if ft.is_symlink() {
             log::debug!("scan: skipping symlink {rel} (links are not replicated)");
         } else if ft.is_file() && self.filter.matches(&rel) {
-            if let Err(e) = normalize(&rel) {
+            if let Err(e) = check_normal(&rel) {
                 log::warn!("scan: skipping file: {e}");
                 return;
             }
