@@ -49,7 +49,8 @@ use support::node::{diff_summary, free_port, replicated_tree, Node, NodeConfig};
 
 /// The product's defaults (src/config.rs), so the nodes run the configuration users get.
 const PRODUCT_QUIET_MS: u64 = 30;
-const PRODUCT_RESCAN_S: u64 = 60;
+/// The product's default full-rescan interval for a watched data directory.
+const PRODUCT_RESCAN_S: u64 = 600;
 const PRODUCT_RELOAD_QUIET_MS: u64 = 1000;
 const PRODUCT_RELOAD_MAX_DELAY_MS: u64 = 10_000;
 /// The product's default log filter, plus the master's trace line for a rescan that found
@@ -521,7 +522,7 @@ fn configure(cfg: &mut NodeConfig, binary: &Path, quiet_ms: u64) {
     cfg.binary = Some(binary.to_path_buf());
     cfg.rust_log = Some(RUST_LOG.into());
     cfg.quiet_ms = quiet_ms;
-    cfg.rescan_interval_s = PRODUCT_RESCAN_S;
+    cfg.rescan_interval_s = None; // the product default (PRODUCT_RESCAN_S while watched)
     cfg.reload_quiet_ms = PRODUCT_RELOAD_QUIET_MS;
     cfg.reload_max_delay_ms = PRODUCT_RELOAD_MAX_DELAY_MS;
 }

@@ -640,6 +640,10 @@ fn run_on_the_example_config_connects_and_stops_cleanly_on_sigterm_with_c_or_gsc
         assert!(log.contains("demo-node"), "{how}: {log}");
         let status = d.terminate();
         let log = d.log();
+        assert!(
+            log.contains("for changes; full rescan every 600 s"),
+            "{how}: a watched data dir is rescanned every 10 minutes by default: {log}"
+        );
         assert_eq!(status.code(), Some(0), "{how}: {status}\n{log}");
         assert!(log.contains("stopped cleanly"), "{how}: {log}");
         assert!(

@@ -116,7 +116,8 @@ pub struct Replicate {
 #[derive(Clone, Debug)]
 pub struct Master {
     pub quiet: Duration,
-    pub rescan_interval: Duration,
+    /// `None`: the default, which depends on whether the data directory can be watched.
+    pub rescan_interval: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -215,7 +216,10 @@ pub mod defaults {
     pub const RELOAD_TIMEOUT_S: u64 = 600;
     pub const REFERENCE_WAIT_MS: u64 = 30_000;
     pub const QUIET_MS: u64 = 30;
-    pub const RESCAN_INTERVAL_S: u64 = 60;
+    /// Full rescans: the safety net under filesystem notifications, or the only detection
+    /// where the data directory cannot be watched.
+    pub const RESCAN_WATCHED_S: u64 = 600;
+    pub const RESCAN_UNWATCHED_S: u64 = 60;
     pub const SERVER: &str = "mqtt://127.0.0.1:1883";
     pub const TOPIC_PREFIX: &str = "gscluster";
     pub const KEEP_ALIVE_S: u64 = 30;

@@ -22,13 +22,9 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
     }
     let master = Master {
         quiet: Duration::from_millis(raw.master.quiet_ms.unwrap_or(defaults::QUIET_MS)),
-        rescan_interval: Duration::from_secs(
-            raw.master
-                .rescan_interval_s
-                .unwrap_or(defaults::RESCAN_INTERVAL_S),
-        ),
+        rescan_interval: raw.master.rescan_interval_s.map(Duration::from_secs),
     };
-    if master.rescan_interval.is_zero() {
+    if master.rescan_interval.is_some_and(|d| d.is_zero()) {
         return err("[master] rescan_interval_s: must be at least 1");
     }
     let mqtt = validate_mqtt(raw.mqtt, base)?;

@@ -43,8 +43,9 @@ pub struct NodeConfig {
     pub reload_quiet_ms: u64,
     pub reload_max_delay_ms: u64,
     pub quiet_ms: u64,
-    /// `[master] rescan_interval_s` (30 here; the product default is 60).
-    pub rescan_interval_s: u64,
+    /// `[master] rescan_interval_s` (30 here; `None` = the product default: 600 s while the
+    /// data directory is watched).
+    pub rescan_interval_s: Option<u64>,
     /// The `gscluster` executable to run; `None` = the binary Cargo built with the tests.
     pub binary: Option<PathBuf>,
     /// `RUST_LOG` for the process; `None` = info with gscluster at debug (what tests want).
@@ -83,7 +84,7 @@ impl NodeConfig {
             reload_quiet_ms: 200,
             reload_max_delay_ms: 2000,
             quiet_ms: 20,
-            rescan_interval_s: 30,
+            rescan_interval_s: Some(30),
             binary: None,
             rust_log: None,
             crash_at: None,
@@ -122,10 +123,10 @@ impl NodeConfig {
             "reload_quiet_ms = {}\nreload_max_delay_ms = {}\n",
             self.reload_quiet_ms, self.reload_max_delay_ms
         );
-        out += &format!(
-            "[master]\nquiet_ms = {}\nrescan_interval_s = {}\n",
-            self.quiet_ms, self.rescan_interval_s
-        );
+        out += &format!("[master]\nquiet_ms = {}\n", self.quiet_ms);
+        if let Some(s) = self.rescan_interval_s {
+            out += &format!("rescan_interval_s = {s}\n");
+        }
         let servers: Vec<String> = self.mqtt_servers.iter().map(|s| q(s)).collect();
         out += &format!(
             "[mqtt]\nservers = [{}]\ntopic_prefix = \"gscluster\"\n",
