@@ -483,4 +483,143 @@ mod tests {
             Err(Rejection::Escapes(_))
         ));
     }
+
+    /// One node of the conflict-rule model: the manifest and the files it holds, changed only
+    /// through `plan` (as a slave or a `both` node does) and a stand-in for `execute`.
+    #[derive(Default)]
+    struct ModelNode {
+        manifest: Manifest,
+        files: std::collections::BTreeMap<String, Vec<u8>>,
+    }
+
+    impl ModelNode {
+        fn receive(&mut self, changes: &[Change]) {
+            let steps = plan(&self.manifest, changes, &filter(), Equal::Skip).unwrap();
+            for step in steps {
+                match step {
+                    Step::Write {
+                        path,
+                        bytes,
+                        sha256,
+                        version,
+                    } => {
+                        let mut e = Entry::tombstone(version);
+                        e.deleted = false;
+                        e.sha256 = sha256;
+                        self.manifest.entries.insert(path.clone(), e);
+                        self.files.insert(path, bytes);
+                    }
+                    Step::Delete { path, version } => {
+                        self.manifest
+                            .entries
+                            .insert(path.clone(), Entry::tombstone(version));
+                        self.files.remove(&path);
+                    }
+                }
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// A history: per origin, edits and deletes of a few shared paths, each with a clock
+    /// reading that only grows per origin (an HLC); readings of different origins collide
+    /// often, so the origin id must break ties.
+    fn history() -> impl Strategy<Value = Vec<Change>> {
+        let origins = ["gs-a", "gs-b", "gs-c"];
+        let paths = [
+            "global.xml",
+            "styles/roads.sld",
+            "workspaces/w/workspace.xml",
+            "workspaces/w/s/r/layer.xml",
+        ];
+        prop::collection::vec(
+            (0..origins.len(), 0..paths.len(), 0u64..4, prop::option::of(0u8..3)),
+            1..40,
+        )
+        .prop_map(move |events| {
+            let mut clocks = [0u64; 3];
+            events
+                .into_iter()
+                .map(|(o, p, step, body)| {
+                    clocks[o] += step;
+                    let version = Version::new(clocks[o], origins[o]);
+                    Change {
+                        path: paths[p].to_string(),
+                        version,
+                        op: match body {
+                            Some(b) => Op::write(format!("{} by {}", b, origins[o]).into_bytes()),
+                            None => Op::Delete,
+                        },
+                    }
+                })
+                // One origin never issues the same version twice.
+                .fold(Vec::<Change>::new(), |mut v, c| {
+                    if !v.iter().any(|x| x.version == c.version) {
+                        v.push(c);
+                    }
+                    v
+                })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The conflict rule: whatever order changes arrive in, in whatever groups and with
+        /// whatever duplicates, every node ends with the same files, and each path holds the
+        /// change with the highest version (a delete included, as a tombstone).
+        #[test]
+        fn every_delivery_order_with_duplicates_converges_to_the_highest_version(
+            changes in history(),
+            orders in prop::collection::vec(
+                prop::collection::vec((any::<prop::sample::Index>(), 1usize..4), 1..80),
+                3,
+            ),
+        ) {
+            let mut nodes: Vec<ModelNode> = (0..3).map(|_| ModelNode::default()).collect();
+            for (node, order) in nodes.iter_mut().zip(&orders) {
+                // Random picks with repetition (duplicates), in groups of 1..3 distinct paths
+                // (a Delta never names a path twice)...
+                for (pick, size) in order {
+                    let first = pick.index(changes.len());
+                    let mut group: Vec<Change> = Vec::new();
+                    for c in changes.iter().cycle().skip(first).take(*size) {
+                        if !group.iter().any(|g| g.path == c.path) {
+                            group.push(c.clone());
+                        }
+                    }
+                    node.receive(&group);
+                }
+                // ...then everything once more, newest first (a late resync).
+                for c in changes.iter().rev() {
+                    node.receive(std::slice::from_ref(c));
+                }
+            }
+            let mut want = std::collections::BTreeMap::new();
+            for c in &changes {
+                let keep = match want.get(&c.path) {
+                    Some((v, _)) => &c.version > v,
+                    None => true,
+                };
+                if keep {
+                    want.insert(c.path.clone(), (c.version.clone(), c.op.clone()));
+                }
+            }
+            let want_files: std::collections::BTreeMap<String, Vec<u8>> = want
+                .iter()
+                .filter_map(|(p, (_, op))| match op {
+                    Op::Write { bytes, .. } => Some((p.clone(), bytes.clone())),
+                    Op::Delete => None,
+                })
+                .collect();
+            for node in &nodes {
+                prop_assert_eq!(&node.files, &want_files);
+                for (path, (version, _)) in &want {
+                    prop_assert_eq!(&node.manifest.entries[path].version, version);
+                }
+            }
+        }
+    }
+
 }
