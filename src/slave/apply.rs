@@ -534,7 +534,12 @@ mod tests {
             "workspaces/w/s/r/layer.xml",
         ];
         prop::collection::vec(
-            (0..origins.len(), 0..paths.len(), 0u64..4, prop::option::of(0u8..3)),
+            (
+                0..origins.len(),
+                0..paths.len(),
+                0u64..4,
+                prop::option::of(0u8..3),
+            ),
             1..40,
         )
         .prop_map(move |events| {
@@ -621,5 +626,4 @@ mod tests {
             }
         }
     }
-
 }
