@@ -28,8 +28,10 @@ pub struct Cluster {
     pub _master_state: tempfile::TempDir,
     pub catalog: Catalog,
     pub slaves: Vec<Slave>,
-    /// The broker's port: the master's embedded broker, or the external broker's.
+    /// The broker's port: the master's embedded broker, or the first external broker's.
     pub port: u16,
+    /// Every node's `[mqtt] servers`, in failover order.
+    servers: Vec<String>,
     /// Applied to every node's config before it starts (see `start_with`).
     configure: Box<dyn Fn(&mut NodeConfig)>,
 }
@@ -76,22 +78,37 @@ impl Cluster {
         port: u16,
         configure: impl Fn(&mut NodeConfig) + 'static,
     ) -> Cluster {
-        Cluster::start_on(spec, seed, slaves, Some(port), configure)
+        let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+        Cluster::start_on(spec, seed, slaves, Some(servers), configure)
     }
 
-    /// `external`: the port of a broker that is already running; `None` = the master embeds one.
+    /// Like `start_external`, with a failover list of external brokers (the first must be up).
+    pub fn start_external_servers(
+        spec: &Spec,
+        seed: u64,
+        slaves: usize,
+        servers: Vec<String>,
+        configure: impl Fn(&mut NodeConfig) + 'static,
+    ) -> Cluster {
+        Cluster::start_on(spec, seed, slaves, Some(servers), configure)
+    }
+
+    /// `external`: the servers of brokers already running; `None` = the master embeds one.
     fn start_on(
         spec: &Spec,
         seed: u64,
         slaves: usize,
-        external: Option<u16>,
+        external: Option<Vec<String>>,
         configure: impl Fn(&mut NodeConfig) + 'static,
     ) -> Cluster {
         let master_data = tempfile::tempdir().unwrap();
         let master_state = tempfile::tempdir().unwrap();
         let catalog = generate(master_data.path(), spec, seed);
-        let port = external.unwrap_or_else(free_port);
-        let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+        let embedded = external.is_none();
+        let servers = external.unwrap_or_else(|| vec![format!("mqtt://127.0.0.1:{}", free_port())]);
+        let port: u16 = (servers[0].rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("mqtt://host:port");
         let mut cfg = NodeConfig::new(
             "gs-master",
             "master",
@@ -99,7 +116,7 @@ impl Cluster {
             master_state.path(),
             servers.clone(),
         );
-        if external.is_none() {
+        if embedded {
             cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
         }
         configure(&mut cfg);
@@ -117,6 +134,7 @@ impl Cluster {
             catalog,
             slaves: Vec::new(),
             port,
+            servers,
             configure: Box::new(configure),
         };
         for i in 0..slaves {
@@ -126,7 +144,7 @@ impl Cluster {
     }
 
     pub fn servers(&self) -> Vec<String> {
-        vec![format!("mqtt://127.0.0.1:{}", self.port)]
+        self.servers.clone()
     }
 
     /// Start a slave on a copy of the master's current tree and wait for its subscription.

@@ -1,0 +1,135 @@
+//! Broker failover: every node lists several brokers in `[mqtt] servers`; when the broker it is
+//! connected to dies, it moves to the next one, and nothing is lost or applied twice.
+//!
+//! Each test starts its own broker processes on free loopback ports and prints `skipped: ...`
+//! and passes when a broker is not installed (`.ci/run` installs them). Lines starting with
+//! `measured:` report failover times; run with `--nocapture` to read them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+use support::brokers::{Mosquitto, MosquittoOpts};
+use support::cluster::Cluster;
+use support::generator::Spec;
+use support::geoserver::assert_reloads_consistent;
+use support::node::{wait_until_logs, Node};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+/// Milliseconds since midnight UTC of a log line's `[YYYY-MM-DDTHH:MM:SS.mmmZ …` timestamp.
+fn log_ms(line: &str) -> Option<i64> {
+    let t = line.get(1..25)?.split_once('T')?.1;
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    Some(((num(0..2)? * 60 + num(3..5)?) * 60 + num(6..8)?) * 1000 + num(9..12)?)
+}
+
+fn now_ms_of_day() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    (ms % 86_400_000) as i64
+}
+
+/// The first line after `from` (ms of day) containing `needle`, as ms after `from`.
+fn first_after(log: &str, needle: &str, from: i64) -> Option<i64> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(log_ms)
+        .find(|&t| t >= from)
+        .map(|t| t - from)
+}
+
+/// Delta ids ("epoch/seq from origin") a slave logged as applied, with how often.
+fn applied_ids(node: &Node) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for l in node.log_contents().lines() {
+        if let Some(i) = l.find("applied delta ") {
+            let rest = &l[i + 14..];
+            let id = rest.split(':').next().unwrap_or(rest).to_string();
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+#[test]
+fn two_independent_mosquittos_broker_killed_mid_burst_every_node_moves_on_and_nothing_is_lost() {
+    let Some(mut first) = Mosquitto::start(MosquittoOpts::default()) else {
+        return;
+    };
+    let Some(second) = Mosquitto::start(MosquittoOpts::default()) else {
+        return;
+    };
+    let mut c = Cluster::start_external_servers(
+        &Spec::small(),
+        61,
+        2,
+        vec![first.url(), second.url()],
+        |_| {},
+    );
+    c.converge(CONVERGE);
+    let root = c.master_dir().to_path_buf();
+    let mut killed_at = 0;
+    for round in 0..6u64 {
+        c.catalog.random_ops(&root, 20, 600 + round);
+        if round == 2 {
+            killed_at = now_ms_of_day();
+            first.kill9();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nodes: Vec<&Node> = std::iter::once(&c.master)
+        .chain(c.slaves.iter().map(|s| &s.node))
+        .collect();
+    let switched = format!("connected to broker {}", second.url());
+    wait_until_logs("every node moved to the second broker", CONVERGE, &nodes, || {
+        nodes.iter().all(|n| n.log_contents().contains(&switched))
+    });
+    c.converge(CONVERGE);
+
+    for n in &nodes {
+        let log = n.log_contents();
+        let id = &n.config().id;
+        assert!(
+            log.contains(&format!("connection to broker {} lost", first.url())),
+            "{id} should log the loss of the first broker:\n{log}"
+        );
+        let moved = first_after(&log, &switched, killed_at).expect("switch logged");
+        eprintln!("measured: {id}: first broker killed → connected to the second in {moved} ms");
+    }
+    for s in &c.slaves {
+        let log = s.node.log_contents();
+        // The second broker never saw this slave: it had no session, so the slave resynced.
+        assert!(
+            log.contains("the broker had no session for this node"),
+            "{}: a fresh broker means a resync:\n{log}",
+            s.node.config().id
+        );
+        if let Some(t) = first_after(&log, "applied delta", killed_at) {
+            eprintln!(
+                "measured: {}: first broker killed → first Delta applied via the second in {t} ms",
+                s.node.config().id
+            );
+        }
+        let twice: Vec<String> = (applied_ids(&s.node).into_iter())
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, n)| format!("{id} ×{n}"))
+            .collect();
+        assert!(
+            twice.is_empty(),
+            "{}: deltas applied more than once: {twice:?}\n{log}",
+            s.node.config().id
+        );
+        assert_reloads_consistent(&s.gs, c.master_dir(), &s.node.config().id);
+    }
+    // A change made after the failover travels through the second broker alone.
+    let t0 = Instant::now();
+    c.catalog.add_layer(&root, 0, 0, "after the failover");
+    c.converge(CONVERGE);
+    eprintln!(
+        "measured: a change after the failover converged in {} ms",
+        t0.elapsed().as_millis()
+    );
+}
