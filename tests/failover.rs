@@ -55,7 +55,7 @@ fn applied_ids(node: &Node) -> BTreeMap<String, usize> {
 }
 
 #[test]
-fn two_independent_mosquittos_broker_killed_mid_burst_every_node_moves_on_and_nothing_is_lost() {
+fn two_independent_mosquittos_killed_mid_burst_then_back_every_node_follows_and_nothing_is_lost() {
     let Some(mut first) = Mosquitto::start(MosquittoOpts::default()) else {
         return;
     };
@@ -67,7 +67,7 @@ fn two_independent_mosquittos_broker_killed_mid_burst_every_node_moves_on_and_no
         61,
         2,
         vec![first.url(), second.url()],
-        |_| {},
+        |cfg| cfg.mqtt_extra.push("failback_s = 1".into()),
     );
     c.converge(CONVERGE);
     let root = c.master_dir().to_path_buf();
@@ -84,9 +84,12 @@ fn two_independent_mosquittos_broker_killed_mid_burst_every_node_moves_on_and_no
         .chain(c.slaves.iter().map(|s| &s.node))
         .collect();
     let switched = format!("connected to broker {}", second.url());
-    wait_until_logs("every node moved to the second broker", CONVERGE, &nodes, || {
-        nodes.iter().all(|n| n.log_contents().contains(&switched))
-    });
+    wait_until_logs(
+        "every node moved to the second broker",
+        CONVERGE,
+        &nodes,
+        || nodes.iter().all(|n| n.log_contents().contains(&switched)),
+    );
     c.converge(CONVERGE);
 
     for n in &nodes {
@@ -132,4 +135,47 @@ fn two_independent_mosquittos_broker_killed_mid_burst_every_node_moves_on_and_no
         "measured: a change after the failover converged in {} ms",
         t0.elapsed().as_millis()
     );
+
+    // The first broker comes back (its persistence kept the sessions of before the kill):
+    // every node moves back to it, so independent brokers never leave the cluster split.
+    let back_at = now_ms_of_day();
+    first.restart();
+    let moved_back = format!(
+        "accepts connections again; moving back to it from {}",
+        second.url()
+    );
+    wait_until_logs(
+        "every node moved back to the first broker",
+        CONVERGE,
+        &nodes,
+        || {
+            nodes.iter().all(|n| {
+                let log = n.log_contents();
+                log.contains(&moved_back)
+                    && first_after(
+                        &log,
+                        &format!("connected to broker {}", first.url()),
+                        back_at,
+                    )
+                    .is_some()
+            })
+        },
+    );
+    for n in &nodes {
+        let t = first_after(
+            &n.log_contents(),
+            &format!("connected to broker {}", first.url()),
+            back_at,
+        )
+        .unwrap();
+        eprintln!(
+            "measured: {}: first broker restarted → connected to it again in {t} ms (failback_s = 1)",
+            n.config().id
+        );
+    }
+    c.catalog.add_layer(&root, 1, 0, "after the failback");
+    c.converge(CONVERGE);
+    for s in &c.slaves {
+        assert_reloads_consistent(&s.gs, c.master_dir(), &s.node.config().id);
+    }
 }

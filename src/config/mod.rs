@@ -127,6 +127,9 @@ pub struct Mqtt {
     pub username: Option<String>,
     pub password: Option<String>,
     pub keep_alive: Duration,
+    /// Connected to a later entry of `servers`, check this often whether the first is back,
+    /// and move to it (`None`: stay wherever the connection works).
+    pub failback: Option<Duration>,
     /// TLS client configuration, present when some server is `mqtts://`.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -223,6 +226,7 @@ pub mod defaults {
     pub const SERVER: &str = "mqtt://127.0.0.1:1883";
     pub const TOPIC_PREFIX: &str = "gscluster";
     pub const KEEP_ALIVE_S: u64 = 30;
+    pub const FAILBACK_S: u64 = 30;
     pub const BROKER_LISTEN: &str = "0.0.0.0:1883";
     pub const BROKER_MAX_PACKET_SIZE: usize = 1024 * 1024;
     pub const BROKER_SEGMENT_SIZE: usize = 4 * 1024 * 1024;
@@ -317,6 +321,21 @@ mod tests {
         assert_eq!(c.mqtt.servers[0].port, 1883);
         assert_eq!(c.geoserver.reload_quiet, Duration::from_millis(1000));
         assert!(c.broker.is_none());
+    }
+
+    #[test]
+    fn failback_and_rescan_defaults_and_bounds() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.mqtt.failback, Some(Duration::from_secs(30)));
+        assert_eq!(c.master.rescan_interval, None, "chosen by the detector");
+        let c = parse(&format!(
+            "{MIN}[mqtt]\nfailback_s = 0\n[master]\nrescan_interval_s = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(c.mqtt.failback, None);
+        assert_eq!(c.master.rescan_interval, Some(Duration::from_secs(5)));
+        let e = parse(&format!("{MIN}[mqtt]\nfailback_s = 100000\n")).unwrap_err();
+        assert!(e.0.contains("[mqtt] failback_s"), "{e}");
     }
 
     #[test]

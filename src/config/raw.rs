@@ -76,6 +76,7 @@ pub(super) struct RawMqtt {
     pub(super) password: Option<String>,
     pub(super) password_file: Option<PathBuf>,
     pub(super) keep_alive_s: Option<u64>,
+    pub(super) failback_s: Option<u64>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) client_cert_file: Option<PathBuf>,
     pub(super) client_key_file: Option<PathBuf>,

@@ -310,6 +310,15 @@ fn validate_mqtt(raw: RawMqtt, base: Option<&Path>) -> Result<Mqtt, ConfigError>
             "[mqtt] keep_alive_s {keep_alive}: must be between 5 and 3600"
         ));
     }
+    let failback = match raw.failback_s.unwrap_or(defaults::FAILBACK_S) {
+        0 => None,
+        s if s <= 86_400 => Some(Duration::from_secs(s)),
+        s => {
+            return err(format!(
+                "[mqtt] failback_s {s}: must be between 0 (never) and 86400"
+            ))
+        }
+    };
     let path = |key: &str, p: Option<PathBuf>| p.map(|p| resolve(key, p, base)).transpose();
     let ca_file = path("[mqtt] ca_file", raw.ca_file)?;
     let client_cert = path("[mqtt] client_cert_file", raw.client_cert_file)?;
@@ -338,6 +347,7 @@ fn validate_mqtt(raw: RawMqtt, base: Option<&Path>) -> Result<Mqtt, ConfigError>
         username: raw.username,
         password,
         keep_alive: Duration::from_secs(keep_alive),
+        failback,
         tls,
     })
 }

@@ -6,6 +6,12 @@
 //! connection: an ack must never reach a new connection, where packet ids are reused and an
 //! out-of-order ack costs rumqttd's connection and a message (mqtt-measured.md §5). What must
 //! survive a reconnect lives in the node's own outbox and is re-published by the publisher.
+//!
+//! The first entry of `servers` is the preferred broker. A node that failed over to a later one
+//! checks every `failback_s` whether the first accepts connections again and then moves back:
+//! with independent brokers (no shared sessions) nodes must end up on the same broker, or a
+//! slave restarted onto the recovered first broker would never hear from a master that stayed
+//! on the second.
 
 use crate::config::{Mqtt, Server};
 use rumqttc::{
@@ -119,9 +125,12 @@ pub async fn run(
         gen += 1;
         let (client, mut eventloop) =
             AsyncClient::new(mqtt_options(&cfg, &server, &opts), REQUEST_CHANNEL);
+        let preferred = &cfg.servers[0];
+        let away = !index.is_multiple_of(cfg.servers.len());
         let outcome = tokio::select! {
             o = drive(gen, &server, &client, &mut eventloop, &opts, &link, &events, &inbound) => o,
             _ = shutdown.changed() => Outcome::Shutdown,
+            _ = back_up(preferred, cfg.failback), if away && cfg.failback.is_some() => Outcome::FailBack,
         };
         link.send_replace(Link {
             gen,
@@ -134,6 +143,14 @@ pub async fn run(
                 // A clean DISCONNECT would suppress the last will; this node really goes
                 // offline, so let the broker publish it.
                 break;
+            }
+            Outcome::FailBack => {
+                log::info!(
+                    "broker {preferred} accepts connections again; moving back to it from {server}"
+                );
+                index = 0;
+                backoff = FIRST_BACKOFF;
+                failures_in_a_row = 0;
             }
             Outcome::Dropped(e) => {
                 log::warn!("connection to broker {server} lost: {e}; reconnecting");
@@ -170,6 +187,18 @@ pub async fn run(
     }
 }
 
+/// Resolves once `server` accepts a TCP connection, checked every `every`.
+async fn back_up(server: &Server, every: Option<Duration>) {
+    let every = every.unwrap_or(Duration::MAX);
+    loop {
+        tokio::time::sleep(every).await;
+        let probe = tokio::net::TcpStream::connect((server.host.as_str(), server.port));
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
+            return;
+        }
+    }
+}
+
 /// A connect failure in words an administrator can act on.
 fn describe(e: &ConnectionError) -> String {
     use rumqttc::ConnectReturnCode as Code;
@@ -188,6 +217,8 @@ fn describe(e: &ConnectionError) -> String {
 
 enum Outcome {
     Shutdown,
+    /// Connected to a later server while the first one accepts connections again.
+    FailBack,
     /// Never got a CONNACK.
     Failed(ConnectionError),
     /// Was connected, then lost it.
