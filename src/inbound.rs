@@ -179,6 +179,15 @@ impl Worker {
                         Received::Bad => {}
                     }
                 }
+                Topic::Delta(origin) => match self.delta(&mut deltas, origin, &h.publish.payload) {
+                    Received::Incomplete(id) => h.waiting_for = Some(id),
+                    Received::Ready(id, delta) => {
+                        self.report_lost_conflicts(&delta);
+                        release(&mut held, &id);
+                    }
+                    Received::Unreadable(id) => release(&mut held, &id),
+                    Received::Bad => {}
+                },
                 Topic::Ask(asker) if asker != self.shared.node_id => {
                     if let (Some(asks), Some((header, body))) = (
                         &self.asks,
@@ -326,6 +335,36 @@ impl Worker {
             Err(e) => {
                 self.reject(sender, &e.to_string());
                 None
+            }
+        }
+    }
+
+    /// On a pure master, which never applies: say which of its own edits another master's
+    /// newer change overrides in the cluster (the conflict rule, docs/conflicts.md). This node
+    /// keeps its copy; every applying node takes the other's.
+    fn report_lost_conflicts(&self, delta: &Delta) {
+        let state = self.shared.state.lock().unwrap();
+        for c in &delta.changes {
+            let Some(mine) = state.manifest.entries.get(&c.path) else {
+                continue;
+            };
+            if mine.version.origin != self.shared.node_id || c.version <= mine.version {
+                continue;
+            }
+            let same = match &c.op {
+                delta::Op::Write { sha256, .. } => !mine.deleted && mine.sha256[..] == sha256[..],
+                delta::Op::Delete => mine.deleted,
+            };
+            if !same {
+                log::warn!(
+                    "conflict lost: {}: the edit of {} (version {}.{}) is newer than this node's (version {}.{}); every applying node takes it, this pure master keeps its own copy",
+                    c.path,
+                    delta.origin,
+                    c.version.hlc,
+                    c.version.origin,
+                    mine.version.hlc,
+                    mine.version.origin
+                );
             }
         }
     }

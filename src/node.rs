@@ -189,6 +189,10 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         subscriptions.push(topics.delta_filter());
         subscriptions.push(topics.sync_answer(&cfg.node.id));
         subscriptions.push(topics.status_filter());
+    } else {
+        // A pure master applies nothing, but watches the others' Deltas to say when one of
+        // its own edits lost a conflict.
+        subscriptions.push(topics.delta_filter());
     }
     if role.publishes() {
         subscriptions.push(topics.sync_ask_filter());
