@@ -1,0 +1,229 @@
+//! The four roles at once, as real processes on one embedded broker: a pure master (which also
+//! runs the broker), two `both` nodes and two pure slaves. Concurrent edits of the same files on
+//! all three publishing nodes end byte-identical on every applying node; the pure master applies
+//! nothing, keeps its own copy, and says which of its edits lost a conflict.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::cluster::{copy_tree, wait_for_subscriptions};
+use support::generator::{generate, Rng, Spec};
+use support::geoserver::{assert_reloads_consistent, StandInGeoServer};
+use support::node::{
+    assert_converged, free_port, logs_of, replicated_tree, wait_until_logs, Node, NodeConfig,
+};
+
+const CONVERGE: Duration = Duration::from_secs(120);
+
+struct Member {
+    node: Node,
+    gs: Option<StandInGeoServer>,
+    data: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+fn start_member(
+    id: &str,
+    role: &str,
+    tree: &Path,
+    servers: &[String],
+    broker: Option<String>,
+) -> Member {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    copy_tree(tree, data.path());
+    let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.to_vec());
+    cfg.broker_listen = broker;
+    let gs = (role != "master").then(|| {
+        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+        cfg.geoserver_url = Some(gs.url());
+        gs
+    });
+    let node = Node::start(cfg);
+    Member {
+        node,
+        gs,
+        data,
+        _state: state,
+    }
+}
+
+/// Write like GeoServer: a temp file in the same folder, then a rename.
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("xml.edit.tmp");
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, &path).unwrap();
+}
+
+/// The same layer.xml with a new title (keeps every reference intact).
+fn retitled(root: &Path, rel: &str, title: &str) -> Vec<u8> {
+    let old = fs::read_to_string(root.join(rel)).unwrap();
+    let (start, end) = (old.find("<title>").unwrap(), old.find("</title>").unwrap());
+    format!("{}<title>{title}</title>{}", &old[..start], &old[end + 8..]).into_bytes()
+}
+
+#[test]
+fn pure_master_two_both_nodes_and_two_slaves_converge_under_concurrent_edits_of_the_same_files() {
+    let seed: u64 = std::env::var("GSCLUSTER_TOPOLOGY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261129);
+    println!("topology: seed {seed} (set GSCLUSTER_TOPOLOGY_SEED to replay)");
+    let origin = tempfile::tempdir().unwrap();
+    let catalog = generate(origin.path(), &Spec::small(), 71);
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let master = start_member(
+        "gs-master",
+        "master",
+        origin.path(),
+        &servers,
+        Some(format!("127.0.0.1:{port}")),
+    );
+    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
+        master.node.log_contents().contains("connected to broker")
+    });
+    let members: Vec<Member> = [
+        ("gs-both1", "both"),
+        ("gs-both2", "both"),
+        ("gs-slave1", "slave"),
+        ("gs-slave2", "slave"),
+    ]
+    .iter()
+    .map(|(id, role)| start_member(id, role, origin.path(), &servers, None))
+    .collect();
+    for m in &members {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    let all: Vec<&Node> = std::iter::once(&master.node)
+        .chain(members.iter().map(|m| &m.node))
+        .collect();
+    let applying: Vec<PathBuf> = members
+        .iter()
+        .map(|m| m.data.path().to_path_buf())
+        .collect();
+    let converge = |what: &str| {
+        let refs: Vec<&Path> = applying[1..].iter().map(|p| p.as_path()).collect();
+        let result = std::panic::catch_unwind(|| assert_converged(&applying[0], &refs, CONVERGE));
+        if let Err(e) = result {
+            eprintln!("{what}:\n{}", logs_of(&all));
+            std::panic::resume_unwind(e);
+        }
+    };
+    converge("start-up");
+
+    // 200 edits, each on a random publishing node, of 6 shared layer.xml files and 3 style
+    // bodies that come and go; a few milliseconds apart, so the same file is often changed on
+    // two nodes before either change has reached the other.
+    let publishers: [(&str, &Path); 3] = [
+        ("gs-master", master.data.path()),
+        ("gs-both1", members[0].data.path()),
+        ("gs-both2", members[1].data.path()),
+    ];
+    let layers: Vec<String> = catalog
+        .layers
+        .iter()
+        .take(6)
+        .map(|l| l.layer_file())
+        .collect();
+    let bodies: Vec<String> = (0..3)
+        .map(|k| format!("styles/contested_{k}.sld"))
+        .collect();
+    let mut rng = Rng::new(seed);
+    let mut edited_on_master = std::collections::BTreeSet::new();
+    let master_before = replicated_tree(master.data.path());
+    for n in 0..200 {
+        let (who, root) = publishers[rng.below(3)];
+        let rel = if rng.chance(70) {
+            let rel = layers[rng.below(layers.len())].clone();
+            write(
+                root,
+                &rel,
+                &retitled(root, &rel, &format!("edit {n} on {who}")),
+            );
+            rel
+        } else {
+            let rel = bodies[rng.below(bodies.len())].clone();
+            if rng.chance(40) && root.join(&rel).exists() {
+                fs::remove_file(root.join(&rel)).unwrap();
+            } else {
+                let sld = format!(
+                    "<StyledLayerDescriptor><!-- edit {n} on {who} --></StyledLayerDescriptor>"
+                );
+                write(root, &rel, sld.as_bytes());
+            }
+            rel
+        };
+        if who == "gs-master" {
+            edited_on_master.insert(rel);
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(12) as u64));
+    }
+    let edits_done = std::time::Instant::now();
+    converge("after 200 concurrent edits");
+    let converged_in = edits_done.elapsed();
+    // Still identical once everything in flight has landed.
+    std::thread::sleep(Duration::from_secs(2));
+    converge("2 s later");
+
+    // The pure master applied nothing: its tree is its own start plus its own edits.
+    let master_log = master.node.log_contents();
+    assert!(
+        !master_log.contains("applied delta"),
+        "the pure master must not apply:\n{master_log}"
+    );
+    let master_now = replicated_tree(master.data.path());
+    for (path, hash) in &master_now {
+        if !edited_on_master.contains(path) {
+            assert_eq!(
+                master_before.get(path),
+                Some(hash),
+                "{path} changed on the pure master without a local edit"
+            );
+        }
+    }
+    // Where the cluster settled on another node's version of a file the master edited, the
+    // master's log says it lost that conflict.
+    let cluster: BTreeMap<String, [u8; 32]> = replicated_tree(&applying[0]);
+    let mut lost = 0;
+    for path in &edited_on_master {
+        if master_now.get(path) != cluster.get(path) {
+            lost += 1;
+            assert!(
+                master_log.contains(&format!("conflict lost: {path}:")),
+                "the master's copy of {path} lost, but its log does not say so:\n{master_log}"
+            );
+        }
+    }
+    // Changes a node received but did not write because a newer version was already there:
+    // "applied delta …: N of M change(s) written".
+    let (mut received, mut written) = (0, 0);
+    for m in &members {
+        for l in m.node.log_contents().lines() {
+            if let Some((_, tail)) = l.split_once("applied delta ") {
+                let counts = tail.rsplit(": ").next().unwrap_or("");
+                let mut words = counts.split(' ');
+                let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let total: usize = words.nth(1).and_then(|w| w.parse().ok()).unwrap_or(0);
+                written += n;
+                received += total;
+            }
+        }
+    }
+    println!(
+        "measured: converged {} ms after the last edit; {} files edited on the pure master, {lost} of them lost a conflict; the 4 applying nodes received {received} changes and skipped {} as older than what they held",
+        converged_in.as_millis(),
+        edited_on_master.len(),
+        received - written
+    );
+    for m in &members {
+        if let Some(gs) = &m.gs {
+            assert_reloads_consistent(gs, m.data.path(), &m.node.config().id);
+        }
+    }
+}
