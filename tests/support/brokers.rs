@@ -374,8 +374,12 @@ impl ActiveMq {
       </policyMap>
     </destinationPolicy>
     <persistenceAdapter>
-      <!-- Journal writes are fsynced (the default), so a kill -9 keeps acknowledged messages. -->
-      <kahaDB directory="{data}/kahadb" journalDiskSyncStrategy="always"/>
+      <!-- Journal writes are fsynced (the default), so a kill -9 keeps acknowledged messages.
+           The store's lock is polled every second: a second broker sharing this store (a
+           shared-store pair) takes over within about a second of the first one's death. -->
+      <kahaDB directory="{data}/kahadb" journalDiskSyncStrategy="always">
+        <locker><shared-file-locker lockAcquireSleepInterval="1000"/></locker>
+      </kahaDB>
     </persistenceAdapter>
     <systemUsage>
       <systemUsage>
@@ -402,6 +406,26 @@ impl ActiveMq {
             println!("skipped: {why}");
             return None;
         }
+        let amq = ActiveMq::launch(None);
+        println!("activemq listening after {:?}", amq.last_start);
+        Some(amq)
+    }
+
+    /// The second broker of a shared-store pair: its own port and config, `self`'s KahaDB. It
+    /// waits for the store's lock and opens its port only once it holds it, i.e. once `self`
+    /// is dead. Returns at once; [`ActiveMq::wait_active`] waits for the takeover.
+    pub fn start_standby(&self) -> ActiveMq {
+        ActiveMq::launch(Some(self.dir.path().join("data")))
+    }
+
+    /// Wait until this broker accepts MQTT connections (a standby: until it took over).
+    pub fn wait_active(&mut self, limit: Duration) -> Duration {
+        self.last_start = self.process.wait_for_port(self.port, limit);
+        self.last_start
+    }
+
+    /// `shared_data`: the data directory of the broker this one is the standby of.
+    fn launch(shared_data: Option<PathBuf>) -> ActiveMq {
         let dir = tempfile::Builder::new()
             .prefix("activemq-")
             .tempdir()
@@ -411,10 +435,11 @@ impl ActiveMq {
         for sub in ["conf", "data", "lib"] {
             fs::create_dir_all(base.join(sub)).unwrap();
         }
+        let data = shared_data.clone().unwrap_or_else(|| base.join("data"));
         std::os::unix::fs::symlink(MQTT_CLIENT_JAR, base.join("lib/mqtt-client.jar")).unwrap();
         fs::write(
             base.join("conf/activemq.xml"),
-            ActiveMq::config(port, &base.join("data")),
+            ActiveMq::config(port, &data),
         )
         .unwrap();
         // ${activemq.conf} is on the classpath, so log4j 1.2 (Debian's lib/optional) finds this.
@@ -435,9 +460,10 @@ impl ActiveMq {
             process,
             last_start: Duration::ZERO,
         };
-        amq.last_start = amq.process.wait_for_port(port, Duration::from_secs(60));
-        println!("activemq listening after {:?}", amq.last_start);
-        Some(amq)
+        if shared_data.is_none() {
+            amq.wait_active(Duration::from_secs(60));
+        }
+        amq
     }
 
     fn spawn(java: &Path, base: &Path) -> Process {
