@@ -88,8 +88,8 @@ impl Worker {
         let mut resync = Resync::default();
         let mut group = Group::default();
         let mut announced: HashMap<String, Announced> = HashMap::new();
-        if self.role.applies() && self.shared.state.lock().unwrap().applied.is_empty() {
-            resync.request("this node has no replication state yet (bootstrap)");
+        if self.role.applies() && !self.shared.state.lock().unwrap().synced {
+            resync.request("this node has not completed a resync yet (bootstrap)");
         }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {

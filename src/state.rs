@@ -44,6 +44,8 @@ struct Snapshot {
     manifest: Manifest,
     #[serde(default)]
     intent: BTreeMap<String, Option<[u8; 32]>>,
+    #[serde(default)]
+    synced: bool,
 }
 
 /// One atomic step of state change.
@@ -65,6 +67,9 @@ pub struct Record {
     /// when a later record sets or forgets its manifest entry.
     #[serde(default)]
     pub intent: Vec<(String, Option<[u8; 32]>)>,
+    /// A resync round completed: the manifest now covers the whole replicated tree.
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// The node's durable state, loaded in memory.
@@ -78,6 +83,10 @@ pub struct State {
     /// Writes and deletions of an apply that started but was not recorded (see
     /// [`Record::intent`]): path → the hash it was to get, or `None` for a deletion.
     pub intent: BTreeMap<String, Option<[u8; 32]>>,
+    /// A resync round has completed on this state (see [`Record::synced`]). Until then the
+    /// manifest may lack most files, even once Deltas were applied: a node is still
+    /// bootstrapping, and nothing that differs from the manifest is drift.
+    pub synced: bool,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
     journal: File,
@@ -159,6 +168,7 @@ impl State {
             applied: snap.applied,
             manifest: snap.manifest,
             intent: snap.intent,
+            synced: snap.synced,
             uncommitted: Vec::new(),
             journal: atomic::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
@@ -224,6 +234,7 @@ impl State {
             self.manifest.entries.remove(&path);
         }
         self.intent.extend(rec.intent);
+        self.synced |= rec.synced;
         if let Some(n) = rec.next_seq {
             self.next_seq = self.next_seq.max(n);
         }
@@ -263,6 +274,7 @@ impl State {
             applied: self.applied.clone(),
             manifest: self.manifest.clone(),
             intent: self.intent.clone(),
+            synced: self.synced,
         };
         atomic::write_file(&self.dir.join(SNAPSHOT), &cbor(&snap))?;
         self.journal.set_len(0)?;
@@ -429,6 +441,32 @@ mod tests {
         drop(s);
         let s = State::open(dir.path()).unwrap();
         assert!(s.intent.is_empty(), "recorded paths leave the intent");
+    }
+
+    #[test]
+    fn synced_is_set_once_and_survives_reopen_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = State::open(dir.path()).unwrap();
+            assert!(!s.synced, "a new state has not been through a resync");
+            s.commit(Record {
+                applied: vec![("m".into(), Position { epoch: 1, seq: 2 })],
+                ..Default::default()
+            })
+            .unwrap();
+            assert!(!s.synced, "an applied Delta is not a completed resync");
+            s.commit(Record {
+                synced: true,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let mut s = State::open(dir.path()).unwrap();
+        assert!(s.synced);
+        s.compact().unwrap();
+        s.commit(Record::default()).unwrap();
+        drop(s);
+        assert!(State::open(dir.path()).unwrap().synced);
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl Detector {
             return Ok(Some(Vec::new()));
         }
         if let Some(mode) = self.drift {
-            if !state.applied.is_empty() {
+            if sh.bootstrapped.load(Ordering::SeqCst) {
                 self.report_drift(&changes, mode);
             }
             return Ok(Some(Vec::new()));

@@ -23,6 +23,15 @@ use tokio::sync::watch;
 
 /// A round whose next answer takes longer than this is asked again.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// A manifest ask nobody answered is sent again this often until the timeout: a responder may
+/// connect after the ask went out (a node failing back to its preferred broker, a master
+/// starting late), and asks are not queued for it.
+const MANIFEST_REASK: Duration = Duration::from_secs(3);
+/// A node that was part of the cluster and starts its first round since it (re)started may be
+/// behind: for this long it leaves manifest asks to others, so that a slave does not take its
+/// outdated manifest (and remove what it lacks). Bounded, so that nodes restarted together
+/// still answer each other.
+pub const STALE_GRACE: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What the asker needs from the node.
@@ -52,6 +61,8 @@ struct Round {
     batch: u64,
     started: Instant,
     asked_at: Instant,
+    /// When the manifest ask was last sent (see [`MANIFEST_REASK`]).
+    reasked_at: Instant,
     stage: Stage,
 }
 
@@ -98,6 +109,15 @@ impl Resync {
     /// Start a wanted round, or give up on one that stopped getting answers.
     pub async fn tick(&mut self, ctx: &Ctx) {
         let now = Instant::now();
+        if let Some(r) = self.round.as_mut() {
+            if matches!(r.stage, Stage::Manifest)
+                && now.duration_since(r.reasked_at) > MANIFEST_REASK
+            {
+                r.reasked_at = now;
+                log::info!("resync round {}: no manifest yet; asking again", r.id);
+                send_ask(ctx, r.id, 1, &Ask::Manifest).await;
+            }
+        }
         if let Some(r) = &self.round {
             if now.duration_since(r.asked_at) > ANSWER_TIMEOUT {
                 self.failures += 1;
@@ -128,9 +148,14 @@ impl Resync {
             batch: 1,
             started: now,
             asked_at: now,
+            reasked_at: now,
             stage: Stage::Manifest,
         });
         ctx.shared.resyncing.store(true, Ordering::SeqCst);
+        let sh = &ctx.shared;
+        if sh.bootstrapped.load(Ordering::SeqCst) && !sh.current.load(Ordering::SeqCst) {
+            *sh.stale_until.lock().unwrap() = Some(now + STALE_GRACE);
+        }
         log::info!("resync round {id}: asking for manifests");
         send_ask(ctx, id, 1, &Ask::Manifest).await;
     }
@@ -263,6 +288,9 @@ impl Resync {
         match result {
             Ok(Ok(removed)) => {
                 self.failures = 0;
+                ctx.shared.bootstrapped.store(true, Ordering::SeqCst);
+                ctx.shared.current.store(true, Ordering::SeqCst);
+                *ctx.shared.stale_until.lock().unwrap() = None;
                 log::info!(
                     "resync round {} from {responder} complete in {} ms: {fetched} file(s) fetched ({written} written), {adopt} already identical, {removed} removed ({delete} deleted upstream, {forget} unknown upstream)",
                     round.id,
@@ -412,6 +440,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         entries,
         forget: plan.forget,
         applied,
+        synced: true,
         ..Default::default()
     })?;
     Ok(removed)

@@ -79,6 +79,14 @@ pub async fn run(
 
 /// Build the answer to one ask (blocking: reads state and files).
 fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
+    let stale = (*sh.stale_until.lock().unwrap()).is_some_and(|t| t > std::time::Instant::now());
+    if matches!(ask, Ask::Manifest) && stale {
+        // Back from being down, this node may hand out an outdated manifest, and a pure slave
+        // removes files no manifest names. Asks are repeated: an up-to-date node answers, or
+        // this one once its own round is done (or its grace is over).
+        log::info!("resync: not answering a manifest ask while this node catches up itself");
+        return None;
+    }
     let state = sh.state.lock().unwrap();
     match ask {
         Ask::Manifest => {

@@ -164,6 +164,14 @@ impl Cluster {
         (self.configure)(&mut cfg);
         let node = Node::start(cfg);
         wait_for_subscriptions(&node, 1);
+        // Ready once bootstrapped: until its first resync round completes, a restart of the
+        // slave would bootstrap again, which tests of sessions and outages do not expect.
+        wait_until_logs(
+            "slave bootstrapped",
+            Duration::from_secs(60),
+            &[&node],
+            || node.log_contents().contains(" complete in "),
+        );
         self.slaves.push(Slave {
             node,
             gs,
