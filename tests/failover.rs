@@ -10,10 +10,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 use support::brokers::{ActiveMq, Mosquitto, MosquittoOpts};
-use support::cluster::Cluster;
+use support::cluster::{copy_tree, wait_for_subscriptions, Cluster, Slave};
+use support::generator::generate;
 use support::generator::Spec;
 use support::geoserver::assert_reloads_consistent;
-use support::node::{wait_until_logs, Node};
+use support::geoserver::StandInGeoServer;
+use support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
@@ -59,6 +61,38 @@ fn check_slaves(c: &Cluster) {
     }
 }
 
+/// 120 random catalog edits in 6 rounds, 50 ms apart; `kill` runs after the third round.
+/// Returns when it ran, as (ms of day, instant).
+fn burst_with_kill(c: &mut Cluster, seed: u64, kill: impl FnOnce()) -> (i64, Instant) {
+    let root = c.master_dir().to_path_buf();
+    let mut kill = Some(kill);
+    let mut at = (0, Instant::now());
+    for round in 0..6u64 {
+        c.catalog.random_ops(&root, 20, seed + round);
+        if round == 2 {
+            at = (now_ms_of_day(), Instant::now());
+            (kill.take().unwrap())();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    at
+}
+
+/// The master and the slaves, for log checks.
+fn nodes<'a>(master: &'a Node, slaves: &'a [Slave]) -> Vec<&'a Node> {
+    std::iter::once(master)
+        .chain(slaves.iter().map(|s| &s.node))
+        .collect()
+}
+
+/// Wait until every node logged a connection to `url`.
+fn wait_all_connected(nodes: &[&Node], url: &str, what: &str) {
+    let switched = format!("connected to broker {url}");
+    wait_until_logs(what, CONVERGE, nodes, || {
+        nodes.iter().all(|n| n.log_contents().contains(&switched))
+    });
+}
+
 /// Delta ids ("epoch/seq from origin") a slave logged as applied, with how often.
 fn applied_ids(node: &Node) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
@@ -89,24 +123,13 @@ fn two_independent_mosquittos_killed_mid_burst_then_back_every_node_follows_and_
     );
     c.converge(CONVERGE);
     let root = c.master_dir().to_path_buf();
-    let mut killed_at = 0;
-    for round in 0..6u64 {
-        c.catalog.random_ops(&root, 20, 600 + round);
-        if round == 2 {
-            killed_at = now_ms_of_day();
-            first.kill9();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let nodes: Vec<&Node> = std::iter::once(&c.master)
-        .chain(c.slaves.iter().map(|s| &s.node))
-        .collect();
+    let (killed_at, _) = burst_with_kill(&mut c, 600, || first.kill9());
+    let nodes = nodes(&c.master, &c.slaves);
     let switched = format!("connected to broker {}", second.url());
-    wait_until_logs(
-        "every node moved to the second broker",
-        CONVERGE,
+    wait_all_connected(
         &nodes,
-        || nodes.iter().all(|n| n.log_contents().contains(&switched)),
+        &second.url(),
+        "every node moved to the second broker",
     );
     c.converge(CONVERGE);
 
@@ -206,26 +229,12 @@ fn activemq_shared_store_pair_active_killed_mid_burst_the_standby_takes_over_and
     );
     c.converge(CONVERGE);
     let root = c.master_dir().to_path_buf();
-    let mut killed_at = 0;
-    let mut killed = Instant::now();
-    for round in 0..6u64 {
-        c.catalog.random_ops(&root, 20, 700 + round);
-        if round == 2 {
-            killed_at = now_ms_of_day();
-            killed = Instant::now();
-            active.kill9();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (killed_at, killed) = burst_with_kill(&mut c, 700, || active.kill9());
     standby.wait_active(Duration::from_secs(120));
     let took_over = killed.elapsed();
-    let nodes: Vec<&Node> = std::iter::once(&c.master)
-        .chain(c.slaves.iter().map(|s| &s.node))
-        .collect();
+    let nodes = nodes(&c.master, &c.slaves);
     let switched = format!("connected to broker {}", standby.url());
-    wait_until_logs("every node moved to the standby", CONVERGE, &nodes, || {
-        nodes.iter().all(|n| n.log_contents().contains(&switched))
-    });
+    wait_all_connected(&nodes, &standby.url(), "every node moved to the standby");
     c.converge(CONVERGE);
     println!(
         "measured: activemq pair: active killed → standby listening after {} ms",
@@ -249,4 +258,131 @@ fn activemq_shared_store_pair_active_killed_mid_burst_the_standby_takes_over_and
     check_slaves(&c);
     c.catalog.add_layer(&root, 0, 0, "after the takeover");
     c.converge(CONVERGE);
+}
+
+/// Two `both` nodes, each embedding a broker, and a pure slave; every node lists both brokers,
+/// the first node's first. No external broker: losing either node must not stop replication
+/// among the others (docs/brokers.md, "Two embedded brokers").
+#[test]
+fn two_embedded_brokers_losing_the_first_node_keeps_the_others_replicating_and_it_catches_up() {
+    let origin = tempfile::tempdir().unwrap();
+    generate(origin.path(), &Spec::small(), 63);
+    let ports = [free_port(), free_port()];
+    let servers: Vec<String> = ports
+        .iter()
+        .map(|p| format!("mqtt://127.0.0.1:{p}"))
+        .collect();
+    let mut dirs = Vec::new();
+    let mut start = |id: &str, role: &str, broker: Option<u16>| {
+        let data = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        copy_tree(origin.path(), data.path());
+        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+        let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.clone());
+        cfg.broker_listen = broker.map(|p| format!("127.0.0.1:{p}"));
+        cfg.geoserver_url = Some(gs.url());
+        cfg.mqtt_extra.push("failback_s = 1".into());
+        let node = Node::start(cfg);
+        dirs.push((data, state));
+        (node, gs)
+    };
+    let (mut a, _gs_a) = start("gs-a", "both", Some(ports[0]));
+    let (b, _gs_b) = start("gs-b", "both", Some(ports[1]));
+    let (s, gs_s) = start("gs-slave", "slave", None);
+    for n in [&a, &b, &s] {
+        wait_for_subscriptions(n, 1);
+    }
+    let (da, db, ds) = (
+        dirs[0].0.path().to_path_buf(),
+        dirs[1].0.path().to_path_buf(),
+        dirs[2].0.path().to_path_buf(),
+    );
+    let logs = |nodes: &[&Node]| support::node::logs_of(nodes);
+    let converged = |nodes: &[&Node], want: &std::path::Path, others: &[&std::path::Path]| {
+        if let Err(e) = std::panic::catch_unwind(|| assert_converged(want, others, CONVERGE)) {
+            eprintln!("{}", logs(nodes));
+            std::panic::resume_unwind(e);
+        }
+    };
+    // Each node has caught up with the cluster once (a node that dies is one that was part of
+    // it); whoever started before gs-a's broker listened went to gs-b's and comes back to the
+    // first within failback_s.
+    wait_until_logs("every node bootstrapped", CONVERGE, &[&a, &b, &s], || {
+        [&a, &b, &s]
+            .iter()
+            .all(|n| n.log_contents().contains(" complete in "))
+    });
+    let last_broker = |n: &Node| {
+        (n.log_contents().lines().rev())
+            .find_map(|l| {
+                l.split_once("connected to broker ")
+                    .map(|(_, r)| r.to_string())
+            })
+            .unwrap_or_default()
+    };
+    wait_until_logs(
+        "everybody on gs-a's broker",
+        CONVERGE,
+        &[&a, &b, &s],
+        || {
+            [&a, &b, &s]
+                .iter()
+                .all(|n| last_broker(n).starts_with(&servers[0]))
+        },
+    );
+    converged(&[&a, &b, &s], &db, &[&da, &ds]);
+
+    // The first node dies with its broker: the others move to the second node's broker.
+    let killed_at = now_ms_of_day();
+    a.kill9();
+    let on_b = format!("connected to broker {}", servers[1]);
+    wait_until_logs(
+        "gs-b and the slave moved to gs-b's broker",
+        CONVERGE,
+        &[&b, &s],
+        || [&b, &s].iter().all(|n| n.log_contents().contains(&on_b)),
+    );
+    for n in [&b, &s] {
+        let t = first_after(&n.log_contents(), &on_b, killed_at)
+            .unwrap_or_else(|| panic!("no move after the kill:\n{}", n.log_contents()));
+        println!(
+            "measured: two embedded brokers: {}: gs-a killed → connected to gs-b's broker in {t} ms",
+            n.config().id
+        );
+    }
+    let write = |root: &std::path::Path, rel: &str, body: &str| {
+        let p = root.join(rel);
+        std::fs::write(p.with_extension("sld.tmp"), body).unwrap();
+        std::fs::rename(p.with_extension("sld.tmp"), &p).unwrap();
+    };
+    write(
+        &db,
+        "styles/while_a_is_down.sld",
+        "<StyledLayerDescriptor/>",
+    );
+    converged(&[&b, &s], &db, &[&ds]);
+
+    // The first node comes back: it catches up from gs-b (it applies too), and everybody moves
+    // back to its broker.
+    let back_at = now_ms_of_day();
+    a.restart();
+    let on_a = format!("connected to broker {}", servers[0]);
+    wait_until_logs(
+        "everybody back on gs-a's broker",
+        CONVERGE,
+        &[&a, &b, &s],
+        || {
+            [&a, &b, &s]
+                .iter()
+                .all(|n| first_after(&n.log_contents(), &on_a, back_at).is_some())
+        },
+    );
+    converged(&[&a, &b, &s], &db, &[&da, &ds]);
+    write(
+        &da,
+        "styles/after_a_is_back.sld",
+        "<StyledLayerDescriptor/>",
+    );
+    converged(&[&a, &b, &s], &da, &[&db, &ds]);
+    assert_reloads_consistent(&gs_s, &ds, "gs-slave");
 }

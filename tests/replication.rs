@@ -74,25 +74,42 @@ fn bursts_of_adds_modifies_and_deletes_converge_with_few_consistent_reloads() {
     }
 }
 
-#[test]
-fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
-    let mut c = Cluster::start(&Spec::small(), 12, 1);
+/// A cluster with one slave, in step after a first change; then the slave is stopped. Returns
+/// the slave's subscription count before the stop (to wait for the next one after a restart).
+fn cluster_with_slave_stopped(seed: u64) -> (Cluster, usize) {
+    let mut c = Cluster::start(&Spec::small(), seed, 1);
     let root = c.master_dir().to_path_buf();
     c.catalog.add_layer(&root, 0, 0, "before the outage");
     c.converge(CONVERGE);
-
     let seen = subscriptions(&c.slaves[0].node);
     c.slaves[0].node.stop();
-    c.catalog.random_ops(&root, 100, 7);
-    // Let the master publish everything while the slave is away.
-    wait_until_logs("master published the burst", CONVERGE, &[&c.master], || {
-        let log = c.master.log_contents();
-        log.matches("acknowledged by the broker").count() >= log.matches("change(s) in").count()
-    });
+    (c, seen)
+}
+
+/// Once the master has published everything made during the outage, restart the slave and
+/// wait for convergence; returns the slave's whole log.
+fn restart_after_outage(c: &mut Cluster, seen: usize) -> String {
+    wait_until_logs(
+        "master published the outage's changes",
+        CONVERGE,
+        &[&c.master],
+        || {
+            let log = c.master.log_contents();
+            log.matches("acknowledged by the broker").count() >= log.matches("change(s) in").count()
+        },
+    );
     c.slaves[0].node.restart();
     wait_for_subscriptions(&c.slaves[0].node, seen + 1);
     c.converge(CONVERGE);
-    let log = c.slaves[0].node.log_contents();
+    c.slaves[0].node.log_contents()
+}
+
+#[test]
+fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
+    let (mut c, seen) = cluster_with_slave_stopped(12);
+    let root = c.master_dir().to_path_buf();
+    c.catalog.random_ops(&root, 100, 7);
+    let log = restart_after_outage(&mut c, seen);
     assert!(
         log.contains("session present: true"),
         "the slave should resume its session:\n{log}"
@@ -109,13 +126,8 @@ fn slave_stopped_during_100_changes_catches_up_from_its_persistent_session() {
 
 #[test]
 fn deltas_queued_during_an_outage_are_applied_in_groups() {
-    let mut c = Cluster::start(&Spec::small(), 14, 1);
+    let (mut c, seen) = cluster_with_slave_stopped(14);
     let root = c.master_dir().to_path_buf();
-    c.catalog.add_layer(&root, 0, 0, "before the outage");
-    c.converge(CONVERGE);
-
-    let seen = subscriptions(&c.slaves[0].node);
-    c.slaves[0].node.stop();
     // Five changes, each its own Delta: wait for each to be cut before making the next.
     for i in 0..5 {
         let cut = c.master.log_contents().matches("change(s) in").count();
@@ -125,14 +137,7 @@ fn deltas_queued_during_an_outage_are_applied_in_groups() {
             c.master.log_contents().matches("change(s) in").count() > cut
         });
     }
-    wait_until_logs("master published them", CONVERGE, &[&c.master], || {
-        let log = c.master.log_contents();
-        log.matches("acknowledged by the broker").count() >= log.matches("change(s) in").count()
-    });
-    c.slaves[0].node.restart();
-    wait_for_subscriptions(&c.slaves[0].node, seen + 1);
-    c.converge(CONVERGE);
-    let log = c.slaves[0].node.log_contents();
+    let log = restart_after_outage(&mut c, seen);
     let after_restart = &log[log.rfind("starting:").unwrap()..];
     assert!(
         after_restart.contains("session present: true"),
