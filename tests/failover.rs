@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
-use support::brokers::{ActiveMq, Mosquitto, MosquittoOpts};
+use support::brokers::{ActiveMq, Mosquitto, MosquittoOpts, NatsCluster};
 use support::cluster::{copy_tree, wait_for_subscriptions, Cluster, Slave};
 use support::generator::generate;
 use support::generator::Spec;
@@ -18,6 +18,14 @@ use support::geoserver::StandInGeoServer;
 use support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 
 const CONVERGE: Duration = Duration::from_secs(90);
+
+/// These tests each run several brokers and nodes; run one at a time, so that none is judged
+/// on what the others' brokers do to the 2 cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Milliseconds since midnight UTC of a log line's `[YYYY-MM-DDTHH:MM:SS.mmmZ …` timestamp.
 fn log_ms(line: &str) -> Option<i64> {
@@ -108,6 +116,7 @@ fn applied_ids(node: &Node) -> BTreeMap<String, usize> {
 
 #[test]
 fn two_independent_mosquittos_killed_mid_burst_then_back_every_node_follows_and_nothing_is_lost() {
+    let _serial = one_at_a_time();
     let Some(mut first) = Mosquitto::start(MosquittoOpts::default()) else {
         return;
     };
@@ -214,6 +223,7 @@ fn two_independent_mosquittos_killed_mid_burst_then_back_every_node_follows_and_
 
 #[test]
 fn activemq_shared_store_pair_active_killed_mid_burst_the_standby_takes_over_and_nothing_is_lost() {
+    let _serial = one_at_a_time();
     let Some(mut active) = ActiveMq::start() else {
         return;
     };
@@ -265,6 +275,7 @@ fn activemq_shared_store_pair_active_killed_mid_burst_the_standby_takes_over_and
 /// among the others (docs/brokers.md, "Two embedded brokers").
 #[test]
 fn two_embedded_brokers_losing_the_first_node_keeps_the_others_replicating_and_it_catches_up() {
+    let _serial = one_at_a_time();
     let origin = tempfile::tempdir().unwrap();
     generate(origin.path(), &Spec::small(), 63);
     let ports = [free_port(), free_port()];
@@ -340,7 +351,11 @@ fn two_embedded_brokers_losing_the_first_node_keeps_the_others_replicating_and_i
         "gs-b and the slave moved to gs-b's broker",
         CONVERGE,
         &[&b, &s],
-        || [&b, &s].iter().all(|n| n.log_contents().contains(&on_b)),
+        || {
+            [&b, &s]
+                .iter()
+                .all(|n| first_after(&n.log_contents(), &on_b, killed_at).is_some())
+        },
     );
     for n in [&b, &s] {
         let t = first_after(&n.log_contents(), &on_b, killed_at)
@@ -385,4 +400,69 @@ fn two_embedded_brokers_losing_the_first_node_keeps_the_others_replicating_and_i
     );
     converged(&[&a, &b, &s], &da, &[&db, &ds]);
     assert_reloads_consistent(&gs_s, &ds, "gs-slave");
+}
+
+/// A clustered broker: NATS with three members, MQTT sessions replicated in JetStream. The
+/// member every node is connected to dies mid-burst; the nodes move to the next member and
+/// find their sessions there.
+#[test]
+fn nats_three_member_cluster_member_killed_mid_burst_sessions_move_and_nothing_is_lost() {
+    let _serial = one_at_a_time();
+    let Some(mut nats) = NatsCluster::start() else {
+        return;
+    };
+    let urls = nats.urls();
+    // The members are equivalent (they share the sessions): no need to go back to the first.
+    let mut c = Cluster::start_external_servers(&Spec::small(), 64, 2, urls.clone(), |cfg| {
+        cfg.mqtt_extra.push("failback_s = 0".into())
+    });
+    c.converge(CONVERGE);
+    let (killed_at, _) = burst_with_kill(&mut c, 800, || nats.kill9(0));
+    let nodes = nodes(&c.master, &c.slaves);
+    // The next member that answers: the second, or the third if the second is still busy
+    // electing new stream leaders.
+    let moved = |n: &Node| {
+        let log = n.log_contents();
+        urls[1..]
+            .iter()
+            .filter_map(|u| first_after(&log, &format!("connected to broker {u}"), killed_at))
+            .min()
+    };
+    wait_until_logs(
+        "every node moved to another member",
+        CONVERGE,
+        &nodes,
+        || nodes.iter().all(|n| moved(n).is_some()),
+    );
+    c.converge(CONVERGE);
+    for n in &nodes {
+        println!(
+            "measured: nats cluster: {}: member killed → connected to another in {} ms",
+            n.config().id,
+            moved(n).unwrap()
+        );
+    }
+    for s in &c.slaves {
+        let log = s.node.log_contents();
+        let last = log.rfind("connected to broker ").unwrap();
+        assert!(
+            log[last..]
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("(session present: true)"),
+            "{}: the session should be on the next member:\n{log}",
+            s.node.config().id
+        );
+        if let Some(t) = first_after(&log, "applied delta", killed_at) {
+            println!(
+                "measured: nats cluster: {}: first Delta applied after the kill at {t} ms",
+                s.node.config().id
+            );
+        }
+    }
+    check_slaves(&c);
+    let root = c.master_dir().to_path_buf();
+    c.catalog.add_layer(&root, 0, 0, "after the member died");
+    c.converge(CONVERGE);
 }

@@ -518,3 +518,108 @@ impl ActiveMq {
         println!("activemq listening again after {:?}", self.last_start);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// NATS (MQTT over JetStream), a 3-member cluster
+// ---------------------------------------------------------------------------------------------
+
+/// Three `nats-server` processes (Debian's, 2.9) clustered on loopback, each with JetStream
+/// (store in a temp dir) and an MQTT listener. MQTT sessions and QoS 1 messages live in
+/// JetStream streams replicated on all three members (`stream_replicas` /
+/// `consumer_replicas` 3: with the default, a dead member can leave a consumer without
+/// quorum, stalled), so a client that moves to another member finds its session there.
+pub struct NatsCluster {
+    /// MQTT port of each member.
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+    members: Vec<Process>,
+}
+
+impl NatsCluster {
+    fn binary() -> Option<PathBuf> {
+        find_program(
+            "nats-server",
+            &["/usr/sbin/nats-server", "/usr/bin/nats-server"],
+        )
+    }
+
+    /// The config of member `i` of `n`: client, cluster and MQTT ports.
+    pub fn config(i: usize, store: &Path, client: u16, routes: &[u16], mqtt: u16) -> String {
+        let others: Vec<String> = (routes.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        format!(
+            "server_name: n{i}\nlisten: 127.0.0.1:{client}\n\
+             jetstream {{ store_dir: \"{}\" }}\n\
+             cluster {{ name: gscluster, listen: 127.0.0.1:{}, routes: [{}] }}\n\
+             mqtt {{ listen: 127.0.0.1:{mqtt}, stream_replicas: 3, consumer_replicas: 3 }}\n",
+            store.display(),
+            routes[i],
+            others.join(", ")
+        )
+    }
+
+    /// Start three members and wait until JetStream has a leader; `None` (after printing
+    /// `skipped: ...`) when nats-server is not installed.
+    pub fn start() -> Option<NatsCluster> {
+        let Some(binary) = NatsCluster::binary() else {
+            println!("skipped: nats-server not installed (apt-get install nats-server)");
+            return None;
+        };
+        let dir = tempfile::Builder::new().prefix("nats-").tempdir().unwrap();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut members = Vec::new();
+        for (i, &mqtt) in ports.iter().enumerate() {
+            let conf = dir.path().join(format!("n{i}.conf"));
+            let store = dir.path().join(format!("n{i}"));
+            fs::write(
+                &conf,
+                NatsCluster::config(i, &store, free_port(), &routes, mqtt),
+            )
+            .unwrap();
+            let mut cmd = Command::new(&binary);
+            cmd.arg("-c").arg(&conf);
+            members.push(Process::spawn(
+                "nats-server",
+                cmd,
+                &dir.path().join(format!("n{i}.log")),
+            ));
+        }
+        for (m, port) in members.iter_mut().zip(&ports) {
+            m.wait_for_port(*port, Duration::from_secs(30));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !members
+            .iter()
+            .any(|m| m.log_contents().contains("new metadata leader"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no JetStream leader after 30 s:\n{}",
+                members[0].log_contents()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        Some(NatsCluster {
+            ports,
+            _dir: dir,
+            members,
+        })
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        (self.ports.iter())
+            .map(|p| format!("mqtt://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    pub fn kill9(&mut self, member: usize) {
+        self.members[member].kill9();
+    }
+
+    pub fn log_contents(&self, member: usize) -> String {
+        self.members[member].log_contents()
+    }
+}
