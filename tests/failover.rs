@@ -101,6 +101,18 @@ fn wait_all_connected(nodes: &[&Node], url: &str, what: &str) {
     });
 }
 
+/// Print when each slave applied its first Delta after the kill.
+fn print_first_applied(c: &Cluster, killed_at: i64, label: &str) {
+    for s in &c.slaves {
+        if let Some(t) = first_after(&s.node.log_contents(), "applied delta", killed_at) {
+            println!(
+                "measured: {label}: {}: first Delta applied {t} ms after the kill",
+                s.node.config().id
+            );
+        }
+    }
+}
+
 /// Delta ids ("epoch/seq from origin") a slave logged as applied, with how often.
 fn applied_ids(node: &Node) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
@@ -160,13 +172,8 @@ fn two_independent_mosquittos_killed_mid_burst_then_back_every_node_follows_and_
             "{}: a fresh broker means a resync:\n{log}",
             s.node.config().id
         );
-        if let Some(t) = first_after(&log, "applied delta", killed_at) {
-            eprintln!(
-                "measured: {}: first broker killed → first Delta applied via the second in {t} ms",
-                s.node.config().id
-            );
-        }
     }
+    print_first_applied(&c, killed_at, "two Mosquittos");
     check_slaves(&c);
     // A change made after the failover travels through the second broker alone.
     let t0 = Instant::now();
@@ -257,14 +264,7 @@ fn activemq_shared_store_pair_active_killed_mid_burst_the_standby_takes_over_and
             n.config().id
         );
     }
-    for s in &c.slaves {
-        if let Some(t) = first_after(&s.node.log_contents(), "applied delta", killed_at) {
-            println!(
-                "measured: activemq pair: {}: first Delta applied after the kill at {t} ms",
-                s.node.config().id
-            );
-        }
-    }
+    print_first_applied(&c, killed_at, "activemq pair");
     check_slaves(&c);
     c.catalog.add_layer(&root, 0, 0, "after the takeover");
     c.converge(CONVERGE);
@@ -454,13 +454,8 @@ fn nats_three_member_cluster_member_killed_mid_burst_sessions_move_and_nothing_i
             "{}: the session should be on the next member:\n{log}",
             s.node.config().id
         );
-        if let Some(t) = first_after(&log, "applied delta", killed_at) {
-            println!(
-                "measured: nats cluster: {}: first Delta applied after the kill at {t} ms",
-                s.node.config().id
-            );
-        }
     }
+    print_first_applied(&c, killed_at, "nats cluster");
     check_slaves(&c);
     let root = c.master_dir().to_path_buf();
     c.catalog.add_layer(&root, 0, 0, "after the member died");
