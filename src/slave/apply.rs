@@ -16,6 +16,9 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+mod confine;
+pub use confine::{check, refuse};
+
 /// From this many files on, a batch is made durable with two filesystem flushes rather than
 /// one fsync per file.
 const BULK_WRITES: usize = 64;
@@ -81,16 +84,10 @@ pub fn plan(
     filter: &Filter,
     equal: Equal,
 ) -> Result<Vec<Step>, Rejection> {
-    let mut seen = std::collections::HashSet::new();
+    confine::screen(filter, changes)?;
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     for c in changes {
-        if !filter.matches(&c.path) {
-            return Err(Rejection::Filtered(c.path.clone()));
-        }
-        if !seen.insert(c.path.as_str()) {
-            return Err(Rejection::Duplicate(c.path.clone()));
-        }
         if let Some(current) = manifest.entries.get(&c.path) {
             if c.version < current.version || (c.version == current.version && equal == Equal::Skip)
             {
@@ -117,94 +114,6 @@ pub fn plan(
         (s.path(), matches!(s, Step::Delete { .. }))
     });
     Ok(deletes)
-}
-
-/// Refuse a write whose parent folder resolves outside the data directory (`root` is the data
-/// directory's canonical path). `seen` remembers the verdict per folder: a batch writes many
-/// files into few folders, and resolving a path costs a system call per component.
-fn check_confined(
-    data_dir: &Path,
-    root: &Path,
-    rel: &str,
-    seen: &mut std::collections::HashMap<PathBuf, bool>,
-) -> Result<(), Rejection> {
-    let mut dir = data_dir.join(rel);
-    dir.pop();
-    let inside = match seen.get(&dir) {
-        Some(&inside) => inside,
-        None => {
-            let parent = dir.clone();
-            // The deepest existing ancestor decides: folders created below it are plain folders.
-            while !dir.exists() {
-                if !dir.pop() {
-                    return Err(Rejection::Escapes(rel.into()));
-                }
-            }
-            let inside = dir.canonicalize().is_ok_and(|real| real.starts_with(root));
-            seen.insert(parent, inside);
-            inside
-        }
-    };
-    if inside {
-        Ok(())
-    } else {
-        Err(Rejection::Escapes(rel.into()))
-    }
-}
-
-/// Why a Delta must be refused as a whole, from the Delta alone: a path outside the replicate
-/// filter, a path changed twice, or a write that would land outside the data directory.
-pub fn refuse(data_dir: &Path, filter: &Filter, changes: &[Change]) -> Result<(), Rejection> {
-    let mut seen = std::collections::HashSet::new();
-    for c in changes {
-        if !filter.matches(&c.path) {
-            return Err(Rejection::Filtered(c.path.clone()));
-        }
-        if !seen.insert(c.path.as_str()) {
-            return Err(Rejection::Duplicate(c.path.clone()));
-        }
-    }
-    let Some(first) = changes.first() else {
-        return Ok(());
-    };
-    let root = data_dir
-        .canonicalize()
-        .map_err(|_| Rejection::Escapes(first.path.clone()))?;
-    let mut dirs = std::collections::HashMap::new();
-    for c in changes {
-        check_confined(data_dir, &root, &c.path, &mut dirs)?;
-        check_target(data_dir, &c.path)?;
-    }
-    Ok(())
-}
-
-/// The target itself must be a plain file (or absent): never write through a symlink or over
-/// a folder.
-fn check_target(data_dir: &Path, rel: &str) -> Result<(), Rejection> {
-    if data_dir
-        .join(rel)
-        .symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_symlink() || m.is_dir())
-    {
-        return Err(Rejection::Escapes(rel.into()));
-    }
-    Ok(())
-}
-
-/// Check every step before writing anything.
-pub fn check(data_dir: &Path, steps: &[Step]) -> Result<(), Rejection> {
-    let Some(first) = steps.first() else {
-        return Ok(());
-    };
-    let root = data_dir
-        .canonicalize()
-        .map_err(|_| Rejection::Escapes(first.path().into()))?;
-    let mut seen = std::collections::HashMap::new();
-    for s in steps {
-        check_confined(data_dir, &root, s.path(), &mut seen)?;
-        check_target(data_dir, s.path())?;
-    }
-    Ok(())
 }
 
 /// Write the steps durably; returns the manifest entries describing the result.
