@@ -51,11 +51,6 @@ pub struct Shared {
     pub resyncing: AtomicBool,
     /// A pure slave saw local edits to revert (set by the detector, taken by the resync).
     pub drift: AtomicBool,
-    /// This node has the cluster's state: a resync round has completed on its state
-    /// (`State::synced`, kept in memory here for the detector). Before that, files that differ
-    /// from the (incomplete) manifest are what the bootstrap is about to fix, not drift — even
-    /// once a Delta has been applied.
-    pub bootstrapped: AtomicBool,
     /// Until when this node, back from being down, does not answer manifest asks (its own
     /// first resync round since it started may still bring it up to date). See
     /// `sync::asker::STALE_GRACE`.
@@ -166,7 +161,6 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             .map_err(|e| format!("catalog index: {e}"))?
     };
     let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
-    let bootstrapped = state.synced;
     let shared = Arc::new(Shared {
         node_id: cfg.node.id.clone(),
         group: cfg.node.group.clone(),
@@ -185,7 +179,6 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         gaps: AtomicU64::new(0),
         resyncing: AtomicBool::new(false),
         drift: AtomicBool::new(false),
-        bootstrapped: AtomicBool::new(bootstrapped),
         stale_until: Mutex::new(None),
         current: AtomicBool::new(false),
         backlog: std::sync::atomic::AtomicUsize::new(0),

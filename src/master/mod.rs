@@ -297,7 +297,9 @@ impl Detector {
             return Ok(Some(Vec::new()));
         }
         if let Some(mode) = self.drift {
-            if sh.bootstrapped.load(Ordering::SeqCst) {
+            // Before the first completed resync the manifest does not cover the tree: what
+            // differs is what the bootstrap is about to fix, not drift.
+            if state.synced {
                 self.report_drift(&changes, mode);
             }
             return Ok(Some(Vec::new()));

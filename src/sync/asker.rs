@@ -153,7 +153,8 @@ impl Resync {
         });
         ctx.shared.resyncing.store(true, Ordering::SeqCst);
         let sh = &ctx.shared;
-        if sh.bootstrapped.load(Ordering::SeqCst) && !sh.current.load(Ordering::SeqCst) {
+        let synced = sh.state.lock().unwrap().synced;
+        if synced && !sh.current.load(Ordering::SeqCst) {
             *sh.stale_until.lock().unwrap() = Some(now + STALE_GRACE);
         }
         log::info!("resync round {id}: asking for manifests");
@@ -288,7 +289,6 @@ impl Resync {
         match result {
             Ok(Ok(removed)) => {
                 self.failures = 0;
-                ctx.shared.bootstrapped.store(true, Ordering::SeqCst);
                 ctx.shared.current.store(true, Ordering::SeqCst);
                 *ctx.shared.stale_until.lock().unwrap() = None;
                 log::info!(
