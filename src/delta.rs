@@ -6,6 +6,7 @@
 //! its parts have arrived ([`Assembler`]). DOCS: docs/wire-format.md describes every field.
 
 use crate::hlc::Version;
+use crate::merge::Merged;
 use crate::security::Auth;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,6 +56,10 @@ pub struct Change {
     pub path: String,
     pub version: Version,
     pub op: Op,
+    /// For a path merged field by field (`global.xml`, see `merge`): the settings version and
+    /// counter the change carries. Absent for every other path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
 }
 
 /// What happens to the path.
@@ -273,6 +278,9 @@ pub fn verify_changes(changes: &[Change]) -> Result<(), DecodeError> {
             Ok(_) => return Err(bad("path is not in normal form".into())),
             Err(e) => return Err(bad(e.to_string())),
         }
+        if c.merged.as_ref().is_some_and(|m| m.settings > c.version) {
+            return Err(bad("settings version is above the change's version".into()));
+        }
         if let Op::Write { bytes, sha256 } = &c.op {
             if bytes.len() as u64 > MAX_FILE_SIZE {
                 return Err(bad(format!(
@@ -460,6 +468,7 @@ mod tests {
             path: path.into(),
             version: Version::new(42, "gs-a"),
             op: Op::write(bytes),
+            merged: None,
         }
     }
 
@@ -471,6 +480,7 @@ mod tests {
                 path: "styles/old.sld".into(),
                 version: Version::new(43, "gs-a"),
                 op: Op::Delete,
+                merged: None,
             },
         ]);
         let msgs = encode(&d, &Auth::none());

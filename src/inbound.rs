@@ -348,7 +348,17 @@ impl Worker {
             let Some(mine) = state.manifest.entries.get(&c.path) else {
                 continue;
             };
-            if mine.version.origin != self.shared.node_id || c.version <= mine.version {
+            // A path merged field by field loses only when another node's settings edit is
+            // newer than this node's; a counter bump does not override anything.
+            let (theirs, ours) = if crate::merge::merged(&c.path) {
+                (
+                    c.merged.as_ref().map_or(&c.version, |m| &m.settings),
+                    mine.merged.as_ref().map_or(&mine.version, |m| &m.settings),
+                )
+            } else {
+                (&c.version, &mine.version)
+            };
+            if ours.origin != self.shared.node_id || theirs <= ours {
                 continue;
             }
             let same = match &c.op {
@@ -360,10 +370,10 @@ impl Worker {
                     "conflict lost: {}: the edit of {} (version {}.{}) is newer than this node's (version {}.{}); every applying node takes it, this pure master keeps its own copy",
                     c.path,
                     delta.origin,
-                    c.version.hlc,
-                    c.version.origin,
-                    mine.version.hlc,
-                    mine.version.origin
+                    theirs.hlc,
+                    theirs.origin,
+                    ours.hlc,
+                    ours.origin
                 );
             }
         }

@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod logging;
 pub mod master;
 pub mod memory;
+pub mod merge;
 pub mod mqtt;
 pub mod node;
 pub mod reload;

@@ -379,6 +379,7 @@ mod tests {
             ino: 0,
             version: Version::new(n as u64, "a"),
             deleted: false,
+            merged: None,
         }
     }
 

@@ -8,6 +8,7 @@
 use gscluster::datadir::normalize;
 use gscluster::delta::{self, Assembled, Assembler, Change, Delta, Op};
 use gscluster::hlc::Version;
+use gscluster::merge::Merged;
 use gscluster::security::Auth;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -60,6 +61,10 @@ fn random_delta(rng: &mut Rng) -> Delta {
                 } else {
                     Op::write(bytes)
                 },
+                merged: (rng.below(8) == 0).then(|| Merged {
+                    settings: Version::new(0, "gs-a"),
+                    counter: rng.next(),
+                }),
             }
         })
         .collect();

@@ -35,6 +35,7 @@ fn delta(origin: &str, seq: u64, path: &str, bytes: &[u8], group: &str) -> Delta
             path: path.into(),
             version: Version::new(u64::MAX / 2, origin),
             op: Op::write(bytes.to_vec()),
+            merged: None,
         }],
         dangling: vec![],
     }

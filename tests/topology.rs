@@ -227,3 +227,110 @@ fn pure_master_two_both_nodes_and_two_slaves_converge_under_concurrent_edits_of_
         }
     }
 }
+
+/// `global.xml` with `updateSequence` set to `seq` (GeoServer's counter).
+fn with_sequence(doc: &str, seq: u64) -> String {
+    let start = doc.find("<updateSequence>").unwrap() + "<updateSequence>".len();
+    let end = doc.find("</updateSequence>").unwrap();
+    format!("{}{seq}{}", &doc[..start], &doc[end..])
+}
+
+fn sequence_of(doc: &str) -> u64 {
+    let start = doc.find("<updateSequence>").unwrap() + "<updateSequence>".len();
+    let end = doc.find("</updateSequence>").unwrap();
+    doc[start..end].parse().unwrap()
+}
+
+/// GeoServer bumps `updateSequence` in global.xml on most changes. A settings edit on one master
+/// must not lose to a counter bump another master makes later without having seen the edit: the
+/// counter is merged (highest wins) apart from the settings (newest settings edit wins).
+#[test]
+fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master() {
+    let origin = tempfile::tempdir().unwrap();
+    generate(origin.path(), &Spec::small(), 72);
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    // The pure master never applies, so its counter bump is made on the settings it had before
+    // the other master's edit: exactly the race of two masters whose GeoServers each save
+    // global.xml before seeing the other's change.
+    let master = start_member(
+        "gs-master",
+        "master",
+        origin.path(),
+        &servers,
+        Some(format!("127.0.0.1:{port}")),
+    );
+    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
+        master.node.log_contents().contains("connected to broker")
+    });
+    let both = start_member("gs-both", "both", origin.path(), &servers, None);
+    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
+    for m in [&both, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    let all = [&master.node, &both.node, &slave.node];
+    let read = |m: &Member| fs::read_to_string(m.data.path().join("global.xml")).unwrap();
+    let wait_for = |what: &str, want: &str| {
+        wait_until_logs(what, CONVERGE, &all, || {
+            read(&both) == want && read(&slave) == want
+        });
+    };
+    let base = read(&master);
+    let n0 = sequence_of(&base);
+
+    // 1. A settings edit on the `both` node (GeoServer bumps the counter with it).
+    let edited = with_sequence(
+        &base.replace("<charset>UTF-8", "<charset>ISO-8859-1"),
+        n0 + 1,
+    );
+    assert_ne!(
+        edited,
+        with_sequence(&base, n0 + 1),
+        "the edit changes a setting"
+    );
+    write(both.data.path(), "global.xml", edited.as_bytes());
+    wait_until_logs("the slave has the edit", CONVERGE, &all, || {
+        read(&slave) == edited
+    });
+
+    // 2. Later, the pure master's GeoServer bumps the counter on its old settings. The whole-file
+    //    rule would hand every node the old settings; the merge keeps the edit.
+    write(
+        master.data.path(),
+        "global.xml",
+        with_sequence(&base, n0 + 5).as_bytes(),
+    );
+    wait_for(
+        "the edit with the master's counter",
+        &with_sequence(&edited, n0 + 5),
+    );
+
+    // 3. A counter bump on the `both` node itself reaches the slave as it is.
+    write(
+        both.data.path(),
+        "global.xml",
+        with_sequence(&edited, n0 + 6).as_bytes(),
+    );
+    wait_for("the both node's bump", &with_sequence(&edited, n0 + 6));
+
+    // 4. A newer settings edit wins, even with a lower counter than the cluster's: the counter
+    //    stays the highest.
+    let newer = with_sequence(&base.replace("<numDecimals>8", "<numDecimals>4"), n0 + 2);
+    write(master.data.path(), "global.xml", newer.as_bytes());
+    wait_for("the master's newer edit", &with_sequence(&newer, n0 + 6));
+
+    // Still so once everything in flight has landed; the master kept its own copy and said its
+    // settings lost to the both node's newer edit in step 1.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(read(&both), with_sequence(&newer, n0 + 6));
+    assert_eq!(read(&slave), with_sequence(&newer, n0 + 6));
+    assert_eq!(read(&master), newer);
+    let master_log = master.node.log_contents();
+    assert!(
+        master_log.contains("conflict lost: global.xml:"),
+        "{master_log}"
+    );
+    for m in [&both, &slave] {
+        assert_reloads_consistent(m.gs.as_ref().unwrap(), m.data.path(), &m.node.config().id);
+    }
+}

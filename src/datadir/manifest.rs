@@ -24,6 +24,10 @@ pub struct Entry {
     /// A tombstone: the file was deleted at `version`. Kept so that an older write that arrives
     /// late (a slow master, a replayed Delta) loses against the delete instead of resurrecting it.
     pub deleted: bool,
+    /// For a path merged field by field (`global.xml`, see `merge`): its settings version and
+    /// highest counter. Boxed: one file in thousands has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Box<crate::merge::Merged>>,
 }
 
 impl Entry {
@@ -54,6 +58,7 @@ impl Entry {
             ino: 0,
             version,
             deleted: true,
+            merged: None,
         }
     }
 
@@ -221,6 +226,7 @@ mod tests {
                     ino: s.ino,
                     version: hlc::Version::new(1, "a"),
                     deleted: false,
+                    merged: None,
                 };
                 (p.clone(), e)
             })

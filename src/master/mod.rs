@@ -13,6 +13,7 @@ use crate::config::{defaults, OnDrift};
 use crate::datadir::{self, LocalChange};
 use crate::delta::{self, Change, Delta, Op};
 use crate::hlc::Version;
+use crate::merge;
 use crate::node::Shared;
 use crate::state::{Outbox, Record};
 use notify::{RecursiveMode, Watcher};
@@ -361,6 +362,11 @@ impl Detector {
                     }
                     // The hash of what is sent, which may be newer than what the diff hashed.
                     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+                    let merged = merge::merged(&path).then(|| {
+                        let before = (state.manifest.live_entry(&path))
+                            .and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
+                        merge::local_write(before, &bytes, &version)
+                    });
                     let entry = datadir::Entry {
                         sha256,
                         size: stat.size,
@@ -369,6 +375,7 @@ impl Detector {
                         ino: stat.ino,
                         version: version.clone(),
                         deleted: false,
+                        merged: merged.clone().map(Box::new),
                     };
                     (
                         Change {
@@ -378,18 +385,31 @@ impl Detector {
                                 sha256: sha256.to_vec(),
                                 bytes,
                             },
+                            merged,
                         },
                         (path, entry),
                     )
                 }
-                LocalChange::Delete { path } => (
-                    Change {
-                        path: path.clone(),
-                        version: version.clone(),
-                        op: Op::Delete,
-                    },
-                    (path, datadir::Entry::tombstone(version.clone())),
-                ),
+                LocalChange::Delete { path } => {
+                    // A deletion is a settings change that keeps the highest counter.
+                    let merged = merge::merged(&path).then(|| merge::Merged {
+                        settings: version.clone(),
+                        counter: (state.manifest.entries.get(&path))
+                            .and_then(|e| e.merged.as_ref().map(|m| m.counter))
+                            .unwrap_or(0),
+                    });
+                    let mut tombstone = datadir::Entry::tombstone(version.clone());
+                    tombstone.merged = merged.clone().map(Box::new);
+                    (
+                        Change {
+                            path: path.clone(),
+                            version: version.clone(),
+                            op: Op::Delete,
+                            merged,
+                        },
+                        (path, tombstone),
+                    )
+                }
             };
             let size = match &change.op {
                 Op::Write { bytes, .. } => bytes.len() + change.path.len(),
@@ -489,8 +509,13 @@ pub fn adopt_uncommitted(
                         ino: 0,
                         version: c.version.clone(),
                         deleted: false,
+                        merged: c.merged.clone().map(Box::new),
                     },
-                    Op::Delete => datadir::Entry::tombstone(c.version.clone()),
+                    Op::Delete => {
+                        let mut e = datadir::Entry::tombstone(c.version.clone());
+                        e.merged = c.merged.clone().map(Box::new);
+                        e
+                    }
                 };
                 (c.path.clone(), entry)
             })

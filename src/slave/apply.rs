@@ -10,6 +10,8 @@ use crate::atomic;
 use crate::datadir::{self, Entry, Filter, Manifest};
 use crate::delta::{Change, Op};
 use crate::hlc::Version;
+use crate::merge::{self, Merged};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
@@ -31,10 +33,13 @@ pub enum Step {
         bytes: Vec<u8>,
         sha256: [u8; 32],
         version: Version,
+        /// The merge state of a path merged field by field (see `merge`).
+        merged: Option<Merged>,
     },
     Delete {
         path: String,
         version: Version,
+        merged: Option<Merged>,
     },
 }
 
@@ -77,17 +82,28 @@ pub enum Equal {
     Rewrite,
 }
 
-/// Decide which of `changes` to apply, in the order to apply them.
+/// Decide which of `changes` to apply, in the order to apply them. `held` reads the file this
+/// node holds at a path; it is needed only for paths merged field by field (`merge`), whose
+/// result may be this node's document with another node's counter.
 pub fn plan(
     manifest: &Manifest,
     changes: &[Change],
     filter: &Filter,
     equal: Equal,
+    held: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<Vec<Step>, Rejection> {
     confine::screen(filter, changes)?;
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     for c in changes {
+        if merge::merged(&c.path) {
+            match merged_step(manifest.entries.get(&c.path), c, held) {
+                Some(step @ Step::Write { .. }) => writes.push(step),
+                Some(step) => deletes.push(step),
+                None => {}
+            }
+            continue;
+        }
         if let Some(current) = manifest.entries.get(&c.path) {
             if c.version < current.version || (c.version == current.version && equal == Equal::Skip)
             {
@@ -100,10 +116,12 @@ pub fn plan(
                 bytes: bytes.clone(),
                 sha256: sha256.as_slice().try_into().unwrap_or([0; 32]),
                 version: c.version.clone(),
+                merged: None,
             }),
             Op::Delete => deletes.push(Step::Delete {
                 path: c.path.clone(),
                 version: c.version.clone(),
+                merged: None,
             }),
         }
     }
@@ -114,6 +132,69 @@ pub fn plan(
         (s.path(), matches!(s, Step::Delete { .. }))
     });
     Ok(deletes)
+}
+
+/// The step for a change of a path merged field by field: the join of what this node holds
+/// with what the change brings, or `None` when that is what this node already holds. The file
+/// here takes part only if it is what the manifest recorded; otherwise (drift, or a local edit
+/// not published yet) it lends its version and counter but not its document or settings
+/// version, so that the cluster's settings win when they arrive.
+fn merged_step(
+    current: Option<&Entry>,
+    c: &Change,
+    held: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Option<Step> {
+    let incoming = merge::incoming(c);
+    let joined = match current {
+        None => merge::join(&incoming, &incoming),
+        Some(e) => {
+            let doc = if e.deleted {
+                None
+            } else {
+                held(&c.path).filter(|b| Sha256::digest(b).as_slice() == e.sha256)
+            };
+            let available = e.deleted || doc.is_some();
+            let settings = e.merged.as_ref().map_or(&e.version, |m| &m.settings);
+            let counter = (e.merged.as_ref().map(|m| m.counter))
+                .or_else(|| doc.as_deref().and_then(merge::counter).map(|(_, n)| n))
+                .unwrap_or(0);
+            let nothing = Version::new(0, "");
+            let mine = merge::Side {
+                version: &e.version,
+                settings: if available { settings } else { &nothing },
+                counter,
+                doc: doc.as_deref(),
+            };
+            let joined = merge::join(&mine, &incoming);
+            let same_bytes = match &joined.bytes {
+                Some(b) => !e.deleted && Sha256::digest(b).as_slice() == e.sha256,
+                None => e.deleted,
+            };
+            if available
+                && same_bytes
+                && joined.version == e.version
+                && e.merged.as_deref() == Some(&joined.merged)
+            {
+                return None;
+            }
+            joined
+        }
+    };
+    let path = c.path.clone();
+    Some(match joined.bytes {
+        Some(bytes) => Step::Write {
+            path,
+            sha256: Sha256::digest(&bytes).into(),
+            bytes,
+            version: joined.version,
+            merged: Some(joined.merged),
+        },
+        None => Step::Delete {
+            path,
+            version: joined.version,
+            merged: Some(joined.merged),
+        },
+    })
 }
 
 /// Write the steps durably; returns the manifest entries describing the result.
@@ -185,6 +266,7 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
                 path,
                 sha256,
                 version,
+                merged,
                 ..
             } => {
                 let m = data_dir.join(path).metadata()?;
@@ -198,11 +280,18 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
                         ino: m.ino(),
                         version: version.clone(),
                         deleted: false,
+                        merged: merged.clone().map(Box::new),
                     },
                 ));
             }
-            Step::Delete { path, version } => {
-                entries.push((path.clone(), Entry::tombstone(version.clone())));
+            Step::Delete {
+                path,
+                version,
+                merged,
+            } => {
+                let mut e = Entry::tombstone(version.clone());
+                e.merged = merged.clone().map(Box::new);
+                entries.push((path.clone(), e));
             }
         }
     }
@@ -280,6 +369,7 @@ mod tests {
             path: path.into(),
             version: Version::new(hlc, "a"),
             op: Op::write(body.as_bytes().to_vec()),
+            merged: None,
         }
     }
 
@@ -288,6 +378,7 @@ mod tests {
             path: path.into(),
             version: Version::new(hlc, "a"),
             op: Op::Delete,
+            merged: None,
         }
     }
 
@@ -301,7 +392,14 @@ mod tests {
             delete("workspaces/o/workspace.xml", 5),
             delete("workspaces/o/s/r/layer.xml", 5),
         ]);
-        let steps = plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip).unwrap();
+        let steps = plan(
+            &Manifest::default(),
+            &d.changes,
+            &filter(),
+            Equal::Skip,
+            &|_| None,
+        )
+        .unwrap();
         let paths: Vec<&str> = steps.iter().map(|s| s.path()).collect();
         assert_eq!(
             paths,
@@ -319,24 +417,89 @@ mod tests {
     #[test]
     fn older_or_equal_versions_are_skipped() {
         let mut m = Manifest::default();
-        m.entries
-            .insert("global.xml".into(), Entry::tombstone(Version::new(10, "a")));
-        let d = delta(vec![write("global.xml", 10, "x")]);
-        assert!(plan(&m, &d.changes, &filter(), Equal::Skip)
+        m.entries.insert(
+            "styles/roads.sld".into(),
+            Entry::tombstone(Version::new(10, "a")),
+        );
+        let d = delta(vec![write("styles/roads.sld", 10, "x")]);
+        assert!(plan(&m, &d.changes, &filter(), Equal::Skip, &|_| None)
             .unwrap()
             .is_empty());
         // A resync fetched it because the file here differs: the same version is written.
         assert_eq!(
-            plan(&m, &d.changes, &filter(), Equal::Rewrite)
+            plan(&m, &d.changes, &filter(), Equal::Rewrite, &|_| None)
                 .unwrap()
                 .len(),
             1
         );
-        let d = delta(vec![write("global.xml", 11, "x")]);
+        let d = delta(vec![write("styles/roads.sld", 11, "x")]);
         assert_eq!(
-            plan(&m, &d.changes, &filter(), Equal::Skip).unwrap().len(),
+            plan(&m, &d.changes, &filter(), Equal::Skip, &|_| None)
+                .unwrap()
+                .len(),
             1
         );
+    }
+
+    fn global(title: &str, seq: u64) -> Vec<u8> {
+        format!("<global><settings><title>{title}</title></settings><updateSequence>{seq}</updateSequence></global>").into_bytes()
+    }
+
+    fn global_change(hlc: u64, origin: &str, settings: u64, title: &str, seq: u64) -> Change {
+        Change {
+            path: "global.xml".into(),
+            version: Version::new(hlc, origin),
+            op: Op::write(global(title, seq)),
+            merged: Some(Merged {
+                settings: Version::new(settings, origin),
+                counter: seq,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_counter_bump_merges_into_a_newer_settings_edit_instead_of_replacing_it() {
+        let mut node = ModelNode::default();
+        // b's settings edit (version 20, counter 11), then a's counter bump made later (version
+        // 30, settings still 5, counter 12): the edit stays, the counter moves to 12.
+        node.receive(&[global_change(20, "b", 20, "edited", 11)]);
+        node.receive(&[global_change(30, "a", 5, "old", 12)]);
+        assert_eq!(node.files["global.xml"], global("edited", 12));
+        let e = &node.manifest.entries["global.xml"];
+        assert_eq!(e.version, Version::new(30, "a"));
+        assert_eq!(e.merged.as_deref().unwrap().settings, Version::new(20, "b"));
+        // The same changes again, or a lower counter, change nothing.
+        node.receive(&[global_change(30, "a", 5, "old", 12)]);
+        node.receive(&[global_change(25, "a", 5, "old", 9)]);
+        assert_eq!(node.files["global.xml"], global("edited", 12));
+        // A newer settings edit with a lower counter takes the document, keeps the counter.
+        node.receive(&[global_change(40, "a", 40, "newest", 3)]);
+        assert_eq!(node.files["global.xml"], global("newest", 12));
+    }
+
+    #[test]
+    fn a_merged_file_that_differs_here_lends_its_counter_but_not_its_document() {
+        let mut node = ModelNode::default();
+        node.receive(&[global_change(20, "b", 20, "edited", 11)]);
+        // Drift: the file here is no longer what the manifest recorded.
+        node.files
+            .insert("global.xml".into(), global("drifted", 50));
+        let steps = plan(
+            &node.manifest,
+            &[global_change(10, "a", 10, "older", 12)],
+            &filter(),
+            Equal::Rewrite,
+            &|_| Some(global("drifted", 50)),
+        )
+        .unwrap();
+        let Step::Write { bytes, merged, .. } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        // The recorded counter (11) still counts; the drifted document does not, nor the
+        // settings version that named the document which is gone: the resync that follows
+        // drift brings the cluster's settings back, and they win over the ones written here.
+        assert_eq!(bytes, &global("older", 12));
+        assert_eq!(merged.as_ref().unwrap().settings, Version::new(10, "a"));
     }
 
     #[test]
@@ -346,7 +509,13 @@ mod tests {
             write("security/usergroup/default/users.xml", 1, "x"),
         ]);
         assert!(matches!(
-            plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip),
+            plan(
+                &Manifest::default(),
+                &d.changes,
+                &filter(),
+                Equal::Skip,
+                &|_| None
+            ),
             Err(Rejection::Filtered(_))
         ));
     }
@@ -359,7 +528,14 @@ mod tests {
             write("workspaces/w/workspace.xml", 1, "w"),
             write("workspaces/w/s/r/layer.xml", 1, "l"),
         ]);
-        let steps = plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip).unwrap();
+        let steps = plan(
+            &Manifest::default(),
+            &d.changes,
+            &filter(),
+            Equal::Skip,
+            &|_| None,
+        )
+        .unwrap();
         check(root, &steps).unwrap();
         let entries = execute(root, &steps).unwrap();
         assert_eq!(entries.len(), 2);
@@ -372,6 +548,7 @@ mod tests {
             &delta(vec![delete("workspaces/w/s/r/layer.xml", 2)]).changes,
             &filter(),
             Equal::Skip,
+            &|_| None,
         )
         .unwrap();
         execute(root, &steps).unwrap();
@@ -386,7 +563,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("workspaces")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("workspaces/evil")).unwrap();
         let d = delta(vec![write("workspaces/evil/workspace.xml", 1, "x")]);
-        let steps = plan(&Manifest::default(), &d.changes, &filter(), Equal::Skip).unwrap();
+        let steps = plan(
+            &Manifest::default(),
+            &d.changes,
+            &filter(),
+            Equal::Skip,
+            &|_| None,
+        )
+        .unwrap();
         assert!(matches!(
             check(dir.path(), &steps),
             Err(Rejection::Escapes(_))
@@ -403,7 +587,8 @@ mod tests {
 
     impl ModelNode {
         fn receive(&mut self, changes: &[Change]) {
-            let steps = plan(&self.manifest, changes, &filter(), Equal::Skip).unwrap();
+            let held = |p: &str| self.files.get(p).cloned();
+            let steps = plan(&self.manifest, changes, &filter(), Equal::Skip, &held).unwrap();
             for step in steps {
                 match step {
                     Step::Write {
@@ -411,17 +596,23 @@ mod tests {
                         bytes,
                         sha256,
                         version,
+                        merged,
                     } => {
                         let mut e = Entry::tombstone(version);
                         e.deleted = false;
                         e.sha256 = sha256;
+                        e.merged = merged.map(Box::new);
                         self.manifest.entries.insert(path.clone(), e);
                         self.files.insert(path, bytes);
                     }
-                    Step::Delete { path, version } => {
-                        self.manifest
-                            .entries
-                            .insert(path.clone(), Entry::tombstone(version));
+                    Step::Delete {
+                        path,
+                        version,
+                        merged,
+                    } => {
+                        let mut e = Entry::tombstone(version);
+                        e.merged = merged.map(Box::new);
+                        self.manifest.entries.insert(path.clone(), e);
                         self.files.remove(&path);
                     }
                 }
@@ -465,6 +656,7 @@ mod tests {
                             Some(b) => Op::write(format!("{} by {}", b, origins[o]).into_bytes()),
                             None => Op::Delete,
                         },
+                        merged: None,
                     }
                 })
                 // One origin never issues the same version twice.

@@ -9,6 +9,7 @@ use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
 use crate::node::Shared;
 use crate::state::{Position, Record, State};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
@@ -34,7 +35,8 @@ pub fn write_changes(
     changes: &[Change],
     equal: apply::Equal,
 ) -> std::io::Result<Result<Written, apply::Rejection>> {
-    let steps = match apply::plan(&state.manifest, changes, &sh.filter, equal)
+    let held = |path: &str| std::fs::read(sh.data_dir.join(path)).ok();
+    let steps = match apply::plan(&state.manifest, changes, &sh.filter, equal, &held)
         .and_then(|steps| apply::check(&sh.data_dir, &steps).map(|()| steps))
     {
         Ok(s) => s,
@@ -94,7 +96,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
     let mut positions: BTreeMap<String, Position> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(deltas.len());
     // Path → the winning change among the accepted Deltas.
-    let mut merged: BTreeMap<&str, &Change> = BTreeMap::new();
+    let mut merged: BTreeMap<&str, Cow<Change>> = BTreeMap::new();
     let mut hlc = 0;
     for delta in deltas {
         let pos = (positions.get(&delta.origin))
@@ -135,9 +137,15 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
         }
         for c in &delta.changes {
             match merged.get(c.path.as_str()) {
+                // Merged field by field: the join of both keeps what each brings.
+                Some(w) if crate::merge::merged(&c.path) => {
+                    let j =
+                        crate::merge::join(&crate::merge::incoming(w), &crate::merge::incoming(c));
+                    merged.insert(&c.path, Cow::Owned(crate::merge::to_change(&c.path, j)));
+                }
                 Some(w) if w.version >= c.version => {}
                 _ => {
-                    merged.insert(&c.path, c);
+                    merged.insert(&c.path, Cow::Borrowed(c));
                 }
             }
         }
@@ -148,7 +156,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
             .extend(delta.dangling.iter().cloned());
         outcomes.push(Outcome::Applied { steps: 0, gap });
     }
-    let changes: Vec<Change> = merged.into_values().cloned().collect();
+    let changes: Vec<Change> = merged.into_values().map(Cow::into_owned).collect();
     let written = match write_changes(sh, &mut state, &changes, apply::Equal::Skip)? {
         Ok((_, entries)) => {
             crate::crashpoint::hit("delta-written");

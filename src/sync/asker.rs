@@ -387,6 +387,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
             path: path.clone(),
             version: version.clone(),
             op: Op::Delete,
+            merged: None,
         })
         .collect();
     let (mut removed, mut entries) =
@@ -412,6 +413,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         .map(|p| apply::Step::Delete {
             path: p.clone(),
             version: Version::new(0, ""),
+            merged: None,
         })
         .collect();
     if !steps.is_empty() {

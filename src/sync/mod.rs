@@ -153,10 +153,28 @@ pub fn plan(
     for item in remote {
         known.insert(item.path.as_str());
         let local_entry = local.entries.get(&item.path);
+        let disk = on_disk(&item.path);
+        if crate::merge::merged(&item.path) {
+            // Merged field by field: a lower version may still bring a settings edit or a
+            // counter this node lacks, and applying joins rather than replaces. Fetch whenever
+            // the bytes differ; deletions go by the plain rule.
+            let same = match disk {
+                Some(h) => !item.deleted && h.as_slice() == item.sha256.as_slice(),
+                None => item.deleted,
+            };
+            if item.deleted {
+                if !same || local_entry.is_none_or(|e| e.version != item.version) {
+                    p.delete.push((item.path.clone(), item.version.clone()));
+                }
+            } else if !same {
+                p.fetch
+                    .push((item.path.clone(), item.version.clone(), item.size));
+            }
+            continue;
+        }
         if local_entry.is_some_and(|e| e.version > item.version) {
             continue;
         }
-        let disk = on_disk(&item.path);
         let equal_version = local_entry.is_some_and(|e| e.version == item.version);
         if item.deleted {
             if disk.is_some() || !equal_version {
@@ -232,6 +250,7 @@ mod tests {
             ino: 0,
             version: Version::new(hlc, "m"),
             deleted: false,
+            merged: None,
         }
     }
 

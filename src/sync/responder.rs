@@ -127,6 +127,7 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
                         path: path.clone(),
                         version: entry.version.clone(),
                         op: Op::write(bytes),
+                        merged: entry.merged.as_deref().cloned(),
                     }),
                     Err(e) => log::debug!("resync: {path} not sent: {e}"),
                 }
