@@ -30,6 +30,8 @@ pub struct Shared {
     pub group: String,
     pub data_dir: PathBuf,
     pub filter: Filter,
+    /// This node publishes its local edits (`master` or `both`).
+    pub publishes: bool,
     pub skip_dirs: Vec<PathBuf>,
     pub topics: Topics,
     /// Keys that sign what this node sends and verify what it receives.
@@ -167,6 +169,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         skip_dirs: master::skip_dirs(&cfg.node.state_dir),
         data_dir: data_dir.clone(),
         filter,
+        publishes: role.publishes(),
         topics: topics.clone(),
         auth,
         clock: Mutex::new(Clock::starting_after(state.hlc)),

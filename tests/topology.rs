@@ -32,11 +32,23 @@ fn start_member(
     servers: &[String],
     broker: Option<String>,
 ) -> Member {
+    start_member_with(id, role, tree, servers, broker, |_| {})
+}
+
+fn start_member_with(
+    id: &str,
+    role: &str,
+    tree: &Path,
+    servers: &[String],
+    broker: Option<String>,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> Member {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     copy_tree(tree, data.path());
     let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.to_vec());
     cfg.broker_listen = broker;
+    tweak(&mut cfg);
     let gs = (role != "master").then(|| {
         let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
         cfg.geoserver_url = Some(gs.url());
@@ -329,6 +341,121 @@ fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master
     assert!(
         master_log.contains("conflict lost: global.xml:"),
         "{master_log}"
+    );
+    for m in [&both, &slave] {
+        assert_reloads_consistent(m.gs.as_ref().unwrap(), m.data.path(), &m.node.config().id);
+    }
+}
+
+/// A `both` node never republishes what it applies, yet a local edit made while it is in the
+/// middle of applying a remote Delta is published like any other: no "muted while applying"
+/// switch. The node is paused (GSCLUSTER_PAUSE_AT) with the remote Delta planned and nothing
+/// written; during the pause one file the Delta does not touch and one file it does are edited
+/// locally. Both edits must reach the slave, and the second must win over the remote change
+/// (it was made later), not be overwritten by it and lost.
+#[test]
+fn a_local_edit_made_while_a_remote_delta_is_applied_is_still_published() {
+    let origin = tempfile::tempdir().unwrap();
+    let catalog = generate(origin.path(), &Spec::small(), 73);
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let master = start_member(
+        "gs-master",
+        "master",
+        origin.path(),
+        &servers,
+        Some(format!("127.0.0.1:{port}")),
+    );
+    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
+        master.node.log_contents().contains("connected to broker")
+    });
+    let both = start_member_with("gs-both", "both", origin.path(), &servers, None, |cfg| {
+        cfg.pause_at = Some("apply-planned:1:3000".into());
+    });
+    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
+    for m in [&both, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    let all = [&master.node, &both.node, &slave.node];
+    assert_converged(both.data.path(), &[slave.data.path()], CONVERGE);
+    wait_until_logs("the both node bootstrapped", CONVERGE, &all, || {
+        both.node.log_contents().contains(" complete in ")
+    });
+    assert!(
+        !both.node.log_contents().contains("pause point"),
+        "the start-up applied something; the pause must come with the remote Delta"
+    );
+
+    // The pure master publishes 20 new style bodies and a new title of one layer, in one Delta.
+    let contested = catalog.layers[0].layer_file();
+    let untouched = catalog.layers[1].layer_file();
+    for k in 0..20 {
+        let sld = format!("<StyledLayerDescriptor><!-- burst {k} --></StyledLayerDescriptor>");
+        write(
+            master.data.path(),
+            &format!("styles/burst_{k}.sld"),
+            sld.as_bytes(),
+        );
+    }
+    let remote = retitled(master.data.path(), &contested, "remote edit");
+    write(master.data.path(), &contested, &remote);
+    wait_until_logs("the both node paused mid-apply", CONVERGE, &all, || {
+        both.node
+            .log_contents()
+            .contains("pause point apply-planned reached")
+    });
+    // Mid-apply, two local edits: the contested layer and one the Delta does not touch.
+    let local = retitled(both.data.path(), &contested, "local edit, made later");
+    write(both.data.path(), &contested, &local);
+    let other = retitled(both.data.path(), &untouched, "local edit of another file");
+    write(both.data.path(), &untouched, &other);
+    assert!(
+        !both
+            .node
+            .log_contents()
+            .contains("pause point apply-planned: resuming"),
+        "the edits must land while the apply is paused"
+    );
+
+    // The slave gets the burst and both local edits; the both node kept its edit of the
+    // contested file and published it, and republished nothing it applied.
+    let has = |m: &Member, rel: &str, bytes: &[u8]| {
+        fs::read(m.data.path().join(rel)).ok().as_deref() == Some(bytes)
+    };
+    wait_until_logs(
+        "the slave has the burst and both edits",
+        CONVERGE,
+        &all,
+        || {
+            has(&slave, &contested, &local)
+                && has(&slave, &untouched, &other)
+                && slave.data.path().join("styles/burst_19.sld").exists()
+        },
+    );
+    assert_converged(both.data.path(), &[slave.data.path()], CONVERGE);
+    assert!(has(&both, &contested, &local));
+    let log = both.node.log_contents();
+    assert!(
+        log.contains(&format!(
+            "{contested}: holds a local edit not published yet"
+        )),
+        "{log}"
+    );
+    let published: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("] seq ").map(|(_, t)| t))
+        .collect();
+    for rel in [&contested, &untouched] {
+        assert!(
+            published
+                .iter()
+                .any(|t| t.contains(&format!(": {rel} Write"))),
+            "the both node did not publish its edit of {rel}:\n{log}"
+        );
+    }
+    assert!(
+        !published.iter().any(|t| t.contains("styles/burst_")),
+        "the both node republished what it applied:\n{log}"
     );
     for m in [&both, &slave] {
         assert_reloads_consistent(m.gs.as_ref().unwrap(), m.data.path(), &m.node.config().id);

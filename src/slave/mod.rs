@@ -9,6 +9,7 @@ use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
 use crate::node::Shared;
 use crate::state::{Position, Record, State};
+use sha2::Digest;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -45,11 +46,46 @@ pub fn write_changes(
     if sh.stopping.load(Ordering::SeqCst) && !steps.is_empty() {
         return Err(std::io::Error::other("shutting down"));
     }
-    record_intent(state, &steps)?;
-    let entries = {
-        let _writing = sh.files.blocking_write();
-        apply::execute(&sh.data_dir, &steps)?
+    if !steps.is_empty() {
+        crate::crashpoint::hit("apply-planned");
+    }
+    let _writing = sh.files.blocking_write();
+    // A node that publishes keeps a local edit the detector has not seen yet (see
+    // `local_edit`): the remote change is recorded, not written.
+    let (steps, kept): (Vec<_>, Vec<_>) = if sh.publishes && state.synced {
+        steps
+            .into_iter()
+            .partition(|step| !local_edit(sh, state, step))
+    } else {
+        (steps, Vec::new())
     };
+    record_intent(state, &steps)?;
+    let mut entries = apply::execute(&sh.data_dir, &steps)?;
+    for step in &kept {
+        let (path, entry) = match step {
+            apply::Step::Write {
+                path,
+                sha256,
+                version,
+                bytes,
+                ..
+            } => {
+                let mut e = Entry::tombstone(version.clone());
+                e.deleted = false;
+                e.sha256 = *sha256;
+                e.size = bytes.len() as u64;
+                (path, e)
+            }
+            apply::Step::Delete { path, version, .. } => (path, Entry::tombstone(version.clone())),
+        };
+        log::info!(
+            "{path}: holds a local edit not published yet; the remote change (version {}.{}) is recorded but not written, and the local edit is published over it",
+            entry.version.hlc,
+            entry.version.origin
+        );
+        entries.push((path.clone(), entry));
+    }
+    drop(_writing);
     if let Some(hlc) = changes.iter().map(|c| c.version.hlc).max() {
         sh.clock.lock().unwrap().observe(hlc);
     }
@@ -63,6 +99,46 @@ pub fn write_changes(
         gate.touched.insert(step.path().to_string());
     }
     Ok(Ok((steps.len(), entries)))
+}
+
+/// Whether the file a step would write or delete holds a local edit of this node that the
+/// detector has not published yet: it differs from what the manifest recorded, and it is neither
+/// what the step brings nor what an interrupted apply of this node was writing. Writing over it
+/// would lose the edit silently (the scan would then find nothing to publish). Instead the
+/// remote change is recorded without touching the file, so the next scan sees the file differ
+/// from the manifest and publishes it with a version newer than the remote change (the clock
+/// observed it): every node ends with the local edit, exactly as if it had been made a moment
+/// after the remote change arrived. Files merged field by field (`global.xml`) are joined
+/// instead (`merge`). The caller holds the state lock and the files lock, so the detector
+/// cannot be scanning meanwhile.
+fn local_edit(sh: &Shared, state: &State, step: &apply::Step) -> bool {
+    let path = step.path();
+    if crate::merge::merged(path) {
+        return false;
+    }
+    let recorded = state.manifest.entries.get(path).filter(|e| !e.deleted);
+    let intended = state.intent.get(path);
+    let meta = match std::fs::symlink_metadata(sh.data_dir.join(path)) {
+        Ok(m) => m,
+        // Gone: a local deletion if the manifest says it was here and it is not this node's
+        // own interrupted delete.
+        Err(_) => return recorded.is_some() && intended != Some(&None),
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    if recorded.is_some_and(|e| e.same_stat(&crate::datadir::FileStat::from_metadata(&meta))) {
+        return false;
+    }
+    let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) else {
+        return false;
+    };
+    let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+    let brought = match step {
+        apply::Step::Write { sha256, .. } => Some(*sha256),
+        apply::Step::Delete { .. } => None,
+    };
+    recorded.is_none_or(|e| e.sha256 != sha) && brought != Some(sha) && intended != Some(&Some(sha))
 }
 
 /// Record what `steps` are about to do (see [`Record::intent`]). Nothing to record for an

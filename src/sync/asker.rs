@@ -395,7 +395,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
             Ok(x) => x,
             Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
         };
-    for (path, version, sha256) in plan.adopt {
+    for (path, version, sha256, merged) in plan.adopt {
         let Ok(stat) = std::fs::symlink_metadata(sh.data_dir.join(&path)) else {
             continue;
         };
@@ -404,6 +404,7 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         e.deleted = false;
         e.sha256 = sha256;
         e.set_stat(&stat);
+        e.merged = merged.map(Box::new);
         entries.push((path, e));
     }
     // Files no responder knows: remove them the way a deletion would, and forget them.

@@ -27,6 +27,7 @@ pub mod responder;
 use crate::datadir::Manifest;
 use crate::delta::{self, Change, DecodeError};
 use crate::hlc::Version;
+use crate::merge::Merged;
 use crate::security::Auth;
 use crate::state::Position;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,9 @@ pub struct Item {
     pub sha256: Vec<u8>,
     pub size: u64,
     pub deleted: bool,
+    /// The merge state of a path merged field by field (`global.xml`, see `merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
 }
 
 /// What a responder sends back.
@@ -127,8 +131,9 @@ pub fn decode_answer(body: &[u8]) -> Result<Answer, DecodeError> {
 pub struct Plan {
     /// Paths to fetch, with the version and size the responder announced.
     pub fetch: Vec<(String, Version, u64)>,
-    /// Files already here byte-identical: record the responder's version, write nothing.
-    pub adopt: Vec<(String, Version, [u8; 32])>,
+    /// Files already here byte-identical: record the responder's version (and merge state),
+    /// write nothing.
+    pub adopt: Vec<(String, Version, [u8; 32], Option<Merged>)>,
     /// Paths to delete, with the version of the deletion.
     pub delete: Vec<(String, Version)>,
     /// Files the cluster does not know at all (pure slaves only): delete and forget.
@@ -169,6 +174,21 @@ pub fn plan(
             } else if !same {
                 p.fetch
                     .push((item.path.clone(), item.version.clone(), item.size));
+            } else if let (Some(h), true) = (
+                disk,
+                local_entry.is_none_or(|e| e.deleted || e.version < item.version),
+            ) {
+                // Same bytes: take the responder's versions, keeping any higher one held here.
+                let held = local_entry.and_then(|e| e.merged.as_deref());
+                let merged = match (&item.merged, held) {
+                    (Some(theirs), Some(mine)) => Some(Merged {
+                        settings: theirs.settings.clone().max(mine.settings.clone()),
+                        counter: theirs.counter.max(mine.counter),
+                    }),
+                    (theirs, mine) => theirs.clone().or(mine.cloned()),
+                };
+                p.adopt
+                    .push((item.path.clone(), item.version.clone(), h, merged));
             }
             continue;
         }
@@ -185,7 +205,8 @@ pub fn plan(
         match disk {
             Some(h) if h.as_slice() == item.sha256.as_slice() => {
                 if !equal_version {
-                    p.adopt.push((item.path.clone(), item.version.clone(), h));
+                    p.adopt
+                        .push((item.path.clone(), item.version.clone(), h, None));
                 }
             }
             _ => p
@@ -238,6 +259,7 @@ mod tests {
             sha256: h(content).to_vec(),
             size: content.len() as u64,
             deleted: false,
+            merged: None,
         }
     }
 
@@ -281,7 +303,48 @@ mod tests {
         assert!(p.fetch.is_empty());
         assert_eq!(
             p.adopt,
-            vec![("a.xml".into(), Version::new(1, "m"), h("a"))]
+            vec![("a.xml".into(), Version::new(1, "m"), h("a"), None)]
+        );
+    }
+
+    #[test]
+    fn global_xml_is_adopted_with_its_merge_state_or_fetched_whatever_the_versions() {
+        let merged = Merged {
+            settings: Version::new(3, "m"),
+            counter: 12,
+        };
+        let mut remote = vec![item("global.xml", 7, "g")];
+        remote[0].merged = Some(merged.clone());
+        // Same bytes, nothing recorded here: adopted, with the responder's merge state.
+        let p = plan(
+            &Manifest::default(),
+            &remote,
+            |_| Some(h("g")),
+            &BTreeSet::new(),
+            false,
+        );
+        assert_eq!(
+            p.adopt,
+            vec![(
+                "global.xml".into(),
+                Version::new(7, "m"),
+                h("g"),
+                Some(merged)
+            )]
+        );
+        // Different bytes: fetched (and joined) even though the version here is higher.
+        let mut local = Manifest::default();
+        local.entries.insert("global.xml".into(), entry(9, "mine"));
+        let p = plan(
+            &local,
+            &remote,
+            |_| Some(h("mine")),
+            &BTreeSet::new(),
+            false,
+        );
+        assert_eq!(
+            p.fetch,
+            vec![("global.xml".into(), Version::new(7, "m"), 1)]
         );
     }
 

@@ -110,6 +110,7 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
                     sha256: e.sha256.to_vec(),
                     size: e.size,
                     deleted: e.deleted,
+                    merged: e.merged.as_deref().cloned(),
                 })
                 .collect();
             Some(Answer::Manifest { positions, items })

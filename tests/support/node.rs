@@ -52,6 +52,8 @@ pub struct NodeConfig {
     pub rust_log: Option<String>,
     /// `GSCLUSTER_CRASH_AT` for the process (`NAME:N`, see src/crashpoint.rs).
     pub crash_at: Option<String>,
+    /// `GSCLUSTER_PAUSE_AT` for the process (`NAME:N:MS`, see src/crashpoint.rs).
+    pub pause_at: Option<String>,
     /// `[security] key_file`, when set.
     pub key_file: Option<PathBuf>,
     /// Extra `key = value` lines for `[mqtt]` and `[broker]` (TLS, credentials…).
@@ -88,6 +90,7 @@ impl NodeConfig {
             binary: None,
             rust_log: None,
             crash_at: None,
+            pause_at: None,
             key_file: None,
             mqtt_extra: Vec::new(),
             broker_extra: Vec::new(),
@@ -197,9 +200,13 @@ impl Node {
             .arg("-c")
             .arg(self.config_path())
             .env("RUST_LOG", rust_log)
-            .env_remove("GSCLUSTER_CRASH_AT");
+            .env_remove("GSCLUSTER_CRASH_AT")
+            .env_remove("GSCLUSTER_PAUSE_AT");
         if let Some(at) = &self.cfg.crash_at {
             command.env("GSCLUSTER_CRASH_AT", at);
+        }
+        if let Some(at) = &self.cfg.pause_at {
+            command.env("GSCLUSTER_PAUSE_AT", at);
         }
         let child = command
             .stdin(Stdio::null())
