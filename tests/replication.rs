@@ -274,3 +274,81 @@ fn slave_started_from_an_incomplete_copy_is_healed_by_its_bootstrap_resync() {
     wait_for_reload_after(&c, &c.slaves[0].gs, after, "slave");
     assert_reloads_consistent(&c.slaves[0].gs, c.master_dir(), "slave");
 }
+
+/// A master whose start-up publishes more messages than the MQTT windows hold (32 of its own in
+/// flight; the broker forwards at most 100 unacknowledged to each subscriber, the publishing
+/// node itself included, since it subscribes to every origin's Deltas) must keep its
+/// connection. With the node's acknowledgements queued behind its own waiting publishes, the
+/// node and the broker waited on each other until the keep-alive expired — 60 s by default,
+/// during which the embedded broker's log could roll over.
+#[test]
+fn a_start_up_larger_than_the_mqtt_windows_flows_without_stalling() {
+    use support::generator::generate;
+    use support::node::{free_port, Node, NodeConfig};
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    generate(data.path(), &Spec::small(), 91);
+    // 200 style bodies of ~180 KiB: one message each, 200 messages in all.
+    let mut x: u64 = 91;
+    for k in 0..200 {
+        let body: String = (0..180 * 1024)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (b'a' + (x >> 59) as u8) as char
+            })
+            .collect();
+        let sld = format!("<StyledLayerDescriptor><!-- {body} --></StyledLayerDescriptor>");
+        std::fs::write(data.path().join(format!("styles/big_{k}.sld")), sld).unwrap();
+    }
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    for role in ["master", "both"] {
+        let state = tempfile::tempdir().unwrap();
+        let mut cfg = NodeConfig::new("gs-big", role, data.path(), state.path(), servers.clone());
+        cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
+        cfg.mqtt_extra = vec!["keep_alive_s = 5".into()];
+        let node = Node::start(cfg);
+        // Everything published and acknowledged: the status announces the last sequence number.
+        wait_until_logs(
+            "the start-up published",
+            Duration::from_secs(60),
+            &[&node],
+            || {
+                let log = node.log_contents();
+                let last = log
+                    .lines()
+                    .filter_map(|l| l.split_once("start-up scan: seq ").map(|(_, t)| t))
+                    .filter_map(|t| t.split(':').next()?.parse::<u64>().ok())
+                    .max();
+                last.is_some_and(|n| {
+                    log.lines().any(|l| {
+                        l.contains("announced stream position") && l.ends_with(&format!("/{n}"))
+                    })
+                })
+            },
+        );
+        let log = node.log_contents();
+        assert!(
+            !log.contains("lost:"),
+            "{role}: the connection stalled during the start-up:\n{log}"
+        );
+        let messages: usize = (log.lines())
+            .filter(|l| l.contains("start-up scan: seq "))
+            .filter_map(|l| {
+                l.split(" in ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        assert!(
+            messages > 132,
+            "{role}: only {messages} messages: the test is too small"
+        );
+    }
+    drop(state);
+}

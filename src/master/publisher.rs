@@ -22,6 +22,15 @@ use tokio::sync::{mpsc, watch};
 /// Marks a status publish in the pairing queue (never an outbox sequence number).
 const STATUS: u64 = u64::MAX;
 
+/// Most QoS 1 publishes this node has outstanding (requested or unacknowledged) at once: half
+/// of the connection's in-flight window. rumqttc takes nothing from its request queue while its
+/// window is full, and the acknowledgements of what this node receives (its own Deltas
+/// included: it subscribes to every origin) wait in the same queue; had the publisher queued a
+/// whole start-up's parts, those acknowledgements would wait behind them while the broker held
+/// back its own acknowledgements and forwarding for them — a standstill until the keep-alive
+/// expired. Keeping the window from filling keeps the queue moving.
+const WINDOW: usize = crate::mqtt::connection::INFLIGHT as usize / 2;
+
 /// Publisher state for the current connection.
 #[derive(Default)]
 struct Session {
@@ -33,8 +42,12 @@ struct Session {
     inflight: HashMap<u16, (u64, usize)>,
     /// Parts of each sequence number not yet acknowledged.
     remaining: BTreeMap<u64, usize>,
-    /// Highest sequence number published on this connection.
+    /// Highest sequence number published (all its parts requested) on this connection.
     last_published: u64,
+    /// Publish the outbox up to this sequence number.
+    upto: u64,
+    /// The sequence number being published: its parts and the index of the next one.
+    current: Option<(u64, Vec<Vec<u8>>, usize)>,
 }
 
 /// Who this node is, for its status announcements.
@@ -74,8 +87,9 @@ impl Publisher {
                 seq = fresh.recv() => {
                     let Some(seq) = seq else { break };
                     self.highest = self.highest.max(seq);
-                    if s.client.is_some() && seq > s.last_published {
-                        self.publish_up_to(&mut s, seq).await;
+                    if s.client.is_some() {
+                        s.upto = s.upto.max(seq);
+                        self.fill(&mut s).await;
                     }
                 }
                 _ = shutdown.changed() => break,
@@ -93,7 +107,8 @@ impl Publisher {
                 };
                 if let Some(&last) = self.outbox.seqs().unwrap_or_default().last() {
                     log::info!("publishing outbox up to seq {last}");
-                    self.publish_up_to(s, last).await;
+                    s.upto = last;
+                    self.fill(s).await;
                 }
                 self.announce(s).await;
             }
@@ -111,6 +126,7 @@ impl Publisher {
                 let Some((seq, _part)) = s.inflight.remove(&pkid) else {
                     return;
                 };
+                self.fill(s).await;
                 let done = match s.remaining.get_mut(&seq) {
                     Some(n) => {
                         *n -= 1;
@@ -157,42 +173,59 @@ impl Publisher {
         }
     }
 
-    /// Publish every outbox entry above `s.last_published` up to `upto`, in order.
-    async fn publish_up_to(&self, s: &mut Session, upto: u64) {
-        let seqs = match self.outbox.seqs() {
-            Ok(v) => v,
-            Err(e) => {
-                log::error!("cannot list the outbox: {e}");
-                return;
-            }
+    /// Publish outbox parts above `s.last_published`, up to `s.upto`, in order, while fewer
+    /// than [`WINDOW`] publishes are outstanding; called again as acknowledgements free room.
+    async fn fill(&self, s: &mut Session) {
+        let Some(client) = s.client.clone() else {
+            return;
         };
-        let from = s.last_published;
-        for seq in seqs.into_iter().filter(|&q| q > from && q <= upto) {
-            let payloads = match self.outbox.get(seq) {
-                Ok(p) => p,
-                Err(e) => {
-                    log::error!(
-                        "outbox entry {seq} unreadable: {e}; it stays for the next attempt"
-                    );
+        while s.requested.len() + s.inflight.len() < WINDOW {
+            if s.current.is_none() {
+                let seqs = match self.outbox.seqs() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        log::error!("cannot list the outbox: {e}");
+                        return;
+                    }
+                };
+                let from = s.last_published;
+                let Some(seq) = seqs.into_iter().find(|&q| q > from && q <= s.upto) else {
                     return;
-                }
-            };
-            let Some(client) = s.client.clone() else {
-                return;
-            };
-            s.remaining.insert(seq, payloads.len());
-            for (i, payload) in payloads.into_iter().enumerate() {
-                s.requested.push_back((seq, i));
-                if client
-                    .publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
-                    .await
-                    .is_err()
-                {
-                    // The connection is gone; everything is published again on the next one.
-                    return;
-                }
+                };
+                let payloads = match self.outbox.get(seq) {
+                    Ok(p) if !p.is_empty() => p,
+                    Ok(_) => {
+                        log::error!("outbox entry {seq} is empty; skipped");
+                        s.last_published = seq;
+                        continue;
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "outbox entry {seq} unreadable: {e}; it stays for the next attempt"
+                        );
+                        return;
+                    }
+                };
+                s.remaining.insert(seq, payloads.len());
+                s.current = Some((seq, payloads, 0));
             }
-            s.last_published = seq;
+            let (seq, payloads, next) = s.current.as_mut().expect("set above");
+            let (seq, i) = (*seq, *next);
+            let payload = std::mem::take(&mut payloads[i]);
+            *next += 1;
+            if *next == payloads.len() {
+                s.current = None;
+                s.last_published = seq;
+            }
+            s.requested.push_back((seq, i));
+            if client
+                .publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
+                // The connection is gone; everything is published again on the next one.
+                return;
+            }
         }
     }
 }

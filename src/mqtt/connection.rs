@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 /// Outgoing publishes allowed in flight: modest, so packet ids never wrap around an ack that is
 /// still outstanding (rumqttc's collision handling can livelock, mqtt-notes.md K2).
-const INFLIGHT: u16 = 32;
+pub const INFLIGHT: u16 = 32;
 const REQUEST_CHANNEL: usize = 512;
 /// Short at first: the embedded broker binds its port a few milliseconds after start.
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
