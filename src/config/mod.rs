@@ -218,7 +218,7 @@ pub mod defaults {
     pub const RELOAD_MAX_DELAY_MS: u64 = 10_000;
     pub const RELOAD_TIMEOUT_S: u64 = 600;
     pub const REFERENCE_WAIT_MS: u64 = 30_000;
-    pub const QUIET_MS: u64 = 30;
+    pub const QUIET_MS: u64 = 20;
     /// Full rescans: the safety net under filesystem notifications, or the only detection
     /// where the data directory cannot be watched.
     pub const RESCAN_WATCHED_S: u64 = 600;
