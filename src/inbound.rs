@@ -165,6 +165,7 @@ impl Worker {
             match class {
                 Topic::Delta(origin) if origin == self.shared.node_id => {} // our own, echoed
                 Topic::Delta(origin) if self.role.applies() => {
+                    crate::telemetry::record_received_bytes(h.publish.payload.len());
                     match self.delta(&mut deltas, origin, &h.publish.payload) {
                         Received::Incomplete(id) => h.waiting_for = Some(id),
                         Received::Ready(id, delta) => {
@@ -283,6 +284,11 @@ impl Worker {
                 Some(p) if p.epoch == a.epoch => p.seq < a.published,
                 _ => true,
             };
+            let lag = match applied {
+                Some(p) if p.epoch == a.epoch => a.published.saturating_sub(p.seq),
+                _ => a.published,
+            };
+            crate::telemetry::record_lag(origin, lag);
             if !behind {
                 return false;
             }
@@ -307,6 +313,7 @@ impl Worker {
 
     fn reject(&self, from: &str, why: &str) {
         self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::record_rejected();
         log::warn!("rejected a message from {from}: {why}");
     }
 
@@ -422,6 +429,7 @@ impl Worker {
         }
         let deltas = std::mem::take(group).deltas;
         let deltas = Arc::new(deltas);
+        let started = Instant::now();
         let outcomes = loop {
             let (sh, d) = (self.shared.clone(), deltas.clone());
             let result = tokio::task::spawn_blocking(move || apply_deltas(&sh, &d))
@@ -451,6 +459,18 @@ impl Worker {
             n => format!(" (applied together with {} other deltas)", n - 1),
         };
         let mut written = false;
+        let (mut applied, mut duplicate, mut files) = (0, 0, 0);
+        for o in &outcomes {
+            match o {
+                Outcome::Applied { steps, .. } => {
+                    applied += 1;
+                    files += *steps as u64;
+                }
+                Outcome::Duplicate => duplicate += 1,
+                Outcome::Rejected(_) => {}
+            }
+        }
+        crate::telemetry::record_apply(applied, duplicate, 0, files, started.elapsed());
         for (delta, outcome) in deltas.iter().zip(outcomes) {
             let id: DeltaId = (delta.origin.clone(), delta.epoch, delta.seq);
             match outcome {

@@ -22,3 +22,4 @@ pub mod slave;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod telemetry;

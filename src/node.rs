@@ -187,6 +187,12 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         backlog: std::sync::atomic::AtomicUsize::new(0),
     });
 
+    // Installed before anything runs, so that nothing it records is lost.
+    let metrics = cfg
+        .metrics
+        .map(|_| crate::telemetry::install())
+        .transpose()?;
+
     if let Some(b) = &cfg.broker {
         broker::start(b, &cfg.mqtt.topic_prefix)?;
     }
@@ -235,6 +241,18 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     ));
 
     let mut tasks = Vec::new();
+    if let (Some(addr), Some(handle)) = (cfg.metrics, metrics) {
+        // Bind now, so that a port in use is a start-up error naming the key, not a log line.
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
+        let (link, shutdown) = (link_rx.clone(), shutdown_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::telemetry::serve(listener, handle, link, shutdown).await {
+                log::error!("{e}; metrics are not served");
+            }
+        }));
+    }
     let detector;
     let mut asks = None;
     if role.publishes() {

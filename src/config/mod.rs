@@ -66,6 +66,8 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub broker: Option<Broker>,
     pub security: Option<Security>,
+    /// `[metrics]`: where to serve `/metrics` and `/healthz`; `None` = no HTTP server.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `[security]`: the group key (never printed).
@@ -355,6 +357,17 @@ mod tests {
             e.0.starts_with("[geoserver] reload_quiet_ms (line 6):"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_and_port() {
+        let c = parse(&format!("{MIN}[metrics]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(parse(MIN).unwrap().metrics, None);
+        let e = parse(&format!("{MIN}[metrics]\nlisten = \"localhost\"\n")).unwrap_err();
+        assert!(e.0.starts_with("[metrics] listen \"localhost\""), "{e}");
+        let e = parse(&format!("{MIN}[metrics]\n")).unwrap_err();
+        assert!(e.0.contains("[metrics] listen: required"), "{e}");
     }
 
     #[test]

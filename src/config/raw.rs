@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) mqtt: RawMqtt,
     pub(super) broker: Option<RawBroker>,
+    pub(super) metrics: Option<RawMetrics>,
     pub(super) security: Option<RawSecurity>,
 }
 
@@ -80,6 +81,12 @@ pub(super) struct RawMqtt {
     pub(super) ca_file: Option<PathBuf>,
     pub(super) client_cert_file: Option<PathBuf>,
     pub(super) client_key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -33,6 +33,19 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
         .security
         .map(|s| validate_security(s, base))
         .transpose()?;
+    let metrics = match raw.metrics {
+        None => None,
+        Some(m) => {
+            let listen = m.listen.ok_or_else(|| {
+                ConfigError("[metrics] listen: required when [metrics] is present (e.g. \"127.0.0.1:9464\")".into())
+            })?;
+            Some(listen.parse().map_err(|e| {
+                ConfigError(format!(
+                    "[metrics] listen {listen:?}: not an address and port like \"127.0.0.1:9464\" ({e})"
+                ))
+            })?)
+        }
+    };
     if geoserver.data_dir.starts_with(&node.state_dir)
         || node.state_dir.starts_with(&geoserver.data_dir)
     {
@@ -50,6 +63,7 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
         mqtt,
         broker,
         security,
+        metrics,
     })
 }
 

@@ -24,6 +24,7 @@ impl Detector {
             }
             reported.insert(path.clone(), hash);
             fresh = true;
+            crate::telemetry::record_drift();
             match mode {
                 OnDrift::Revert => log::warn!(
                     "drift: {path} was {what} locally on this read-only slave; restoring the cluster's version"

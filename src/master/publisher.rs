@@ -87,6 +87,9 @@ impl Publisher {
                 seq = fresh.recv() => {
                     let Some(seq) = seq else { break };
                     self.highest = self.highest.max(seq);
+                    if let Ok(seqs) = self.outbox.seqs() {
+                        crate::telemetry::record_outbox(seqs.len());
+                    }
                     if s.client.is_some() {
                         s.upto = s.upto.max(seq);
                         self.fill(&mut s).await;
@@ -140,6 +143,10 @@ impl Publisher {
                     match self.outbox.remove(seq) {
                         Ok(()) => log::debug!("seq {seq} acknowledged by the broker"),
                         Err(e) => log::error!("cannot remove outbox entry {seq}: {e}"),
+                    }
+                    crate::telemetry::record_published(1);
+                    if let Ok(seqs) = self.outbox.seqs() {
+                        crate::telemetry::record_outbox(seqs.len());
                     }
                     if s.remaining.is_empty() {
                         self.announce(s).await;
@@ -218,6 +225,7 @@ impl Publisher {
                 s.last_published = seq;
             }
             s.requested.push_back((seq, i));
+            crate::telemetry::record_published_bytes(payload.len());
             if client
                 .publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
                 .await

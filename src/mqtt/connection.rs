@@ -138,6 +138,7 @@ pub async fn run(
             session_present: false,
         });
         let _ = events.send(LinkEvent::Down { gen });
+        crate::telemetry::record_connected(false);
         match outcome {
             Outcome::Shutdown => {
                 // A clean DISCONNECT would suppress the last will; this node really goes
@@ -275,6 +276,7 @@ async fn drive(
                     gen,
                     client: client.clone(),
                 });
+                crate::telemetry::record_connected(true);
             }
             Event::Incoming(Incoming::Publish(publish)) => {
                 // The receiver is gone only when the node is stopping.

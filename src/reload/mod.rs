@@ -239,6 +239,7 @@ fn finish(
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    crate::telemetry::record_reload(result.is_ok(), now - started);
     stats.send_modify(|s| {
         match &result {
             Ok(()) => {

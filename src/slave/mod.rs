@@ -197,6 +197,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
                 delta.epoch
             );
             sh.gaps.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::record_gap();
         }
         // Consumed either way, so the session moves on; the position records that it was seen.
         positions.insert(

@@ -178,6 +178,7 @@ impl Resync {
             Ok(a) => a,
             Err(e) => {
                 ctx.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::record_rejected();
                 log::warn!("resync: rejected an answer from {}: {e}", header.origin);
                 return;
             }
@@ -289,6 +290,8 @@ impl Resync {
         match result {
             Ok(Ok(removed)) => {
                 self.failures = 0;
+                crate::telemetry::record_resync();
+                crate::telemetry::record_files_written((written + removed) as u64);
                 ctx.shared.current.store(true, Ordering::SeqCst);
                 *ctx.shared.stale_until.lock().unwrap() = None;
                 log::info!(

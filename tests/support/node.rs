@@ -61,6 +61,8 @@ pub struct NodeConfig {
     pub broker_extra: Vec<String>,
     /// `[node] on_drift` ("revert" | "warn"), when set.
     pub on_drift: Option<String>,
+    /// `[metrics] listen`, when set.
+    pub metrics_listen: Option<String>,
 }
 
 impl NodeConfig {
@@ -95,6 +97,7 @@ impl NodeConfig {
             mqtt_extra: Vec::new(),
             broker_extra: Vec::new(),
             on_drift: None,
+            metrics_listen: None,
         }
     }
 
@@ -146,6 +149,9 @@ impl NodeConfig {
         }
         if let Some(key) = &self.key_file {
             out += &format!("[security]\nkey_file = {}\n", path(key));
+        }
+        if let Some(listen) = &self.metrics_listen {
+            out += &format!("[metrics]\nlisten = {}\n", q(listen));
         }
         out
     }

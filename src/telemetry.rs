@@ -1,0 +1,206 @@
+//! `[metrics]`: Prometheus metrics on `/metrics` and a health check on `/healthz`.
+//!
+//! The counters are recorded where the work happens (`record_*` below, one line at each call
+//! site) through the `metrics` facade; without `[metrics]` no recorder is installed and every
+//! record is a no-op. With it, `metrics-exporter-prometheus` renders the Prometheus text format
+//! and `axum` serves it. DOCS: docs/monitoring.md lists every metric.
+
+use crate::mqtt::connection::Link;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Buckets for the duration histograms, in seconds: an apply takes milliseconds, a reload of a
+/// big catalog minutes.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Install the recorder (once per process) and describe every metric.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    describe_counter!(
+        "gscluster_deltas_published_total",
+        "Deltas of this node acknowledged by the broker"
+    );
+    describe_counter!(
+        "gscluster_published_bytes_total",
+        "Bytes of Delta messages handed to the broker (republished ones included)"
+    );
+    describe_gauge!(
+        "gscluster_outbox_deltas",
+        "Deltas in the outbox, not yet acknowledged by the broker"
+    );
+    describe_counter!(
+        "gscluster_deltas_applied_total",
+        "Deltas applied (their winning changes written)"
+    );
+    describe_counter!(
+        "gscluster_deltas_duplicate_total",
+        "Deltas received again and skipped"
+    );
+    describe_counter!(
+        "gscluster_deltas_rejected_total",
+        "Messages and Deltas refused (bad encoding or tag, wrong group, unsafe paths)"
+    );
+    describe_counter!(
+        "gscluster_files_written_total",
+        "Files written or deleted by applying Deltas and resyncs"
+    );
+    describe_counter!(
+        "gscluster_received_bytes_total",
+        "Bytes of Delta messages received"
+    );
+    describe_histogram!(
+        "gscluster_apply_duration_seconds",
+        "Time to write and record one group of Deltas"
+    );
+    describe_histogram!(
+        "gscluster_reload_duration_seconds",
+        "Time GeoServer took to answer POST /rest/reload"
+    );
+    describe_counter!(
+        "gscluster_reloads_total",
+        "GeoServer reloads, by result (ok, failed)"
+    );
+    describe_gauge!(
+        "gscluster_lag_deltas",
+        "Deltas an origin announced that this node has not applied yet, by origin"
+    );
+    describe_gauge!(
+        "gscluster_broker_connected",
+        "1 while connected to a broker, else 0"
+    );
+    describe_counter!(
+        "gscluster_broker_connections_total",
+        "Connections made to a broker (the first one and every reconnect or failover)"
+    );
+    describe_counter!("gscluster_resyncs_total", "Resync rounds completed");
+    describe_counter!(
+        "gscluster_gaps_total",
+        "Sequence gaps seen in received Deltas"
+    );
+    describe_counter!(
+        "gscluster_drift_events_total",
+        "Local edits found on a read-only slave"
+    );
+    Ok(handle)
+}
+
+/// Serve `/metrics` and `/healthz` on `listener` (bound, non-blocking) until `shutdown`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    handle: PrometheusHandle,
+    link: watch::Receiver<Link>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
+    log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let up = link.borrow().client.is_some();
+                async move {
+                    if up {
+                        (StatusCode::OK, "ok: connected to the broker\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "unhealthy: not connected to any broker\n",
+                        )
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+        .map_err(|e| format!("metrics server: {e}"))
+}
+
+pub fn record_published(deltas: u64) {
+    counter!("gscluster_deltas_published_total").increment(deltas);
+}
+
+pub fn record_published_bytes(bytes: usize) {
+    counter!("gscluster_published_bytes_total").increment(bytes as u64);
+}
+
+pub fn record_outbox(len: usize) {
+    gauge!("gscluster_outbox_deltas").set(len as f64);
+}
+
+pub fn record_received_bytes(bytes: usize) {
+    counter!("gscluster_received_bytes_total").increment(bytes as u64);
+}
+
+/// One group of Deltas applied: how many were applied, duplicates and refused, the files
+/// written and the time it took.
+pub fn record_apply(applied: u64, duplicate: u64, rejected: u64, files: u64, took: Duration) {
+    counter!("gscluster_deltas_applied_total").increment(applied);
+    counter!("gscluster_deltas_duplicate_total").increment(duplicate);
+    counter!("gscluster_deltas_rejected_total").increment(rejected);
+    counter!("gscluster_files_written_total").increment(files);
+    histogram!("gscluster_apply_duration_seconds").record(took.as_secs_f64());
+}
+
+pub fn record_rejected() {
+    counter!("gscluster_deltas_rejected_total").increment(1);
+}
+
+pub fn record_files_written(files: u64) {
+    counter!("gscluster_files_written_total").increment(files);
+}
+
+pub fn record_reload(ok: bool, took: Duration) {
+    let result = if ok { "ok" } else { "failed" };
+    counter!("gscluster_reloads_total", "result" => result).increment(1);
+    histogram!("gscluster_reload_duration_seconds").record(took.as_secs_f64());
+}
+
+pub fn record_lag(origin: &str, deltas: u64) {
+    gauge!("gscluster_lag_deltas", "origin" => origin.to_string()).set(deltas as f64);
+}
+
+pub fn record_connected(up: bool) {
+    gauge!("gscluster_broker_connected").set(if up { 1.0 } else { 0.0 });
+    if up {
+        counter!("gscluster_broker_connections_total").increment(1);
+    }
+}
+
+pub fn record_resync() {
+    counter!("gscluster_resyncs_total").increment(1);
+}
+
+pub fn record_gap() {
+    counter!("gscluster_gaps_total").increment(1);
+}
+
+pub fn record_drift() {
+    counter!("gscluster_drift_events_total").increment(1);
+}
