@@ -315,6 +315,9 @@ impl Worker {
         self.shared.rejected.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::record_rejected();
         log::warn!("rejected a message from {from}: {why}");
+        self.shared
+            .board
+            .error(&format!("rejected a message from {from}: {why}"));
     }
 
     /// Decode a part and return the whole message once complete; `sender` must match the
@@ -447,6 +450,9 @@ impl Worker {
                         "cannot apply {what}: {e}; retrying in {} s (not acknowledged)",
                         RETRY_APPLY.as_secs()
                     );
+                    self.shared
+                        .board
+                        .error(&format!("cannot apply {what}: {e}"));
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY_APPLY) => {}
                         _ = shutdown.changed() => return Err(()),
@@ -483,6 +489,7 @@ impl Worker {
                         delta.changes.len()
                     );
                     written |= steps > 0;
+                    self.shared.board.applied(&delta.origin);
                     if gap {
                         resync.request(&format!("a gap in the deltas from {}", delta.origin));
                     }

@@ -21,5 +21,6 @@ pub mod security;
 pub mod slave;
 pub mod state;
 pub mod status;
+pub mod status_cmd;
 pub mod sync;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 //! `gscluster`: parse arguments, load the configuration, dispatch to a command.
 
-use gscluster::{check, config, node};
+use gscluster::{check, config, node, status_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,30 +10,54 @@ gscluster — keeps a fleet of GeoServer instances configured identically
 USAGE:
     gscluster run   [-c FILE]    run the daemon; its roles come from the config
     gscluster check [-c FILE]    validate config and data dir, list what would replicate
+    gscluster status [-c FILE] [--json] [--max-lag-s S] [--max-lag N]
+                                 every node of the group: online, role, version, published,
+                                 outbox, applied and lag per origin, reloads, last error,
+                                 keystore digest, drift; exit 1 when a node is offline or
+                                 lagging or the keystores differ (a monitoring check)
     gscluster --version          print the version
     gscluster --help             print this help
 
 OPTIONS:
     -c, --config FILE   configuration file (default: $GSCLUSTER_CONFIG, else /etc/gscluster/config.toml)
+    --json              status: stable JSON for scripts instead of the table
+    --max-lag-s S       status: lagging = behind an origin without progress for over S s (60)
+    --max-lag N         status: lagging also = more than N deltas behind an origin
 
 ENVIRONMENT:
     RUST_LOG            log filter, e.g. info (default), debug, gscluster=debug
     GSCLUSTER_CONFIG    configuration file when -c is not given
 
-Exit status: 0 on success, 1 on a configuration or start-up problem, 2 on bad usage.
+Exit status: 0 on success, 1 on a configuration or start-up problem (status: a problem in the
+cluster), 2 on bad usage, 3 when status cannot read the cluster's status.
 ";
 
 struct Args {
     command: String,
     config: PathBuf,
+    json: bool,
+    limits: status_cmd::Limits,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut command = None;
     let mut config = None;
+    let mut json = false;
+    let mut limits = status_cmd::Limits {
+        max_lag_s: 60,
+        max_lag_deltas: None,
+    };
+    let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
+        v.as_deref()
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("{flag} needs a whole number"))
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--json" => json = true,
+            "--max-lag-s" => limits.max_lag_s = number("--max-lag-s", args.next())?,
+            "--max-lag" => limits.max_lag_deltas = Some(number("--max-lag", args.next())?),
             "-c" | "--config" => {
                 config = Some(PathBuf::from(
                     args.next().ok_or("-c needs a file name".to_string())?,
@@ -52,6 +76,8 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         command: command.unwrap_or_else(|| "help".into()),
         config,
+        json,
+        limits,
     })
 }
 
@@ -87,6 +113,7 @@ fn main() -> ExitCode {
             }
         }
         "check" => check::run(&args.config),
+        "status" => status_cmd::run(&args.config, args.json, args.limits),
         other => {
             eprintln!("gscluster: unknown command {other:?}\n\n{USAGE}");
             ExitCode::from(2)

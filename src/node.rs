@@ -15,7 +15,6 @@ use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
 use crate::security::Auth;
 use crate::slave;
 use crate::state::State;
-use crate::status::Status;
 use crate::sync;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -61,6 +60,8 @@ pub struct Shared {
     pub current: AtomicBool,
     /// Received messages waiting for the inbound worker: reloads wait while it is not zero.
     pub backlog: std::sync::atomic::AtomicUsize,
+    /// What the node's working parts tell its status (crate::status).
+    pub board: crate::status::Board,
 }
 
 /// What the next reload must wait for: the catalog references of the objects touched since
@@ -185,7 +186,19 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         stale_until: Mutex::new(None),
         current: AtomicBool::new(false),
         backlog: std::sync::atomic::AtomicUsize::new(0),
+        board: Default::default(),
     });
+    {
+        // A lower bound until the publisher says more: everything below the oldest outbox
+        // entry was acknowledged.
+        let st = shared.state.lock().unwrap();
+        let oldest = st.outbox().seqs().ok().and_then(|s| s.first().copied());
+        let published = oldest.map_or(st.next_seq - 1, |o| o - 1);
+        drop(st);
+        if role.publishes() {
+            shared.board.published(published);
+        }
+    }
 
     // Installed before anything runs, so that nothing it records is lost.
     let metrics = cfg
@@ -220,12 +233,9 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             client_id: cfg.node.id.clone(),
             subscriptions,
             // Retained "offline" in place of this node's status when its connection dies.
-            will: role.publishes().then(|| {
-                let st = shared.state.lock().unwrap();
-                // A lower bound: everything below the oldest outbox entry was acknowledged.
-                let oldest = st.outbox().seqs().ok().and_then(|s| s.first().copied());
-                let published = oldest.map_or(st.next_seq - 1, |o| o - 1);
-                let status = Status::new(&cfg.node.id, role.as_str(), false, st.epoch, published);
+            will: Some({
+                let mut status = crate::status::snapshot(&shared, role.as_str(), false, None);
+                status.at_unix_ms = 0; // when it fires is unknown now
                 (
                     topics.status(&cfg.node.id),
                     status.encode(&cfg.node.group, &shared.auth),
@@ -270,14 +280,8 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             outbox: outbox.clone(),
             topic: topics.delta(&cfg.node.id),
             highest,
-            me: publisher::Identity {
-                node: cfg.node.id.clone(),
-                role: role.as_str().to_string(),
-                group: cfg.node.group.clone(),
-                epoch: shared.state.lock().unwrap().epoch,
-                auth: shared.auth.clone(),
-                status_topic: topics.status(&cfg.node.id),
-            },
+            epoch: shared.state.lock().unwrap().epoch,
+            shared: shared.clone(),
         };
         tasks.push(tokio::spawn(p.run(
             fresh_rx,
@@ -320,7 +324,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot start the drift watch: {e}"))?,
         );
     }
-    let (stats_tx, _stats_rx) = watch::channel(reload::ReloadStats::default());
+    let (stats_tx, stats_rx) = watch::channel(reload::ReloadStats::default());
     let mut notify: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
     if role.applies() {
         let gs = cfg.geoserver.url.as_ref().map(|url| {
@@ -346,6 +350,13 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         )));
         notify = Arc::new(move || handle.notify());
     }
+    tasks.push(tokio::spawn(crate::status::report(
+        shared.clone(),
+        role,
+        link_rx.clone(),
+        stats_rx,
+        shutdown_rx.clone(),
+    )));
     let worker = Worker {
         shared: shared.clone(),
         role,

@@ -9,12 +9,22 @@
 use crate::delta::{self, DecodeError, Part};
 use crate::security::Auth;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Sequence number given to status frames (they are not part of the Delta stream).
 const STATUS_SEQ: u64 = 1;
 
-/// What a node says about itself.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What a node says about itself. Every field after `at_unix_ms` came later and defaults when
+/// an older node leaves it out. DOCS: docs/wire-format.md ("Status"), docs/monitoring.md.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub node: String,
@@ -25,7 +35,53 @@ pub struct Status {
     /// acknowledged everything (0: nothing published yet).
     pub epoch: u64,
     pub published: u64,
+    /// When this status was made (0 in a last will: unknown).
     pub at_unix_ms: u64,
+    /// When `published` last moved.
+    #[serde(default)]
+    pub published_at_unix_ms: u64,
+    /// Per origin, the last Delta applied and when.
+    #[serde(default)]
+    pub applied: BTreeMap<String, Applied>,
+    /// Deltas waiting in the outbox for the broker's acknowledgement.
+    #[serde(default)]
+    pub outbox: u64,
+    #[serde(default)]
+    pub reload: Option<ReloadInfo>,
+    /// The last error this node reported, with when.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at_unix_ms: u64,
+    /// SHA-256 (hex, first 16 digits) of `security/geoserver.jceks` in the data directory:
+    /// nodes whose keystores differ cannot decrypt each other's store passwords.
+    #[serde(default)]
+    pub keystore: Option<String>,
+    /// Local edits found on this read-only slave since it started.
+    #[serde(default)]
+    pub drift_events: u64,
+    /// A resync round has completed on this node's state (it is past its bootstrap).
+    #[serde(default)]
+    pub synced: bool,
+}
+
+/// Where a node stands on one origin's stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub epoch: u64,
+    pub seq: u64,
+    /// When this node last applied a Delta of that origin (0: before this process started).
+    pub at_unix_ms: u64,
+}
+
+/// The reloads of this node's GeoServer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadInfo {
+    pub ok: u64,
+    pub failed: u64,
+    pub last_at_unix_ms: Option<u64>,
+    /// "ok" or the last error.
+    pub last_result: Option<String>,
 }
 
 impl Status {
@@ -37,10 +93,16 @@ impl Status {
             version: env!("CARGO_PKG_VERSION").into(),
             epoch,
             published,
-            at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            at_unix_ms: now_ms(),
+            published_at_unix_ms: 0,
+            applied: BTreeMap::new(),
+            outbox: 0,
+            reload: None,
+            last_error: None,
+            last_error_at_unix_ms: 0,
+            keystore: None,
+            drift_events: 0,
+            synced: false,
         }
     }
 
@@ -66,6 +128,156 @@ impl Status {
         }
         Ok(s)
     }
+}
+
+/// What the working parts of a node tell its status: kept in `Shared`, read whenever a status
+/// is published. Each setter wakes the reporter (`changed`).
+#[derive(Default)]
+pub struct Board {
+    inner: Mutex<BoardInner>,
+    pub changed: tokio::sync::Notify,
+}
+
+#[derive(Default, Clone)]
+struct BoardInner {
+    published: u64,
+    published_at: u64,
+    applied_at: BTreeMap<String, u64>,
+    last_error: Option<(u64, String)>,
+    drift_events: u64,
+}
+
+impl Board {
+    /// The broker acknowledged this node's stream up to `published`.
+    pub fn published(&self, published: u64) {
+        let mut b = self.inner.lock().unwrap();
+        if b.published != published {
+            b.published = published;
+            b.published_at = now_ms();
+        }
+        drop(b);
+        self.changed.notify_one();
+    }
+
+    /// A Delta of `origin` was applied.
+    pub fn applied(&self, origin: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .applied_at
+            .insert(origin.to_string(), now_ms());
+        self.changed.notify_one();
+    }
+
+    pub fn error(&self, what: &str) {
+        self.inner.lock().unwrap().last_error = Some((now_ms(), what.to_string()));
+        self.changed.notify_one();
+    }
+
+    pub fn drift(&self) {
+        self.inner.lock().unwrap().drift_events += 1;
+        self.changed.notify_one();
+    }
+}
+
+/// This node's status now, from its state, its board and its reload statistics.
+pub fn snapshot(
+    sh: &crate::node::Shared,
+    role: &str,
+    online: bool,
+    reload: Option<&crate::reload::ReloadStats>,
+) -> Status {
+    let board = sh.board.inner.lock().unwrap().clone();
+    let state = sh.state.lock().unwrap();
+    let mut s = Status::new(&sh.node_id, role, online, state.epoch, board.published);
+    s.published_at_unix_ms = board.published_at;
+    s.applied = (state.applied.iter())
+        .map(|(origin, p)| {
+            let at = board.applied_at.get(origin).copied().unwrap_or(0);
+            (
+                origin.clone(),
+                Applied {
+                    epoch: p.epoch,
+                    seq: p.seq,
+                    at_unix_ms: at,
+                },
+            )
+        })
+        .collect();
+    s.outbox = state.outbox().seqs().map_or(0, |v| v.len() as u64);
+    s.synced = state.synced;
+    drop(state);
+    s.reload = reload.map(|r| ReloadInfo {
+        ok: r.reloads_ok,
+        failed: r.reloads_failed,
+        last_at_unix_ms: r.last_at_unix_ms,
+        last_result: r.last_result.clone(),
+    });
+    if let Some((at, e)) = board.last_error {
+        s.last_error = Some(e);
+        s.last_error_at_unix_ms = at;
+    }
+    s.keystore = keystore_digest(&sh.data_dir);
+    s.drift_events = board.drift_events;
+    s
+}
+
+/// How long the reporter waits after a change for more before it publishes.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
+/// A status is published again this often even when nothing changed, so its time stays fresh.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Publish this node's status, retained, on every connection, after every change (coalesced)
+/// and every [`REFRESH`]. QoS 0: the publisher's packet-id pairing needs it to be the only QoS 1
+/// publisher, and a status lost with a connection is published again on the next.
+pub async fn report(
+    sh: std::sync::Arc<crate::node::Shared>,
+    role: crate::config::Role,
+    mut link: tokio::sync::watch::Receiver<crate::mqtt::connection::Link>,
+    mut reload: tokio::sync::watch::Receiver<crate::reload::ReloadStats>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let topic = sh.topics.status(&sh.node_id);
+    let mut refresh = tokio::time::interval(REFRESH);
+    let mut reload_open = role.applies();
+    loop {
+        tokio::select! {
+            r = link.changed() => if r.is_err() { break },
+            _ = sh.board.changed.notified() => {
+                tokio::time::sleep(DEBOUNCE).await;
+            }
+            r = reload.changed(), if reload_open => {
+                if r.is_err() {
+                    reload_open = false;
+                    continue;
+                }
+                tokio::time::sleep(DEBOUNCE).await;
+            }
+            _ = refresh.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let Some(client) = link.borrow().client.clone() else {
+            continue;
+        };
+        let stats = role.applies().then(|| reload.borrow().clone());
+        let status = snapshot(&sh, role.as_str(), true, stats.as_ref());
+        let payload = status.encode(&sh.group, &sh.auth);
+        if client
+            .publish(topic.clone(), rumqttc::QoS::AtMostOnce, true, payload)
+            .await
+            .is_err()
+        {
+            log::debug!("status not published: the connection is closing");
+        }
+    }
+}
+
+/// SHA-256 of the GeoServer keystore, first 16 hex digits; `None` when there is none.
+pub fn keystore_digest(data_dir: &std::path::Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(data_dir.join("security/geoserver.jceks")).ok()?;
+    let hash = Sha256::digest(&bytes);
+    Some(hash[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ fn converge(c: &Cluster) {
         eprintln!("{}", c.logs());
         std::panic::resume_unwind(e);
     }
+    // The files are on disk a few milliseconds before the slave logs the Delta.
+    c.settle_logs(Duration::from_secs(5));
 }
 
 /// Number of Deltas the master has cut so far (one log line per Delta).

@@ -101,6 +101,7 @@ fn restart_after_outage(c: &mut Cluster, seen: usize) -> String {
     c.slaves[0].node.restart();
     wait_for_subscriptions(&c.slaves[0].node, seen + 1);
     c.converge(CONVERGE);
+    c.wait_logged_applied(CONVERGE);
     c.slaves[0].node.log_contents()
 }
 

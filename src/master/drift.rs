@@ -25,6 +25,7 @@ impl Detector {
             reported.insert(path.clone(), hash);
             fresh = true;
             crate::telemetry::record_drift();
+            self.shared.board.drift();
             match mode {
                 OnDrift::Revert => log::warn!(
                     "drift: {path} was {what} locally on this read-only slave; restoring the cluster's version"

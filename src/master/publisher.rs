@@ -7,20 +7,15 @@
 //! sequence order: a broker that kept the session sees duplicates, which receivers drop by
 //! (origin, epoch, seq); a broker that lost it gets everything it lost.
 //!
-//! Whenever the outbox drains, and on every connection, the publisher announces in the node's
-//! retained status how far its stream goes (crate::status). It is the node's only QoS 1
-//! publisher, so the packet-id pairing stays exact.
+//! Whenever the outbox drains, and on every connection, the publisher tells the node's status
+//! how far its stream goes (crate::status, published by its reporter). It is the node's only
+//! QoS 1 publisher, so the packet-id pairing stays exact.
 
 use crate::mqtt::connection::LinkEvent;
-use crate::security::Auth;
 use crate::state::Outbox;
-use crate::status::Status;
 use rumqttc::{AsyncClient, QoS};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use tokio::sync::{mpsc, watch};
-
-/// Marks a status publish in the pairing queue (never an outbox sequence number).
-const STATUS: u64 = u64::MAX;
 
 /// Most QoS 1 publishes this node has outstanding (requested or unacknowledged) at once: half
 /// of the connection's in-flight window. rumqttc takes nothing from its request queue while its
@@ -50,23 +45,16 @@ struct Session {
     current: Option<(u64, Vec<Vec<u8>>, usize)>,
 }
 
-/// Who this node is, for its status announcements.
-pub struct Identity {
-    pub node: String,
-    pub role: String,
-    pub group: String,
-    pub epoch: u64,
-    pub auth: Auth,
-    pub status_topic: String,
-}
-
 /// The publishing task.
 pub struct Publisher {
     pub outbox: Outbox,
     pub topic: String,
-    pub me: Identity,
     /// Highest sequence number written to the outbox so far.
     pub highest: u64,
+    /// The node's epoch (for log lines).
+    pub epoch: u64,
+    /// Where the acknowledged stream position goes (the node's status board).
+    pub shared: std::sync::Arc<crate::node::Shared>,
 }
 
 impl Publisher {
@@ -118,7 +106,7 @@ impl Publisher {
             LinkEvent::Down { gen } if gen == s.gen => {
                 *s = Session::default();
             }
-            // QoS 0 publishes (pkid 0) are not paired: only Delta parts and status go out with
+            // QoS 0 publishes (pkid 0) are not paired: only Delta parts go out with
             // QoS 1, and only from here.
             LinkEvent::Sent { gen, pkid } if gen == s.gen && pkid != 0 => {
                 if let Some(part) = s.requested.pop_front() {
@@ -157,27 +145,16 @@ impl Publisher {
         }
     }
 
-    /// Publish the retained status: the stream is acknowledged up to just below the oldest
-    /// outbox entry (or up to the highest sequence number when the outbox is empty).
-    async fn announce(&self, s: &mut Session) {
-        let Some(client) = s.client.clone() else {
-            return;
-        };
+    /// Tell the node's status (published retained by `status::report`) how far the stream is
+    /// acknowledged: up to just below the oldest outbox entry, or up to the highest sequence
+    /// number when the outbox is empty.
+    async fn announce(&self, _s: &mut Session) {
         let published = match self.outbox.seqs() {
             Ok(seqs) => seqs.first().map_or(self.highest, |oldest| oldest - 1),
             Err(_) => return,
         };
-        let me = &self.me;
-        let status = Status::new(&me.node, &me.role, true, me.epoch, published);
-        s.requested.push_back((STATUS, 0));
-        let payload = status.encode(&me.group, &me.auth);
-        if client
-            .publish(me.status_topic.clone(), QoS::AtLeastOnce, true, payload)
-            .await
-            .is_ok()
-        {
-            log::debug!("announced stream position {}/{published}", me.epoch);
-        }
+        self.shared.board.published(published);
+        log::debug!("announced stream position {}/{published}", self.epoch);
     }
 
     /// Publish outbox parts above `s.last_published`, up to `s.upto`, in order, while fewer

@@ -76,7 +76,7 @@ pub struct Options {
 /// this value; docs/brokers.md for external brokers).
 pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 
-fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
+pub(crate) fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
     let mut o = MqttOptions::new(opts.client_id.clone(), server.host.clone(), server.port);
     o.set_clean_session(false)
         .set_manual_acks(true)

@@ -201,6 +201,46 @@ impl Cluster {
         }
     }
 
+    /// Wait until every running slave's log says it applied (or already had) the master's
+    /// newest Delta. Convergence is seen on disk a few milliseconds before the slave records
+    /// and logs the Delta, so a test that reads the slave's log right after `converge` must
+    /// wait for this first.
+    pub fn wait_logged_applied(&self, deadline: Duration) {
+        for s in self.slaves.iter().filter(|s| s.node.is_running()) {
+            wait_until_logs(
+                "the slave logged the newest Delta",
+                deadline,
+                &[&s.node],
+                || self.logged_newest(&s.node),
+            );
+        }
+    }
+
+    /// `wait_logged_applied` for scenarios where a resync may have brought the newest Delta
+    /// instead (then no line names it): waits at most `deadline`, never fails.
+    pub fn settle_logs(&self, deadline: Duration) {
+        let end = std::time::Instant::now() + deadline;
+        while std::time::Instant::now() < end
+            && !(self.slaves.iter())
+                .filter(|s| s.node.is_running())
+                .all(|s| self.logged_newest(&s.node))
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn logged_newest(&self, slave: &Node) -> bool {
+        let newest = (self.master.log_contents().lines())
+            .filter_map(|l| l.split_once(": seq ").map(|(_, t)| t))
+            .filter(|t| t.contains(" change(s) in "))
+            .filter_map(|t| t.split(':').next()?.parse::<u64>().ok())
+            .max();
+        let Some(n) = newest else { return true };
+        let log = slave.log_contents();
+        log.contains(&format!("/{n} from gs-master:"))
+            || log.contains(&format!("/{n} already applied"))
+    }
+
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut nodes = vec![&self.master];

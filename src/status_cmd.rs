@@ -1,0 +1,447 @@
+//! `gscluster status [--json]`: every node of the group, from the retained status topic.
+//!
+//! Connects to the first reachable broker of `[mqtt] servers` with a throw-away clean session,
+//! subscribes to `{prefix}/{group}/status/+`, gathers the retained statuses (each authenticated
+//! with the group key when one is configured), and reports per node: online or offline (the
+//! MQTT last will), role, version, stream published, outbox, per origin the Delta applied and
+//! the lag, reloads, last error, keystore digest, drift. DOCS: docs/monitoring.md.
+//!
+//! Exit status: 0 when every node is online, none lags beyond the thresholds and the keystores
+//! agree; 1 otherwise (usable as a monitoring check); 2 on bad usage; 3 when the cluster's
+//! status cannot be read (configuration, no broker reachable).
+
+use crate::config::{self, Config};
+use crate::delta;
+use crate::mqtt::connection::{mqtt_options, Options};
+use crate::mqtt::Topics;
+use crate::security::Auth;
+use crate::status::{now_ms, Status};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// How long to wait for one broker to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retained statuses arrive right after the subscription; this long without a new one ends
+/// the gathering.
+const QUIET: Duration = Duration::from_millis(500);
+/// The gathering never takes longer than this.
+const MAX_GATHER: Duration = Duration::from_secs(5);
+
+/// Thresholds for the exit status.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// A node this many seconds without progress on an origin it is behind is lagging.
+    pub max_lag_s: u64,
+    /// A node this many Deltas behind an origin is lagging (`None`: only seconds count).
+    pub max_lag_deltas: Option<u64>,
+}
+
+/// The whole report, as `--json` prints it. Field names are stable: scripts read them.
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub group: String,
+    pub broker: String,
+    pub at_unix_ms: u64,
+    pub nodes: Vec<NodeReport>,
+    /// Plain sentences, one per problem; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct NodeReport {
+    pub node: String,
+    pub online: bool,
+    pub role: String,
+    pub version: String,
+    /// When the node made this status (0: its last will, time unknown).
+    pub status_at_unix_ms: u64,
+    pub epoch: u64,
+    pub published: u64,
+    pub published_at_unix_ms: u64,
+    pub outbox: u64,
+    pub synced: bool,
+    /// Per publishing origin this node applies from.
+    pub applied: BTreeMap<String, OriginLag>,
+    pub reload: Option<crate::status::ReloadInfo>,
+    pub last_error: Option<String>,
+    pub last_error_at_unix_ms: u64,
+    pub keystore: Option<String>,
+    /// `false` when another node reports a different keystore digest.
+    pub keystore_matches: bool,
+    pub drift_events: u64,
+    pub lagging: bool,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct OriginLag {
+    pub epoch: u64,
+    pub seq: u64,
+    pub at_unix_ms: u64,
+    /// Deltas the origin announced that this node has not applied.
+    pub lag_deltas: u64,
+    /// While behind: seconds since this node last made progress on that origin (or since the
+    /// origin published, when it applied nothing of it since it started). 0 when in step.
+    pub lag_s: u64,
+}
+
+/// Build the report from the statuses gathered, `now` in Unix milliseconds.
+pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: Limits) -> Report {
+    let by_node: BTreeMap<&str, &Status> = statuses.iter().map(|s| (s.node.as_str(), s)).collect();
+    let digests: std::collections::BTreeSet<&str> = statuses
+        .iter()
+        .filter_map(|s| s.keystore.as_deref())
+        .collect();
+    let mut problems = Vec::new();
+    let mut nodes = Vec::new();
+    for s in by_node.values() {
+        let applies = s.role == "slave" || s.role == "both";
+        let mut applied = BTreeMap::new();
+        let mut lagging = false;
+        if applies {
+            for o in by_node.values() {
+                let publishes = o.role == "master" || o.role == "both";
+                if !publishes || o.node == s.node {
+                    continue;
+                }
+                let mine = s.applied.get(&o.node);
+                let lag_deltas = match mine {
+                    Some(a) if a.epoch == o.epoch => o.published.saturating_sub(a.seq),
+                    _ => o.published,
+                };
+                let since = match mine {
+                    Some(a) if a.at_unix_ms > 0 => a.at_unix_ms,
+                    _ => o.published_at_unix_ms,
+                };
+                let lag_s = if lag_deltas == 0 || since == 0 {
+                    0
+                } else {
+                    now.saturating_sub(since) / 1000
+                };
+                let over = lag_s > limits.max_lag_s
+                    || limits.max_lag_deltas.is_some_and(|m| lag_deltas > m);
+                if over {
+                    lagging = true;
+                    problems.push(format!(
+                        "{} is {lag_deltas} delta(s) behind {} and has made no progress on it for {lag_s} s",
+                        s.node, o.node
+                    ));
+                }
+                let (epoch, seq, at) = mine.map_or((0, 0, 0), |a| (a.epoch, a.seq, a.at_unix_ms));
+                applied.insert(
+                    o.node.clone(),
+                    OriginLag {
+                        epoch,
+                        seq,
+                        at_unix_ms: at,
+                        lag_deltas,
+                        lag_s,
+                    },
+                );
+            }
+        }
+        if !s.online {
+            problems.push(format!("{} is offline", s.node));
+        }
+        let keystore_matches = s.keystore.is_none() || digests.len() <= 1;
+        nodes.push(NodeReport {
+            node: s.node.clone(),
+            online: s.online,
+            role: s.role.clone(),
+            version: s.version.clone(),
+            status_at_unix_ms: s.at_unix_ms,
+            epoch: s.epoch,
+            published: s.published,
+            published_at_unix_ms: s.published_at_unix_ms,
+            outbox: s.outbox,
+            synced: s.synced,
+            applied,
+            reload: s.reload.clone(),
+            last_error: s.last_error.clone(),
+            last_error_at_unix_ms: s.last_error_at_unix_ms,
+            keystore: s.keystore.clone(),
+            keystore_matches,
+            drift_events: s.drift_events,
+            lagging,
+        });
+    }
+    if digests.len() > 1 {
+        let who: Vec<String> = (nodes.iter())
+            .filter_map(|n| n.keystore.as_ref().map(|k| format!("{} {k}", n.node)))
+            .collect();
+        problems.push(format!(
+            "the nodes' security/geoserver.jceks differ ({}): store passwords encrypted on one node cannot be decrypted on the others",
+            who.join(", ")
+        ));
+    }
+    Report {
+        group: group.to_string(),
+        broker: broker.to_string(),
+        at_unix_ms: now,
+        nodes,
+        problems,
+    }
+}
+
+/// "12 s ago", "3 min ago", "never".
+fn ago(now: u64, at: u64) -> String {
+    if at == 0 {
+        return "-".into();
+    }
+    let s = now.saturating_sub(at) / 1000;
+    match s {
+        0..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
+}
+
+/// The report as a table for a person.
+pub fn table(r: &Report) -> String {
+    let now = r.at_unix_ms;
+    let mut rows = vec![[
+        "NODE",
+        "ROLE",
+        "STATE",
+        "VERSION",
+        "PUBLISHED",
+        "OUTBOX",
+        "APPLIED (LAG)",
+        "RELOAD",
+        "KEYSTORE",
+        "DRIFT",
+        "LAST ERROR",
+    ]
+    .map(String::from)];
+    for n in &r.nodes {
+        let state = if n.online {
+            if n.lagging {
+                "LAGGING"
+            } else {
+                "online"
+            }
+        } else {
+            "OFFLINE"
+        };
+        let published = if n.role == "slave" {
+            "-".to_string()
+        } else {
+            format!("{} ({})", n.published, ago(now, n.published_at_unix_ms))
+        };
+        let applied = if n.applied.is_empty() {
+            "-".to_string()
+        } else {
+            (n.applied.iter())
+                .map(|(o, a)| {
+                    if a.lag_deltas == 0 {
+                        format!("{o} {}", a.seq)
+                    } else {
+                        format!("{o} {} (-{}, {} s)", a.seq, a.lag_deltas, a.lag_s)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let reload = match &n.reload {
+            None => "-".to_string(),
+            Some(rl) => match (&rl.last_result, rl.last_at_unix_ms) {
+                (Some(res), Some(at)) => format!(
+                    "{} {} ({} ok, {} failed)",
+                    if res == "ok" { "ok" } else { "FAILED" },
+                    ago(now, at),
+                    rl.ok,
+                    rl.failed
+                ),
+                _ => "none yet".to_string(),
+            },
+        };
+        let keystore = match (&n.keystore, n.keystore_matches) {
+            (None, _) => "-".to_string(),
+            (Some(k), true) => k.clone(),
+            (Some(k), false) => format!("{k} DIFFERS"),
+        };
+        let error = match &n.last_error {
+            None => "-".to_string(),
+            Some(e) => format!("{} ({})", e, ago(now, n.last_error_at_unix_ms)),
+        };
+        rows.push([
+            n.node.clone(),
+            n.role.clone(),
+            state.to_string(),
+            n.version.clone(),
+            published,
+            n.outbox.to_string(),
+            applied,
+            reload,
+            keystore,
+            n.drift_events.to_string(),
+            error,
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "group {}: {} node(s) via {}\n",
+        r.group,
+        r.nodes.len(),
+        r.broker
+    );
+    for row in &rows {
+        let cells: Vec<String> = (row.iter().zip(&widths))
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    if r.problems.is_empty() {
+        out += "no problems\n";
+    } else {
+        out += "problems:\n";
+        for p in &r.problems {
+            out += &format!("  {p}\n");
+        }
+    }
+    out
+}
+
+/// Gather the retained statuses of the group from the first broker that answers.
+pub async fn gather(cfg: &Config, auth: &Auth) -> Result<(String, Vec<Status>), String> {
+    let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
+    let mut errors = Vec::new();
+    for server in &cfg.mqtt.servers {
+        let opts = Options {
+            client_id: format!("{}-status-{}", cfg.node.id, std::process::id()),
+            subscriptions: vec![],
+            will: None,
+            birth: None,
+            max_packet: 64 * 1024,
+        };
+        let mut o = mqtt_options(&cfg.mqtt, server, &opts);
+        o.set_clean_session(true).set_manual_acks(false);
+        let (client, mut events) = AsyncClient::new(o, 64);
+        let started = Instant::now();
+        // Connect.
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        match connected {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                errors.push(format!("{server}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                errors.push(format!(
+                    "{server}: no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ));
+                continue;
+            }
+        }
+        client
+            .subscribe(topics.status_filter(), QoS::AtLeastOnce)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
+        let mut last = Instant::now();
+        let mut subscribed = false;
+        while started.elapsed() < MAX_GATHER && !(subscribed && last.elapsed() > QUIET) {
+            match tokio::time::timeout(QUIET, events.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                    subscribed = true;
+                    last = Instant::now();
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    last = Instant::now();
+                    if p.payload.is_empty() {
+                        continue;
+                    }
+                    let node = p.topic.rsplit('/').next().unwrap_or("").to_string();
+                    let decoded = delta::decode_part(&p.payload, &cfg.node.group, auth)
+                        .map_err(|e| e.to_string())
+                        .and_then(|part| {
+                            Status::decode(&part, &part.body).map_err(|e| e.to_string())
+                        });
+                    match decoded {
+                        Ok(s) if s.node == node => {
+                            statuses.insert(node, s);
+                        }
+                        Ok(s) => eprintln!(
+                            "gscluster status: ignored a status of {:?} on the topic of {node:?}",
+                            s.node
+                        ),
+                        Err(e) => {
+                            eprintln!("gscluster status: ignored the status on {}: {e}", p.topic)
+                        }
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("{server}: {e}")),
+                Err(_) => {}
+            }
+        }
+        let _ = client.disconnect().await;
+        return Ok((server.to_string(), statuses.into_values().collect()));
+    }
+    Err(format!("no broker answered: {}", errors.join("; ")))
+}
+
+/// `gscluster status`.
+pub fn run(config_path: &Path, json: bool, limits: Limits) -> ExitCode {
+    let cfg = match config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gscluster status: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let auth = match &cfg.security {
+        Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
+        None => Auth::none(),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gscluster status: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let (broker, statuses) = match rt.block_on(gather(&cfg, &auth)) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("gscluster status: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let r = report(&cfg.node.group, &broker, &statuses, now_ms(), limits);
+    if json {
+        match serde_json::to_string_pretty(&r) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("gscluster status: {e}");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        print!("{}", table(&r));
+    }
+    if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
