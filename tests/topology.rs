@@ -63,6 +63,24 @@ fn start_member_with(
     }
 }
 
+/// A pure master running the embedded broker on a free port, connected; and the `servers`
+/// list every other member uses.
+fn start_pure_master(tree: &Path) -> (Member, Vec<String>) {
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let master = start_member(
+        "gs-master",
+        "master",
+        tree,
+        &servers,
+        Some(format!("127.0.0.1:{port}")),
+    );
+    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
+        master.node.log_contents().contains("connected to broker")
+    });
+    (master, servers)
+}
+
 /// Write like GeoServer: a temp file in the same folder, then a rename.
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -88,18 +106,7 @@ fn pure_master_two_both_nodes_and_two_slaves_converge_under_concurrent_edits_of_
     println!("topology: seed {seed} (set GSCLUSTER_TOPOLOGY_SEED to replay)");
     let origin = tempfile::tempdir().unwrap();
     let catalog = generate(origin.path(), &Spec::small(), 71);
-    let port = free_port();
-    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
-    let master = start_member(
-        "gs-master",
-        "master",
-        origin.path(),
-        &servers,
-        Some(format!("127.0.0.1:{port}")),
-    );
-    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
-        master.node.log_contents().contains("connected to broker")
-    });
+    let (master, servers) = start_pure_master(origin.path());
     let members: Vec<Member> = [
         ("gs-both1", "both"),
         ("gs-both2", "both"),
@@ -260,21 +267,10 @@ fn sequence_of(doc: &str) -> u64 {
 fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master() {
     let origin = tempfile::tempdir().unwrap();
     generate(origin.path(), &Spec::small(), 72);
-    let port = free_port();
-    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
     // The pure master never applies, so its counter bump is made on the settings it had before
     // the other master's edit: exactly the race of two masters whose GeoServers each save
     // global.xml before seeing the other's change.
-    let master = start_member(
-        "gs-master",
-        "master",
-        origin.path(),
-        &servers,
-        Some(format!("127.0.0.1:{port}")),
-    );
-    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
-        master.node.log_contents().contains("connected to broker")
-    });
+    let (master, servers) = start_pure_master(origin.path());
     let both = start_member("gs-both", "both", origin.path(), &servers, None);
     let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
     for m in [&both, &slave] {
@@ -357,18 +353,7 @@ fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master
 fn a_local_edit_made_while_a_remote_delta_is_applied_is_still_published() {
     let origin = tempfile::tempdir().unwrap();
     let catalog = generate(origin.path(), &Spec::small(), 73);
-    let port = free_port();
-    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
-    let master = start_member(
-        "gs-master",
-        "master",
-        origin.path(),
-        &servers,
-        Some(format!("127.0.0.1:{port}")),
-    );
-    wait_until_logs("master connected", CONVERGE, &[&master.node], || {
-        master.node.log_contents().contains("connected to broker")
-    });
+    let (master, servers) = start_pure_master(origin.path());
     let both = start_member_with("gs-both", "both", origin.path(), &servers, None, |cfg| {
         cfg.pause_at = Some("apply-planned:1:3000".into());
     });

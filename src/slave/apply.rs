@@ -364,6 +364,18 @@ mod tests {
         }
     }
 
+    /// The plan of `changes` on a node that holds nothing yet.
+    fn fresh_plan(changes: &[Change]) -> Vec<Step> {
+        plan(
+            &Manifest::default(),
+            changes,
+            &filter(),
+            Equal::Skip,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
     fn write(path: &str, hlc: u64, body: &str) -> Change {
         Change {
             path: path.into(),
@@ -392,14 +404,7 @@ mod tests {
             delete("workspaces/o/workspace.xml", 5),
             delete("workspaces/o/s/r/layer.xml", 5),
         ]);
-        let steps = plan(
-            &Manifest::default(),
-            &d.changes,
-            &filter(),
-            Equal::Skip,
-            &|_| None,
-        )
-        .unwrap();
+        let steps = fresh_plan(&d.changes);
         let paths: Vec<&str> = steps.iter().map(|s| s.path()).collect();
         assert_eq!(
             paths,
@@ -528,14 +533,7 @@ mod tests {
             write("workspaces/w/workspace.xml", 1, "w"),
             write("workspaces/w/s/r/layer.xml", 1, "l"),
         ]);
-        let steps = plan(
-            &Manifest::default(),
-            &d.changes,
-            &filter(),
-            Equal::Skip,
-            &|_| None,
-        )
-        .unwrap();
+        let steps = fresh_plan(&d.changes);
         check(root, &steps).unwrap();
         let entries = execute(root, &steps).unwrap();
         assert_eq!(entries.len(), 2);
@@ -543,14 +541,7 @@ mod tests {
             std::fs::read(root.join("workspaces/w/s/r/layer.xml")).unwrap(),
             b"l"
         );
-        let steps = plan(
-            &Manifest::default(),
-            &delta(vec![delete("workspaces/w/s/r/layer.xml", 2)]).changes,
-            &filter(),
-            Equal::Skip,
-            &|_| None,
-        )
-        .unwrap();
+        let steps = fresh_plan(&delta(vec![delete("workspaces/w/s/r/layer.xml", 2)]).changes);
         execute(root, &steps).unwrap();
         assert!(!root.join("workspaces/w/s").exists());
         assert!(root.join("workspaces/w/workspace.xml").exists());
@@ -563,14 +554,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("workspaces")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("workspaces/evil")).unwrap();
         let d = delta(vec![write("workspaces/evil/workspace.xml", 1, "x")]);
-        let steps = plan(
-            &Manifest::default(),
-            &d.changes,
-            &filter(),
-            Equal::Skip,
-            &|_| None,
-        )
-        .unwrap();
+        let steps = fresh_plan(&d.changes);
         assert!(matches!(
             check(dir.path(), &steps),
             Err(Rejection::Escapes(_))
