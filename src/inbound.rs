@@ -88,6 +88,8 @@ impl Worker {
         let mut resync = Resync::default();
         let mut group = Group::default();
         let mut announced: HashMap<String, Announced> = HashMap::new();
+        // Pure master: the origins whose Deltas it subscribed to, on connection `.0`.
+        let mut watched: (u64, std::collections::HashSet<String>) = Default::default();
         if self.role.applies() && !self.shared.state.lock().unwrap().synced {
             resync.request("this node has not completed a resync yet (bootstrap)");
         }
@@ -221,22 +223,39 @@ impl Worker {
                         resync.on_answer(&ctx, header, body).await;
                     }
                 }
-                Topic::Status(node) if node != self.shared.node_id && self.role.applies() => {
-                    let status = delta::decode_part(
-                        &h.publish.payload,
-                        &self.shared.group,
-                        &self.shared.auth,
-                    )
-                    .map_err(|e| e.to_string())
-                    .and_then(|p| {
-                        if p.origin != node || p.count != 1 {
-                            return Err(format!(
-                                "status frame of {:?} on the topic of {node}",
-                                p.origin
-                            ));
+                Topic::Status(node)
+                    if node != self.shared.node_id
+                        && !self.role.applies()
+                        && !h.publish.payload.is_empty() =>
+                {
+                    // A pure master watches the Deltas of every other publishing node (to
+                    // log the conflicts it loses), not its own: subscribed per origin as
+                    // their statuses arrive (again after every connection).
+                    match self.decode_status(node, &h.publish.payload) {
+                        Ok(s) if s.role == "master" || s.role == "both" => {
+                            let link = self.link.borrow().clone();
+                            if watched.0 != link.gen {
+                                watched = (link.gen, Default::default());
+                            }
+                            if let Some(client) = link.client {
+                                if watched.1.insert(node.to_string()) {
+                                    let filter = self.shared.topics.delta(node);
+                                    match client.subscribe(&filter, rumqttc::QoS::AtLeastOnce).await
+                                    {
+                                        Ok(()) => log::info!(
+                                            "watching {node}'s deltas for conflicts ({filter})"
+                                        ),
+                                        Err(e) => log::warn!("cannot subscribe to {filter}: {e}"),
+                                    }
+                                }
+                            }
                         }
-                        Status::decode(&p, &p.body).map_err(|e| e.to_string())
-                    });
+                        Ok(_) => {}
+                        Err(e) => self.reject(node, &e),
+                    }
+                }
+                Topic::Status(node) if node != self.shared.node_id && self.role.applies() => {
+                    let status = self.decode_status(node, &h.publish.payload);
                     match status {
                         Ok(s) if s.published > 0 => {
                             announced.insert(
@@ -309,6 +328,19 @@ impl Worker {
             }
             true
         });
+    }
+
+    /// Decode a status frame published on `node`'s status topic.
+    fn decode_status(&self, node: &str, payload: &[u8]) -> Result<Status, String> {
+        let p = delta::decode_part(payload, &self.shared.group, &self.shared.auth)
+            .map_err(|e| e.to_string())?;
+        if p.origin != node || p.count != 1 {
+            return Err(format!(
+                "status frame of {:?} on the topic of {node}",
+                p.origin
+            ));
+        }
+        Status::decode(&p, &p.body).map_err(|e| e.to_string())
     }
 
     fn reject(&self, from: &str, why: &str) {

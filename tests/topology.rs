@@ -81,6 +81,22 @@ fn start_pure_master(tree: &Path) -> (Member, Vec<String>) {
     (master, servers)
 }
 
+/// Wait until the pure master watches the Deltas of every node in `publishers` (it subscribes
+/// per origin once it has seen that node's status).
+fn wait_watching(master: &Member, publishers: &[&str]) {
+    wait_until_logs(
+        "the pure master watches the publishers",
+        CONVERGE,
+        &[&master.node],
+        || {
+            let log = master.node.log_contents();
+            publishers
+                .iter()
+                .all(|p| log.contains(&format!("watching {p}'s deltas")))
+        },
+    );
+}
+
 /// Write like GeoServer: a temp file in the same folder, then a rename.
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -135,6 +151,7 @@ fn pure_master_two_both_nodes_and_two_slaves_converge_under_concurrent_edits_of_
         }
     };
     converge("start-up");
+    wait_watching(&master, &["gs-both1", "gs-both2"]);
 
     // 200 edits, each on a random publishing node, of 6 shared layer.xml files and 3 style
     // bodies that come and go; a few milliseconds apart, so the same file is often changed on
@@ -276,6 +293,7 @@ fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master
     for m in [&both, &slave] {
         wait_for_subscriptions(&m.node, 1);
     }
+    wait_watching(&master, &["gs-both"]);
     let all = [&master.node, &both.node, &slave.node];
     let read = |m: &Member| fs::read_to_string(m.data.path().join("global.xml")).unwrap();
     let wait_for = |what: &str, want: &str| {

@@ -238,6 +238,7 @@ async fn drive(
     inbound: &mpsc::Sender<Inbound>,
 ) -> Outcome {
     let mut connected = false;
+    let mut subscribed = false;
     loop {
         let event = match eventloop.poll().await {
             Ok(e) => e,
@@ -296,14 +297,22 @@ async fn drive(
                     .return_codes
                     .iter()
                     .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
-                if failed {
+                // The first SUBACK of a connection answers `opts.subscriptions`; later ones,
+                // subscriptions a pure master adds per origin (logged where it asks).
+                if failed && !subscribed {
                     log::error!(
                         "broker {server} refused the subscription to {:?}",
                         opts.subscriptions
                     );
-                } else {
+                } else if failed {
+                    log::error!(
+                        "broker {server} refused a subscription (packet {})",
+                        ack.pkid
+                    );
+                } else if !subscribed {
                     log::info!("subscribed to {}", opts.subscriptions.join(", "));
                 }
+                subscribed = true;
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 let _ = events.send(LinkEvent::Sent { gen, pkid });
