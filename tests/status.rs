@@ -57,6 +57,19 @@ fn status_shows_every_node_lag_offline_and_keystores() {
         cfg.mqtt_extra = vec!["keep_alive_s = 5".into()];
     });
     let config = c.slaves[0].node.config_path();
+    // Bootstrapped by a resync, with no Delta applied since: the statuses say so at once (the
+    // resync's positions), not at their 30 s refresh.
+    wait_until(
+        "no lag after the bootstrap",
+        Duration::from_secs(10),
+        || {
+            let (_, r) = json(&config, &[]);
+            r["nodes"].as_array().is_some_and(|n| n.len() == 3)
+                && ["gs-slave1", "gs-slave2"]
+                    .iter()
+                    .all(|s| node(&r, s)["applied"]["gs-master"]["lag_deltas"] == 0)
+        },
+    );
     // Keystores: the master and the first slave share one, the second has its own.
     for (dir, key) in [
         (c.master_data.path(), "A"),

@@ -291,6 +291,8 @@ impl Resync {
             Ok(Ok(removed)) => {
                 self.failures = 0;
                 crate::telemetry::record_resync();
+                // Positions moved: the node's status says so now, not at its next refresh.
+                ctx.shared.board.changed.notify_one();
                 crate::telemetry::record_files_written((written + removed) as u64);
                 ctx.shared.current.store(true, Ordering::SeqCst);
                 *ctx.shared.stale_until.lock().unwrap() = None;
