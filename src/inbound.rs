@@ -508,7 +508,7 @@ impl Worker {
                 Outcome::Rejected(_) => {}
             }
         }
-        crate::telemetry::record_apply(applied, duplicate, 0, files, started.elapsed());
+        crate::telemetry::record_apply(applied, duplicate, files, started.elapsed());
         for (delta, outcome) in deltas.iter().zip(outcomes) {
             let id: DeltaId = (delta.origin.clone(), delta.epoch, delta.seq);
             match outcome {

@@ -158,12 +158,11 @@ pub fn record_received_bytes(bytes: usize) {
     counter!("gscluster_received_bytes_total").increment(bytes as u64);
 }
 
-/// One group of Deltas applied: how many were applied, duplicates and refused, the files
-/// written and the time it took.
-pub fn record_apply(applied: u64, duplicate: u64, rejected: u64, files: u64, took: Duration) {
+/// One group of Deltas applied: how many were applied and duplicates, the files written and
+/// the time it took. Refused Deltas are counted where they are refused (`record_rejected`).
+pub fn record_apply(applied: u64, duplicate: u64, files: u64, took: Duration) {
     counter!("gscluster_deltas_applied_total").increment(applied);
     counter!("gscluster_deltas_duplicate_total").increment(duplicate);
-    counter!("gscluster_deltas_rejected_total").increment(rejected);
     counter!("gscluster_files_written_total").increment(files);
     histogram!("gscluster_apply_duration_seconds").record(took.as_secs_f64());
 }

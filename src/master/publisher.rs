@@ -101,7 +101,7 @@ impl Publisher {
                     s.upto = last;
                     self.fill(s).await;
                 }
-                self.announce(s).await;
+                self.announce();
             }
             LinkEvent::Down { gen } if gen == s.gen => {
                 *s = Session::default();
@@ -137,7 +137,7 @@ impl Publisher {
                         crate::telemetry::record_outbox(seqs.len());
                     }
                     if s.remaining.is_empty() {
-                        self.announce(s).await;
+                        self.announce();
                     }
                 }
             }
@@ -148,7 +148,7 @@ impl Publisher {
     /// Tell the node's status (published retained by `status::report`) how far the stream is
     /// acknowledged: up to just below the oldest outbox entry, or up to the highest sequence
     /// number when the outbox is empty.
-    async fn announce(&self, _s: &mut Session) {
+    fn announce(&self) {
         let published = match self.outbox.seqs() {
             Ok(seqs) => seqs.first().map_or(self.highest, |oldest| oldest - 1),
             Err(_) => return,

@@ -9,7 +9,6 @@ use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
 use crate::node::Shared;
 use crate::state::{Position, Record, State};
-use sha2::Digest;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -130,10 +129,9 @@ fn local_edit(sh: &Shared, state: &State, step: &apply::Step) -> bool {
     if recorded.is_some_and(|e| e.same_stat(&crate::datadir::FileStat::from_metadata(&meta))) {
         return false;
     }
-    let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) else {
+    let Ok(sha) = crate::datadir::sha256_file(&sh.data_dir.join(path)) else {
         return false;
     };
-    let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
     let brought = match step {
         apply::Step::Write { sha256, .. } => Some(*sha256),
         apply::Step::Delete { .. } => None,
