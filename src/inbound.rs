@@ -56,6 +56,9 @@ struct Held {
 }
 
 /// Everything the worker talks to.
+mod conflicts;
+use conflicts::Watched;
+
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub role: Role,
@@ -89,7 +92,7 @@ impl Worker {
         let mut group = Group::default();
         let mut announced: HashMap<String, Announced> = HashMap::new();
         // Pure master: the origins whose Deltas it subscribed to, on connection `.0`.
-        let mut watched: (u64, std::collections::HashSet<String>) = Default::default();
+        let mut watched = Watched::default();
         if self.role.applies() && !self.shared.state.lock().unwrap().synced {
             resync.request("this node has not completed a resync yet (bootstrap)");
         }
@@ -228,31 +231,8 @@ impl Worker {
                         && !self.role.applies()
                         && !h.publish.payload.is_empty() =>
                 {
-                    // A pure master watches the Deltas of every other publishing node (to
-                    // log the conflicts it loses), not its own: subscribed per origin as
-                    // their statuses arrive (again after every connection).
-                    match self.decode_status(node, &h.publish.payload) {
-                        Ok(s) if s.role == "master" || s.role == "both" => {
-                            let link = self.link.borrow().clone();
-                            if watched.0 != link.gen {
-                                watched = (link.gen, Default::default());
-                            }
-                            if let Some(client) = link.client {
-                                if watched.1.insert(node.to_string()) {
-                                    let filter = self.shared.topics.delta(node);
-                                    match client.subscribe(&filter, rumqttc::QoS::AtLeastOnce).await
-                                    {
-                                        Ok(()) => log::info!(
-                                            "watching {node}'s deltas for conflicts ({filter})"
-                                        ),
-                                        Err(e) => log::warn!("cannot subscribe to {filter}: {e}"),
-                                    }
-                                }
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => self.reject(node, &e),
-                    }
+                    self.watch_publisher(&mut watched, node, &h.publish.payload)
+                        .await;
                 }
                 Topic::Status(node) if node != self.shared.node_id && self.role.applies() => {
                     let status = self.decode_status(node, &h.publish.payload);
@@ -377,46 +357,6 @@ impl Worker {
             Err(e) => {
                 self.reject(sender, &e.to_string());
                 None
-            }
-        }
-    }
-
-    /// On a pure master, which never applies: say which of its own edits another master's
-    /// newer change overrides in the cluster (the conflict rule, docs/conflicts.md). This node
-    /// keeps its copy; every applying node takes the other's.
-    fn report_lost_conflicts(&self, delta: &Delta) {
-        let state = self.shared.state.lock().unwrap();
-        for c in &delta.changes {
-            let Some(mine) = state.manifest.entries.get(&c.path) else {
-                continue;
-            };
-            // A path merged field by field loses only when another node's settings edit is
-            // newer than this node's; a counter bump does not override anything.
-            let (theirs, ours) = if crate::merge::merged(&c.path) {
-                (
-                    c.merged.as_ref().map_or(&c.version, |m| &m.settings),
-                    mine.merged.as_ref().map_or(&mine.version, |m| &m.settings),
-                )
-            } else {
-                (&c.version, &mine.version)
-            };
-            if ours.origin != self.shared.node_id || theirs <= ours {
-                continue;
-            }
-            let same = match &c.op {
-                delta::Op::Write { sha256, .. } => !mine.deleted && mine.sha256[..] == sha256[..],
-                delta::Op::Delete => mine.deleted,
-            };
-            if !same {
-                log::warn!(
-                    "conflict lost: {}: the edit of {} (version {}.{}) is newer than this node's (version {}.{}); every applying node takes it, this pure master keeps its own copy",
-                    c.path,
-                    delta.origin,
-                    theirs.hlc,
-                    theirs.origin,
-                    ours.hlc,
-                    ours.origin
-                );
             }
         }
     }
