@@ -192,8 +192,8 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         // A lower bound until the publisher says more: everything below the oldest outbox
         // entry was acknowledged.
         let st = shared.state.lock().unwrap();
-        let oldest = st.outbox().seqs().ok().and_then(|s| s.first().copied());
-        let published = oldest.map_or(st.next_seq - 1, |o| o - 1);
+        let highest = st.next_seq - 1;
+        let published = st.outbox().acknowledged(highest).unwrap_or(highest);
         drop(st);
         if role.publishes() {
             shared.board.published(published);

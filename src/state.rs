@@ -331,6 +331,12 @@ impl Outbox {
         )
     }
 
+    /// How far the broker acknowledged the stream whose highest sequence number is `highest`:
+    /// everything below the oldest outbox entry, or everything when the outbox is empty.
+    pub fn acknowledged(&self, highest: u64) -> io::Result<u64> {
+        Ok(self.seqs()?.first().map_or(highest, |oldest| oldest - 1))
+    }
+
     /// Sequence numbers waiting in the outbox, ascending.
     pub fn seqs(&self) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();

@@ -149,9 +149,8 @@ impl Publisher {
     /// acknowledged: up to just below the oldest outbox entry, or up to the highest sequence
     /// number when the outbox is empty.
     fn announce(&self) {
-        let published = match self.outbox.seqs() {
-            Ok(seqs) => seqs.first().map_or(self.highest, |oldest| oldest - 1),
-            Err(_) => return,
+        let Ok(published) = self.outbox.acknowledged(self.highest) else {
+            return;
         };
         self.shared.board.published(published);
         log::debug!("announced stream position {}/{published}", self.epoch);
