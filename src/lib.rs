@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the walk of one change from a master's disk to a slave's reload.
 
+pub mod airgap;
 pub mod atomic;
 pub mod check;
 pub mod config;

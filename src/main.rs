@@ -1,6 +1,6 @@
 //! `gscluster`: parse arguments, load the configuration, dispatch to a command.
 
-use gscluster::{check, config, node, status_cmd};
+use gscluster::{airgap, check, config, node, status_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,6 +15,12 @@ USAGE:
                                  outbox, applied and lag per origin, reloads, last error,
                                  keystore digest, drift; exit 1 when a node is offline or
                                  lagging or the keystores differ (a monitoring check)
+    gscluster export [-c FILE] --out BUNDLE [--since N]
+                                 air gap: write this node's replicated configuration (or
+                                 what changed since export N) to one signed bundle file
+    gscluster import [-c FILE] [--force] [--wait S] BUNDLE
+                                 verify a bundle and apply it as one batch with one reload;
+                                 on a master it then flows to the site's slaves
     gscluster --version          print the version
     gscluster --help             print this help
 
@@ -23,13 +29,20 @@ OPTIONS:
     --json              status: stable JSON for scripts instead of the table
     --max-lag-s S       status: lagging = behind an origin without progress for over S s (60)
     --max-lag N         status: lagging also = more than N deltas behind an origin
+    --out BUNDLE        export: the bundle file to write (mode 0600)
+    --since N           export: only the changes since this node's export N (printed by
+                        every export); default: the whole replicated tree
+    --force             import: apply even a bundle out of sequence, or one after which
+                        catalog references would not resolve
+    --wait S            import: how long to wait for a running daemon to apply it (600)
 
 ENVIRONMENT:
     RUST_LOG            log filter, e.g. info (default), debug, gscluster=debug
     GSCLUSTER_CONFIG    configuration file when -c is not given
 
 Exit status: 0 on success, 1 on a configuration or start-up problem (status: a problem in the
-cluster), 2 on bad usage, 3 when status cannot read the cluster's status.
+cluster; import: the bundle was refused or failed), 2 on bad usage, 3 when status cannot read
+the cluster's status.
 ";
 
 struct Args {
@@ -37,6 +50,11 @@ struct Args {
     config: PathBuf,
     json: bool,
     limits: status_cmd::Limits,
+    out: Option<PathBuf>,
+    since: Option<u64>,
+    force: bool,
+    wait_s: u64,
+    file: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
     let mut command = None;
     let mut config = None;
     let mut json = false;
+    let (mut out, mut since, mut force, mut wait_s, mut file) = (None, None, false, 600, None);
     let mut limits = status_cmd::Limits {
         max_lag_s: 60,
         max_lag_deltas: None,
@@ -58,6 +77,14 @@ fn parse_args() -> Result<Args, String> {
             "--json" => json = true,
             "--max-lag-s" => limits.max_lag_s = number("--max-lag-s", args.next())?,
             "--max-lag" => limits.max_lag_deltas = Some(number("--max-lag", args.next())?),
+            "--since" => since = Some(number("--since", args.next())?),
+            "--wait" => wait_s = number("--wait", args.next())?,
+            "--force" => force = true,
+            "--out" | "-o" => {
+                out = Some(PathBuf::from(
+                    args.next().ok_or("--out needs a file name".to_string())?,
+                ))
+            }
             "-c" | "--config" => {
                 config = Some(PathBuf::from(
                     args.next().ok_or("-c needs a file name".to_string())?,
@@ -67,6 +94,9 @@ fn parse_args() -> Result<Args, String> {
             "-V" | "--version" => command = Some("version".to_string()),
             s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
             s if !s.starts_with('-') && command.is_none() => command = Some(s.to_string()),
+            s if !s.starts_with('-') && command.as_deref() == Some("import") && file.is_none() => {
+                file = Some(PathBuf::from(s))
+            }
             s => return Err(format!("unexpected argument {s:?}")),
         }
     }
@@ -78,6 +108,11 @@ fn parse_args() -> Result<Args, String> {
         config,
         json,
         limits,
+        out,
+        since,
+        force,
+        wait_s,
+        file,
     })
 }
 
@@ -114,9 +149,55 @@ fn main() -> ExitCode {
         }
         "check" => check::run(&args.config),
         "status" => status_cmd::run(&args.config, args.json, args.limits),
+        "export" => {
+            let Some(out) = args.out.clone() else {
+                eprintln!("gscluster: export needs --out BUNDLE\n\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            let opts = airgap::export::Options {
+                out,
+                since: args.since,
+            };
+            finish(
+                config::load(&args.config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|cfg| airgap::export::run(&cfg, &opts))
+                    .map(|report| report.to_string()),
+            )
+        }
+        "import" => {
+            let Some(file) = args.file.clone() else {
+                eprintln!("gscluster: import needs the bundle file\n\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            let opts = airgap::import::Options {
+                file,
+                force: args.force,
+                wait: std::time::Duration::from_secs(args.wait_s),
+            };
+            finish(
+                config::load(&args.config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|cfg| airgap::import::run(&cfg, &opts)),
+            )
+        }
         other => {
             eprintln!("gscluster: unknown command {other:?}\n\n{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Print a command's report (stdout) or its error (stderr) and turn it into the exit status.
+fn finish(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gscluster: {e}");
+            ExitCode::from(1)
         }
     }
 }

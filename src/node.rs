@@ -73,6 +73,64 @@ pub struct Gate {
 }
 
 impl Shared {
+    /// The node's shared state over its opened `state`: keys, recovery of an interrupted run,
+    /// the replicate filter, the catalog index. Blocking (it reads the data directory); used by
+    /// the daemon and by a `gscluster import` that runs while no daemon does.
+    pub fn new(cfg: &Config, mut state: State) -> Result<Shared, String> {
+        let data_dir = cfg.geoserver.data_dir.clone();
+        if !data_dir.is_dir() {
+            return Err(format!(
+                "[geoserver] data_dir {}: not a directory",
+                data_dir.display()
+            ));
+        }
+        let auth = match &cfg.security {
+            Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
+            None => {
+                log::warn!(
+                    "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
+                    cfg.node.group
+                );
+                Auth::none()
+            }
+        };
+        master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
+            .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
+        let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
+            .map_err(|e| format!("[replicate]: {e}"))?;
+        let leftovers = slave::apply::remove_leftovers(&data_dir, &filter);
+        if leftovers > 0 {
+            log::info!(
+                "removed {leftovers} temporary file(s) an interrupted run left in the data directory"
+            );
+        }
+        let catalog = CatalogIndex::build(&data_dir, &filter);
+        Ok(Shared {
+            node_id: cfg.node.id.clone(),
+            group: cfg.node.group.clone(),
+            skip_dirs: master::skip_dirs(&cfg.node.state_dir),
+            data_dir,
+            filter,
+            publishes: cfg.node.role.publishes(),
+            topics: Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group),
+            auth,
+            clock: Mutex::new(Clock::starting_after(state.hlc)),
+            state: Mutex::new(state),
+            catalog: Mutex::new(catalog),
+            gate: Mutex::new(Gate::default()),
+            files: Arc::new(tokio::sync::RwLock::new(())),
+            stopping: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            resyncing: AtomicBool::new(false),
+            drift: AtomicBool::new(false),
+            stale_until: Mutex::new(None),
+            current: AtomicBool::new(false),
+            backlog: std::sync::atomic::AtomicUsize::new(0),
+            board: Default::default(),
+        })
+    }
+
     /// Whether GeoServer may reload now. Clears the gate when it may.
     pub fn readiness(&self) -> Readiness {
         if self.resyncing.load(Ordering::SeqCst) {
@@ -123,71 +181,31 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             data_dir.display()
         ));
     }
-    let mut state = State::open(&cfg.node.state_dir)
+    let state = State::open(&cfg.node.state_dir)
         .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
-    let auth = match &cfg.security {
-        Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
-        None => {
-            log::warn!(
-                "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
-                cfg.node.group
-            );
-            Auth::none()
-        }
-    };
-    master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
-        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
-    let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
-        .map_err(|e| format!("[replicate]: {e}"))?;
     let role = cfg.node.role;
-    let leftovers = slave::apply::remove_leftovers(&data_dir, &filter);
-    if leftovers > 0 {
+    let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
+    let shared = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Shared::new(&cfg, state))
+            .await
+            .map_err(|e| format!("start-up: {e}"))??
+    };
+    let shared = Arc::new(shared);
+    {
+        let st = shared.state.lock().unwrap();
         log::info!(
-            "removed {leftovers} temporary file(s) an interrupted run left in the data directory"
+            "gscluster {} starting: node {} ({}) in group {}, data_dir {}, state_dir {}, epoch {}, next seq {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.node.id,
+            role.as_str(),
+            cfg.node.group,
+            cfg.geoserver.data_dir.display(),
+            cfg.node.state_dir.display(),
+            st.epoch,
+            st.next_seq
         );
     }
-    log::info!(
-        "gscluster {} starting: node {} ({}) in group {}, data_dir {}, state_dir {}, epoch {}, next seq {}",
-        env!("CARGO_PKG_VERSION"),
-        cfg.node.id,
-        role.as_str(),
-        cfg.node.group,
-        data_dir.display(),
-        cfg.node.state_dir.display(),
-        state.epoch,
-        state.next_seq
-    );
-    let catalog = {
-        let (d, f) = (data_dir.clone(), filter.clone());
-        tokio::task::spawn_blocking(move || CatalogIndex::build(&d, &f))
-            .await
-            .map_err(|e| format!("catalog index: {e}"))?
-    };
-    let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
-    let shared = Arc::new(Shared {
-        node_id: cfg.node.id.clone(),
-        group: cfg.node.group.clone(),
-        skip_dirs: master::skip_dirs(&cfg.node.state_dir),
-        data_dir: data_dir.clone(),
-        filter,
-        publishes: role.publishes(),
-        topics: topics.clone(),
-        auth,
-        clock: Mutex::new(Clock::starting_after(state.hlc)),
-        state: Mutex::new(state),
-        catalog: Mutex::new(catalog),
-        gate: Mutex::new(Gate::default()),
-        files: Arc::new(tokio::sync::RwLock::new(())),
-        stopping: AtomicBool::new(false),
-        rejected: AtomicU64::new(0),
-        gaps: AtomicU64::new(0),
-        resyncing: AtomicBool::new(false),
-        drift: AtomicBool::new(false),
-        stale_until: Mutex::new(None),
-        current: AtomicBool::new(false),
-        backlog: std::sync::atomic::AtomicUsize::new(0),
-        board: Default::default(),
-    });
     {
         // A lower bound until the publisher says more: everything below the oldest outbox
         // entry was acknowledged.
@@ -267,6 +285,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     }
     let detector;
     let mut asks = None;
+    let mut imported_deltas = None;
     if role.publishes() {
         let (asks_tx, asks_rx) = mpsc::channel(16);
         asks = Some(asks_tx);
@@ -277,6 +296,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         )));
         let outbox = shared.state.lock().unwrap().outbox();
         let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
+        imported_deltas = Some(fresh_tx.clone());
         let highest = shared.state.lock().unwrap().next_seq - 1;
         let p = publisher::Publisher {
             outbox: outbox.clone(),
@@ -352,6 +372,13 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         )));
         notify = Arc::new(move || handle.notify());
     }
+    // Air-gap bundles that `gscluster import` hands over while this daemon holds the state.
+    tasks.push(tokio::spawn(crate::airgap::import::serve(
+        shared.clone(),
+        crate::airgap::import::geoserver(&cfg),
+        imported_deltas,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::status::report(
         shared.clone(),
         role,

@@ -46,6 +46,8 @@ struct Snapshot {
     intent: BTreeMap<String, Option<[u8; 32]>>,
     #[serde(default)]
     synced: bool,
+    #[serde(default)]
+    imported: BTreeMap<String, u64>,
 }
 
 /// One atomic step of state change.
@@ -70,6 +72,10 @@ pub struct Record {
     /// A resync round completed: the manifest now covers the whole replicated tree.
     #[serde(default)]
     pub synced: bool,
+    /// Air-gap bundles imported: exporting node → the position (export number) of the last
+    /// bundle of it imported here (see `airgap`).
+    #[serde(default)]
+    pub imported: Vec<(String, u64)>,
 }
 
 /// The node's durable state, loaded in memory.
@@ -87,6 +93,8 @@ pub struct State {
     /// manifest may lack most files, even once Deltas were applied: a node is still
     /// bootstrapping, and nothing that differs from the manifest is drift.
     pub synced: bool,
+    /// Per exporting node, the position of the last air-gap bundle imported here.
+    pub imported: BTreeMap<String, u64>,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
     journal: File,
@@ -169,6 +177,7 @@ impl State {
             manifest: snap.manifest,
             intent: snap.intent,
             synced: snap.synced,
+            imported: snap.imported,
             uncommitted: Vec::new(),
             journal: atomic::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
@@ -235,6 +244,7 @@ impl State {
         }
         self.intent.extend(rec.intent);
         self.synced |= rec.synced;
+        self.imported.extend(rec.imported);
         if let Some(n) = rec.next_seq {
             self.next_seq = self.next_seq.max(n);
         }
@@ -275,6 +285,7 @@ impl State {
             manifest: self.manifest.clone(),
             intent: self.intent.clone(),
             synced: self.synced,
+            imported: self.imported.clone(),
         };
         atomic::write_file(&self.dir.join(SNAPSHOT), &cbor(&snap))?;
         self.journal.set_len(0)?;

@@ -26,6 +26,7 @@ pub struct Unresolved {
     pub via: String,
 }
 
+#[derive(Clone)]
 struct Node {
     id: Option<Arc<str>>,
     refs: Box<[(u8, Arc<str>)]>,
@@ -34,7 +35,7 @@ struct Node {
 }
 
 /// In-memory index of the catalog: path → (id, refs, file refs) and id → path(s).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct CatalogIndex {
     nodes: HashMap<Arc<str>, Node>,
     by_id: HashMap<Arc<str>, Vec<Arc<str>>>,

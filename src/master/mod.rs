@@ -557,7 +557,7 @@ fn manifest_within(manifest: &datadir::Manifest, rels: &BTreeSet<String>) -> dat
 }
 
 /// gscluster's own temporary files (see atomic.rs) are never changes.
-fn is_own_temp(rel: &str) -> bool {
+pub fn is_own_temp(rel: &str) -> bool {
     rel.rsplit('/')
         .next()
         .is_some_and(|name| name.starts_with(".gscluster-"))

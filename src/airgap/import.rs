@@ -1,0 +1,621 @@
+//! `gscluster import`: verify a bundle, then apply it as one batch with one reload.
+//!
+//! The command verifies the whole bundle first (format, checksum, signature, group, every path
+//! against this node's filter and data directory); a refused bundle writes nothing. Then:
+//! - no daemon runs on this node (its state dir is free): the command applies the bundle
+//!   itself, under the state lock, and a Delta it publishes waits in the outbox for the daemon;
+//! - a daemon runs: it holds the state, so the command hands the verified bundle over through
+//!   `state_dir/import/` and waits for the daemon's answer. The daemon applies it exactly as
+//!   the command would (the same [`apply`]), so its files are recorded in the manifest and are
+//!   never taken for drift, and on a master they go out at once.
+//!
+//! Applying: the files that differ are written (and, for a snapshot, replicated files the
+//! bundle does not hold are deleted) with one new version of this node, as if an administrator
+//! had made the change here; on a node that publishes (`master`, `both`) the change becomes
+//! Deltas, so the site's own slaves get it like any local edit. GeoServer is then reloaded once.
+
+use super::progress::Progress;
+use super::{decode, signed, Bundle, BundleError};
+use crate::config::Config;
+use crate::datadir;
+use crate::delta::{self, Change, Delta, Op};
+use crate::hlc::Version;
+use crate::merge;
+use crate::node::Shared;
+use crate::reload::GeoServer;
+use crate::slave::{self, apply};
+use crate::state::{Record, State};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc::UnboundedSender, watch};
+
+/// Folder of `state_dir` through which the command hands bundles to a running daemon.
+pub const SPOOL: &str = "import";
+
+/// How often a daemon looks for handed-over bundles.
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct Options {
+    pub file: PathBuf,
+    /// Import even a bundle that is out of sequence or whose references do not resolve here.
+    pub force: bool,
+    /// How long to wait for a running daemon to apply the bundle.
+    pub wait: Duration,
+}
+
+/// What applying a bundle did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub written: usize,
+    pub deleted: usize,
+    /// Deltas this node published it as (empty on a pure slave or when nothing changed).
+    pub seqs: Vec<u64>,
+    /// This bundle (or a later one of the same exporting node) was imported before.
+    pub already: Option<u64>,
+}
+
+/// Why a bundle was not applied: refused (nothing written) or a failure while writing.
+#[derive(Debug)]
+pub enum ImportError {
+    Refused(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::Refused(e) => write!(f, "refused: {e}; nothing was written"),
+            ImportError::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+/// The GeoServer to reload after an import, whatever the node's role: even a pure master's
+/// GeoServer must read the imported configuration.
+pub fn geoserver(cfg: &Config) -> Option<GeoServer> {
+    cfg.geoserver.url.as_ref().map(|url| {
+        GeoServer::new(url.clone(), &cfg.geoserver.user, &cfg.geoserver.password)
+            .with_timeout(cfg.geoserver.reload_timeout)
+    })
+}
+
+/// The checks that need nothing but the bundle and this node's configuration.
+fn verify(
+    bytes: &[u8],
+    group: &str,
+    auth: &crate::security::Auth,
+    data_dir: &Path,
+    filter: &datadir::Filter,
+) -> Result<Bundle, String> {
+    let bundle = decode(bytes, group, auth).map_err(|e: BundleError| e.to_string())?;
+    apply::refuse(data_dir, filter, &bundle.changes).map_err(|e| e.to_string())?;
+    Ok(bundle)
+}
+
+/// The command: verify `opts.file`, apply it here or through the running daemon, and say what
+/// happened. `Err` is a refusal or a failure, already worded for the administrator.
+pub fn run(cfg: &Config, opts: &Options) -> Result<String, String> {
+    let name = opts.file.display().to_string();
+    let bytes = fs::read(&opts.file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let auth = match &cfg.security {
+        Some(s) => crate::security::Auth::with_keys(s.key.clone(), s.previous.clone()),
+        None => crate::security::Auth::none(),
+    };
+    let filter = datadir::Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
+        .map_err(|e| format!("[replicate]: {e}"))?;
+    let bundle = verify(
+        &bytes,
+        &cfg.node.group,
+        &auth,
+        &cfg.geoserver.data_dir,
+        &filter,
+    )
+    .map_err(|e| format!("{name}: {}", ImportError::Refused(e)))?;
+    let trust = if auth.is_on() {
+        "its signature verified with the group key"
+    } else if signed(&bytes) {
+        "signed, but NOT verified: this node has no [security] key_file"
+    } else {
+        "not signed: only its checksum was verified"
+    };
+    let (w, d, b) = bundle.counts();
+    eprintln!(
+        "{name}: {} of group {}, {w} file(s) ({b} bytes){}; {trust}",
+        bundle.header.describe(),
+        bundle.header.group,
+        if d > 0 {
+            format!(", {d} deletion(s)")
+        } else {
+            String::new()
+        }
+    );
+    match State::open(&cfg.node.state_dir) {
+        Ok(state) => {
+            eprintln!("no daemon runs on this node: applying it directly");
+            alone(cfg, state, &bundle, opts.force)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            eprintln!("the daemon runs on this node: handing it over");
+            hand_over(cfg, &bytes, opts)
+        }
+        Err(e) => Err(format!(
+            "[node] state_dir {}: {e}",
+            cfg.node.state_dir.display()
+        )),
+    }
+    .map_err(|e| format!("{name}: {e}"))
+}
+
+/// No daemon runs: apply under this process's own hold of the state.
+fn alone(cfg: &Config, state: State, bundle: &Bundle, force: bool) -> Result<String, String> {
+    let sh = Shared::new(cfg, state)?;
+    let applied = apply(&sh, bundle, force).map_err(|e| e.to_string())?;
+    let mut report = describe(&sh, bundle, &applied);
+    if !applied.seqs.is_empty() {
+        report.push_str(
+            "; no daemon runs here: the Deltas wait in the outbox and go out when it starts",
+        );
+    }
+    if applied.written + applied.deleted > 0 {
+        report.push_str(&reload(&sh, geoserver(cfg).as_ref()));
+    }
+    Ok(report)
+}
+
+/// A daemon runs: hand the (verified) bundle over and wait for its answer.
+fn hand_over(cfg: &Config, bytes: &[u8], opts: &Options) -> Result<String, String> {
+    let spool = cfg.node.state_dir.join(SPOOL);
+    let meta = fs::metadata(&spool).map_err(|e| {
+        format!(
+            "a daemon holds state dir {}, but {} is not usable ({e}); is that daemon an older gscluster? restart it",
+            cfg.node.state_dir.display(),
+            spool.display()
+        )
+    })?;
+    let id = format!("{}-{}", crate::status::now_ms(), std::process::id());
+    let name = if opts.force {
+        format!("{id}.force.bundle")
+    } else {
+        format!("{id}.bundle")
+    };
+    let tmp = spool.join(format!(".{id}.tmp"));
+    let handed = spool.join(&name);
+    let result = spool.join(format!("{id}.result"));
+    (|| -> io::Result<()> {
+        fs::write(&tmp, bytes)?;
+        // Run as root: hand the file to the daemon's user (the folder's owner), since it is
+        // written with mode 0600 like the bundle.
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        if euid() == 0 {
+            std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
+        }
+        fs::rename(&tmp, &handed)
+    })()
+    .map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!(
+            "cannot hand the bundle to the running daemon through {}: {e}",
+            spool.display()
+        )
+    })?;
+    let started = Instant::now();
+    let mut progress = Progress::new("waiting for the running daemon to apply it");
+    loop {
+        if let Ok(answer) = fs::read_to_string(&result) {
+            progress.finish();
+            let _ = fs::remove_file(&result);
+            return match answer.split_once('\n') {
+                Some(("ok", report)) => Ok(report.trim_end().to_string()),
+                Some((_, why)) => Err(why.trim_end().to_string()),
+                None => Err(format!("unreadable answer from the daemon: {answer:?}")),
+            };
+        }
+        if started.elapsed() > opts.wait {
+            progress.finish();
+            return Err(format!(
+                "the running daemon did not apply it within {} s; it stays queued as {} and is applied when the daemon gets to it (see its log)",
+                opts.wait.as_secs(),
+                handed.display()
+            ));
+        }
+        progress.waiting(started);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn describe(sh: &Shared, bundle: &Bundle, applied: &Applied) -> String {
+    let h = &bundle.header;
+    if let Some(last) = applied.already {
+        return format!(
+            "{} was imported here before (up to export {last} of {}): nothing to do",
+            h.describe(),
+            h.origin
+        );
+    }
+    let mut s = format!(
+        "imported {} on {}: {} file(s) written, {} deleted",
+        h.describe(),
+        sh.node_id,
+        applied.written,
+        applied.deleted
+    );
+    match (applied.seqs.first(), applied.seqs.last()) {
+        (Some(a), Some(b)) if a == b => s.push_str(&format!("; published as Delta {a}")),
+        (Some(a), Some(b)) => s.push_str(&format!("; published as Deltas {a} to {b}")),
+        _ if !sh.publishes && applied.written + applied.deleted > 0 => s.push_str(
+            "; this node is a pure slave, so it is not published: the site's masters' next change of these files wins",
+        ),
+        _ => {}
+    }
+    s
+}
+
+/// Reload GeoServer once, while no Delta is being written; the outcome for the report.
+fn reload(sh: &Shared, gs: Option<&GeoServer>) -> String {
+    let Some(gs) = gs else {
+        return "; no [geoserver] url: reload GeoServer yourself".to_string();
+    };
+    let _reading = sh.files.blocking_read();
+    let started = Instant::now();
+    match gs.reload() {
+        Ok(()) => {
+            log::info!("import: GeoServer reloaded in {:?}", started.elapsed());
+            format!(
+                "; GeoServer reloaded in {} ms",
+                started.elapsed().as_millis()
+            )
+        }
+        Err(e) => {
+            log::error!("import: reload of {} failed: {e}", gs.url());
+            format!("; the reload of GeoServer FAILED ({e}): reload it yourself")
+        }
+    }
+}
+
+/// Apply a verified bundle on this node (see the module doc). Takes the state lock.
+pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, ImportError> {
+    let h = &bundle.header;
+    let failed = |what: &str, e: io::Error| ImportError::Failed(format!("{what}: {e}"));
+    let mut state = sh.state.lock().unwrap();
+    let last = state.imported.get(&h.origin).copied();
+    if !force {
+        if let Some(l) = last.filter(|&l| l >= h.position) {
+            return Ok(Applied {
+                already: Some(l),
+                ..Default::default()
+            });
+        }
+        if let Some(base) = h.base.filter(|&b| last.is_none_or(|l| l < b)) {
+            return Err(ImportError::Refused(format!(
+                "it holds the changes since export {base} of {}, and this node has imported {}: import the bundle(s) in between, or a snapshot (`gscluster export` without --since on {}); --force imports it anyway",
+                h.origin,
+                last.map_or("none of its bundles".to_string(), |l| format!("up to export {l}")),
+                h.origin
+            )));
+        }
+    }
+    // What is here: the files on disk and what the manifest records.
+    let scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)
+        .map_err(|e| failed(&sh.data_dir.display().to_string(), e))?;
+    let same = |path: &str, sha: &[u8]| {
+        state.manifest.live_entry(path).is_some_and(|e| {
+            e.sha256.as_slice() == sha && scan.get(path).is_some_and(|s| e.same_stat(s))
+        })
+    };
+    let present = |path: &str| scan.contains_key(path) || state.manifest.live_entry(path).is_some();
+    // Path → new content (`None`: delete).
+    let mut wanted: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+    for c in &bundle.changes {
+        match &c.op {
+            Op::Write { bytes, sha256 } if !same(&c.path, sha256) => {
+                wanted.insert(&c.path, Some(bytes));
+            }
+            Op::Delete if present(&c.path) => {
+                wanted.insert(&c.path, None);
+            }
+            _ => {}
+        }
+    }
+    if h.base.is_none() {
+        // A snapshot is the whole tree: what it does not hold goes.
+        let held: HashSet<&str> = bundle.changes.iter().map(|c| c.path.as_str()).collect();
+        let here: BTreeSet<&str> = (scan.keys().map(String::as_str))
+            .chain(state.manifest.live().map(|(p, _)| p.as_str()))
+            .filter(|p| !held.contains(p) && !crate::master::is_own_temp(p))
+            .collect();
+        for p in here {
+            wanted.insert(p, None);
+        }
+    }
+    if !force {
+        let missing = unresolved_after(sh, &wanted, &bundle.dangling);
+        if !missing.is_empty() {
+            return Err(ImportError::Refused(format!(
+                "after it, {} catalog reference(s) would not resolve on this node ({}{}): the bundle does not fit this node's configuration; --force imports it anyway",
+                missing.len(),
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                if missing.len() > 5 { "; …" } else { "" }
+            )));
+        }
+    }
+
+    let hlc = sh.clock.lock().unwrap().tick();
+    let version = Version::new(hlc, sh.node_id.clone());
+    let changes: Vec<Change> = wanted
+        .iter()
+        .map(|(path, bytes)| {
+            let path = path.to_string();
+            let previous = state.manifest.entries.get(&path);
+            match bytes {
+                Some(bytes) => Change {
+                    merged: merge::merged(&path).then(|| {
+                        let before = previous
+                            .filter(|e| !e.deleted)
+                            .and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
+                        merge::local_write(before, bytes, &version)
+                    }),
+                    path,
+                    version: version.clone(),
+                    op: Op::write(bytes.to_vec()),
+                },
+                None => Change {
+                    merged: merge::merged(&path).then(|| merge::Merged {
+                        settings: version.clone(),
+                        counter: previous
+                            .and_then(|e| e.merged.as_ref().map(|m| m.counter))
+                            .unwrap_or(0),
+                    }),
+                    path,
+                    version: version.clone(),
+                    op: Op::Delete,
+                },
+            }
+        })
+        .collect();
+    let held = |path: &str| fs::read(sh.data_dir.join(path)).ok();
+    let steps = apply::plan(
+        &state.manifest,
+        &changes,
+        &sh.filter,
+        apply::Equal::Rewrite,
+        &held,
+    )
+    .and_then(|steps| apply::check(&sh.data_dir, &steps).map(|()| steps))
+    .map_err(|e| ImportError::Refused(e.to_string()))?;
+
+    let mut record = Record {
+        hlc,
+        imported: vec![(h.origin.clone(), h.position)],
+        ..Default::default()
+    };
+    let mut applied = Applied::default();
+    if !steps.is_empty() {
+        let writing = sh.files.blocking_write();
+        slave::record_intent(&mut state, &steps).map_err(|e| failed("state", e))?;
+        record.entries =
+            apply::execute(&sh.data_dir, &steps).map_err(|e| failed("writing files", e))?;
+        drop(writing);
+        let mut catalog = sh.catalog.lock().unwrap();
+        for step in &steps {
+            match step {
+                apply::Step::Write { path, bytes, .. } => {
+                    applied.written += 1;
+                    catalog.update(path, Some(bytes));
+                }
+                apply::Step::Delete { path, .. } => {
+                    applied.deleted += 1;
+                    catalog.update(path, None);
+                }
+            }
+        }
+        drop(catalog);
+        if sh.publishes {
+            // What was written (a merged `global.xml` may differ from what the bundle held),
+            // cut like a master's own batch.
+            let outbox = state.outbox();
+            let mut seq = state.next_seq;
+            for part in split(steps) {
+                let d = Delta {
+                    group: sh.group.clone(),
+                    origin: sh.node_id.clone(),
+                    epoch: state.epoch,
+                    seq,
+                    changes: part,
+                    dangling: bundle.dangling.clone(),
+                };
+                outbox
+                    .put(seq, &delta::encode(&d, &sh.auth))
+                    .map_err(|e| failed("outbox", e))?;
+                applied.seqs.push(seq);
+                seq += 1;
+            }
+            record.next_seq = Some(seq);
+        }
+    }
+    state.commit(record).map_err(|e| failed("state", e))?;
+    log::info!(
+        "imported {}: {} file(s) written, {} deleted, published as {:?}",
+        h.describe(),
+        applied.written,
+        applied.deleted,
+        applied.seqs
+    );
+    Ok(applied)
+}
+
+/// The steps as changes, cut into lists of at most `SPLIT_DELTA_AT` bytes.
+fn split(steps: Vec<apply::Step>) -> Vec<Vec<Change>> {
+    let mut parts = vec![Vec::new()];
+    let mut size = 0;
+    for step in steps {
+        let change = match step {
+            apply::Step::Write {
+                path,
+                bytes,
+                sha256,
+                version,
+                merged,
+            } => Change {
+                path,
+                version,
+                op: Op::Write {
+                    bytes,
+                    sha256: sha256.to_vec(),
+                },
+                merged,
+            },
+            apply::Step::Delete {
+                path,
+                version,
+                merged,
+            } => Change {
+                path,
+                version,
+                op: Op::Delete,
+                merged,
+            },
+        };
+        let len = change.path.len()
+            + match &change.op {
+                Op::Write { bytes, .. } => bytes.len(),
+                Op::Delete => 0,
+            };
+        if size + len > delta::SPLIT_DELTA_AT && !parts.last().unwrap().is_empty() {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        parts.last_mut().unwrap().push(change);
+    }
+    parts
+}
+
+/// The references that would not resolve once `wanted` is applied, leaving out those the
+/// exporting node could not resolve either.
+fn unresolved_after(
+    sh: &Shared,
+    wanted: &BTreeMap<&str, Option<&[u8]>>,
+    dangling: &[String],
+) -> Vec<String> {
+    let mut catalog = sh.catalog.lock().unwrap().clone();
+    for (path, bytes) in wanted {
+        catalog.update(path, *bytes);
+    }
+    let touched: Vec<String> = wanted.keys().map(|p| p.to_string()).collect();
+    let exists = |rel: &str| match wanted.get(rel) {
+        Some(b) => b.is_some(),
+        None => sh.data_dir.join(rel).is_file(),
+    };
+    let dangling: HashSet<&str> = dangling.iter().map(String::as_str).collect();
+    catalog
+        .unresolved(&touched, exists)
+        .into_iter()
+        .filter(|u| !dangling.contains(u.missing.as_str()))
+        .map(|u| format!("{} refers to missing {}", u.path, u.missing))
+        .collect()
+}
+
+/// The daemon's side: apply the bundles `gscluster import` hands over, one at a time, and
+/// answer each. Runs on every role.
+pub async fn serve(
+    sh: Arc<Shared>,
+    gs: Option<GeoServer>,
+    published: Option<UnboundedSender<u64>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let spool = sh.state.lock().unwrap().dir().join(SPOOL);
+    if let Err(e) = crate::atomic::create_dirs(&spool) {
+        log::error!(
+            "{}: {e}; `gscluster import` cannot reach this daemon",
+            spool.display()
+        );
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut queued: Vec<PathBuf> = match fs::read_dir(&spool) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "bundle"))
+                .collect(),
+            Err(_) => continue,
+        };
+        queued.sort();
+        for path in queued {
+            let (sh, gs, published) = (sh.clone(), gs.clone(), published.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                handle(&sh, gs.as_ref(), published.as_ref(), &path)
+            })
+            .await;
+        }
+    }
+}
+
+/// Apply one handed-over bundle and leave the answer beside it.
+fn handle(
+    sh: &Shared,
+    gs: Option<&GeoServer>,
+    published: Option<&UnboundedSender<u64>>,
+    path: &Path,
+) {
+    let file = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    let (id, force) = match file.strip_suffix(".force.bundle") {
+        Some(id) => (id.to_string(), true),
+        None => (file.trim_end_matches(".bundle").to_string(), false),
+    };
+    let answer = match fs::read(path) {
+        Err(e) => format!("failed\ncannot read {}: {e}", path.display()),
+        Ok(bytes) => match verify(&bytes, &sh.group, &sh.auth, &sh.data_dir, &sh.filter)
+            .map_err(ImportError::Refused)
+            .and_then(|bundle| apply(sh, &bundle, force).map(|a| (bundle, a)))
+        {
+            Ok((bundle, applied)) => {
+                for seq in &applied.seqs {
+                    if let Some(p) = published {
+                        let _ = p.send(*seq);
+                    }
+                }
+                let mut report = describe(sh, &bundle, &applied);
+                if applied.written + applied.deleted > 0 {
+                    report.push_str(&reload(sh, gs));
+                }
+                log::info!("import: {report}");
+                format!("ok\n{report}")
+            }
+            Err(e) => {
+                log::error!("import of a handed-over bundle {e}");
+                format!(
+                    "{}\n{e}",
+                    if matches!(e, ImportError::Refused(_)) {
+                        "refused"
+                    } else {
+                        "failed"
+                    }
+                )
+            }
+        },
+    };
+    let result = path.with_file_name(format!("{id}.result"));
+    if let Err(e) = crate::atomic::write_file(&result, answer.as_bytes()) {
+        log::error!("{}: {e}", result.display());
+    }
+    let _ = fs::remove_file(path);
+}

@@ -1,0 +1,307 @@
+//! Air-gapped transfer: `gscluster export` writes a bundle, `gscluster import` applies it on a
+//! node of another site (docs/airgap.md).
+//!
+//! A bundle is one file: an 8-byte magic, then one CBOR envelope holding the encoded body, the
+//! body's SHA-256 and, when the exporting node has a group key, an HMAC-SHA256 tag over the
+//! body. The body carries a header (group, exporting node, position, base) and the same
+//! [`Change`] list Deltas carry. Decoding checks, in this order, the magic, the envelope (a
+//! truncated file fails here), the format version, the checksum (damage), the tag (tampering
+//! by someone without the key), then the body's group and every change (paths, hashes, sizes):
+//! nothing of a bundle is used before all of it is verified.
+//!
+//! Positions: every export is numbered per exporting node (1, 2, …) and remembered in
+//! `state_dir/exports/` as the list of files and hashes it held, so `--since N` can carry
+//! exactly what changed between export N and now — including deletions and changes that
+//! arrived late from other masters. The importing node records per exporting node the last
+//! position it imported: a bundle "since N" is refused unless export N (or a later one) was
+//! imported there, so a forgotten bundle in a series is noticed instead of silently skipped.
+
+pub mod export;
+pub mod import;
+mod progress;
+
+use crate::delta::{self, Change, Op};
+use crate::security::Auth;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// First bytes of every bundle file.
+pub const MAGIC: &[u8; 8] = b"GSCBNDL\n";
+
+/// Version of the envelope and body layout.
+pub const BUNDLE_FORMAT: u16 = 1;
+
+/// What a bundle says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub group: String,
+    /// The exporting node.
+    pub origin: String,
+    /// This export's number on the exporting node.
+    pub position: u64,
+    /// `Some(n)`: the changes since export `n`; `None`: the whole replicated tree.
+    pub base: Option<u64>,
+    pub created_unix_ms: u64,
+    /// gscluster version that wrote the bundle.
+    pub tool: String,
+}
+
+impl Header {
+    /// "snapshot 3 of gs-a" / "changes 2→3 of gs-a", for messages.
+    pub fn describe(&self) -> String {
+        match self.base {
+            None => format!("snapshot {} of {}", self.position, self.origin),
+            Some(b) => format!("changes {b}→{} of {}", self.position, self.origin),
+        }
+    }
+}
+
+/// A decoded, verified bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub header: Header,
+    /// Writes (and, in a bundle of changes, deletions) of replicated paths.
+    pub changes: Vec<Change>,
+    /// Catalog references the exporting node itself could not resolve: the importing node
+    /// does not refuse the bundle over these.
+    pub dangling: Vec<String>,
+}
+
+impl Bundle {
+    /// Files written and deleted, and the bytes written.
+    pub fn counts(&self) -> (usize, usize, u64) {
+        let mut counts = (0, 0, 0);
+        for c in &self.changes {
+            match &c.op {
+                Op::Write { bytes, .. } => {
+                    counts.0 += 1;
+                    counts.2 += bytes.len() as u64;
+                }
+                Op::Delete => counts.1 += 1,
+            }
+        }
+        counts
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u16,
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    sha256: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    tag: Option<Vec<u8>>,
+}
+
+/// Why a bundle is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleError {
+    NotABundle,
+    Damaged(String),
+    Version(u16),
+    Checksum,
+    Auth(String),
+    Group { expected: String, got: String },
+    Change(String),
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BundleError::NotABundle => f.write_str("not a gscluster bundle (wrong magic bytes)"),
+            BundleError::Damaged(e) => write!(f, "truncated or damaged: {e}"),
+            BundleError::Version(v) => write!(
+                f,
+                "bundle format {v} not supported (this gscluster reads format {BUNDLE_FORMAT}); upgrade it"
+            ),
+            BundleError::Checksum => {
+                f.write_str("checksum does not match: the bundle was damaged or altered")
+            }
+            BundleError::Auth(e) => write!(f, "not authenticated: {e}"),
+            BundleError::Group { expected, got } => write!(
+                f,
+                "bundle of group {got:?}, this node is in group {expected:?}"
+            ),
+            BundleError::Change(e) => write!(f, "bad content: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BundleError {}
+
+/// Encode `bundle` into the bytes of a bundle file, tagged with `auth`'s key when it has one.
+pub fn encode(bundle: &Bundle, auth: &Auth) -> Vec<u8> {
+    let mut body = Vec::new();
+    ciborium::into_writer(bundle, &mut body).expect("CBOR encoding into memory cannot fail");
+    let envelope = Envelope {
+        v: BUNDLE_FORMAT,
+        sha256: Sha256::digest(&body).to_vec(),
+        tag: auth.tag(&body),
+        body,
+    };
+    let mut out = MAGIC.to_vec();
+    ciborium::into_writer(&envelope, &mut out).expect("CBOR encoding into memory cannot fail");
+    out
+}
+
+/// Decode and verify a bundle file's bytes for a node of `group` with `auth`'s keys.
+pub fn decode(bytes: &[u8], group: &str, auth: &Auth) -> Result<Bundle, BundleError> {
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(BundleError::NotABundle)?;
+    let mut reader = rest;
+    let envelope: Envelope = ciborium::from_reader(&mut reader).map_err(damaged)?;
+    if !reader.is_empty() {
+        return Err(BundleError::Damaged(format!(
+            "{} unexpected bytes after the end",
+            reader.len()
+        )));
+    }
+    if envelope.v != BUNDLE_FORMAT {
+        return Err(BundleError::Version(envelope.v));
+    }
+    if Sha256::digest(&envelope.body).as_slice() != envelope.sha256.as_slice() {
+        return Err(BundleError::Checksum);
+    }
+    auth.verify(&envelope.body, envelope.tag.as_deref())
+        .map_err(|e| BundleError::Auth(e.to_string()))?;
+    let bundle: Bundle = ciborium::from_reader(envelope.body.as_slice()).map_err(damaged)?;
+    if bundle.header.group != group {
+        return Err(BundleError::Group {
+            expected: group.to_string(),
+            got: bundle.header.group,
+        });
+    }
+    delta::verify_changes(&bundle.changes).map_err(|e| BundleError::Change(e.to_string()))?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(c) = bundle.changes.iter().find(|c| !seen.insert(&c.path)) {
+        return Err(BundleError::Change(format!("{}: listed twice", c.path)));
+    }
+    Ok(bundle)
+}
+
+/// A CBOR decoding error in words: a cut-off file is the common case.
+fn damaged(e: ciborium::de::Error<std::io::Error>) -> BundleError {
+    use ciborium::de::Error;
+    BundleError::Damaged(match e {
+        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends before the bundle does (an incomplete copy?)".to_string()
+        }
+        Error::Io(e) => e.to_string(),
+        Error::Syntax(at) => format!("invalid encoding at byte {at}"),
+        Error::Semantic(at, what) => match at {
+            Some(at) => format!("{what} at byte {at}"),
+            None => what,
+        },
+        Error::RecursionLimitExceeded => "nested too deeply".to_string(),
+    })
+}
+
+/// Whether a signed bundle is read by a node that cannot check the signature (a warning).
+pub fn signed(bytes: &[u8]) -> bool {
+    let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return false;
+    };
+    ciborium::from_reader::<Envelope, _>(&mut rest).is_ok_and(|e| e.tag.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Version;
+
+    fn bundle(group: &str) -> Bundle {
+        let v = Version::new(7 << 16, "gs-a");
+        Bundle {
+            header: Header {
+                group: group.into(),
+                origin: "gs-a".into(),
+                position: 2,
+                base: Some(1),
+                created_unix_ms: 1,
+                tool: "test".into(),
+            },
+            changes: vec![
+                Change {
+                    path: "workspaces/w/workspace.xml".into(),
+                    version: v.clone(),
+                    op: Op::write(b"<workspace><id>w</id></workspace>".to_vec()),
+                    merged: None,
+                },
+                Change {
+                    path: "styles/old.sld".into(),
+                    version: v,
+                    op: Op::Delete,
+                    merged: None,
+                },
+            ],
+            dangling: vec![],
+        }
+    }
+
+    #[test]
+    fn a_bundle_round_trips_signed_and_unsigned() {
+        let key = Auth::with_keys(vec![5; 32], vec![]);
+        for auth in [Auth::none(), key] {
+            let bytes = encode(&bundle("g"), &auth);
+            assert_eq!(decode(&bytes, "g", &auth).unwrap(), bundle("g"));
+            assert_eq!(signed(&bytes), auth.is_on());
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_refused() {
+        let auth = Auth::with_keys(vec![5; 32], vec![]);
+        let bytes = encode(&bundle("g"), &auth);
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len], "g", &auth).is_err(), "cut at {len}");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            assert!(decode(&b, "g", &auth).is_err(), "byte {i} flipped");
+        }
+        // Unsigned: the checksum still catches damage of the body.
+        let bytes = encode(&bundle("g"), &Auth::none());
+        let mut b = bytes.clone();
+        let at = bytes.len() - 60;
+        b[at] ^= 0x20;
+        assert!(decode(&b, "g", &Auth::none()).is_err());
+    }
+
+    #[test]
+    fn wrong_group_wrong_key_and_missing_signature_are_refused_with_their_reason() {
+        let auth = Auth::with_keys(vec![5; 32], vec![]);
+        let bytes = encode(&bundle("other"), &auth);
+        let e = decode(&bytes, "g", &auth).unwrap_err();
+        assert!(matches!(e, BundleError::Group { .. }), "{e}");
+        let e = decode(
+            &encode(&bundle("g"), &auth),
+            "g",
+            &Auth::with_keys(vec![6; 32], vec![]),
+        )
+        .unwrap_err();
+        assert!(matches!(e, BundleError::Auth(_)), "{e}");
+        let e = decode(&encode(&bundle("g"), &Auth::none()), "g", &auth).unwrap_err();
+        assert!(e.to_string().contains("no authentication tag"), "{e}");
+        assert_eq!(
+            decode(b"PK\x03\x04 a zip file", "g", &auth).unwrap_err(),
+            BundleError::NotABundle
+        );
+    }
+
+    #[test]
+    fn content_that_a_delta_could_not_carry_is_refused() {
+        let mut b = bundle("g");
+        b.changes[0].path = "../etc/passwd".into();
+        let e = decode(&encode(&b, &Auth::none()), "g", &Auth::none()).unwrap_err();
+        assert!(matches!(e, BundleError::Change(_)), "{e}");
+        let mut b = bundle("g");
+        b.changes[1].path = b.changes[0].path.clone();
+        let e = decode(&encode(&b, &Auth::none()), "g", &Auth::none()).unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+    }
+}
