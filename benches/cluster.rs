@@ -21,7 +21,7 @@
 //! not matter much. Environment:
 //! `GSCLUSTER_BENCH_QUICK=1` (same as `--quick`), `GSCLUSTER_BENCH_TRIALS=N` (latency trials,
 //! at least 20 outside quick mode; default 50), `GSCLUSTER_BENCH_ONLY=a,b` (run only these
-//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `peers`; the results file
+//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `airgap`, `peers`; the results file
 //! then holds only their rows).
 //!
 //! The `peers` section (benches/cluster/peers.rs) runs the same scenarios — idle, bootstrap of an
@@ -30,6 +30,8 @@
 //! targets with the stand-in GeoServer, and prints the ratios peer / gscluster. It needs
 //! `lsyncd`, `rsync` and `curl` on the PATH and says that it skipped them otherwise.
 
+#[path = "cluster/airgap.rs"]
+mod airgap;
 #[path = "cluster/peers.rs"]
 mod peers;
 #[path = "../tests/support/mod.rs"]
@@ -270,6 +272,9 @@ fn main() {
     }
     if opts.runs("catchup") || opts.runs("bootstrap") {
         recovery_figures(&opts, &mut report);
+    }
+    if opts.runs("airgap") {
+        airgap::airgap_figures(&opts, &mut report);
     }
     if opts.runs("peers") {
         peers::peer_figures(&opts, &opts.peers, &mut report);

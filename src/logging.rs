@@ -44,14 +44,19 @@ impl Log for Logger {
     }
 }
 
-/// Install the logger: `RUST_LOG` decides, default `info` with the broker (and the spans
-/// `tracing` reports under its own name) at `warn`.
-pub fn init() {
-    let inner = env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,rumqttd=warn,tracing=warn"),
-    )
-    .format_timestamp_millis()
-    .build();
+/// Default filter of the daemon: `info`, with the broker (and the spans `tracing` reports
+/// under its own name) at `warn`.
+pub const DAEMON: &str = "info,rumqttd=warn,tracing=warn";
+
+/// Default filter of one-shot commands that print their own report (export, import): warnings.
+pub const COMMAND: &str = "warn";
+
+/// Install the logger: `RUST_LOG` decides, else `default`.
+pub fn init(default: &str) {
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+            .format_timestamp_millis()
+            .build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Logger { inner })).is_ok() {
         log::set_max_level(max);

@@ -32,8 +32,8 @@ OPTIONS:
     --out BUNDLE        export: the bundle file to write (mode 0600)
     --since N           export: only the changes since this node's export N (printed by
                         every export); default: the whole replicated tree
-    --force             import: apply even a bundle out of sequence, or one after which
-                        catalog references would not resolve
+    --force             import: apply even a bundle out of sequence, one after which
+                        catalog references would not resolve, or on a pure slave
     --wait S            import: how long to wait for a running daemon to apply it (600)
 
 ENVIRONMENT:
@@ -117,7 +117,6 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    gscluster::logging::init();
     gscluster::mqtt::tls::install_provider();
     let args = match parse_args() {
         Ok(a) => a,
@@ -126,6 +125,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    gscluster::logging::init(match args.command.as_str() {
+        "export" | "import" => gscluster::logging::COMMAND,
+        _ => gscluster::logging::DAEMON,
+    });
     match args.command.as_str() {
         "help" => {
             print!("{USAGE}");

@@ -47,7 +47,16 @@ struct Snapshot {
     #[serde(default)]
     synced: bool,
     #[serde(default)]
-    imported: BTreeMap<String, u64>,
+    imported: BTreeMap<String, Imported>,
+}
+
+/// Where the air-gap bundles of one exporting node stand on the importing node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The exporting node's series of exports (new when its `state_dir/exports` is new).
+    pub series: u64,
+    /// The last export of that series imported here.
+    pub position: u64,
 }
 
 /// One atomic step of state change.
@@ -72,10 +81,9 @@ pub struct Record {
     /// A resync round completed: the manifest now covers the whole replicated tree.
     #[serde(default)]
     pub synced: bool,
-    /// Air-gap bundles imported: exporting node → the position (export number) of the last
-    /// bundle of it imported here (see `airgap`).
+    /// Air-gap bundles imported: exporting node → the last of its bundles imported here.
     #[serde(default)]
-    pub imported: Vec<(String, u64)>,
+    pub imported: Vec<(String, Imported)>,
 }
 
 /// The node's durable state, loaded in memory.
@@ -93,8 +101,8 @@ pub struct State {
     /// manifest may lack most files, even once Deltas were applied: a node is still
     /// bootstrapping, and nothing that differs from the manifest is drift.
     pub synced: bool,
-    /// Per exporting node, the position of the last air-gap bundle imported here.
-    pub imported: BTreeMap<String, u64>,
+    /// Per exporting node, the last air-gap bundle imported here (see `airgap`).
+    pub imported: BTreeMap<String, Imported>,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
     journal: File,
@@ -116,7 +124,7 @@ fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
     out
 }
 
-fn new_epoch() -> u64 {
+pub fn new_epoch() -> u64 {
     // Distinct across restarts that lose state: wall-clock nanoseconds mixed with the pid.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

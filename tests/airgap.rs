@@ -320,6 +320,16 @@ fn damaged_tampered_wrong_group_and_wrongly_signed_bundles_are_refused_with_noth
     }
     assert_eq!(published(&b.master), published_before, "{}", b.logs());
 
+    // A pure slave takes what its masters publish: a good bundle is refused there too.
+    let (code, _, err) = import(&b.slave.config_path(), &good);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("b-slave is a pure slave: import the bundle on a master"),
+        "{err}"
+    );
+    assert_eq!(b.trees(), trees);
+    assert_eq!(b.reloads(), reloads);
+
     // The refusals left everything in order: the good bundle imports.
     let (code, out, err) = import(&b.master.config_path(), &good);
     assert_eq!(code, 0, "{out}{err}\n{}", b.logs());
@@ -331,7 +341,7 @@ fn damaged_tampered_wrong_group_and_wrongly_signed_bundles_are_refused_with_noth
 }
 
 #[test]
-fn a_bundle_imported_while_the_daemon_is_down_goes_out_when_it_starts_and_a_gap_is_refused() {
+fn a_bundle_imported_with_no_daemon_goes_out_when_it_starts_and_bundles_keep_their_order() {
     let mut a = Cluster::start(&Spec::small(), 51, 0);
     let mut b = Site::start(52, None);
     let dir = tempfile::tempdir().unwrap();
@@ -392,4 +402,15 @@ fn a_bundle_imported_while_the_daemon_is_down_goes_out_when_it_starts_and_a_gap_
         "the imported files are recorded, not found again as local edits\n{}",
         b.logs()
     );
+
+    // Site A's state dir is replaced: its exports are numbered from 1 again, in a new series,
+    // and B takes snapshot 1 of it for new rather than for one it had imported.
+    fs::remove_dir_all(a._master_state.path().join("exports")).unwrap();
+    a.catalog.add_layer(&root, 0, 1, "new series");
+    let fresh = dir.path().join("fresh.bundle");
+    assert!(export(&a_config, &fresh, None).contains("snapshot 1 of gs-master"));
+    let (code, out, err) = import(&b.master.config_path(), &fresh);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported snapshot 1 of gs-master"), "{out}");
+    b.converge_to(a.master_dir());
 }

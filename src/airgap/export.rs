@@ -81,6 +81,25 @@ fn record_path(dir: &Path, position: u64) -> PathBuf {
     dir.join(format!("{position:010}.cbor"))
 }
 
+/// The series of exports of this state dir (see `Header::series`), drawn once.
+fn series(dir: &Path) -> io::Result<u64> {
+    let path = dir.join("series");
+    match fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let drawn = crate::state::new_epoch();
+            crate::atomic::write_file(&path, format!("{drawn}\n").as_bytes())?;
+            Ok(drawn)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Positions of the export records kept in `dir`, in order.
 fn positions(dir: &Path) -> io::Result<Vec<u64>> {
     let mut out: Vec<u64> = match fs::read_dir(dir) {
@@ -242,6 +261,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
     };
 
     fs::create_dir_all(&records).map_err(|e| format!("{}: {e}", records.display()))?;
+    let series = series(&records).map_err(|e| format!("{}: {e}", records.display()))?;
     // Claim the next position (another export running at the same time takes the one after).
     let mut position = kept.last().copied().unwrap_or(0) + 1;
     let record: BTreeMap<&str, ByteBuf> = files
@@ -272,6 +292,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
         header: Header {
             group: cfg.node.group.clone(),
             origin: cfg.node.id.clone(),
+            series,
             position,
             base: opts.since,
             created_unix_ms,

@@ -37,8 +37,9 @@ use tokio::sync::{mpsc::UnboundedSender, watch};
 /// Folder of `state_dir` through which the command hands bundles to a running daemon.
 pub const SPOOL: &str = "import";
 
-/// How often a daemon looks for handed-over bundles.
-const POLL: Duration = Duration::from_millis(500);
+/// How often a daemon looks for handed-over bundles without being woken by a notification
+/// of the spool folder (which it normally is, at once).
+const POLL: Duration = Duration::from_secs(5);
 
 pub struct Options {
     pub file: PathBuf,
@@ -154,7 +155,21 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<String, String> {
 /// No daemon runs: apply under this process's own hold of the state.
 fn alone(cfg: &Config, state: State, bundle: &Bundle, force: bool) -> Result<String, String> {
     let sh = Shared::new(cfg, state)?;
-    let applied = apply(&sh, bundle, force).map_err(|e| e.to_string())?;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let applied = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut progress = Progress::new("applying");
+            let started = Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                progress.waiting(started);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let result = apply(&sh, bundle, force);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
+    .map_err(|e| e.to_string())?;
     let mut report = describe(&sh, bundle, &applied);
     if !applied.seqs.is_empty() {
         report.push_str(
@@ -253,7 +268,7 @@ fn describe(sh: &Shared, bundle: &Bundle, applied: &Applied) -> String {
         (Some(a), Some(b)) if a == b => s.push_str(&format!("; published as Delta {a}")),
         (Some(a), Some(b)) => s.push_str(&format!("; published as Deltas {a} to {b}")),
         _ if !sh.publishes && applied.written + applied.deleted > 0 => s.push_str(
-            "; this node is a pure slave, so it is not published: the site's masters' next change of these files wins",
+            "; this node is a pure slave, so it is not published: the site's masters' next change of these files, or a resync, overrides it",
         ),
         _ => {}
     }
@@ -287,7 +302,16 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
     let h = &bundle.header;
     let failed = |what: &str, e: io::Error| ImportError::Failed(format!("{what}: {e}"));
     let mut state = sh.state.lock().unwrap();
-    let last = state.imported.get(&h.origin).copied();
+    let before = state.imported.get(&h.origin).copied();
+    let last = before.filter(|i| i.series == h.series).map(|i| i.position);
+    if !sh.publishes && !force {
+        // A pure slave holds what its masters publish: what it alone imported would be
+        // overwritten by their next change of those files, or removed by a resync.
+        return Err(ImportError::Refused(format!(
+            "{} is a pure slave: import the bundle on a master (or `both`) node of this site, and it reaches this node like any change; --force imports it here anyway, until a master changes those files",
+            sh.node_id
+        )));
+    }
     if !force {
         if let Some(l) = last.filter(|&l| l >= h.position) {
             return Ok(Applied {
@@ -299,7 +323,11 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
             return Err(ImportError::Refused(format!(
                 "it holds the changes since export {base} of {}, and this node has imported {}: import the bundle(s) in between, or a snapshot (`gscluster export` without --since on {}); --force imports it anyway",
                 h.origin,
-                last.map_or("none of its bundles".to_string(), |l| format!("up to export {l}")),
+                match (last, before) {
+                    (Some(l), _) => format!("up to export {l}"),
+                    (None, Some(_)) => "bundles of an earlier series of its exports only (its state dir was replaced since)".to_string(),
+                    (None, None) => "none of its bundles".to_string(),
+                },
                 h.origin
             )));
         }
@@ -395,7 +423,13 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
 
     let mut record = Record {
         hlc,
-        imported: vec![(h.origin.clone(), h.position)],
+        imported: vec![(
+            h.origin.clone(),
+            crate::state::Imported {
+                series: h.series,
+                position: h.position,
+            },
+        )],
         ..Default::default()
     };
     let mut applied = Applied::default();
@@ -541,11 +575,31 @@ pub async fn serve(
         );
         return;
     }
+    // Woken at once by a notification of the spool folder; the poll is the fallback.
+    let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = wake_tx.send(());
+    })
+    .and_then(|mut w| {
+        notify::Watcher::watch(&mut w, &spool, notify::RecursiveMode::NonRecursive).map(|()| w)
+    })
+    .map_err(|e| {
+        log::warn!(
+            "{}: cannot watch ({e}); looking every {POLL:?}",
+            spool.display()
+        )
+    })
+    .ok();
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.changed() => return,
+        if !first {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                Some(()) = wake.recv() => while wake.try_recv().is_ok() {},
+                _ = shutdown.changed() => return,
+            }
         }
+        first = false;
         let mut queued: Vec<PathBuf> = match fs::read_dir(&spool) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())

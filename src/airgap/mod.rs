@@ -15,6 +15,8 @@
 //! arrived late from other masters. The importing node records per exporting node the last
 //! position it imported: a bundle "since N" is refused unless export N (or a later one) was
 //! imported there, so a forgotten bundle in a series is noticed instead of silently skipped.
+//! A random series number, drawn when `exports/` is created, tells a restarted numbering (the
+//! exporting node's state dir was replaced) from old bundles.
 
 pub mod export;
 pub mod import;
@@ -38,7 +40,10 @@ pub struct Header {
     pub group: String,
     /// The exporting node.
     pub origin: String,
-    /// This export's number on the exporting node.
+    /// The exporting node's series of exports: positions restart with a new series when its
+    /// `state_dir/exports` is lost, and the importing node must not take them for old ones.
+    pub series: u64,
+    /// This export's number in the series.
     pub position: u64,
     /// `Some(n)`: the changes since export `n`; `None`: the whole replicated tree.
     pub base: Option<u64>,
@@ -219,6 +224,7 @@ mod tests {
             header: Header {
                 group: group.into(),
                 origin: "gs-a".into(),
+                series: 9,
                 position: 2,
                 base: Some(1),
                 created_unix_ms: 1,
