@@ -448,17 +448,19 @@ impl Worker {
                 Outcome::Rejected(_) => {}
             }
         }
-        crate::telemetry::record_apply(applied, duplicate, files, started.elapsed());
+        let took = started.elapsed();
+        crate::telemetry::record_apply(applied, duplicate, files, took);
         for (delta, outcome) in deltas.iter().zip(outcomes) {
             let id: DeltaId = (delta.origin.clone(), delta.epoch, delta.seq);
             match outcome {
                 Outcome::Applied { steps, gap } => {
                     log::info!(
-                        "applied delta {}/{} from {}: {steps} of {} change(s) written{together}",
+                        "applied delta {}/{} from {}: {steps} of {} change(s) written in {} ms{together}",
                         delta.epoch,
                         delta.seq,
                         delta.origin,
-                        delta.changes.len()
+                        delta.changes.len(),
+                        took.as_millis()
                     );
                     written |= steps > 0;
                     self.shared.board.applied(&delta.origin);
