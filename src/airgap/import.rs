@@ -41,6 +41,9 @@ pub const SPOOL: &str = "import";
 /// of the spool folder (which it normally is, at once).
 const POLL: Duration = Duration::from_secs(5);
 
+/// Age after which an uncollected answer or an unfinished hand-over is removed.
+const STALE: Duration = Duration::from_secs(24 * 3600);
+
 pub struct Options {
     pub file: PathBuf,
     /// Import even a bundle that is out of sequence or whose references do not resolve here.
@@ -609,12 +612,30 @@ pub async fn serve(
             Err(_) => continue,
         };
         queued.sort();
+        forget_stale(&spool);
         for path in queued {
             let (sh, gs, published) = (sh.clone(), gs.clone(), published.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 handle(&sh, gs.as_ref(), published.as_ref(), &path)
             })
             .await;
+        }
+    }
+}
+
+/// Answers nobody collected and hand-overs never finished (the command was interrupted) are
+/// removed after a day.
+fn forget_stale(spool: &Path) {
+    let Ok(rd) = fs::read_dir(spool) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE);
+        if stale && (name.ends_with(".result") || name.ends_with(".tmp")) {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
