@@ -353,3 +353,38 @@ fn a_start_up_larger_than_the_mqtt_windows_flows_without_stalling() {
     }
     drop(state);
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn idle_nodes_do_not_spin() {
+    // A loop that wakes itself (a watcher woken by its own look at a folder, a timer at zero)
+    // costs a whole core while the cluster looks idle. Over 3 s of idle, a node that spins
+    // uses ~3 CPU s; an idle one uses next to nothing (0.04 CPU s per minute, BENCHMARKS.md).
+    let c = Cluster::start(&Spec::small(), 13, 1);
+    c.converge(CONVERGE);
+    std::thread::sleep(Duration::from_secs(1));
+    let pids = [
+        ("master", c.master.pid().unwrap()),
+        ("slave", c.slaves[0].node.pid().unwrap()),
+    ];
+    let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for ((who, pid), before) in pids.iter().zip(before) {
+        let used = cpu_seconds(*pid) - before;
+        assert!(
+            used < 0.5,
+            "the idle {who} used {used:.2} CPU s in 3 s\n{}",
+            c.logs()
+        );
+    }
+}

@@ -580,8 +580,12 @@ pub async fn serve(
     }
     // Woken at once by a notification of the spool folder; the poll is the fallback.
     let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel();
-    let _watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = wake_tx.send(());
+    let _watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Not on opens and reads: this loop's own look at the folder is one, and waking on it
+        // would spin.
+        if !ev.is_ok_and(|ev| matches!(ev.kind, notify::EventKind::Access(_))) {
+            let _ = wake_tx.send(());
+        }
     })
     .and_then(|mut w| {
         notify::Watcher::watch(&mut w, &spool, notify::RecursiveMode::NonRecursive).map(|()| w)
