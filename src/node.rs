@@ -84,16 +84,13 @@ impl Shared {
                 data_dir.display()
             ));
         }
-        let auth = match &cfg.security {
-            Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
-            None => {
-                log::warn!(
-                    "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
-                    cfg.node.group
-                );
-                Auth::none()
-            }
-        };
+        let auth = Auth::of(cfg.security.as_ref());
+        if !auth.is_on() {
+            log::warn!(
+                "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
+                cfg.node.group
+            );
+        }
         master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
             .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
         let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)

@@ -32,6 +32,14 @@ fn timed(binary: &Path, args: &[&str]) -> (Duration, String) {
     (took, stdout)
 }
 
+/// The config file of a master that runs no daemon here (export, or import alone).
+fn config_file(dir: &Path, id: &str, data: &Path, state: &Path) -> std::path::PathBuf {
+    let cfg = NodeConfig::new(id, "master", data, state, vec!["mqtt://127.0.0.1:1".into()]);
+    let path = dir.join(format!("{id}.toml"));
+    std::fs::write(&path, cfg.to_toml()).unwrap();
+    path
+}
+
 pub fn airgap_figures(opts: &Opts, report: &mut Report) {
     let spec: &Spec = opts.bootstraps.last().expect("a bootstrap tree");
     let n = layers(spec);
@@ -47,15 +55,7 @@ pub fn airgap_figures(opts: &Opts, report: &mut Report) {
         "== air gap: export of {n} layers ({} files), import on another site",
         want.len()
     );
-    let a_cfg = NodeConfig::new(
-        "site-a",
-        "master",
-        a_data.path(),
-        a_state.path(),
-        vec!["mqtt://127.0.0.1:1".into()],
-    );
-    let a_config = tmp.path().join("a.toml");
-    std::fs::write(&a_config, a_cfg.to_toml()).unwrap();
+    let a_config = config_file(tmp.path(), "site-a", a_data.path(), a_state.path());
     let bundle = tmp.path().join("a.bundle");
     let (took, said) = timed(
         &binary,
@@ -165,15 +165,7 @@ pub fn airgap_figures(opts: &Opts, report: &mut Report) {
 
     // No daemon: the command applies the bundle itself (an empty node).
     let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg = NodeConfig::new(
-        "c-master",
-        "master",
-        data.path(),
-        state.path(),
-        vec!["mqtt://127.0.0.1:1".into()],
-    );
-    let config = tmp.path().join("c.toml");
-    std::fs::write(&config, cfg.to_toml()).unwrap();
+    let config = config_file(tmp.path(), "c-master", data.path(), state.path());
     let (took, _) = timed(
         &binary,
         &[

@@ -181,10 +181,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
     let data_dir = &cfg.geoserver.data_dir;
     let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
         .map_err(|e| format!("[replicate]: {e}"))?;
-    let auth = match &cfg.security {
-        Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
-        None => Auth::none(),
-    };
+    let auth = Auth::of(cfg.security.as_ref());
     let records = cfg.node.state_dir.join(EXPORTS);
     let kept = positions(&records).map_err(|e| format!("{}: {e}", records.display()))?;
     let base: Option<BTreeMap<String, ByteBuf>> = match opts.since {

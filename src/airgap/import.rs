@@ -106,10 +106,7 @@ fn verify(
 pub fn run(cfg: &Config, opts: &Options) -> Result<String, String> {
     let name = opts.file.display().to_string();
     let bytes = fs::read(&opts.file).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    let auth = match &cfg.security {
-        Some(s) => crate::security::Auth::with_keys(s.key.clone(), s.previous.clone()),
-        None => crate::security::Auth::none(),
-    };
+    let auth = crate::security::Auth::of(cfg.security.as_ref());
     let filter = datadir::Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
         .map_err(|e| format!("[replicate]: {e}"))?;
     let bundle = verify(
