@@ -546,6 +546,10 @@ fn cluster_figures(opts: &Opts, quiet_ms: u64, report: &mut Report) {
         idle_figures(opts, &c, report, "idle");
     }
     latency_figures(opts, &mut c, quiet_ms, report);
+    let nodes: Vec<&Node> = std::iter::once(&c.master)
+        .chain(c.slaves.iter().map(|s| &s.node))
+        .collect();
+    save_logs(&format!("latency-{quiet_ms}"), &nodes);
     if product {
         burst_figures(opts, &mut c, report);
         for (who, pid) in pids(&c) {
