@@ -414,3 +414,63 @@ fn a_bundle_imported_with_no_daemon_goes_out_when_it_starts_and_bundles_keep_the
     assert!(out.contains("imported snapshot 1 of gs-master"), "{out}");
     b.converge_to(a.master_dir());
 }
+
+#[test]
+fn export_shows_its_progress_on_a_terminal_and_only_there() {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    generate(data.path(), &Spec::small(), 61);
+    let files = replicated_tree(data.path()).len();
+    let cfg = NodeConfig::new(
+        "a-terminal",
+        "master",
+        data.path(),
+        state.path(),
+        vec!["mqtt://127.0.0.1:1".into()],
+    );
+    let config = dir.path().join("a.toml");
+    fs::write(&config, cfg.to_toml()).unwrap();
+
+    // Not a terminal: the report only.
+    let (code, _, err) = gscluster(&[
+        "export",
+        "-c",
+        config.to_str().unwrap(),
+        "--out",
+        dir.path().join("1.bundle").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("reading the data directory"), "{err}");
+
+    // A terminal (util-linux `script` gives the command a pseudo-terminal).
+    let command = format!(
+        "{} export -c {} --out {}",
+        env!("CARGO_BIN_EXE_gscluster"),
+        config.display(),
+        dir.path().join("2.bundle").display()
+    );
+    let out = match Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            println!("skipped the terminal half: no `script` ({e})");
+            return;
+        }
+    };
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "reading the data directory: {files}/{files} files"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("exported snapshot 2 of a-terminal"),
+        "{shown}"
+    );
+}
