@@ -45,8 +45,10 @@ impl Log for Logger {
 }
 
 /// Default filter of the daemon: `info`, with the broker (and the spans `tracing` reports
-/// under its own name) at `warn`.
-pub const DAEMON: &str = "info,rumqttd=warn,tracing=warn";
+/// under its own name) at `warn`, and the filesystem watcher too: it logs a line at `info` for
+/// every watched folder that is deleted ("unable to remove watch descriptor"), dozens for one
+/// removed workspace.
+pub const DAEMON: &str = "info,rumqttd=warn,tracing=warn,notify=warn";
 
 /// Default filter of one-shot commands that print their own report (export, import): warnings.
 pub const COMMAND: &str = "warn";

@@ -199,7 +199,7 @@ impl Node {
         let binary = (self.cfg.binary.clone())
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gscluster")));
         let rust_log = (self.cfg.rust_log.as_deref())
-            .unwrap_or("info,gscluster=debug,rumqttd=warn,tracing=warn");
+            .unwrap_or("info,gscluster=debug,rumqttd=warn,tracing=warn,notify=warn");
         let mut command = Command::new(&binary);
         command
             .arg("run")
