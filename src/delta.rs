@@ -403,6 +403,11 @@ impl Assembler {
         Ok(Assembled::Complete(p.header, p.body))
     }
 
+    /// Whether a Delta is partly here, its other parts still to come.
+    pub fn receiving(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Drop Deltas whose parts stopped arriving; returns their ids so the caller can resync.
     pub fn expire(&mut self, older_than: Duration) -> Vec<DeltaId> {
         let now = Instant::now();

@@ -35,6 +35,13 @@ const RETRY_APPLY: Duration = Duration::from_secs(2);
 const GROUP_DELTAS: usize = 100;
 /// ...or this many bytes of file content.
 const GROUP_BYTES: usize = 16 * 1024 * 1024;
+/// A group of at least this much content whose next Delta is arriving waits for it (up to
+/// GROUP_WAIT) rather than being applied the moment the queue runs dry: a large transfer (a
+/// bootstrap-sized import, a burst cut into 4 MiB Deltas) reaches a slave at the pace of the
+/// broker's in-flight window, and each apply of a group pays two filesystem flushes. Small
+/// changes are applied at once.
+const GROUP_WAIT_FROM: usize = 1024 * 1024;
+const GROUP_WAIT: Duration = Duration::from_millis(100);
 /// An origin announced a position beyond what this node applied, and no progress was made for
 /// this long: the broker dropped Deltas without leaving a gap (a queue limit), so resync.
 const STALL: Duration = Duration::from_secs(3);
@@ -97,13 +104,28 @@ impl Worker {
             resync.request("this node has not completed a resync yet (bootstrap)");
         }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // When a large group waiting for its next Delta is applied anyway (GROUP_WAIT).
+        let mut apply_by: Option<tokio::time::Instant> = None;
         loop {
+            if group.deltas.is_empty() {
+                apply_by = None;
+            }
             let msg = tokio::select! {
                 m = inbound.recv() => match m { Some(m) => m, None => break },
+                () = tokio::time::sleep_until(apply_by.unwrap_or_else(tokio::time::Instant::now)), if apply_by.is_some() => {
+                    apply_by = None;
+                    if self.flush(&mut group, &mut held, &mut resync, &mut shutdown).await.is_err() {
+                        break;
+                    }
+                    ack_ready(&mut held, &self.link).await;
+                    self.shared.backlog.store(inbound.len(), Ordering::Relaxed);
+                    continue;
+                }
                 _ = tick.tick() => {
                     if self.flush(&mut group, &mut held, &mut resync, &mut shutdown).await.is_err() {
                         break;
                     }
+                    self.shared.backlog.store(inbound.len(), Ordering::Relaxed);
                     for (origin, epoch, seq) in deltas.expire(PART_TIMEOUT) {
                         log::warn!("delta {origin}/{epoch}/{seq}: parts stopped arriving; dropped");
                         release(&mut held, &(origin.clone(), epoch, seq));
@@ -125,6 +147,7 @@ impl Worker {
                     if self.flush(&mut group, &mut held, &mut resync, &mut shutdown).await.is_err() {
                         break;
                     }
+                    self.shared.backlog.store(inbound.len(), Ordering::Relaxed);
                     let l = link.borrow_and_update().clone();
                     if self.role.applies() && l.client.is_some() {
                         if !l.session_present {
@@ -256,8 +279,12 @@ impl Worker {
             }
             held.push_back(h);
             // Apply what was gathered once nothing more waits (or the group is full): a single
-            // change is applied at once, a backlog in groups.
-            if (inbound.is_empty() || group.full())
+            // change is applied at once, a backlog in groups; a large group whose next Delta is
+            // arriving waits a moment for it.
+            let next_arriving = deltas.receiving() && group.bytes >= GROUP_WAIT_FROM;
+            if inbound.is_empty() && next_arriving && !group.full() {
+                apply_by.get_or_insert_with(|| tokio::time::Instant::now() + GROUP_WAIT);
+            } else if (inbound.is_empty() || group.full())
                 && self
                     .flush(&mut group, &mut held, &mut resync, &mut shutdown)
                     .await
@@ -267,7 +294,10 @@ impl Worker {
             }
             ack_ready(&mut held, &self.link).await;
             // Reloads wait while a backlog drains (a slave catching up after an outage).
-            self.shared.backlog.store(inbound.len(), Ordering::Relaxed);
+            // (A group waiting for its next Delta counts: it is received and not applied.)
+            self.shared
+                .backlog
+                .store(inbound.len() + group.deltas.len(), Ordering::Relaxed);
         }
     }
 
@@ -402,6 +432,10 @@ impl Worker {
         if group.deltas.is_empty() {
             return Ok(());
         }
+        // Reloads wait from now until the caller counts the backlog again, after the notify
+        // below: a reload that fell due meanwhile would otherwise take the data directory the
+        // moment the write releases it, and the notify would then ask for a second one.
+        (self.shared.backlog).fetch_add(group.deltas.len(), Ordering::Relaxed);
         let deltas = std::mem::take(group).deltas;
         let deltas = Arc::new(deltas);
         let started = Instant::now();
