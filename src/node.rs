@@ -346,10 +346,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     let (stats_tx, stats_rx) = watch::channel(reload::ReloadStats::default());
     let mut notify: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
     if role.applies() {
-        let gs = cfg.geoserver.url.as_ref().map(|url| {
-            GeoServer::new(url.clone(), &cfg.geoserver.user, &cfg.geoserver.password)
-                .with_timeout(cfg.geoserver.reload_timeout)
-        });
+        let gs = GeoServer::from_config(&cfg.geoserver);
         let settings = ReloadSettings {
             quiet: cfg.geoserver.reload_quiet,
             max_delay: cfg.geoserver.reload_max_delay,
@@ -372,7 +369,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     // Air-gap bundles that `gscluster import` hands over while this daemon holds the state.
     tasks.push(tokio::spawn(crate::airgap::import::serve(
         shared.clone(),
-        crate::airgap::import::geoserver(&cfg),
+        GeoServer::from_config(&cfg.geoserver),
         imported_deltas,
         shutdown_rx.clone(),
     )));

@@ -79,15 +79,6 @@ impl std::fmt::Display for ImportError {
     }
 }
 
-/// The GeoServer to reload after an import, whatever the node's role: even a pure master's
-/// GeoServer must read the imported configuration.
-pub fn geoserver(cfg: &Config) -> Option<GeoServer> {
-    cfg.geoserver.url.as_ref().map(|url| {
-        GeoServer::new(url.clone(), &cfg.geoserver.user, &cfg.geoserver.password)
-            .with_timeout(cfg.geoserver.reload_timeout)
-    })
-}
-
 /// The checks that need nothing but the bundle and this node's configuration.
 fn verify(
     bytes: &[u8],
@@ -177,7 +168,10 @@ fn alone(cfg: &Config, state: State, bundle: &Bundle, force: bool) -> Result<Str
         );
     }
     if applied.written + applied.deleted > 0 {
-        report.push_str(&reload(&sh, geoserver(cfg).as_ref()));
+        report.push_str(&reload(
+            &sh,
+            GeoServer::from_config(&cfg.geoserver).as_ref(),
+        ));
     }
     Ok(report)
 }
@@ -410,18 +404,23 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
             }
         })
         .collect();
-    let held = |path: &str| fs::read(sh.data_dir.join(path)).ok();
-    let steps = apply::plan(
-        &state.manifest,
+    // Written like a Delta (plan, confinement, intent, durable writes, catalog index), except
+    // that an edit here the detector has not published yet is overwritten: the administrator
+    // asked for these files.
+    let (steps, entries) = match slave::write_changes(
+        sh,
+        &mut state,
         &changes,
-        &sh.filter,
         apply::Equal::Rewrite,
-        &held,
+        slave::LocalEdits::Overwrite,
     )
-    .and_then(|steps| apply::check(&sh.data_dir, &steps).map(|()| steps))
-    .map_err(|e| ImportError::Refused(e.to_string()))?;
-
+    .map_err(|e| failed("writing files", e))?
+    {
+        Ok(written) => written,
+        Err(why) => return Err(ImportError::Refused(why.to_string())),
+    };
     let mut record = Record {
+        entries,
         hlc,
         imported: vec![(
             h.origin.clone(),
@@ -433,48 +432,33 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         ..Default::default()
     };
     let mut applied = Applied::default();
-    if !steps.is_empty() {
-        let writing = sh.files.blocking_write();
-        slave::record_intent(&mut state, &steps).map_err(|e| failed("state", e))?;
-        record.entries =
-            apply::execute(&sh.data_dir, &steps).map_err(|e| failed("writing files", e))?;
-        drop(writing);
-        let mut catalog = sh.catalog.lock().unwrap();
-        for step in &steps {
-            match step {
-                apply::Step::Write { path, bytes, .. } => {
-                    applied.written += 1;
-                    catalog.update(path, Some(bytes));
-                }
-                apply::Step::Delete { path, .. } => {
-                    applied.deleted += 1;
-                    catalog.update(path, None);
-                }
-            }
+    for step in &steps {
+        match step {
+            apply::Step::Write { .. } => applied.written += 1,
+            apply::Step::Delete { .. } => applied.deleted += 1,
         }
-        drop(catalog);
-        if sh.publishes {
-            // What was written (a merged `global.xml` may differ from what the bundle held),
-            // cut like a master's own batch.
-            let outbox = state.outbox();
-            let mut seq = state.next_seq;
-            for part in split(steps) {
-                let d = Delta {
-                    group: sh.group.clone(),
-                    origin: sh.node_id.clone(),
-                    epoch: state.epoch,
-                    seq,
-                    changes: part,
-                    dangling: bundle.dangling.clone(),
-                };
-                outbox
-                    .put(seq, &delta::encode(&d, &sh.auth))
-                    .map_err(|e| failed("outbox", e))?;
-                applied.seqs.push(seq);
-                seq += 1;
-            }
-            record.next_seq = Some(seq);
+    }
+    if sh.publishes && !steps.is_empty() {
+        // What was written (a merged `global.xml` may differ from what the bundle held), cut
+        // like a master's own batch.
+        let outbox = state.outbox();
+        let mut seq = state.next_seq;
+        for part in split(steps) {
+            let d = Delta {
+                group: sh.group.clone(),
+                origin: sh.node_id.clone(),
+                epoch: state.epoch,
+                seq,
+                changes: part,
+                dangling: bundle.dangling.clone(),
+            };
+            outbox
+                .put(seq, &delta::encode(&d, &sh.auth))
+                .map_err(|e| failed("outbox", e))?;
+            applied.seqs.push(seq);
+            seq += 1;
         }
+        record.next_seq = Some(seq);
     }
     state.commit(record).map_err(|e| failed("state", e))?;
     log::info!(

@@ -51,6 +51,13 @@ impl GeoServer {
         }
     }
 
+    /// The GeoServer `[geoserver]` configures, or `None` without a `url` (files are still
+    /// written, nothing is reloaded).
+    pub fn from_config(cfg: &crate::config::GeoServer) -> Option<Self> {
+        let url = cfg.url.as_ref()?;
+        Some(GeoServer::new(url.clone(), &cfg.user, &cfg.password).with_timeout(cfg.reload_timeout))
+    }
+
     /// Overall timeout of one reload request (default [`DEFAULT_RELOAD_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

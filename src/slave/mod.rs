@@ -23,17 +23,28 @@ pub enum Outcome {
     Rejected(String),
 }
 
-/// How many steps were written, and the manifest entries they leave behind.
-pub type Written = (usize, Vec<(String, Entry)>);
+/// The steps written, and the manifest entries they leave behind.
+pub type Written = (Vec<apply::Step>, Vec<(String, Entry)>);
 
-/// Plan, check and write `changes` (versions decide); returns the steps' count and the manifest
-/// entries to commit, or why the whole set is refused. The caller holds the state lock and
-/// commits the entries; the intent is recorded here, before the first file is touched.
+/// Whether a change may overwrite a local edit the detector has not published yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum LocalEdits {
+    /// Remote changes (Deltas, resyncs): the edit is kept and published over them (see
+    /// `local_edit`).
+    Keep,
+    /// An import: the administrator asked for exactly these files.
+    Overwrite,
+}
+
+/// Plan, check and write `changes` (versions decide); returns the steps written and the
+/// manifest entries to commit, or why the whole set is refused. The caller holds the state lock
+/// and commits the entries; the intent is recorded here, before the first file is touched.
 pub fn write_changes(
     sh: &Shared,
     state: &mut State,
     changes: &[Change],
     equal: apply::Equal,
+    local_edits: LocalEdits,
 ) -> std::io::Result<Result<Written, apply::Rejection>> {
     let held = |path: &str| std::fs::read(sh.data_dir.join(path)).ok();
     let steps = match apply::plan(&state.manifest, changes, &sh.filter, equal, &held)
@@ -51,13 +62,14 @@ pub fn write_changes(
     let _writing = sh.files.blocking_write();
     // A node that publishes keeps a local edit the detector has not seen yet (see
     // `local_edit`): the remote change is recorded, not written.
-    let (steps, kept): (Vec<_>, Vec<_>) = if sh.publishes && state.synced {
-        steps
-            .into_iter()
-            .partition(|step| !local_edit(sh, state, step))
-    } else {
-        (steps, Vec::new())
-    };
+    let (steps, kept): (Vec<_>, Vec<_>) =
+        if local_edits == LocalEdits::Keep && sh.publishes && state.synced {
+            steps
+                .into_iter()
+                .partition(|step| !local_edit(sh, state, step))
+        } else {
+            (steps, Vec::new())
+        };
     record_intent(state, &steps)?;
     let mut entries = apply::execute(&sh.data_dir, &steps)?;
     for step in &kept {
@@ -97,7 +109,7 @@ pub fn write_changes(
         }
         gate.touched.insert(step.path().to_string());
     }
-    Ok(Ok((steps.len(), entries)))
+    Ok(Ok((steps, entries)))
 }
 
 /// Whether the file a step would write or delete holds a local edit of this node that the
@@ -232,7 +244,13 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
         outcomes.push(Outcome::Applied { steps: 0, gap });
     }
     let changes: Vec<Change> = merged.into_values().map(Cow::into_owned).collect();
-    let written = match write_changes(sh, &mut state, &changes, apply::Equal::Skip)? {
+    let written = match write_changes(
+        sh,
+        &mut state,
+        &changes,
+        apply::Equal::Skip,
+        LocalEdits::Keep,
+    )? {
         Ok((_, entries)) => {
             crate::crashpoint::hit("delta-written");
             entries

@@ -370,13 +370,14 @@ fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Re
 /// Write one batch of fetched files (blocking); returns how many were written.
 fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
     let mut state = sh.state.lock().unwrap();
-    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite)? {
-        Ok((n, entries)) => {
+    let keep = slave::LocalEdits::Keep;
+    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)? {
+        Ok((steps, entries)) => {
             state.commit(Record {
                 entries,
                 ..Default::default()
             })?;
-            Ok(n)
+            Ok(steps.len())
         }
         Err(why) => Err(io::Error::other(format!("answer refused: {why}"))),
     }
@@ -395,9 +396,10 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
             merged: None,
         })
         .collect();
+    let keep = slave::LocalEdits::Keep;
     let (mut removed, mut entries) =
-        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite)? {
-            Ok(x) => x,
+        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite, keep)? {
+            Ok((steps, entries)) => (steps.len(), entries),
             Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
         };
     for (path, version, sha256, merged) in plan.adopt {
