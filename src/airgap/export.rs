@@ -212,33 +212,21 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
 
     let created_unix_ms = crate::status::now_ms();
     let version = Version::new(created_unix_ms << 16, cfg.node.id.clone());
-    let mut changes = Vec::new();
-    for (path, bytes) in &files {
-        let op = Op::write(bytes.clone());
-        let unchanged = base.as_ref().is_some_and(|b| {
-            matches!((&op, b.get(path)), (Op::Write { sha256, .. }, Some(old)) if old.as_slice() == sha256.as_slice())
-        });
-        if !unchanged {
-            changes.push(Change {
-                path: path.clone(),
-                version: version.clone(),
-                op,
-                merged: None,
-            });
-        }
-    }
-    let mut deleted = Vec::new();
-    if let Some(b) = &base {
-        for path in b.keys().filter(|p| !files.contains_key(*p)) {
-            deleted.push(path.clone());
-            changes.push(Change {
-                path: path.clone(),
-                version: version.clone(),
-                op: Op::Delete,
-                merged: None,
-            });
-        }
-    }
+    // Every file hashed once: for the bundle, the comparison with the base and the record.
+    let record: BTreeMap<String, ByteBuf> = files
+        .iter()
+        .map(|(p, b)| (p.clone(), ByteBuf::from(Sha256::digest(b).to_vec())))
+        .collect();
+    let changed = |path: &str| {
+        base.as_ref()
+            .is_none_or(|b| b.get(path) != record.get(path))
+    };
+    let deleted: Vec<String> = base.as_ref().map_or(Vec::new(), |b| {
+        b.keys()
+            .filter(|p| !files.contains_key(*p))
+            .cloned()
+            .collect()
+    });
     // References this tree itself leaves unresolved: the importing node must not refuse the
     // bundle over them (real data directories carry old inconsistencies).
     let dangling: Vec<String> = {
@@ -246,7 +234,9 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
         for (path, bytes) in files.iter().filter(|(p, _)| p.ends_with(".xml")) {
             index.update(path, Some(bytes));
         }
-        let touched: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
+        let touched: Vec<String> = (files.keys().filter(|p| changed(p)).cloned())
+            .chain(deleted.iter().cloned())
+            .collect();
         let set: HashSet<String> = index
             .unresolved(&touched, |rel| files.contains_key(rel))
             .into_iter()
@@ -256,15 +246,31 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
         v.sort();
         v
     };
+    // The content moves into the bundle rather than being copied.
+    let mut changes: Vec<Change> = files
+        .into_iter()
+        .filter(|(path, _)| changed(path))
+        .map(|(path, bytes)| Change {
+            op: Op::Write {
+                sha256: record[&path].to_vec(),
+                bytes,
+            },
+            path,
+            version: version.clone(),
+            merged: None,
+        })
+        .collect();
+    changes.extend(deleted.iter().map(|path| Change {
+        path: path.clone(),
+        version: version.clone(),
+        op: Op::Delete,
+        merged: None,
+    }));
 
     fs::create_dir_all(&records).map_err(|e| format!("{}: {e}", records.display()))?;
     let series = series(&records).map_err(|e| format!("{}: {e}", records.display()))?;
     // Claim the next position (another export running at the same time takes the one after).
     let mut position = kept.last().copied().unwrap_or(0) + 1;
-    let record: BTreeMap<&str, ByteBuf> = files
-        .iter()
-        .map(|(p, b)| (p.as_str(), ByteBuf::from(Sha256::digest(b).to_vec())))
-        .collect();
     let mut encoded = Vec::new();
     ciborium::into_writer(&record, &mut encoded).expect("CBOR into memory");
     loop {
