@@ -367,7 +367,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         notify = Arc::new(move || handle.notify());
     }
     // Air-gap bundles that `gscluster import` hands over while this daemon holds the state.
-    tasks.push(tokio::spawn(crate::airgap::import::serve(
+    tasks.push(tokio::spawn(crate::airgap::spool::serve(
         shared.clone(),
         GeoServer::from_config(&cfg.geoserver),
         imported_deltas,

@@ -21,6 +21,7 @@
 pub mod export;
 pub mod import;
 mod progress;
+pub mod spool;
 
 use crate::delta::{self, Change, Op};
 use crate::security::Auth;
