@@ -75,15 +75,10 @@ pub struct Gate {
 impl Shared {
     /// The node's shared state over its opened `state`: keys, recovery of an interrupted run,
     /// the replicate filter, the catalog index. Blocking (it reads the data directory); used by
-    /// the daemon and by a `gscluster import` that runs while no daemon does.
+    /// the daemon and by a `gscluster import` that runs while no daemon does. Both check the
+    /// data directory ([`require_data_dir`]) before they open the state.
     pub fn new(cfg: &Config, mut state: State) -> Result<Shared, String> {
         let data_dir = cfg.geoserver.data_dir.clone();
-        if !data_dir.is_dir() {
-            return Err(format!(
-                "[geoserver] data_dir {}: not a directory",
-                data_dir.display()
-            ));
-        }
         let auth = Auth::of(cfg.security.as_ref());
         if !auth.is_on() {
             log::warn!(
@@ -170,14 +165,22 @@ pub fn run(cfg: Config) -> Result<(), String> {
     result
 }
 
-async fn run_async(cfg: Config) -> Result<(), String> {
-    let data_dir = cfg.geoserver.data_dir.clone();
-    if !data_dir.is_dir() {
-        return Err(format!(
+/// The data directory must exist before anything is created in the state directory: a wrong
+/// `data_dir` writes nothing.
+pub fn require_data_dir(cfg: &Config) -> Result<(), String> {
+    let data_dir = &cfg.geoserver.data_dir;
+    if data_dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
             "[geoserver] data_dir {}: not a directory",
             data_dir.display()
-        ));
+        ))
     }
+}
+
+async fn run_async(cfg: Config) -> Result<(), String> {
+    require_data_dir(&cfg)?;
     let state = State::open(&cfg.node.state_dir)
         .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
     let role = cfg.node.role;

@@ -474,3 +474,49 @@ fn export_shows_its_progress_on_a_terminal_and_only_there() {
         "{shown}"
     );
 }
+
+#[test]
+fn export_and_import_with_a_missing_data_dir_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("no-such-data-dir");
+    let state = dir.path().join("state");
+    let cfg = NodeConfig::new(
+        "a-missing",
+        "master",
+        &data,
+        &state,
+        vec!["mqtt://127.0.0.1:1".into()],
+    );
+    let config = dir.path().join("a.toml");
+    fs::write(&config, cfg.to_toml()).unwrap();
+    let bundle = dir.path().join("x.bundle");
+    fs::write(&bundle, b"GSCBNDL\n").unwrap();
+    for args in [
+        vec![
+            "export",
+            "-c",
+            config.to_str().unwrap(),
+            "--out",
+            "/tmp/never",
+        ],
+        vec![
+            "import",
+            "-c",
+            config.to_str().unwrap(),
+            bundle.to_str().unwrap(),
+        ],
+    ] {
+        let (code, _, err) = gscluster(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "[geoserver] data_dir {}: not a directory",
+                data.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(!state.exists(), "{args:?} created the state dir");
+        assert!(!data.exists());
+    }
+    assert!(!Path::new("/tmp/never").exists());
+}

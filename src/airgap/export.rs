@@ -178,6 +178,7 @@ fn write_bundle(out: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Export this node's replicated tree to `opts.out`.
 pub fn run(cfg: &Config, opts: &Options) -> Result<Report, String> {
     let started = Instant::now();
+    crate::node::require_data_dir(cfg)?;
     let data_dir = &cfg.geoserver.data_dir;
     let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
         .map_err(|e| format!("[replicate]: {e}"))?;

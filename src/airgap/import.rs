@@ -82,6 +82,7 @@ pub(super) fn verify(
 /// The command: verify `opts.file`, apply it here or through the running daemon, and say what
 /// happened. `Err` is a refusal or a failure, already worded for the administrator.
 pub fn run(cfg: &Config, opts: &Options) -> Result<String, String> {
+    crate::node::require_data_dir(cfg)?;
     let name = opts.file.display().to_string();
     let bytes = fs::read(&opts.file).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let auth = crate::security::Auth::of(cfg.security.as_ref());
