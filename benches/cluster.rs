@@ -34,7 +34,7 @@
 mod airgap;
 #[path = "cluster/peers.rs"]
 mod peers;
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::fmt::Write as _;
@@ -58,7 +58,7 @@ const PRODUCT_RELOAD_MAX_DELAY_MS: u64 = 10_000;
 /// The product's default log filter, plus the master's trace line for a rescan that found
 /// nothing, so the idle figure can say whether a periodic rescan fell inside its window.
 const RUST_LOG: &str =
-    "info,gscluster::master=trace,gscluster::sync=debug,rumqttd=warn,tracing=warn,notify=warn";
+    "info,gscluster::master=trace,gscluster::resync=debug,rumqttd=warn,tracing=warn,notify=warn";
 /// Any single wait longer than this is a failure, not a figure.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The same for a whole catch-up or bootstrap, which may legitimately take longer.

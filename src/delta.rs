@@ -6,8 +6,8 @@
 //! its parts have arrived ([`Assembler`]). DOCS: docs/wire-format.md describes every field.
 
 use crate::hlc::Version;
-use crate::merge::Merged;
 use crate::security::Auth;
+use crate::update_sequence::Merged;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -158,14 +158,16 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-fn to_cbor<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).expect("CBOR encoding into memory cannot fail");
-    out
+use crate::cbor::encode as to_cbor;
+
+fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    crate::cbor::decode(bytes).map_err(|e| DecodeError::Cbor(e.0))
 }
 
-fn from_cbor<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
-    ciborium::from_reader(bytes).map_err(|e| DecodeError::Cbor(e.to_string()))
+/// Decode a CBOR body of any message type gscluster frames (resync asks and answers,
+/// statuses), with the Delta decoder's error.
+pub fn decode_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    from_cbor(bytes)
 }
 
 /// Encode a Delta into MQTT payloads of at most [`MAX_MESSAGE_SIZE`] bytes each, each

@@ -8,16 +8,16 @@
 //! every part again.
 
 use crate::config::Role;
+use crate::context::Shared;
 use crate::delta::Delta;
 use crate::delta::{self, Assembled, Assembler, DeltaId};
 use crate::mqtt::connection::{Inbound, Link};
 use crate::mqtt::Topic;
-use crate::node::Shared;
+use crate::resync;
+use crate::resync::asker::{Ctx, Resync};
+use crate::resync::responder::Asked;
 use crate::state::Position;
 use crate::status::Status;
-use crate::sync::asker::{Ctx, Resync};
-use crate::sync::responder::Asked;
-use crate::sync::{self};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -118,7 +118,7 @@ impl Worker {
                         release(&mut held, &(origin.clone(), epoch, seq));
                         resync.request(&format!("the parts of delta {epoch}/{seq} from {origin} stopped arriving"));
                     }
-                    syncs.expire(sync::asker::ANSWER_TIMEOUT);
+                    syncs.expire(resync::asker::ANSWER_TIMEOUT);
                     if self.role.applies() {
                         if self.shared.drift.swap(false, Ordering::SeqCst) {
                             resync.request("local edits on this read-only slave (drift) are reverted");
@@ -209,7 +209,7 @@ impl Worker {
                         &self.asks,
                         self.assemble(&mut syncs, asker, &h.publish.payload),
                     ) {
-                        match sync::decode_ask(&body) {
+                        match resync::decode_ask(&body) {
                             Ok(ask) => {
                                 let _ = asks.try_send(Asked {
                                     asker: asker.to_string(),

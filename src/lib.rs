@@ -3,9 +3,13 @@
 //! See ARCHITECTURE.md for the walk of one change from a master's disk to a slave's reload.
 
 pub mod airgap;
-pub mod atomic;
-pub mod check;
+pub mod cbor;
+pub mod clock;
+pub mod durable;
+
+pub mod cmd;
 pub mod config;
+pub mod context;
 pub mod crashpoint;
 pub mod datadir;
 pub mod delta;
@@ -14,14 +18,13 @@ pub mod inbound;
 pub mod logging;
 pub mod master;
 pub mod memory;
-pub mod merge;
 pub mod mqtt;
-pub mod node;
 pub mod reload;
 pub mod security;
 pub mod slave;
 pub mod state;
 pub mod status;
-pub mod status_cmd;
-pub mod sync;
+pub mod update_sequence;
+
+pub mod resync;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! `gscluster`: parse arguments, load the configuration, dispatch to a command.
 
-use gscluster::{airgap, check, config, node, status_cmd};
+use gscluster::cmd;
+use gscluster::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,7 +50,7 @@ struct Args {
     command: String,
     config: PathBuf,
     json: bool,
-    limits: status_cmd::Limits,
+    limits: cmd::status::Limits,
     out: Option<PathBuf>,
     since: Option<u64>,
     force: bool,
@@ -63,7 +64,7 @@ fn parse_args() -> Result<Args, String> {
     let mut config = None;
     let mut json = false;
     let (mut out, mut since, mut force, mut wait_s, mut file) = (None, None, false, 600, None);
-    let mut limits = status_cmd::Limits {
+    let mut limits = cmd::status::Limits {
         max_lag_s: 60,
         max_lag_deltas: None,
     };
@@ -141,7 +142,7 @@ fn main() -> ExitCode {
         "run" => {
             let result = config::load(&args.config)
                 .map_err(|e| e.to_string())
-                .and_then(node::run);
+                .and_then(cmd::run::run);
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -150,21 +151,21 @@ fn main() -> ExitCode {
                 }
             }
         }
-        "check" => check::run(&args.config),
-        "status" => status_cmd::run(&args.config, args.json, args.limits),
+        "check" => cmd::check::run(&args.config),
+        "status" => cmd::status::run(&args.config, args.json, args.limits),
         "export" => {
             let Some(out) = args.out.clone() else {
                 eprintln!("gscluster: export needs --out BUNDLE\n\n{USAGE}");
                 return ExitCode::from(2);
             };
-            let opts = airgap::export::Options {
+            let opts = cmd::export::Options {
                 out,
                 since: args.since,
             };
             finish(
                 config::load(&args.config)
                     .map_err(|e| e.to_string())
-                    .and_then(|cfg| airgap::export::run(&cfg, &opts))
+                    .and_then(|cfg| cmd::export::run(&cfg, &opts))
                     .map(|report| report.to_string()),
             )
         }
@@ -173,7 +174,7 @@ fn main() -> ExitCode {
                 eprintln!("gscluster: import needs the bundle file\n\n{USAGE}");
                 return ExitCode::from(2);
             };
-            let opts = airgap::import::Options {
+            let opts = cmd::import::Options {
                 file,
                 force: args.force,
                 wait: std::time::Duration::from_secs(args.wait_s),
@@ -181,7 +182,7 @@ fn main() -> ExitCode {
             finish(
                 config::load(&args.config)
                     .map_err(|e| e.to_string())
-                    .and_then(|cfg| airgap::import::run(&cfg, &opts)),
+                    .and_then(|cfg| cmd::import::run(&cfg, &opts)),
             )
         }
         other => {

@@ -53,14 +53,6 @@ impl Auth {
         }
     }
 
-    /// The keys `[security]` configures; no section, no key.
-    pub fn of(security: Option<&crate::config::Security>) -> Auth {
-        match security {
-            Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
-            None => Auth::none(),
-        }
-    }
-
     pub fn is_on(&self) -> bool {
         self.sign.is_some()
     }

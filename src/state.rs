@@ -11,8 +11,8 @@
 //! Every journal record only *sets* values, so replaying a record that the snapshot already
 //! contains changes nothing: compaction can crash at any point.
 
-use crate::atomic;
 use crate::datadir::{Entry, LocalChange, Manifest};
+use crate::durable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -118,25 +118,16 @@ fn checksum(bytes: &[u8]) -> u64 {
     })
 }
 
-fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).expect("CBOR into memory");
-    out
-}
-
 pub fn new_epoch() -> u64 {
     // Distinct across restarts that lose state: wall-clock nanoseconds mixed with the pid.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = crate::clock::now_ns();
     nanos ^ ((std::process::id() as u64) << 48) | 1
 }
 
 impl State {
     /// Open (or create) the state in `dir`, taking its lock and replaying the journal.
     pub fn open(dir: &Path) -> io::Result<State> {
-        atomic::create_dirs(&dir.join(OUTBOX))?;
+        durable::create_dirs(&dir.join(OUTBOX))?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -153,7 +144,7 @@ impl State {
         })?;
         let snap = match fs::read(dir.join(SNAPSHOT)) {
             Ok(bytes) => {
-                let s: Snapshot = ciborium::from_reader(&bytes[..]).map_err(|e| {
+                let s: Snapshot = crate::cbor::decode(&bytes).map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("{}: unreadable: {e}", dir.join(SNAPSHOT).display()),
@@ -187,7 +178,7 @@ impl State {
             synced: snap.synced,
             imported: snap.imported,
             uncommitted: Vec::new(),
-            journal: atomic::open_append(&dir.join(JOURNAL))?,
+            journal: durable::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
             _lock: lock,
         };
@@ -222,7 +213,7 @@ impl State {
             if checksum(body) != sum {
                 break;
             }
-            let Ok(rec) = ciborium::from_reader::<Record, _>(body) else {
+            let Ok(rec) = crate::cbor::decode::<Record>(body) else {
                 break;
             };
             self.apply(rec);
@@ -264,16 +255,16 @@ impl State {
 
     /// Make `rec` durable, then apply it to the in-memory state.
     pub fn commit(&mut self, rec: Record) -> io::Result<()> {
-        let body = cbor(&rec);
+        let body = crate::cbor::encode(&rec);
         let mut framed = Vec::with_capacity(body.len() + 12);
         framed.extend_from_slice(&(body.len() as u32).to_le_bytes());
         framed.extend_from_slice(&checksum(&body).to_le_bytes());
         framed.extend_from_slice(&body);
         if crate::crashpoint::due("journal-half") {
-            atomic::append(&mut self.journal, &framed[..framed.len() / 2])?;
+            durable::append(&mut self.journal, &framed[..framed.len() / 2])?;
             crate::crashpoint::abort("journal-half");
         }
-        atomic::append(&mut self.journal, &framed)?;
+        durable::append(&mut self.journal, &framed)?;
         self.journal_len += framed.len() as u64;
         self.apply(rec);
         if self.journal_len > COMPACT_AT {
@@ -295,7 +286,7 @@ impl State {
             synced: self.synced,
             imported: self.imported.clone(),
         };
-        atomic::write_file(&self.dir.join(SNAPSHOT), &cbor(&snap))?;
+        durable::write_file(&self.dir.join(SNAPSHOT), &crate::cbor::encode(&snap))?;
         self.journal.set_len(0)?;
         self.journal.sync_all()?;
         self.journal_len = 0;
@@ -339,9 +330,9 @@ impl Outbox {
 
     /// Store a Delta's payloads until the broker acknowledges them.
     pub fn put(&self, seq: u64, payloads: &[Vec<u8>]) -> io::Result<()> {
-        atomic::write_file(
+        durable::write_file(
             &self.path(seq),
-            &cbor(&OutboxEntry {
+            &crate::cbor::encode(&OutboxEntry {
                 payloads: payloads
                     .iter()
                     .map(|p| serde_bytes::ByteBuf::from(p.clone()))
@@ -373,14 +364,14 @@ impl Outbox {
     /// The payloads of an outbox entry.
     pub fn get(&self, seq: u64) -> io::Result<Vec<Vec<u8>>> {
         let bytes = fs::read(self.path(seq))?;
-        let e: OutboxEntry = ciborium::from_reader(&bytes[..])
+        let e: OutboxEntry = crate::cbor::decode(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         Ok(e.payloads.into_iter().map(|b| b.into_vec()).collect())
     }
 
     /// Drop an outbox entry once every part is acknowledged.
     pub fn remove(&self, seq: u64) -> io::Result<()> {
-        atomic::remove_file(&self.path(seq))
+        durable::remove_file(&self.path(seq))
     }
 }
 
@@ -506,7 +497,7 @@ mod tests {
             })
             .unwrap();
         }
-        let mut f = atomic::open_append(&dir.path().join(JOURNAL)).unwrap();
+        let mut f = durable::open_append(&dir.path().join(JOURNAL)).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
         drop(f);
         let mut s = State::open(dir.path()).unwrap();

@@ -7,21 +7,19 @@
 //! no gap in what arrives, and only this announcement shows that the slave is behind.
 
 use crate::delta::{self, DecodeError, Part};
+use crate::mqtt::connection::Link;
+use crate::reload::ReloadStats;
 use crate::security::Auth;
+use crate::state::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify};
 
 /// Sequence number given to status frames (they are not part of the Delta stream).
 const STATUS_SEQ: u64 = 1;
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 /// What a node says about itself. Every field after `at_unix_ms` came later and defaults when
 /// an older node leaves it out. DOCS: docs/wire-format.md ("Status"), docs/monitoring.md.
@@ -108,8 +106,7 @@ impl Status {
 
     /// One authenticated frame (a status is far below the message size).
     pub fn encode(&self, group: &str, auth: &Auth) -> Vec<u8> {
-        let mut body = Vec::new();
-        ciborium::into_writer(self, &mut body).expect("CBOR into memory");
+        let body = crate::cbor::encode(self);
         delta::encode_parts(group, &self.node, self.epoch, STATUS_SEQ, &body, auth)
             .into_iter()
             .next()
@@ -118,8 +115,7 @@ impl Status {
 
     /// Decode the body of a status frame whose part came from `header`.
     pub fn decode(header: &Part, body: &[u8]) -> Result<Status, DecodeError> {
-        let s: Status =
-            ciborium::from_reader(body).map_err(|e| DecodeError::Cbor(e.to_string()))?;
+        let s: Status = delta::decode_cbor(body)?;
         if s.node != header.origin {
             return Err(DecodeError::Part(format!(
                 "status of {:?} sent as {:?}",
@@ -130,12 +126,12 @@ impl Status {
     }
 }
 
-/// What the working parts of a node tell its status: kept in `Shared`, read whenever a status
+/// What the working parts of a node tell its status: kept in `context::Shared`, read whenever a status
 /// is published. Each setter wakes the reporter (`changed`).
 #[derive(Default)]
 pub struct Board {
     inner: Mutex<BoardInner>,
-    pub changed: tokio::sync::Notify,
+    pub changed: Arc<Notify>,
 }
 
 #[derive(Default, Clone)]
@@ -180,46 +176,47 @@ impl Board {
     }
 }
 
-/// This node's status now, from its state, its board and its reload statistics.
-pub fn snapshot(
-    sh: &crate::node::Shared,
-    role: &str,
-    online: bool,
-    reload: Option<&crate::reload::ReloadStats>,
-) -> Status {
-    let board = sh.board.inner.lock().unwrap().clone();
-    let state = sh.state.lock().unwrap();
-    let mut s = Status::new(&sh.node_id, role, online, state.epoch, board.published);
-    s.published_at_unix_ms = board.published_at;
-    s.applied = (state.applied.iter())
-        .map(|(origin, p)| {
-            let at = board.applied_at.get(origin).copied().unwrap_or(0);
-            (
-                origin.clone(),
-                Applied {
-                    epoch: p.epoch,
-                    seq: p.seq,
-                    at_unix_ms: at,
-                },
-            )
-        })
-        .collect();
-    s.outbox = state.outbox().seqs().map_or(0, |v| v.len() as u64);
-    s.synced = state.synced;
-    drop(state);
-    s.reload = reload.map(|r| ReloadInfo {
-        ok: r.reloads_ok,
-        failed: r.reloads_failed,
-        last_at_unix_ms: r.last_at_unix_ms,
-        last_result: r.last_result.clone(),
-    });
-    if let Some((at, e)) = board.last_error {
-        s.last_error = Some(e);
-        s.last_error_at_unix_ms = at;
+impl Board {
+    /// The status these counters and `state` tell (reload statistics and keystore digest are
+    /// added by `Shared::status`).
+    pub fn status(&self, node: &str, role: &str, online: bool, state: &State) -> Status {
+        let board = self.inner.lock().unwrap().clone();
+        let mut s = Status::new(node, role, online, state.epoch, board.published);
+        s.published_at_unix_ms = board.published_at;
+        s.applied = (state.applied.iter())
+            .map(|(origin, p)| {
+                let at = board.applied_at.get(origin).copied().unwrap_or(0);
+                (
+                    origin.clone(),
+                    Applied {
+                        epoch: p.epoch,
+                        seq: p.seq,
+                        at_unix_ms: at,
+                    },
+                )
+            })
+            .collect();
+        s.outbox = state.outbox().seqs().map_or(0, |v| v.len() as u64);
+        s.synced = state.synced;
+        if let Some((at, e)) = board.last_error {
+            s.last_error = Some(e);
+            s.last_error_at_unix_ms = at;
+        }
+        s.drift_events = board.drift_events;
+        s
     }
-    s.keystore = keystore_digest(&sh.data_dir);
-    s.drift_events = board.drift_events;
-    s
+}
+
+impl ReloadInfo {
+    /// What a status says of the reload task's counters.
+    pub fn of(r: &ReloadStats) -> ReloadInfo {
+        ReloadInfo {
+            ok: r.reloads_ok,
+            failed: r.reloads_failed,
+            last_at_unix_ms: r.last_at_unix_ms,
+            last_result: r.last_result.clone(),
+        }
+    }
 }
 
 /// How long the reporter waits after a change for more before it publishes.
@@ -231,19 +228,20 @@ const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 /// and every [`REFRESH`]. QoS 0: the publisher's packet-id pairing needs it to be the only QoS 1
 /// publisher, and a status lost with a connection is published again on the next.
 pub async fn report(
-    sh: std::sync::Arc<crate::node::Shared>,
-    role: crate::config::Role,
-    mut link: tokio::sync::watch::Receiver<crate::mqtt::connection::Link>,
-    mut reload: tokio::sync::watch::Receiver<crate::reload::ReloadStats>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    topic: String,
+    changed: Arc<Notify>,
+    applies: bool,
+    now: impl Fn(Option<&ReloadStats>) -> Vec<u8> + Send,
+    mut link: watch::Receiver<Link>,
+    mut reload: watch::Receiver<ReloadStats>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    let topic = sh.topics.status(&sh.node_id);
     let mut refresh = tokio::time::interval(REFRESH);
-    let mut reload_open = role.applies();
+    let mut reload_open = applies;
     loop {
         tokio::select! {
             r = link.changed() => if r.is_err() { break },
-            _ = sh.board.changed.notified() => {
+            _ = changed.notified() => {
                 tokio::time::sleep(DEBOUNCE).await;
             }
             r = reload.changed(), if reload_open => {
@@ -259,9 +257,8 @@ pub async fn report(
         let Some(client) = link.borrow().client.clone() else {
             continue;
         };
-        let stats = role.applies().then(|| reload.borrow().clone());
-        let status = snapshot(&sh, role.as_str(), true, stats.as_ref());
-        let payload = status.encode(&sh.group, &sh.auth);
+        let stats = applies.then(|| reload.borrow().clone());
+        let payload = now(stats.as_ref());
         if client
             .publish(topic.clone(), rumqttc::QoS::AtMostOnce, true, payload)
             .await

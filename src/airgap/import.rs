@@ -1,4 +1,5 @@
-//! `gscluster import`: verify a bundle, then apply it as one batch with one reload.
+//! Import (the command is `cmd::import`): verify a bundle, then apply it as one batch with one
+//! reload.
 //!
 //! The command verifies the whole bundle first (format, checksum, signature, group, every path
 //! against this node's filter and data directory); a refused bundle writes nothing. Then:
@@ -14,30 +15,19 @@
 //! had made the change here; on a node that publishes (`master`, `both`) the change becomes
 //! Deltas, so the site's own slaves get it like any local edit. GeoServer is then reloaded once.
 
-use super::progress::Progress;
-use super::{decode, signed, Bundle, BundleError};
-use crate::config::Config;
+use super::{decode, Bundle, BundleError};
+use crate::context::Shared;
 use crate::datadir;
 use crate::delta::{self, Change, Delta, Op};
 use crate::hlc::Version;
-use crate::merge;
-use crate::node::Shared;
 use crate::reload::GeoServer;
 use crate::slave::{self, apply};
-use crate::state::{Record, State};
+use crate::state::Record;
+use crate::update_sequence;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-pub struct Options {
-    pub file: PathBuf,
-    /// Import even a bundle that is out of sequence or whose references do not resolve here.
-    pub force: bool,
-    /// How long to wait for a running daemon to apply the bundle.
-    pub wait: Duration,
-}
+use std::path::Path;
+use std::time::Instant;
 
 /// What applying a bundle did.
 #[derive(Debug, Default)]
@@ -67,7 +57,7 @@ impl std::fmt::Display for ImportError {
 }
 
 /// The checks that need nothing but the bundle and this node's configuration.
-pub(super) fn verify(
+pub fn verify(
     bytes: &[u8],
     group: &str,
     auth: &crate::security::Auth,
@@ -79,92 +69,7 @@ pub(super) fn verify(
     Ok(bundle)
 }
 
-/// The command: verify `opts.file`, apply it here or through the running daemon, and say what
-/// happened. `Err` is a refusal or a failure, already worded for the administrator.
-pub fn run(cfg: &Config, opts: &Options) -> Result<String, String> {
-    crate::node::require_data_dir(cfg)?;
-    let name = opts.file.display().to_string();
-    let bytes = fs::read(&opts.file).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    let auth = crate::security::Auth::of(cfg.security.as_ref());
-    let filter = datadir::Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
-        .map_err(|e| format!("[replicate]: {e}"))?;
-    let bundle = verify(
-        &bytes,
-        &cfg.node.group,
-        &auth,
-        &cfg.geoserver.data_dir,
-        &filter,
-    )
-    .map_err(|e| format!("{name}: {}", ImportError::Refused(e)))?;
-    let trust = if auth.is_on() {
-        "its signature verified with the group key"
-    } else if signed(&bytes) {
-        "signed, but NOT verified: this node has no [security] key_file"
-    } else {
-        "not signed: only its checksum was verified"
-    };
-    let (w, d, b) = bundle.counts();
-    eprintln!(
-        "{name}: {} of group {}, {w} file(s) ({b} bytes){}; {trust}",
-        bundle.header.describe(),
-        bundle.header.group,
-        if d > 0 {
-            format!(", {d} deletion(s)")
-        } else {
-            String::new()
-        }
-    );
-    match State::open(&cfg.node.state_dir) {
-        Ok(state) => {
-            eprintln!("no daemon runs on this node: applying it directly");
-            alone(cfg, state, &bundle, opts.force)
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            eprintln!("the daemon runs on this node: handing it over");
-            super::spool::hand_over(cfg, &bytes, opts)
-        }
-        Err(e) => Err(format!(
-            "[node] state_dir {}: {e}",
-            cfg.node.state_dir.display()
-        )),
-    }
-    .map_err(|e| format!("{name}: {e}"))
-}
-
-/// No daemon runs: apply under this process's own hold of the state.
-fn alone(cfg: &Config, state: State, bundle: &Bundle, force: bool) -> Result<String, String> {
-    let sh = Shared::new(cfg, state)?;
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let applied = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut progress = Progress::new("applying");
-            let started = Instant::now();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                progress.waiting(started);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let result = apply(&sh, bundle, force);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        result
-    })
-    .map_err(|e| e.to_string())?;
-    let mut report = describe(&sh, bundle, &applied);
-    if !applied.seqs.is_empty() {
-        report.push_str(
-            "; no daemon runs here: the Deltas wait in the outbox and go out when it starts",
-        );
-    }
-    if applied.written + applied.deleted > 0 {
-        report.push_str(&reload(
-            &sh,
-            GeoServer::from_config(&cfg.geoserver).as_ref(),
-        ));
-    }
-    Ok(report)
-}
-
-pub(super) fn describe(sh: &Shared, bundle: &Bundle, applied: &Applied) -> String {
+pub fn describe(sh: &Shared, bundle: &Bundle, applied: &Applied) -> String {
     let h = &bundle.header;
     if let Some(last) = applied.already {
         return format!(
@@ -192,7 +97,7 @@ pub(super) fn describe(sh: &Shared, bundle: &Bundle, applied: &Applied) -> Strin
 }
 
 /// Reload GeoServer once, while no Delta is being written; the outcome for the report.
-pub(super) fn reload(sh: &Shared, gs: Option<&GeoServer>) -> String {
+pub fn reload(sh: &Shared, gs: Option<&GeoServer>) -> String {
     let Some(gs) = gs else {
         return "; no [geoserver] url: reload GeoServer yourself".to_string();
     };
@@ -275,7 +180,7 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         let held: HashSet<&str> = bundle.changes.iter().map(|c| c.path.as_str()).collect();
         let here: BTreeSet<&str> = (scan.keys().map(String::as_str))
             .chain(state.manifest.live().map(|(p, _)| p.as_str()))
-            .filter(|p| !held.contains(p) && !crate::master::is_own_temp(p))
+            .filter(|p| !held.contains(p) && !crate::durable::is_temp_path(p))
             .collect();
         for p in here {
             wanted.insert(p, None);
@@ -302,18 +207,18 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
             let previous = state.manifest.entries.get(&path);
             match bytes {
                 Some(bytes) => Change {
-                    merged: merge::merged(&path).then(|| {
+                    merged: update_sequence::merged(&path).then(|| {
                         let before = previous
                             .filter(|e| !e.deleted)
                             .and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
-                        merge::local_write(before, bytes, &version)
+                        update_sequence::local_write(before, bytes, &version)
                     }),
                     path,
                     version: version.clone(),
                     op: Op::write(bytes.to_vec()),
                 },
                 None => Change {
-                    merged: merge::merged(&path).then(|| merge::Merged {
+                    merged: update_sequence::merged(&path).then(|| update_sequence::Merged {
                         settings: version.clone(),
                         counter: previous
                             .and_then(|e| e.merged.as_ref().map(|m| m.counter))

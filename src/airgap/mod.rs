@@ -20,7 +20,7 @@
 
 pub mod export;
 pub mod import;
-mod progress;
+pub mod progress;
 pub mod spool;
 
 use crate::delta::{self, Change, Op};
@@ -140,17 +140,14 @@ impl std::error::Error for BundleError {}
 
 /// Encode `bundle` into the bytes of a bundle file, tagged with `auth`'s key when it has one.
 pub fn encode(bundle: &Bundle, auth: &Auth) -> Vec<u8> {
-    let mut body = Vec::new();
-    ciborium::into_writer(bundle, &mut body).expect("CBOR encoding into memory cannot fail");
+    let body = crate::cbor::encode(bundle);
     let envelope = Envelope {
         v: BUNDLE_FORMAT,
         sha256: Sha256::digest(&body).to_vec(),
         tag: auth.tag(&body),
         body,
     };
-    let mut out = MAGIC.to_vec();
-    ciborium::into_writer(&envelope, &mut out).expect("CBOR encoding into memory cannot fail");
-    out
+    [MAGIC.as_slice(), &crate::cbor::encode(&envelope)].concat()
 }
 
 /// Decode and verify a bundle file's bytes for a node of `group` with `auth`'s keys.
@@ -158,8 +155,7 @@ pub fn decode(bytes: &[u8], group: &str, auth: &Auth) -> Result<Bundle, BundleEr
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or(BundleError::NotABundle)?;
-    let mut reader = rest;
-    let envelope: Envelope = ciborium::from_reader(&mut reader).map_err(damaged)?;
+    let (envelope, reader): (Envelope, _) = crate::cbor::decode_prefix(rest).map_err(damaged)?;
     if !reader.is_empty() {
         return Err(BundleError::Damaged(format!(
             "{} unexpected bytes after the end",
@@ -174,7 +170,7 @@ pub fn decode(bytes: &[u8], group: &str, auth: &Auth) -> Result<Bundle, BundleEr
     }
     auth.verify(&envelope.body, envelope.tag.as_deref())
         .map_err(|e| BundleError::Auth(e.to_string()))?;
-    let bundle: Bundle = ciborium::from_reader(envelope.body.as_slice()).map_err(damaged)?;
+    let bundle: Bundle = crate::cbor::decode(&envelope.body).map_err(damaged)?;
     if bundle.header.group != group {
         return Err(BundleError::Group {
             expected: group.to_string(),
@@ -189,29 +185,16 @@ pub fn decode(bytes: &[u8], group: &str, auth: &Auth) -> Result<Bundle, BundleEr
     Ok(bundle)
 }
 
-/// A CBOR decoding error in words: a cut-off file is the common case.
-fn damaged(e: ciborium::de::Error<std::io::Error>) -> BundleError {
-    use ciborium::de::Error;
-    BundleError::Damaged(match e {
-        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the file ends before the bundle does (an incomplete copy?)".to_string()
-        }
-        Error::Io(e) => e.to_string(),
-        Error::Syntax(at) => format!("invalid encoding at byte {at}"),
-        Error::Semantic(at, what) => match at {
-            Some(at) => format!("{what} at byte {at}"),
-            None => what,
-        },
-        Error::RecursionLimitExceeded => "nested too deeply".to_string(),
-    })
+fn damaged(e: crate::cbor::CborError) -> BundleError {
+    BundleError::Damaged(e.0)
 }
 
 /// Whether a signed bundle is read by a node that cannot check the signature (a warning).
 pub fn signed(bytes: &[u8]) -> bool {
-    let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+    let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
         return false;
     };
-    ciborium::from_reader::<Envelope, _>(&mut rest).is_ok_and(|e| e.tag.is_some())
+    crate::cbor::decode::<Envelope>(rest).is_ok_and(|e| e.tag.is_some())
 }
 
 #[cfg(test)]

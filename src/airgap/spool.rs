@@ -8,10 +8,10 @@
 //! GeoServer, and leaves `ID.result` ("ok", "refused" or "failed", a newline, the report) for
 //! the command, which waits for it.
 
-use super::import::{self, ImportError, Options};
+use super::import::{self, ImportError};
 use super::progress::Progress;
 use crate::config::Config;
-use crate::node::Shared;
+use crate::context::Shared;
 use crate::reload::GeoServer;
 use std::fs;
 use std::io;
@@ -32,7 +32,12 @@ const POLL: Duration = Duration::from_secs(5);
 const STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// A daemon runs: hand the (verified) bundle over and wait for its answer.
-pub(super) fn hand_over(cfg: &Config, bytes: &[u8], opts: &Options) -> Result<String, String> {
+pub fn hand_over(
+    cfg: &Config,
+    bytes: &[u8],
+    force: bool,
+    wait: Duration,
+) -> Result<String, String> {
     let spool = cfg.node.state_dir.join(SPOOL);
     let meta = fs::metadata(&spool).map_err(|e| {
         format!(
@@ -41,8 +46,8 @@ pub(super) fn hand_over(cfg: &Config, bytes: &[u8], opts: &Options) -> Result<St
             spool.display()
         )
     })?;
-    let id = format!("{}-{}", crate::status::now_ms(), std::process::id());
-    let name = if opts.force {
+    let id = format!("{}-{}", crate::clock::now_ms(), std::process::id());
+    let name = if force {
         format!("{id}.force.bundle")
     } else {
         format!("{id}.bundle")
@@ -79,11 +84,11 @@ pub(super) fn hand_over(cfg: &Config, bytes: &[u8], opts: &Options) -> Result<St
                 None => Err(format!("unreadable answer from the daemon: {answer:?}")),
             };
         }
-        if started.elapsed() > opts.wait {
+        if started.elapsed() > wait {
             progress.finish();
             return Err(format!(
                 "the running daemon did not apply it within {} s; it stays queued as {} and is applied when the daemon gets to it (see its log)",
-                opts.wait.as_secs(),
+                wait.as_secs(),
                 handed.display()
             ));
         }
@@ -106,7 +111,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let spool = sh.state.lock().unwrap().dir().join(SPOOL);
-    if let Err(e) = crate::atomic::create_dirs(&spool) {
+    if let Err(e) = crate::durable::create_dirs(&spool) {
         log::error!(
             "{}: {e}; `gscluster import` cannot reach this daemon",
             spool.display()
@@ -223,7 +228,7 @@ fn handle(
         },
     };
     let result = path.with_file_name(format!("{id}.result"));
-    if let Err(e) = crate::atomic::write_file(&result, answer.as_bytes()) {
+    if let Err(e) = crate::durable::write_file(&result, answer.as_bytes()) {
         log::error!("{}: {e}", result.display());
     }
     let _ = fs::remove_file(path);

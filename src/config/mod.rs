@@ -20,6 +20,22 @@ use validate::validate;
 /// Where the configuration is read from when neither `-c` nor `GSCLUSTER_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/gscluster/config.toml";
 
+impl Config {
+    /// The keys `[security]` configures; no section, no key.
+    pub fn auth(&self) -> crate::security::Auth {
+        match &self.security {
+            Some(s) => crate::security::Auth::with_keys(s.key.clone(), s.previous.clone()),
+            None => crate::security::Auth::none(),
+        }
+    }
+
+    /// The replicate filter `[replicate]` configures.
+    pub fn filter(&self) -> Result<crate::datadir::Filter, String> {
+        crate::datadir::Filter::new(&self.replicate.include, &self.replicate.exclude)
+            .map_err(|e| format!("[replicate]: {e}"))
+    }
+}
+
 /// What a node does with deltas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -27,7 +27,7 @@ pub struct Entry {
     /// For a path merged field by field (`global.xml`, see `merge`): its settings version and
     /// highest counter. Boxed: one file in thousands has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged: Option<Box<crate::merge::Merged>>,
+    pub merged: Option<Box<crate::update_sequence::Merged>>,
 }
 
 impl Entry {

@@ -47,7 +47,7 @@ impl Worker {
             };
             // A path merged field by field loses only when another node's settings edit is
             // newer than this node's; a counter bump does not override anything.
-            let (theirs, ours) = if crate::merge::merged(&c.path) {
+            let (theirs, ours) = if crate::update_sequence::merged(&c.path) {
                 (
                     c.merged.as_ref().map_or(&c.version, |m| &m.settings),
                     mine.merged.as_ref().map_or(&mine.version, |m| &m.settings),

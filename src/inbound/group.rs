@@ -4,8 +4,8 @@
 
 use super::{release, Held, Worker};
 use crate::delta::{self, Delta, DeltaId};
+use crate::resync::asker::Resync;
 use crate::slave::{apply_deltas, Outcome};
-use crate::sync::asker::Resync;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

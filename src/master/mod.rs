@@ -10,16 +10,15 @@ mod drift;
 pub mod publisher;
 
 use crate::config::{defaults, OnDrift};
+use crate::context::Shared;
 use crate::datadir::{self, LocalChange};
 use crate::delta::{self, Change, Delta, Op};
 use crate::hlc::Version;
-use crate::merge;
-use crate::node::Shared;
 use crate::state::{Outbox, Record};
+use crate::update_sequence;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -172,7 +171,7 @@ impl Detector {
             let Some(rel) = datadir::to_rel(&self.shared.data_dir, p) else {
                 return false;
             };
-            !is_own_temp(&rel)
+            !crate::durable::is_temp_path(&rel)
                 && (self.shared.filter.matches(&rel) || self.shared.filter.may_contain(&rel))
         })
     }
@@ -264,7 +263,7 @@ impl Detector {
                 Some(manifest_within(&state.manifest, rels)),
             ),
         };
-        scan.retain(|rel, _| !is_own_temp(rel));
+        scan.retain(|rel, _| !crate::durable::is_temp_path(rel));
         let manifest = partial.as_ref().unwrap_or(&state.manifest);
         // Hashes are streamed: the content is read again, one Delta at a time, when the Deltas
         // are built, so a start-up scan of tens of thousands of files never holds them all.
@@ -362,10 +361,10 @@ impl Detector {
                     }
                     // The hash of what is sent, which may be newer than what the diff hashed.
                     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-                    let merged = merge::merged(&path).then(|| {
+                    let merged = update_sequence::merged(&path).then(|| {
                         let before = (state.manifest.live_entry(&path))
                             .and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
-                        merge::local_write(before, &bytes, &version)
+                        update_sequence::local_write(before, &bytes, &version)
                     });
                     let entry = datadir::Entry {
                         sha256,
@@ -392,7 +391,7 @@ impl Detector {
                 }
                 LocalChange::Delete { path } => {
                     // A deletion is a settings change that keeps the highest counter.
-                    let merged = merge::merged(&path).then(|| merge::Merged {
+                    let merged = update_sequence::merged(&path).then(|| update_sequence::Merged {
                         settings: version.clone(),
                         counter: (state.manifest.entries.get(&path))
                             .and_then(|e| e.merged.as_ref().map(|m| m.counter))
@@ -554,18 +553,6 @@ fn manifest_within(manifest: &datadir::Manifest, rels: &BTreeSet<String>) -> dat
         }
     }
     part
-}
-
-/// gscluster's own temporary files (see atomic.rs) are never changes.
-pub fn is_own_temp(rel: &str) -> bool {
-    rel.rsplit('/')
-        .next()
-        .is_some_and(|name| name.starts_with(".gscluster-"))
-}
-
-/// Directories the scan must never enter.
-pub fn skip_dirs(state_dir: &std::path::Path) -> Vec<PathBuf> {
-    vec![state_dir.to_path_buf()]
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub struct Publisher {
     /// The node's epoch (for log lines).
     pub epoch: u64,
     /// Where the acknowledged stream position goes (the node's status board).
-    pub shared: std::sync::Arc<crate::node::Shared>,
+    pub shared: std::sync::Arc<crate::context::Shared>,
 }
 
 impl Publisher {

@@ -7,13 +7,15 @@
 //! reload but never loses it. The timing policy is the pure [`schedule`] module; this file only
 //! owns the channel, the timer and the blocking HTTP call.
 
+mod gate;
 mod geoserver;
 mod schedule;
 
+pub use gate::Gate;
 pub use geoserver::{GeoServer, ReloadError, DEFAULT_RELOAD_TIMEOUT};
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::RwLock;
 
 use log::{debug, info, warn};
@@ -236,9 +238,7 @@ fn finish(
             human(retry_in.unwrap_or_default())
         ),
     }
-    let at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let at = crate::clock::now_ms();
     crate::telemetry::record_reload(result.is_ok(), now - started);
     stats.send_modify(|s| {
         match &result {

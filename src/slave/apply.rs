@@ -6,11 +6,11 @@
 //! writes in catalog order (referenced objects first), deletes in reverse order, removes
 //! folders the deletes emptied, and returns the manifest entries to commit.
 
-use crate::atomic;
 use crate::datadir::{self, Entry, Filter, Manifest};
 use crate::delta::{Change, Op};
+use crate::durable;
 use crate::hlc::Version;
-use crate::merge::{self, Merged};
+use crate::update_sequence::{self, Merged};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -96,7 +96,7 @@ pub fn plan(
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     for c in changes {
-        if merge::merged(&c.path) {
+        if update_sequence::merged(&c.path) {
             match merged_step(manifest.entries.get(&c.path), c, held) {
                 Some(step @ Step::Write { .. }) => writes.push(step),
                 Some(step) => deletes.push(step),
@@ -144,9 +144,9 @@ fn merged_step(
     c: &Change,
     held: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Option<Step> {
-    let incoming = merge::incoming(c);
+    let incoming = update_sequence::incoming(c);
     let joined = match current {
-        None => merge::join(&incoming, &incoming),
+        None => update_sequence::join(&incoming, &incoming),
         Some(e) => {
             let doc = if e.deleted {
                 None
@@ -156,16 +156,20 @@ fn merged_step(
             let available = e.deleted || doc.is_some();
             let settings = e.merged.as_ref().map_or(&e.version, |m| &m.settings);
             let counter = (e.merged.as_ref().map(|m| m.counter))
-                .or_else(|| doc.as_deref().and_then(merge::counter).map(|(_, n)| n))
+                .or_else(|| {
+                    doc.as_deref()
+                        .and_then(update_sequence::counter)
+                        .map(|(_, n)| n)
+                })
                 .unwrap_or(0);
             let nothing = Version::new(0, "");
-            let mine = merge::Side {
+            let mine = update_sequence::Side {
                 version: &e.version,
                 settings: if available { settings } else { &nothing },
                 counter,
                 doc: doc.as_deref(),
             };
-            let joined = merge::join(&mine, &incoming);
+            let joined = update_sequence::join(&mine, &incoming);
             let same_bytes = match &joined.bytes {
                 Some(b) => !e.deleted && Sha256::digest(b).as_slice() == e.sha256,
                 None => e.deleted,
@@ -227,19 +231,19 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
             }
             Step::Write { bytes, .. } => {
                 if let Some(parent) = target.parent() {
-                    atomic::create_dirs(parent)?;
+                    durable::create_dirs(parent)?;
                 }
                 let tmp = if bulk {
-                    atomic::stage_unsynced(&target, bytes)?
+                    durable::stage_unsynced(&target, bytes)?
                 } else {
-                    atomic::stage(&target, bytes)?
+                    durable::stage(&target, bytes)?
                 };
                 staged.push((tmp, target));
             }
         }
     }
     if bulk {
-        atomic::sync_filesystem(data_dir)?;
+        durable::sync_filesystem(data_dir)?;
     }
     for (tmp, target) in staged {
         tmp.persist(&target).map_err(|e| e.error)?;
@@ -249,10 +253,10 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
         }
     }
     if bulk {
-        atomic::sync_filesystem(data_dir)?;
+        durable::sync_filesystem(data_dir)?;
     } else {
         for dir in &dirs {
-            match atomic::fsync_dir(dir) {
+            match durable::fsync_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -298,7 +302,7 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
     Ok(entries)
 }
 
-/// Remove the temporary files an interrupted run left (`.gscluster-*.tmp`, see atomic.rs): a
+/// Remove the temporary files an interrupted run left (`durable::is_temp_name`): a
 /// process killed while writing has no chance to. Only folders a replicated file can be in are
 /// visited, since only there does gscluster write. Returns how many were removed.
 pub fn remove_leftovers(data_dir: &Path, filter: &Filter) -> usize {
@@ -316,7 +320,7 @@ pub fn remove_leftovers(data_dir: &Path, filter: &Filter) -> usize {
                 if datadir::to_rel(data_dir, &path).is_some_and(|rel| filter.may_contain(&rel)) {
                     stack.push(path);
                 }
-            } else if ft.is_file() && name.starts_with(".gscluster-") && name.ends_with(".tmp") {
+            } else if ft.is_file() && durable::is_temp_name(&name) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => removed += 1,
                     Err(e) => log::warn!("cannot remove leftover {}: {e}", path.display()),

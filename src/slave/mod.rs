@@ -5,9 +5,9 @@
 
 pub mod apply;
 
+use crate::context::Shared;
 use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
-use crate::node::Shared;
 use crate::state::{Position, Record, State};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -124,7 +124,7 @@ pub fn write_changes(
 /// cannot be scanning meanwhile.
 fn local_edit(sh: &Shared, state: &State, step: &apply::Step) -> bool {
     let path = step.path();
-    if crate::merge::merged(path) {
+    if crate::update_sequence::merged(path) {
         return false;
     }
     let recorded = state.manifest.entries.get(path).filter(|e| !e.deleted);
@@ -225,10 +225,15 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
         for c in &delta.changes {
             match merged.get(c.path.as_str()) {
                 // Merged field by field: the join of both keeps what each brings.
-                Some(w) if crate::merge::merged(&c.path) => {
-                    let j =
-                        crate::merge::join(&crate::merge::incoming(w), &crate::merge::incoming(c));
-                    merged.insert(&c.path, Cow::Owned(crate::merge::to_change(&c.path, j)));
+                Some(w) if crate::update_sequence::merged(&c.path) => {
+                    let j = crate::update_sequence::join(
+                        &crate::update_sequence::incoming(w),
+                        &crate::update_sequence::incoming(c),
+                    );
+                    merged.insert(
+                        &c.path,
+                        Cow::Owned(crate::update_sequence::to_change(&c.path, j)),
+                    );
                 }
                 Some(w) if w.version >= c.version => {}
                 _ => {

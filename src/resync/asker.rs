@@ -6,11 +6,11 @@
 //! is abandoned after [`ANSWER_TIMEOUT`] and asked again with back-off.
 
 use super::{batches, decode_answer, encode_ask, plan, Answer, Ask, Plan};
+use crate::context::Shared;
 use crate::datadir::{self, Entry};
 use crate::delta::{Change, Op, Part};
 use crate::hlc::Version;
 use crate::mqtt::connection::Link;
-use crate::node::Shared;
 use crate::slave::{self, apply};
 use crate::state::{Position, Record};
 use rumqttc::QoS;
@@ -77,10 +77,7 @@ pub struct Resync {
 
 impl Default for Resync {
     fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
+        let seed = crate::clock::now_us().max(1);
         Resync {
             wanted: None,
             round: None,

@@ -5,21 +5,19 @@
 //! and unsigned bundles are refused with nothing written; a bundle imported while B's daemon
 //! is down goes out when it starts.
 
-mod support;
-
+use crate::support::cluster::{copy_tree, wait_for_subscriptions, Cluster};
+use crate::support::generator::{generate, Spec};
+use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
+use crate::support::node::{
+    assert_converged, diff_summary, free_port, logs_of, replicated_tree, wait_until,
+    wait_until_logs, Node, NodeConfig,
+};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::cluster::{copy_tree, wait_for_subscriptions, Cluster};
-use support::generator::{generate, Spec};
-use support::geoserver::{assert_reloads_consistent, StandInGeoServer};
-use support::node::{
-    assert_converged, diff_summary, free_port, logs_of, replicated_tree, wait_until,
-    wait_until_logs, Node, NodeConfig,
-};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

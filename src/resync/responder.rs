@@ -5,9 +5,9 @@
 //! connection reports with its own outbox parts).
 
 use super::{encode_answer, Answer, Ask, Item};
+use crate::context::Shared;
 use crate::delta::{Change, Op};
 use crate::mqtt::connection::Link;
-use crate::node::Shared;
 use crate::state::Position;
 use rumqttc::QoS;
 use std::collections::BTreeMap;

@@ -1,14 +1,12 @@
 //! `[metrics]`: `/metrics` in the Prometheus text format and `/healthz`, scraped from real
 //! nodes during a burst.
 
-mod support;
-
+use crate::support::cluster::Cluster;
+use crate::support::generator::Spec;
+use crate::support::node::{free_port, wait_until_logs};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::cluster::Cluster;
-use support::generator::Spec;
-use support::node::{free_port, wait_until_logs};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -1,15 +1,13 @@
 //! TLS and logins on the embedded broker, with a throwaway CA made by openssl in the test.
 
-mod support;
-
+use crate::support::cluster::copy_tree;
+use crate::support::generator::{generate, Spec};
+use crate::support::geoserver::StandInGeoServer;
+use crate::support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::cluster::copy_tree;
-use support::generator::{generate, Spec};
-use support::geoserver::StandInGeoServer;
-use support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -306,8 +304,8 @@ fn make_client_cert(dir: &Path, ca_name: &str, name: &str) -> (PathBuf, PathBuf)
 
 #[test]
 fn client_certificates_are_presented_to_a_broker_that_requires_them() {
-    use support::brokers::{Mosquitto, MosquittoOpts};
-    use support::cluster::Cluster;
+    use crate::support::brokers::{Mosquitto, MosquittoOpts};
+    use crate::support::cluster::Cluster;
     if !have_openssl() {
         println!("skipped: openssl not installed");
         return;

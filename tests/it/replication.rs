@@ -2,14 +2,12 @@
 //! processes on loopback, each slave with a stand-in GeoServer that checks basic auth and the
 //! catalog's references at every reload.
 
-mod support;
-
+use crate::support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
+use crate::support::generator::Spec;
+use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
+use crate::support::node::{assert_converged, wait_until_logs};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
-use support::generator::Spec;
-use support::geoserver::{assert_reloads_consistent, StandInGeoServer};
-use support::node::{assert_converged, wait_until_logs};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -192,9 +190,9 @@ fn geoserver_down_or_failing_delays_the_reload_but_loses_nothing() {
 
 #[test]
 fn slave_started_before_its_broker_retries_and_replicates_once_the_broker_is_up() {
-    use support::cluster::copy_tree;
-    use support::generator::generate;
-    use support::node::{free_port, Node, NodeConfig};
+    use crate::support::cluster::copy_tree;
+    use crate::support::generator::generate;
+    use crate::support::node::{free_port, Node, NodeConfig};
 
     let master_data = tempfile::tempdir().unwrap();
     let mut catalog = generate(master_data.path(), &Spec::small(), 14);
@@ -284,8 +282,8 @@ fn slave_started_from_an_incomplete_copy_is_healed_by_its_bootstrap_resync() {
 /// during which the embedded broker's log could roll over.
 #[test]
 fn a_start_up_larger_than_the_mqtt_windows_flows_without_stalling() {
-    use support::generator::generate;
-    use support::node::{free_port, Node, NodeConfig};
+    use crate::support::generator::generate;
+    use crate::support::node::{free_port, Node, NodeConfig};
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     generate(data.path(), &Spec::small(), 91);

@@ -7,16 +7,14 @@
 //! half-applied catalog. Lines starting with `measured:` report what the brokers did (session
 //! kept or not, resync or not); run with `--nocapture` to read them.
 
-mod support;
-
+use crate::support::brokers::{ActiveMq, Mosquitto, MosquittoOpts};
+use crate::support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
+use crate::support::generator::Spec;
+use crate::support::geoserver::assert_reloads_consistent;
+use crate::support::node::{assert_converged, wait_until_logs, Node};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::brokers::{ActiveMq, Mosquitto, MosquittoOpts};
-use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
-use support::generator::Spec;
-use support::geoserver::assert_reloads_consistent;
-use support::node::{assert_converged, wait_until_logs, Node};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 

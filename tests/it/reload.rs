@@ -1,15 +1,13 @@
 //! The reload task against a stand-in GeoServer on 127.0.0.1: coalescing, retries, readiness.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::geoserver::StandInGeoServer;
+use crate::support::logs;
+use crate::support::node::{free_port, wait_until_async};
 use gscluster::reload::{self, GeoServer, Readiness, ReloadHandle, ReloadSettings, ReloadStats};
-use support::geoserver::StandInGeoServer;
-use support::logs;
-use support::node::{free_port, wait_until_async};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

@@ -5,17 +5,15 @@
 //! and passes when a broker is not installed (`.ci/run` installs them). Lines starting with
 //! `measured:` report failover times; run with `--nocapture` to read them.
 
-mod support;
-
+use crate::support::brokers::{ActiveMq, Mosquitto, MosquittoOpts, NatsCluster};
+use crate::support::cluster::{copy_tree, wait_for_subscriptions, Cluster, Slave};
+use crate::support::generator::generate;
+use crate::support::generator::Spec;
+use crate::support::geoserver::assert_reloads_consistent;
+use crate::support::geoserver::StandInGeoServer;
+use crate::support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
-use support::brokers::{ActiveMq, Mosquitto, MosquittoOpts, NatsCluster};
-use support::cluster::{copy_tree, wait_for_subscriptions, Cluster, Slave};
-use support::generator::generate;
-use support::generator::Spec;
-use support::geoserver::assert_reloads_consistent;
-use support::geoserver::StandInGeoServer;
-use support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
@@ -308,7 +306,7 @@ fn two_embedded_brokers_losing_the_first_node_keeps_the_others_replicating_and_i
         dirs[1].0.path().to_path_buf(),
         dirs[2].0.path().to_path_buf(),
     );
-    let logs = |nodes: &[&Node]| support::node::logs_of(nodes);
+    let logs = |nodes: &[&Node]| crate::support::node::logs_of(nodes);
     let converged = |nodes: &[&Node], want: &std::path::Path, others: &[&std::path::Path]| {
         if let Err(e) = std::panic::catch_unwind(|| assert_converged(want, others, CONVERGE)) {
             eprintln!("{}", logs(nodes));

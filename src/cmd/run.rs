@@ -5,151 +5,15 @@
 //! detector thread and the publisher · on a slave the receive worker and the reload task.
 
 use crate::config::Config;
-use crate::datadir::{CatalogIndex, Filter};
-use crate::hlc::Clock;
 use crate::inbound::Worker;
-use crate::master::{self, publisher, Detector};
+use crate::master::{publisher, Detector};
 use crate::mqtt::connection::{self, Link, Options};
 use crate::mqtt::{broker, Topics};
-use crate::reload::{self, GeoServer, Readiness, ReloadSettings};
-use crate::security::Auth;
-use crate::slave;
-use crate::state::State;
-use crate::sync;
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::reload::{self, GeoServer, ReloadSettings};
+use crate::resync;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
-
-/// State shared by the tasks of one node. Locks are always taken in the order
-/// state → clock → catalog → gate.
-pub struct Shared {
-    pub node_id: String,
-    pub group: String,
-    pub data_dir: PathBuf,
-    pub filter: Filter,
-    /// This node publishes its local edits (`master` or `both`).
-    pub publishes: bool,
-    pub skip_dirs: Vec<PathBuf>,
-    pub topics: Topics,
-    /// Keys that sign what this node sends and verify what it receives.
-    pub auth: Auth,
-    pub state: Mutex<State>,
-    pub clock: Mutex<Clock>,
-    pub catalog: Mutex<CatalogIndex>,
-    pub gate: Mutex<Gate>,
-    /// Held exclusively while a Delta is written into the data directory and shared while
-    /// GeoServer reloads, so a reload never sees half of a Delta.
-    pub files: Arc<tokio::sync::RwLock<()>>,
-    /// Set once on SIGTERM/SIGINT; blocking loops poll it.
-    pub stopping: AtomicBool,
-    /// Messages and Deltas refused (bad encoding, wrong group, unsafe paths…).
-    pub rejected: AtomicU64,
-    /// Sequence gaps seen (each needs a resync).
-    pub gaps: AtomicU64,
-    /// A resync round is running: reloads wait for its end.
-    pub resyncing: AtomicBool,
-    /// A pure slave saw local edits to revert (set by the detector, taken by the resync).
-    pub drift: AtomicBool,
-    /// Until when this node, back from being down, does not answer manifest asks (its own
-    /// first resync round since it started may still bring it up to date). See
-    /// `sync::asker::STALE_GRACE`.
-    pub stale_until: Mutex<Option<std::time::Instant>>,
-    /// A resync round has completed since this process started.
-    pub current: AtomicBool,
-    /// Received messages waiting for the inbound worker: reloads wait while it is not zero.
-    pub backlog: std::sync::atomic::AtomicUsize,
-    /// What the node's working parts tell its status (crate::status).
-    pub board: crate::status::Board,
-}
-
-/// What the next reload must wait for: the catalog references of the objects touched since
-/// the last reload must resolve, except those the origin itself could not resolve.
-#[derive(Default)]
-pub struct Gate {
-    pub touched: BTreeSet<String>,
-    pub dangling: BTreeSet<String>,
-}
-
-impl Shared {
-    /// The node's shared state over its opened `state`: keys, recovery of an interrupted run,
-    /// the replicate filter, the catalog index. Blocking (it reads the data directory); used by
-    /// the daemon and by a `gscluster import` that runs while no daemon does. Both check the
-    /// data directory ([`require_data_dir`]) before they open the state.
-    pub fn new(cfg: &Config, mut state: State) -> Result<Shared, String> {
-        let data_dir = cfg.geoserver.data_dir.clone();
-        let auth = Auth::of(cfg.security.as_ref());
-        if !auth.is_on() {
-            log::warn!(
-                "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
-                cfg.node.group
-            );
-        }
-        master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
-            .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
-        let filter = Filter::new(&cfg.replicate.include, &cfg.replicate.exclude)
-            .map_err(|e| format!("[replicate]: {e}"))?;
-        let leftovers = slave::apply::remove_leftovers(&data_dir, &filter);
-        if leftovers > 0 {
-            log::info!(
-                "removed {leftovers} temporary file(s) an interrupted run left in the data directory"
-            );
-        }
-        let catalog = CatalogIndex::build(&data_dir, &filter);
-        Ok(Shared {
-            node_id: cfg.node.id.clone(),
-            group: cfg.node.group.clone(),
-            skip_dirs: master::skip_dirs(&cfg.node.state_dir),
-            data_dir,
-            filter,
-            publishes: cfg.node.role.publishes(),
-            topics: Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group),
-            auth,
-            clock: Mutex::new(Clock::starting_after(state.hlc)),
-            state: Mutex::new(state),
-            catalog: Mutex::new(catalog),
-            gate: Mutex::new(Gate::default()),
-            files: Arc::new(tokio::sync::RwLock::new(())),
-            stopping: AtomicBool::new(false),
-            rejected: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
-            resyncing: AtomicBool::new(false),
-            drift: AtomicBool::new(false),
-            stale_until: Mutex::new(None),
-            current: AtomicBool::new(false),
-            backlog: std::sync::atomic::AtomicUsize::new(0),
-            board: Default::default(),
-        })
-    }
-
-    /// Whether GeoServer may reload now. Clears the gate when it may.
-    pub fn readiness(&self) -> Readiness {
-        if self.resyncing.load(Ordering::SeqCst) {
-            return Readiness::Wait("a resync is in progress".into());
-        }
-        let backlog = self.backlog.load(Ordering::Relaxed);
-        if backlog > 0 {
-            return Readiness::Wait(format!("{backlog} received message(s) still to apply"));
-        }
-        let catalog = self.catalog.lock().unwrap();
-        let mut gate = self.gate.lock().unwrap();
-        let touched: Vec<String> = gate.touched.iter().cloned().collect();
-        let missing: Vec<String> = catalog
-            .unresolved(&touched, |rel| self.data_dir.join(rel).is_file())
-            .into_iter()
-            .filter(|u| !gate.dangling.contains(&u.missing))
-            .map(|u| format!("{} refers to missing {}", u.path, u.missing))
-            .collect();
-        if missing.is_empty() {
-            gate.touched.clear();
-            gate.dangling.clear();
-            Readiness::Ready
-        } else {
-            Readiness::Wait(missing.join("; "))
-        }
-    }
-}
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), String> {
@@ -165,29 +29,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
     result
 }
 
-/// The data directory must exist before anything is created in the state directory: a wrong
-/// `data_dir` writes nothing.
-pub fn require_data_dir(cfg: &Config) -> Result<(), String> {
-    let data_dir = &cfg.geoserver.data_dir;
-    if data_dir.is_dir() {
-        Ok(())
-    } else {
-        Err(format!(
-            "[geoserver] data_dir {}: not a directory",
-            data_dir.display()
-        ))
-    }
-}
-
 async fn run_async(cfg: Config) -> Result<(), String> {
-    require_data_dir(&cfg)?;
-    let state = State::open(&cfg.node.state_dir)
-        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
+    super::require_data_dir(&cfg)?;
+    let state = super::open_state(&cfg)?;
     let role = cfg.node.role;
     let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
     let shared = {
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || Shared::new(&cfg, state))
+        tokio::task::spawn_blocking(move || super::open_node(&cfg, state))
             .await
             .map_err(|e| format!("start-up: {e}"))??
     };
@@ -254,7 +103,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
             subscriptions,
             // Retained "offline" in place of this node's status when its connection dies.
             will: Some({
-                let mut status = crate::status::snapshot(&shared, role.as_str(), false, None);
+                let mut status = shared.status(role.as_str(), false, None);
                 status.at_unix_ms = 0; // when it fires is unknown now
                 (
                     topics.status(&cfg.node.id),
@@ -289,7 +138,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     if role.publishes() {
         let (asks_tx, asks_rx) = mpsc::channel(16);
         asks = Some(asks_tx);
-        tasks.push(tokio::spawn(sync::responder::run(
+        tasks.push(tokio::spawn(resync::responder::run(
             shared.clone(),
             asks_rx,
             link_rx.clone(),
@@ -376,9 +225,15 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         imported_deltas,
         shutdown_rx.clone(),
     )));
+    let sh = shared.clone();
     tasks.push(tokio::spawn(crate::status::report(
-        shared.clone(),
-        role,
+        topics.status(&cfg.node.id),
+        shared.board.changed.clone(),
+        role.applies(),
+        move |reload| {
+            sh.status(role.as_str(), true, reload)
+                .encode(&sh.group, &sh.auth)
+        },
         link_rx.clone(),
         stats_rx,
         shutdown_rx.clone(),

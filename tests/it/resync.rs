@@ -1,12 +1,10 @@
 //! Resync: convergence that does not depend on the broker remembering anything.
 
-mod support;
-
+use crate::support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
+use crate::support::generator::Spec;
+use crate::support::node::wait_until_logs;
 use std::path::Path;
 use std::time::Duration;
-use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
-use support::generator::Spec;
-use support::node::wait_until_logs;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 

@@ -27,9 +27,9 @@ pub mod responder;
 use crate::datadir::Manifest;
 use crate::delta::{self, Change, DecodeError};
 use crate::hlc::Version;
-use crate::merge::Merged;
 use crate::security::Auth;
 use crate::state::Position;
+use crate::update_sequence::Merged;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,12 +73,6 @@ pub enum Answer {
     },
 }
 
-fn to_cbor<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).expect("CBOR into memory");
-    out
-}
-
 /// Encode an ask. `id` names the resync round, `batch` the request within it (1 = manifest).
 pub fn encode_ask(
     group: &str,
@@ -88,7 +82,7 @@ pub fn encode_ask(
     ask: &Ask,
     auth: &Auth,
 ) -> Vec<Vec<u8>> {
-    delta::encode_parts(group, asker, id, batch, &to_cbor(ask), auth)
+    delta::encode_parts(group, asker, id, batch, &crate::cbor::encode(ask), auth)
 }
 
 /// Encode an answer from `responder` to round `id`, request `batch`.
@@ -100,18 +94,24 @@ pub fn encode_answer(
     answer: &Answer,
     auth: &Auth,
 ) -> Vec<Vec<u8>> {
-    delta::encode_parts(group, responder, id, batch, &to_cbor(answer), auth)
+    delta::encode_parts(
+        group,
+        responder,
+        id,
+        batch,
+        &crate::cbor::encode(answer),
+        auth,
+    )
 }
 
 /// Decode an ask body.
 pub fn decode_ask(body: &[u8]) -> Result<Ask, DecodeError> {
-    ciborium::from_reader(body).map_err(|e| DecodeError::Cbor(e.to_string()))
+    delta::decode_cbor(body)
 }
 
 /// Decode and verify an answer body (paths normalised, hashes matching).
 pub fn decode_answer(body: &[u8]) -> Result<Answer, DecodeError> {
-    let answer: Answer =
-        ciborium::from_reader(body).map_err(|e| DecodeError::Cbor(e.to_string()))?;
+    let answer: Answer = delta::decode_cbor(body)?;
     match &answer {
         Answer::Files { changes } => delta::verify_changes(changes)?,
         Answer::Manifest { items, .. } => {
@@ -159,7 +159,7 @@ pub fn plan(
         known.insert(item.path.as_str());
         let local_entry = local.entries.get(&item.path);
         let disk = on_disk(&item.path);
-        if crate::merge::merged(&item.path) {
+        if crate::update_sequence::merged(&item.path) {
             // Merged field by field: a lower version may still bring a settings edit or a
             // counter this node lacks, and applying joins rather than replaces. Fetch whenever
             // the bytes differ; deletions go by the plain rule.
@@ -410,6 +410,6 @@ mod tests {
             positions: BTreeMap::new(),
             items: vec![item("../etc/passwd", 1, "x")],
         };
-        assert!(decode_answer(&to_cbor(&bad)).is_err());
+        assert!(decode_answer(&crate::cbor::encode(&bad)).is_err());
     }
 }

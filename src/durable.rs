@@ -9,6 +9,22 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+/// gscluster's temporary files are `.gscluster-<random>.tmp` beside their target: a scan never
+/// takes them for changes, and a start-up removes those an interrupted run left.
+const TEMP_PREFIX: &str = ".gscluster-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Whether a file name is one of gscluster's temporary files.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+}
+
+/// Whether the last component of a `/`-separated relative path is one of gscluster's
+/// temporary files.
+pub fn is_temp_path(rel: &str) -> bool {
+    rel.rsplit('/').next().is_some_and(is_temp_name)
+}
+
 /// Mode for files that did not exist before: readable by the GeoServer user whoever owns them.
 const NEW_FILE_MODE: u32 = 0o644;
 
@@ -41,8 +57,8 @@ fn write_temp(path: &Path, bytes: &[u8], sync: bool) -> io::Result<tempfile::Tem
         Err(_) => NEW_FILE_MODE,
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".gscluster-")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file()

@@ -5,17 +5,17 @@
 //! The expected slave content is the master's tree through the product's default filter; the
 //! filter itself is tested against the same fixtures in tests/datadir_fixtures.rs.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::cluster::{copy_tree, wait_for_subscriptions};
+use crate::support::geoserver::{
+    catalog_problems, problems_beyond_master, Reload, StandInGeoServer,
+};
+use crate::support::node::{diff_summary, free_port, tree, wait_until_logs, Node, NodeConfig};
 use gscluster::datadir::{default_exclude, default_include, Filter};
-use support::cluster::{copy_tree, wait_for_subscriptions};
-use support::geoserver::{catalog_problems, problems_beyond_master, Reload, StandInGeoServer};
-use support::node::{diff_summary, free_port, tree, wait_until_logs, Node, NodeConfig};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const MAX_RELOADS_PER_BURST: usize = 5;
@@ -120,7 +120,7 @@ impl Fleet {
     fn logs(&self) -> String {
         let mut nodes = vec![&self.master];
         nodes.extend(self.slaves.iter().map(|s| &s.node));
-        support::node::logs_of(&nodes)
+        crate::support::node::logs_of(&nodes)
     }
 
     /// Waits until every slave holds exactly the master's replicated files, byte for byte, and

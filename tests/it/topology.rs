@@ -3,18 +3,16 @@
 //! all three publishing nodes end byte-identical on every applying node; the pure master applies
 //! nothing, keeps its own copy, and says which of its edits lost a conflict.
 
-mod support;
-
+use crate::support::cluster::{copy_tree, wait_for_subscriptions};
+use crate::support::generator::{generate, Rng, Spec};
+use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
+use crate::support::node::{
+    assert_converged, free_port, logs_of, replicated_tree, wait_until_logs, Node, NodeConfig,
+};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::cluster::{copy_tree, wait_for_subscriptions};
-use support::generator::{generate, Rng, Spec};
-use support::geoserver::{assert_reloads_consistent, StandInGeoServer};
-use support::node::{
-    assert_converged, free_port, logs_of, replicated_tree, wait_until_logs, Node, NodeConfig,
-};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 

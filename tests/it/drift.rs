@@ -1,13 +1,11 @@
 //! Pure slaves are read-only: local edits of replicated files are drift, reverted by default
 //! and only reported with `on_drift = "warn"`.
 
-mod support;
-
+use crate::support::cluster::Cluster;
+use crate::support::generator::Spec;
+use crate::support::node::wait_until_logs;
 use std::fs;
 use std::time::Duration;
-use support::cluster::Cluster;
-use support::generator::Spec;
-use support::node::wait_until_logs;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

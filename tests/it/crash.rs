@@ -4,13 +4,11 @@
 //! Crash points (src/crashpoint.rs) make the process abort at an exact step; `kill -9` during a
 //! burst covers the instants in between.
 
-mod support;
-
+use crate::support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
+use crate::support::generator::Spec;
+use crate::support::node::{wait_until_logs, Node};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
-use support::generator::Spec;
-use support::node::{wait_until_logs, Node};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -38,7 +36,7 @@ fn edit_until_crashed(c: &mut Cluster, who: &str, limit: usize) {
 
 /// gscluster's temporary files (`.gscluster-*.tmp`) in `dir`.
 fn temp_files(dir: &Path) -> Vec<String> {
-    support::node::tree(dir, &[])
+    crate::support::node::tree(dir, &[])
         .into_keys()
         .filter(|path| path.rsplit('/').next().unwrap().starts_with(".gscluster-"))
         .collect()

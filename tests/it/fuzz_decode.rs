@@ -8,8 +8,8 @@
 use gscluster::datadir::normalize;
 use gscluster::delta::{self, Assembled, Assembler, Change, Delta, Op};
 use gscluster::hlc::Version;
-use gscluster::merge::Merged;
 use gscluster::security::Auth;
+use gscluster::update_sequence::Merged;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 

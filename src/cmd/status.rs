@@ -10,12 +10,13 @@
 //! agree; 1 otherwise (usable as a monitoring check); 2 on bad usage; 3 when the cluster's
 //! status cannot be read (configuration, no broker reachable).
 
+use crate::clock::now_ms;
 use crate::config::{self, Config};
 use crate::delta;
 use crate::mqtt::connection::{mqtt_options, Options};
 use crate::mqtt::Topics;
 use crate::security::Auth;
-use crate::status::{now_ms, Status};
+use crate::status::Status;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde::Serialize;
 use std::collections::BTreeMap;

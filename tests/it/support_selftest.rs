@@ -1,17 +1,15 @@
 //! Multi-process tests of gscluster. For now: the tests of the support module itself (generator,
 //! stand-in GeoServer, launcher), so the helpers the cluster tests rely on are known to be right.
 
-mod support;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::generator::{generate, Catalog, ResourceKind, Spec};
-use support::geoserver::{base64, catalog_problems, StandInGeoServer};
-use support::node::{
+use crate::support::generator::{generate, Catalog, ResourceKind, Spec};
+use crate::support::geoserver::{base64, catalog_problems, StandInGeoServer};
+use crate::support::node::{
     assert_converged, diff_summary, free_port, replicated_tree, tree, wait_until, wait_until_logs,
     Node, NodeConfig,
 };

@@ -2,15 +2,13 @@
 //! two slaves): every field, a slave held back shows its lag, a stopped node shows offline
 //! within the keep-alive, different keystores are reported, and the exit status follows.
 
-mod support;
-
+use crate::support::cluster::Cluster;
+use crate::support::generator::Spec;
+use crate::support::node::wait_until;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::cluster::Cluster;
-use support::generator::Spec;
-use support::node::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

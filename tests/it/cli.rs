@@ -2,17 +2,15 @@
 //! real `gscluster` binary: exit codes, what `check` prints, how configuration errors are named,
 //! and how `run` starts and stops. Nothing here looks inside the product; it only runs it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cluster::copy_tree;
-use support::generator::{generate, Spec};
-use support::node::{free_port, tree, wait_until, NodeConfig};
+use crate::support::cluster::copy_tree;
+use crate::support::generator::{generate, Spec};
+use crate::support::node::{free_port, tree, wait_until, NodeConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gscluster");
 
@@ -154,7 +152,7 @@ impl Setup {
 }
 
 /// Files per top-level entry of a generated tree, computed from what the generator is documented
-/// to write: everything replicates except its node-local content (support::node::NODE_LOCAL).
+/// to write: everything replicates except its node-local content (crate::support::node::NODE_LOCAL).
 fn expected_per_top(data: &Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for path in tree(data, &[]).keys() {
@@ -162,7 +160,7 @@ fn expected_per_top(data: &Path) -> BTreeMap<String, usize> {
             Some((dir, _)) => (dir.to_string(), format!("{dir}/")),
             None => (path.clone(), path.clone()),
         };
-        if !support::node::NODE_LOCAL.contains(&top.as_str()) {
+        if !crate::support::node::NODE_LOCAL.contains(&top.as_str()) {
             *out.entry(label).or_insert(0) += 1;
         }
     }
@@ -725,7 +723,7 @@ fn passwords_never_appear_in_check_output_or_in_the_daemon_log() {
         "a password in check's output:\n{all}"
     );
 
-    let mut node = support::node::Node::start(cfg);
+    let mut node = crate::support::node::Node::start(cfg);
     wait_until(
         "the daemon tried its broker and its GeoServer",
         Duration::from_secs(20),

@@ -1,0 +1,59 @@
+//! The commands, one file each: `run` (the daemon), `check`, `status`, `export`, `import`.
+//! `main.rs` parses the arguments and dispatches here; everything a command shares with the
+//! others (opening the node's state) is in this file.
+
+pub mod check;
+pub mod export;
+pub mod import;
+pub mod run;
+pub mod status;
+
+use crate::config::Config;
+use crate::context::Shared;
+use crate::datadir::CatalogIndex;
+use crate::state::State;
+
+/// The data directory must exist before anything is created in the state directory: a wrong
+/// `data_dir` writes nothing.
+pub fn require_data_dir(cfg: &Config) -> Result<(), String> {
+    let data_dir = &cfg.geoserver.data_dir;
+    if data_dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "[geoserver] data_dir {}: not a directory",
+            data_dir.display()
+        ))
+    }
+}
+
+/// Open the node's state directory (after [`require_data_dir`]).
+pub fn open_state(cfg: &Config) -> Result<State, String> {
+    State::open(&cfg.node.state_dir)
+        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))
+}
+
+/// The node's shared context over its opened `state`: keys, recovery of an interrupted run,
+/// the replicate filter, the catalog index. Blocking (it reads the data directory); used by
+/// the daemon and by a `gscluster import` that runs while no daemon does.
+pub fn open_node(cfg: &Config, mut state: State) -> Result<Shared, String> {
+    let auth = cfg.auth();
+    if !auth.is_on() {
+        log::warn!(
+            "no [security] key_file: deltas are not authenticated, so anyone who can publish to the broker can write into every GeoServer of group {} (docs/security.md)",
+            cfg.node.group
+        );
+    }
+    crate::master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
+        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
+    let filter = cfg.filter()?;
+    let data_dir = &cfg.geoserver.data_dir;
+    let leftovers = crate::slave::apply::remove_leftovers(data_dir, &filter);
+    if leftovers > 0 {
+        log::info!(
+            "removed {leftovers} temporary file(s) an interrupted run left in the data directory"
+        );
+    }
+    let catalog = CatalogIndex::build(data_dir, &filter);
+    Ok(Shared::new(cfg, state, auth, filter, catalog))
+}

@@ -1,0 +1,120 @@
+//! The daemon's shared context: what every task of one node reads and the few things they
+//! change together — the durable state, the clock, the catalog index, the reload gate, the
+//! data-directory lock, and the counters its status reports. Built once at start
+//! (`cmd::open_node`) and handed to each task as `Arc<Shared>`.
+//!
+//! Locks are always taken in the order state → clock → catalog → gate.
+
+use crate::config::Config;
+use crate::datadir::{CatalogIndex, Filter};
+use crate::hlc::Clock;
+use crate::mqtt::Topics;
+use crate::reload::{Gate, Readiness, ReloadStats};
+use crate::security::Auth;
+use crate::state::State;
+use crate::status::{Board, Status};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// State shared by the tasks of one node.
+pub struct Shared {
+    pub node_id: String,
+    pub group: String,
+    pub data_dir: PathBuf,
+    pub filter: Filter,
+    /// This node publishes its local edits (`master` or `both`).
+    pub publishes: bool,
+    /// Directories a scan of the data directory never enters (the state directory).
+    pub skip_dirs: Vec<PathBuf>,
+    pub topics: Topics,
+    /// Keys that sign what this node sends and verify what it receives.
+    pub auth: Auth,
+    pub state: Mutex<State>,
+    pub clock: Mutex<Clock>,
+    pub catalog: Mutex<CatalogIndex>,
+    pub gate: Mutex<Gate>,
+    /// Held exclusively while a Delta is written into the data directory and shared while
+    /// GeoServer reloads, so a reload never sees half of a Delta.
+    pub files: Arc<tokio::sync::RwLock<()>>,
+    /// Set once on SIGTERM/SIGINT; blocking loops poll it.
+    pub stopping: AtomicBool,
+    /// Messages and Deltas refused (bad encoding, wrong group, unsafe paths…).
+    pub rejected: AtomicU64,
+    /// Sequence gaps seen (each needs a resync).
+    pub gaps: AtomicU64,
+    /// A resync round is running: reloads wait for its end.
+    pub resyncing: AtomicBool,
+    /// A pure slave saw local edits to revert (set by the detector, taken by the resync).
+    pub drift: AtomicBool,
+    /// Until when this node, back from being down, does not answer manifest asks (its own
+    /// first resync round since it started may still bring it up to date). See
+    /// `resync::asker::STALE_GRACE`.
+    pub stale_until: Mutex<Option<std::time::Instant>>,
+    /// A resync round has completed since this process started.
+    pub current: AtomicBool,
+    /// Received messages waiting for the receive worker: reloads wait while it is not zero.
+    pub backlog: AtomicUsize,
+    /// What the node's working parts tell its status (crate::status).
+    pub board: Board,
+}
+
+impl Shared {
+    /// The context of the node `cfg` describes, over its opened `state` and what the caller
+    /// read of the data directory (`cmd::open_node` recovers an interrupted run first).
+    pub fn new(
+        cfg: &Config,
+        state: State,
+        auth: Auth,
+        filter: Filter,
+        catalog: CatalogIndex,
+    ) -> Shared {
+        Shared {
+            node_id: cfg.node.id.clone(),
+            group: cfg.node.group.clone(),
+            skip_dirs: vec![cfg.node.state_dir.clone()],
+            data_dir: cfg.geoserver.data_dir.clone(),
+            filter,
+            publishes: cfg.node.role.publishes(),
+            topics: Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group),
+            auth,
+            clock: Mutex::new(Clock::starting_after(state.hlc)),
+            state: Mutex::new(state),
+            catalog: Mutex::new(catalog),
+            gate: Mutex::new(Gate::default()),
+            files: Arc::new(tokio::sync::RwLock::new(())),
+            stopping: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            resyncing: AtomicBool::new(false),
+            drift: AtomicBool::new(false),
+            stale_until: Mutex::new(None),
+            current: AtomicBool::new(false),
+            backlog: AtomicUsize::new(0),
+            board: Default::default(),
+        }
+    }
+
+    /// Whether GeoServer may reload now (the policy is `reload::Gate`). Clears the gate when it
+    /// may.
+    pub fn readiness(&self) -> Readiness {
+        let catalog = self.catalog.lock().unwrap();
+        let mut gate = self.gate.lock().unwrap();
+        gate.readiness(
+            self.resyncing.load(Ordering::SeqCst),
+            self.backlog.load(Ordering::Relaxed),
+            &catalog,
+            &self.data_dir,
+        )
+    }
+
+    /// This node's status now, from its state, its board and its reload statistics.
+    pub fn status(&self, role: &str, online: bool, reload: Option<&ReloadStats>) -> Status {
+        let state = self.state.lock().unwrap();
+        let mut s = self.board.status(&self.node_id, role, online, &state);
+        drop(state);
+        s.reload = reload.map(crate::status::ReloadInfo::of);
+        s.keystore = crate::status::keystore_digest(&self.data_dir);
+        s
+    }
+}

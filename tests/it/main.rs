@@ -1,0 +1,25 @@
+//! The integration tests: one binary, so the support code (the data-directory generator, the
+//! stand-in GeoServer, the process launcher, the external brokers) compiles once. Each module
+//! is one behaviour area and starts the real `gscluster` binary as separate processes on
+//! loopback; `cargo test <module>::` runs one area, e.g. `cargo test replication::`.
+
+mod support;
+
+mod airgap;
+mod brokers;
+mod cli;
+mod crash;
+mod datadir_fixtures;
+mod drift;
+mod failover;
+mod fixtures_replication;
+mod fuzz_decode;
+mod hostile;
+mod metrics;
+mod reload;
+mod replication;
+mod resync;
+mod status;
+mod support_selftest;
+mod tls;
+mod topology;
