@@ -7,7 +7,7 @@
 
 use crate::hlc::Version;
 use crate::security::Auth;
-use crate::update_sequence::Merged;
+use crate::update_sequence::{self, Merged};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -33,6 +33,14 @@ pub const SPLIT_DELTA_AT: usize = 4 * 1024 * 1024;
 
 /// Largest reassembled change list a receiver accepts (one maximal file plus the split size).
 pub const MAX_DELTA_BODY: usize = MAX_FILE_SIZE as usize + SPLIT_DELTA_AT + 64 * 1024;
+
+/// Largest MQTT packet this node accepts from a broker. rumqttc cannot skip a packet above its limit:
+/// it drops the connection, and the broker sends the same packet again after the reconnect — one
+/// oversized message from anyone who can publish would stall the node forever. So the limit is
+/// generous (the message is then rejected by the decoder, acknowledged and forgotten), and
+/// brokers are configured to refuse anything larger (`[broker] max_packet_size` is capped at
+/// this value; docs/brokers.md for external brokers).
+pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 
 /// The changes one origin made in one batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +97,55 @@ impl Op {
     pub fn write(bytes: Vec<u8>) -> Op {
         let sha256 = Sha256::digest(&bytes).to_vec();
         Op::Write { bytes, sha256 }
+    }
+}
+
+impl Change {
+    /// For a path merged field by field (`update_sequence`): the side this change brings —
+    /// its settings version (its own version when it carries none) and the higher of the
+    /// counter it carries and the one in its bytes.
+    pub fn side(&self) -> update_sequence::Side<'_> {
+        let doc = match &self.op {
+            Op::Write { bytes, .. } => Some(bytes.as_slice()),
+            Op::Delete => None,
+        };
+        let in_doc = doc
+            .and_then(update_sequence::counter)
+            .map(|(_, n)| n)
+            .unwrap_or(0);
+        update_sequence::Side {
+            version: &self.version,
+            settings: self.merged.as_ref().map_or(&self.version, |m| &m.settings),
+            counter: self.merged.as_ref().map_or(0, |m| m.counter).max(in_doc),
+            doc,
+        }
+    }
+
+    /// The manifest entry this change leaves behind (the file's stat is not known here).
+    pub fn entry(&self) -> crate::datadir::Entry {
+        use crate::datadir::Entry;
+        let entry = match &self.op {
+            Op::Write { bytes, sha256 } => Entry::live(
+                sha256.as_slice().try_into().unwrap_or([0; 32]),
+                bytes.len() as u64,
+                self.version.clone(),
+            ),
+            Op::Delete => Entry::tombstone(self.version.clone()),
+        };
+        entry.with_merged(self.merged.clone())
+    }
+
+    /// The change of `path` that carries a joined state.
+    pub fn joined(path: &str, j: update_sequence::Joined) -> Change {
+        Change {
+            path: path.to_string(),
+            version: j.version,
+            op: match j.bytes {
+                Some(b) => Op::write(b),
+                None => Op::Delete,
+            },
+            merged: Some(j.merged),
+        }
     }
 }
 
@@ -313,7 +370,40 @@ pub fn decode_body(header: &Part, body: &[u8]) -> Result<Delta, DecodeError> {
 }
 
 /// Identity of one Delta on the wire.
-pub type DeltaId = (String, u64, u64);
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DeltaId {
+    pub origin: String,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl DeltaId {
+    /// The Delta a part belongs to.
+    pub fn of(part: &Part) -> DeltaId {
+        DeltaId {
+            origin: part.origin.clone(),
+            epoch: part.epoch,
+            seq: part.seq,
+        }
+    }
+}
+
+impl Delta {
+    pub fn id(&self) -> DeltaId {
+        DeltaId {
+            origin: self.origin.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
+}
+
+impl fmt::Display for DeltaId {
+    /// "delta E/S from O", as log lines name a Delta.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "delta {}/{} from {}", self.epoch, self.seq, self.origin)
+    }
+}
 
 struct Pending {
     header: Part,
@@ -340,7 +430,7 @@ pub enum Assembled {
 impl Assembler {
     /// Add a part. Errors mean the whole message is unusable (its parts are dropped).
     pub fn push(&mut self, mut part: Part) -> Result<Assembled, DecodeError> {
-        let id = (part.origin.clone(), part.epoch, part.seq);
+        let id = DeltaId::of(&part);
         if part.count == 1 {
             self.pending.remove(&id);
             let body = std::mem::take(&mut part.body);

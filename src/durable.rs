@@ -4,6 +4,7 @@
 //! any instant leaves either the old file or the new one, never a torn mix. Both the state
 //! directory and the slave's writes into GeoServer's data directory go through here.
 
+use crate::file_error::Context;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +31,7 @@ const NEW_FILE_MODE: u32 = 0o644;
 
 /// Atomically replace `path` with `bytes`. An existing file keeps its permission bits.
 pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    stage(path, bytes)?.persist(path).map_err(|e| e.error)?;
+    persist(stage(path, bytes)?, path)?;
     fsync_dir(path.parent().expect("stage checked the parent"))
 }
 
@@ -51,40 +52,54 @@ pub fn stage_unsynced(path: &Path, bytes: &[u8]) -> io::Result<tempfile::TempPat
 fn write_temp(path: &Path, bytes: &[u8], sync: bool) -> io::Result<tempfile::TempPath> {
     let dir = path
         .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))
+        .at("write", path)?;
     let mode = match fs::metadata(path) {
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => NEW_FILE_MODE,
     };
+    // Errors name the target: the temporary file's random name tells an administrator nothing.
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .suffix(TEMP_SUFFIX)
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(mode))?;
+        .tempfile_in(dir)
+        .at("write", path)?;
+    tmp.write_all(bytes).at("write", path)?;
+    (tmp.as_file())
+        .set_permissions(Permissions::from_mode(mode))
+        .at("set the permissions of", path)?;
     if sync {
-        tmp.as_file().sync_all()?;
+        tmp.as_file().sync_all().at("fsync", path)?;
     }
     Ok(tmp.into_temp_path())
+}
+
+/// Rename a staged file (see [`stage`]) over `path`.
+pub fn persist(staged: tempfile::TempPath, path: &Path) -> io::Result<()> {
+    staged
+        .persist(path)
+        .map_err(|e| e.error)
+        .at("rename into", path)
 }
 
 /// Flush everything written on the filesystem that holds `dir` (syncfs): for a batch of
 /// thousands of files, one flush instead of one fsync each.
 pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let f = File::open(dir)?;
+    let f = File::open(dir).at("open", dir)?;
     // SAFETY: syncfs takes an open descriptor and touches no memory of ours.
     if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
         Ok(())
     } else {
-        Err(io::Error::last_os_error())
+        Err(io::Error::last_os_error()).at("flush the filesystem of", dir)
     }
 }
 
 /// Make a rename or unlink in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("fsync the folder", dir)
 }
 
 /// Create `dir` and any missing parents, fsyncing each parent whose entry list changed.
@@ -98,7 +113,7 @@ pub fn create_dirs(dir: &Path) -> io::Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e).at("create the folder", dir),
     }
     if let Some(parent) = dir.parent() {
         fsync_dir(parent)?;
@@ -111,7 +126,7 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e).at("remove", path),
     }
     if let Some(dir) = path.parent() {
         fsync_dir(dir)?;
@@ -127,7 +142,9 @@ pub fn append(file: &mut File, bytes: &[u8]) -> io::Result<()> {
 
 /// Open a file for appending, creating it.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    (OpenOptions::new().create(true).append(true))
+        .open(path)
+        .at("open", path)
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    gscluster::mqtt::tls::install_provider();
+    gscluster::tls::install_provider();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -13,6 +13,7 @@
 
 use crate::datadir::{Entry, LocalChange, Manifest};
 use crate::durable;
+use crate::file_error::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -132,7 +133,8 @@ impl State {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(LOCK))?;
+            .open(dir.join(LOCK))
+            .at("open", &dir.join(LOCK))?;
         lock.try_lock().map_err(|_| {
             io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -164,7 +166,7 @@ impl State {
                 next_seq: 1,
                 ..Default::default()
             },
-            Err(e) => return Err(e),
+            Err(e) => return Err(e).at("read", &dir.join(SNAPSHOT)),
         };
         let fresh = !dir.join(SNAPSHOT).exists();
         let mut state = State {
@@ -202,7 +204,7 @@ impl State {
     fn replay(&mut self) -> io::Result<()> {
         let path = self.dir.join(JOURNAL);
         let mut bytes = Vec::new();
-        File::open(&path)?.read_to_end(&mut bytes)?;
+        (File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes))).at("read", &path)?;
         let mut at = 0usize;
         while at + 12 <= bytes.len() {
             let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
@@ -224,9 +226,9 @@ impl State {
                 "{}: dropped a torn record at byte {at} (an interrupted write; the change it held is redone)",
                 path.display()
             );
-            let f = File::options().write(true).open(&path)?;
-            f.set_len(at as u64)?;
-            f.sync_all()?;
+            (File::options().write(true).open(&path))
+                .and_then(|f| f.set_len(at as u64).and_then(|()| f.sync_all()))
+                .at("truncate", &path)?;
         }
         self.journal_len = at as u64;
         Ok(())
@@ -261,10 +263,11 @@ impl State {
         framed.extend_from_slice(&checksum(&body).to_le_bytes());
         framed.extend_from_slice(&body);
         if crate::crashpoint::due("journal-half") {
-            durable::append(&mut self.journal, &framed[..framed.len() / 2])?;
+            durable::append(&mut self.journal, &framed[..framed.len() / 2])
+                .at("append to", &self.dir.join(JOURNAL))?;
             crate::crashpoint::abort("journal-half");
         }
-        durable::append(&mut self.journal, &framed)?;
+        durable::append(&mut self.journal, &framed).at("append to", &self.dir.join(JOURNAL))?;
         self.journal_len += framed.len() as u64;
         self.apply(rec);
         if self.journal_len > COMPACT_AT {
@@ -287,8 +290,9 @@ impl State {
             imported: self.imported.clone(),
         };
         durable::write_file(&self.dir.join(SNAPSHOT), &crate::cbor::encode(&snap))?;
-        self.journal.set_len(0)?;
-        self.journal.sync_all()?;
+        (self.journal.set_len(0))
+            .and_then(|()| self.journal.sync_all())
+            .at("truncate", &self.dir.join(JOURNAL))?;
         self.journal_len = 0;
         Ok(())
     }
@@ -350,8 +354,8 @@ impl Outbox {
     /// Sequence numbers waiting in the outbox, ascending.
     pub fn seqs(&self) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
+        for entry in fs::read_dir(&self.dir).at("list", &self.dir)? {
+            let name = entry.at("list", &self.dir)?.file_name();
             let name = name.to_string_lossy();
             if let Some(seq) = name.strip_suffix(".cbor").and_then(|s| s.parse().ok()) {
                 seqs.push(seq);
@@ -363,9 +367,11 @@ impl Outbox {
 
     /// The payloads of an outbox entry.
     pub fn get(&self, seq: u64) -> io::Result<Vec<Vec<u8>>> {
-        let bytes = fs::read(self.path(seq))?;
+        let path = self.path(seq);
+        let bytes = fs::read(&path).at("read", &path)?;
         let e: OutboxEntry = crate::cbor::decode(&bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            .at("decode", &path)?;
         Ok(e.payloads.into_iter().map(|b| b.into_vec()).collect())
     }
 

@@ -259,11 +259,7 @@ pub async fn report(
         };
         let stats = applies.then(|| reload.borrow().clone());
         let payload = now(stats.as_ref());
-        if client
-            .publish(topic.clone(), rumqttc::QoS::AtMostOnce, true, payload)
-            .await
-            .is_err()
-        {
+        if client.publish_once(&topic, payload, true).await.is_err() {
             log::debug!("status not published: the connection is closing");
         }
     }

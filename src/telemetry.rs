@@ -5,7 +5,6 @@
 //! record is a no-op. With it, `metrics-exporter-prometheus` renders the Prometheus text format
 //! and `axum` serves it. DOCS: docs/monitoring.md lists every metric.
 
-use crate::mqtt::connection::Link;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
@@ -94,11 +93,12 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
-/// Serve `/metrics` and `/healthz` on `listener` (bound, non-blocking) until `shutdown`.
+/// Serve `/metrics` and `/healthz` on `listener` (bound, non-blocking) until `shutdown`;
+/// `connected` says whether the node is connected to a broker now.
 pub async fn serve(
     listener: std::net::TcpListener,
     handle: PrometheusHandle,
-    link: watch::Receiver<Link>,
+    connected: impl Fn() -> bool + Clone + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -121,7 +121,7 @@ pub async fn serve(
         .route(
             "/healthz",
             get(move || {
-                let up = link.borrow().client.is_some();
+                let up = connected();
                 async move {
                     if up {
                         (StatusCode::OK, "ok: connected to the broker\n")

@@ -18,7 +18,6 @@
 //! putting its previous counter back into the new bytes: if that gives the previous file, only
 //! the counter moved, and the change keeps the settings version it had. DOCS: docs/conflicts.md.
 
-use crate::delta::{Change, Op};
 use crate::hlc::Version;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -145,35 +144,6 @@ pub fn join(a: &Side, b: &Side) -> Joined {
             counter,
         },
         bytes: doc.map(|d| with_counter(d, counter)),
-    }
-}
-
-/// The side a change brings: its settings version (its own version when it carries none), and
-/// the higher of the counter it carries and the one in its bytes.
-pub fn incoming(c: &Change) -> Side<'_> {
-    let doc = match &c.op {
-        Op::Write { bytes, .. } => Some(bytes.as_slice()),
-        Op::Delete => None,
-    };
-    let in_doc = doc.and_then(counter).map(|(_, n)| n).unwrap_or(0);
-    Side {
-        version: &c.version,
-        settings: c.merged.as_ref().map_or(&c.version, |m| &m.settings),
-        counter: c.merged.as_ref().map_or(0, |m| m.counter).max(in_doc),
-        doc,
-    }
-}
-
-/// The change that carries a joined state.
-pub fn to_change(path: &str, j: Joined) -> Change {
-    Change {
-        path: path.to_string(),
-        version: j.version,
-        op: match j.bytes {
-            Some(b) => Op::write(b),
-            None => Op::Delete,
-        },
-        merged: Some(j.merged),
     }
 }
 

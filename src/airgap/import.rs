@@ -18,13 +18,13 @@
 use super::{decode, Bundle, BundleError};
 use crate::context::Shared;
 use crate::datadir;
-use crate::delta::{self, Change, Delta, Op};
+use crate::delta::{Change, Op};
 use crate::hlc::Version;
+use crate::master::local_edit::{self, Cutter};
 use crate::reload::GeoServer;
 use crate::slave::{self, apply};
-use crate::state::Record;
-use crate::update_sequence;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use crate::state::{Record, State};
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::time::Instant;
@@ -121,71 +121,19 @@ pub fn reload(sh: &Shared, gs: Option<&GeoServer>) -> String {
 /// Apply a verified bundle on this node (see the module doc). Takes the state lock.
 pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, ImportError> {
     let h = &bundle.header;
-    let failed = |what: &str, e: io::Error| ImportError::Failed(format!("{what}: {e}"));
     let mut state = sh.state.lock().unwrap();
-    let before = state.imported.get(&h.origin).copied();
-    let last = before.filter(|i| i.series == h.series).map(|i| i.position);
-    if !sh.publishes && !force {
-        // A pure slave holds what its masters publish: what it alone imported would be
-        // overwritten by their next change of those files, or removed by a resync.
-        return Err(ImportError::Refused(format!(
-            "{} is a pure slave: import the bundle on a master (or `both`) node of this site, and it reaches this node like any change; --force imports it here anyway, until a master changes those files",
-            sh.node_id
-        )));
+    // 1. Its place: refused on a pure slave, a no-op when imported before, refused out of
+    //    sequence (all unless forced).
+    if let Some(already) = place(sh, &state, h, force)? {
+        return Ok(Applied {
+            already: Some(already),
+            ..Default::default()
+        });
     }
-    if !force {
-        if let Some(l) = last.filter(|&l| l >= h.position) {
-            return Ok(Applied {
-                already: Some(l),
-                ..Default::default()
-            });
-        }
-        if let Some(base) = h.base.filter(|&b| last.is_none_or(|l| l < b)) {
-            return Err(ImportError::Refused(format!(
-                "it holds the changes since export {base} of {}, and this node has imported {}: import the bundle(s) in between, or a snapshot (`gscluster export` without --since on {}); --force imports it anyway",
-                h.origin,
-                match (last, before) {
-                    (Some(l), _) => format!("up to export {l}"),
-                    (None, Some(_)) => "bundles of an earlier series of its exports only (its state dir was replaced since)".to_string(),
-                    (None, None) => "none of its bundles".to_string(),
-                },
-                h.origin
-            )));
-        }
-    }
-    // What is here: the files on disk and what the manifest records.
+    // 2. What changes here, and whether the catalog still resolves after it.
     let scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)
-        .map_err(|e| failed(&sh.data_dir.display().to_string(), e))?;
-    let same = |path: &str, sha: &[u8]| {
-        state.manifest.live_entry(path).is_some_and(|e| {
-            e.sha256.as_slice() == sha && scan.get(path).is_some_and(|s| e.same_stat(s))
-        })
-    };
-    let present = |path: &str| scan.contains_key(path) || state.manifest.live_entry(path).is_some();
-    // Path → new content (`None`: delete).
-    let mut wanted: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
-    for c in &bundle.changes {
-        match &c.op {
-            Op::Write { bytes, sha256 } if !same(&c.path, sha256) => {
-                wanted.insert(&c.path, Some(bytes));
-            }
-            Op::Delete if present(&c.path) => {
-                wanted.insert(&c.path, None);
-            }
-            _ => {}
-        }
-    }
-    if h.base.is_none() {
-        // A snapshot is the whole tree: what it does not hold goes.
-        let held: HashSet<&str> = bundle.changes.iter().map(|c| c.path.as_str()).collect();
-        let here: BTreeSet<&str> = (scan.keys().map(String::as_str))
-            .chain(state.manifest.live().map(|(p, _)| p.as_str()))
-            .filter(|p| !held.contains(p) && !crate::durable::is_temp_path(p))
-            .collect();
-        for p in here {
-            wanted.insert(p, None);
-        }
-    }
+        .map_err(|e| ImportError::Failed(format!("{}: {e}", sh.data_dir.display())))?;
+    let wanted = wanted(&state, &scan, bundle);
     if !force {
         let missing = unresolved_after(sh, &wanted, &bundle.dangling);
         if !missing.is_empty() {
@@ -197,55 +145,39 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
             )));
         }
     }
-
+    // 3. The changes, with one new version of this node, as if made here.
     let hlc = sh.clock.lock().unwrap().tick();
     let version = Version::new(hlc, sh.node_id.clone());
-    let changes: Vec<Change> = wanted
-        .iter()
-        .map(|(path, bytes)| {
-            let path = path.to_string();
-            let previous = state.manifest.entries.get(&path);
-            match bytes {
-                Some(bytes) => Change {
-                    merged: update_sequence::merged(&path).then(|| {
-                        let before = previous
-                            .filter(|e| !e.deleted)
-                            .and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
-                        update_sequence::local_write(before, bytes, &version)
-                    }),
-                    path,
-                    version: version.clone(),
-                    op: Op::write(bytes.to_vec()),
-                },
-                None => Change {
-                    merged: update_sequence::merged(&path).then(|| update_sequence::Merged {
-                        settings: version.clone(),
-                        counter: previous
-                            .and_then(|e| e.merged.as_ref().map(|m| m.counter))
-                            .unwrap_or(0),
-                    }),
-                    path,
-                    version: version.clone(),
-                    op: Op::Delete,
-                },
-            }
+    let changes: Vec<Change> = (wanted.iter())
+        .map(|(path, bytes)| match bytes {
+            Some(b) => local_edit::write(&state.manifest, path.to_string(), b.to_vec(), &version),
+            None => local_edit::delete(&state.manifest, path.to_string(), &version),
         })
         .collect();
-    // Written like a Delta (plan, confinement, intent, durable writes, catalog index), except
-    // that an edit here the detector has not published yet is overwritten: the administrator
-    // asked for these files.
-    let (steps, entries) = match slave::write_changes(
+    // 4. Written like a Delta (plan, confinement, intent, durable writes, catalog index),
+    //    except that an edit here the detector has not published yet is overwritten: the
+    //    administrator asked for these files.
+    let slave::Written { steps, entries } = match slave::write_changes(
         sh,
         &mut state,
         &changes,
         apply::Equal::Rewrite,
         slave::LocalEdits::Overwrite,
     )
-    .map_err(|e| failed("writing files", e))?
+    .map_err(|e| ImportError::Failed(format!("writing files: {e}")))?
     {
         Ok(written) => written,
         Err(why) => return Err(ImportError::Refused(why.to_string())),
     };
+    let mut applied = Applied::default();
+    for step in &steps {
+        match step {
+            apply::Step::Write { .. } => applied.written += 1,
+            apply::Step::Delete { .. } => applied.deleted += 1,
+        }
+    }
+    // 5. On a node that publishes, what was written (a merged `global.xml` may differ from
+    //    what the bundle held) goes to the outbox like the detector's Deltas; then one record.
     let mut record = Record {
         entries,
         hlc,
@@ -258,36 +190,14 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         )],
         ..Default::default()
     };
-    let mut applied = Applied::default();
-    for step in &steps {
-        match step {
-            apply::Step::Write { .. } => applied.written += 1,
-            apply::Step::Delete { .. } => applied.deleted += 1,
-        }
-    }
     if sh.publishes && !steps.is_empty() {
-        // What was written (a merged `global.xml` may differ from what the bundle held), cut
-        // like a master's own batch.
-        let outbox = state.outbox();
-        let mut seq = state.next_seq;
-        for part in split(steps) {
-            let d = Delta {
-                group: sh.group.clone(),
-                origin: sh.node_id.clone(),
-                epoch: state.epoch,
-                seq,
-                changes: part,
-                dangling: bundle.dangling.clone(),
-            };
-            outbox
-                .put(seq, &delta::encode(&d, &sh.auth))
-                .map_err(|e| failed("outbox", e))?;
-            applied.seqs.push(seq);
-            seq += 1;
-        }
-        record.next_seq = Some(seq);
+        applied.seqs = publish(sh, &state, steps, &bundle.dangling)
+            .map_err(|e| ImportError::Failed(format!("outbox: {e}")))?;
+        record.next_seq = applied.seqs.last().map(|s| s + 1);
     }
-    state.commit(record).map_err(|e| failed("state", e))?;
+    state
+        .commit(record)
+        .map_err(|e| ImportError::Failed(format!("state: {e}")))?;
     log::info!(
         "imported {}: {} file(s) written, {} deleted, published as {:?}",
         h.describe(),
@@ -298,51 +208,109 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
     Ok(applied)
 }
 
-/// The steps as changes, cut into lists of at most `SPLIT_DELTA_AT` bytes.
-fn split(steps: Vec<apply::Step>) -> Vec<Vec<Change>> {
-    let mut parts = vec![Vec::new()];
-    let mut size = 0;
-    for step in steps {
-        let change = match step {
-            apply::Step::Write {
-                path,
-                bytes,
-                sha256,
-                version,
-                merged,
-            } => Change {
-                path,
-                version,
-                op: Op::Write {
-                    bytes,
-                    sha256: sha256.to_vec(),
-                },
-                merged,
-            },
-            apply::Step::Delete {
-                path,
-                version,
-                merged,
-            } => Change {
-                path,
-                version,
-                op: Op::Delete,
-                merged,
-            },
-        };
-        let len = change.path.len()
-            + match &change.op {
-                Op::Write { bytes, .. } => bytes.len(),
-                Op::Delete => 0,
-            };
-        if size + len > delta::SPLIT_DELTA_AT && !parts.last().unwrap().is_empty() {
-            parts.push(Vec::new());
-            size = 0;
-        }
-        size += len;
-        parts.last_mut().unwrap().push(change);
+/// Whether the bundle may be applied here: `Some(n)` when this node already imported it (or
+/// the later export `n` of the same node); a refusal on a pure slave or out of sequence, unless
+/// forced.
+fn place(
+    sh: &Shared,
+    state: &State,
+    h: &super::Header,
+    force: bool,
+) -> Result<Option<u64>, ImportError> {
+    if force {
+        return Ok(None);
     }
-    parts
+    if !sh.publishes {
+        // A pure slave holds what its masters publish: what it alone imported would be
+        // overwritten by their next change of those files, or removed by a resync.
+        return Err(ImportError::Refused(format!(
+            "{} is a pure slave: import the bundle on a master (or `both`) node of this site, and it reaches this node like any change; --force imports it here anyway, until a master changes those files",
+            sh.node_id
+        )));
+    }
+    let before = state.imported.get(&h.origin).copied();
+    let last = before.filter(|i| i.series == h.series).map(|i| i.position);
+    if let Some(l) = last.filter(|&l| l >= h.position) {
+        return Ok(Some(l));
+    }
+    if let Some(base) = h.base.filter(|&b| last.is_none_or(|l| l < b)) {
+        return Err(ImportError::Refused(format!(
+            "it holds the changes since export {base} of {}, and this node has imported {}: import the bundle(s) in between, or a snapshot (`gscluster export` without --since on {}); --force imports it anyway",
+            h.origin,
+            match (last, before) {
+                (Some(l), _) => format!("up to export {l}"),
+                (None, Some(_)) => "bundles of an earlier series of its exports only (its state dir was replaced since)".to_string(),
+                (None, None) => "none of its bundles".to_string(),
+            },
+            h.origin
+        )));
+    }
+    Ok(None)
+}
+
+/// Path → new content (`None`: delete) for what the bundle changes here: files that differ
+/// from what this node holds, deletions of what it holds, and for a snapshot (the whole tree)
+/// the deletion of every replicated file it does not hold.
+fn wanted<'a>(
+    state: &'a State,
+    scan: &'a BTreeMap<String, datadir::FileStat>,
+    bundle: &'a Bundle,
+) -> BTreeMap<&'a str, Option<&'a [u8]>> {
+    let same = |path: &str, sha: &[u8]| {
+        state.manifest.live_entry(path).is_some_and(|e| {
+            e.sha256.as_slice() == sha && scan.get(path).is_some_and(|s| e.same_stat(s))
+        })
+    };
+    let present = |path: &str| scan.contains_key(path) || state.manifest.live_entry(path).is_some();
+    let mut wanted: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+    for c in &bundle.changes {
+        match &c.op {
+            Op::Write { bytes, sha256 } if !same(&c.path, sha256) => {
+                wanted.insert(&c.path, Some(bytes));
+            }
+            Op::Delete if present(&c.path) => {
+                wanted.insert(&c.path, None);
+            }
+            _ => {}
+        }
+    }
+    if bundle.header.base.is_none() {
+        let held: HashSet<&str> = bundle.changes.iter().map(|c| c.path.as_str()).collect();
+        let here = (scan.keys().map(String::as_str))
+            .chain(state.manifest.live().map(|(p, _)| p.as_str()))
+            .filter(|p| !held.contains(p) && !crate::durable::is_temp_path(p));
+        for p in here {
+            wanted.insert(p, None);
+        }
+    }
+    wanted
+}
+
+/// The written steps as this node's Deltas in the outbox (`master::local_edit`); returns their
+/// sequence numbers.
+fn publish(
+    sh: &Shared,
+    state: &State,
+    steps: Vec<apply::Step>,
+    dangling: &[String],
+) -> io::Result<Vec<u64>> {
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut cut = Cutter::default();
+    let mut put = |changes: Vec<Change>| -> io::Result<()> {
+        let seq = state.next_seq + seqs.len() as u64;
+        local_edit::enqueue(sh, state, seq, changes, dangling)?;
+        seqs.push(seq);
+        Ok(())
+    };
+    for step in steps {
+        if let Some((full, _)) = cut.push(step.into_change(), ()) {
+            put(full)?;
+        }
+    }
+    if let Some((last, _)) = cut.finish() {
+        put(last)?;
+    }
+    Ok(seqs)
 }
 
 /// The references that would not resolve once `wanted` is applied, leaving out those the

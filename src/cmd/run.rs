@@ -1,19 +1,23 @@
 //! The daemon (`gscluster run`): opens the state, starts the tasks its role needs, and stops
 //! them cleanly on SIGTERM — the write in progress finishes, state is flushed, exit 0.
 //!
-//! Tasks: the embedded broker (optional, own threads) · the MQTT connection · on a master the
-//! detector thread and the publisher · on a slave the receive worker and the reload task.
+//! Tasks: the embedded broker (optional, own threads) · the MQTT connection · on a publishing
+//! node the detector thread, the publisher and the resync responder · on a pure slave the drift
+//! watch · on an applying node the reload task · on every node the receive worker, the status
+//! reporter, the import folder and the metrics listener (when configured).
 
 use crate::config::Config;
-use crate::inbound::Worker;
+use crate::context::Shared;
 use crate::master::{publisher, Detector};
-use crate::mqtt::connection::{self, Link, Options};
+use crate::mqtt::connection::{self, Inbound, Link, LinkEvent, Options};
 use crate::mqtt::{broker, Topics};
-use crate::reload::{self, GeoServer, ReloadSettings};
-use crate::resync;
+use crate::receive::Worker;
+use crate::reload::{self, GeoServer, ReloadSettings, ReloadStats};
+use crate::resync::{self, responder::Asked};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), String> {
@@ -29,242 +33,311 @@ pub fn run(cfg: Config) -> Result<(), String> {
     result
 }
 
+/// The running daemon: its context and the tasks to stop.
+struct Daemon {
+    cfg: Config,
+    shared: Arc<Shared>,
+    topics: Topics,
+    shutdown: watch::Receiver<bool>,
+    link: watch::Receiver<Link>,
+    tasks: Vec<JoinHandle<()>>,
+    detector: Option<std::thread::JoinHandle<()>>,
+}
+
 async fn run_async(cfg: Config) -> Result<(), String> {
-    super::require_data_dir(&cfg)?;
-    let state = super::open_state(&cfg)?;
-    let role = cfg.node.role;
-    let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
+    // 1. The state and the shared context (recovering an interrupted run).
+    let shared = open(&cfg).await?;
+    // 2. The metrics recorder first, so that nothing it records is lost; then the broker.
+    let metrics = cfg
+        .metrics
+        .map(|_| crate::telemetry::install())
+        .transpose()?;
+    if let Some(b) = &cfg.broker {
+        broker::start(b, &cfg.mqtt.topic_prefix)?;
+    }
+    // 3. The connection, and the channels its events and messages arrive on.
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (link_tx, link) = watch::channel(Link::default());
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let (inbound_tx, inbound) = mpsc::channel(1024);
+    let conn = tokio::spawn(connection::run(
+        cfg.mqtt.clone(),
+        connection_options(&cfg, &shared),
+        link_tx,
+        events_tx,
+        inbound_tx,
+        shutdown.clone(),
+    ));
+    let mut d = Daemon {
+        topics: Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group),
+        cfg,
+        shared,
+        shutdown,
+        link,
+        tasks: Vec::new(),
+        detector: None,
+    };
+    // 4. The tasks of this node's role.
+    if let Some(handle) = metrics {
+        d.serve_metrics(handle)?;
+    }
+    let (asks, imported) = if d.cfg.node.role.publishes() {
+        d.start_publishing(events)?
+    } else {
+        drop(events);
+        d.start_drift_watch()?;
+        (None, None)
+    };
+    let (notify, stats) = d.start_reloads();
+    d.start_common(inbound, asks, imported, notify, stats);
+    // 5. Until a signal; then every task stops and the state is flushed.
+    wait_for_signal().await;
+    log::info!("stopping: finishing the write in progress");
+    d.shared.stopping.store(true, Ordering::SeqCst);
+    let _ = shutdown_tx.send(true);
+    for t in d.tasks {
+        let _ = t.await;
+    }
+    let _ = conn.await;
+    if let Some(detector) = d.detector {
+        let _ = tokio::task::spawn_blocking(move || detector.join()).await;
+    }
+    let mut state = d.shared.state.lock().unwrap();
+    state
+        .compact()
+        .map_err(|e| format!("cannot flush state to {}: {e}", state.dir().display()))?;
+    log::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Open the state and build the shared context (blocking work, on a blocking thread).
+async fn open(cfg: &Config) -> Result<Arc<Shared>, String> {
+    super::require_data_dir(cfg)?;
+    let state = super::open_state(cfg)?;
     let shared = {
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || super::open_node(&cfg, state))
             .await
             .map_err(|e| format!("start-up: {e}"))??
     };
-    let shared = Arc::new(shared);
-    {
-        let st = shared.state.lock().unwrap();
-        log::info!(
-            "gscluster {} starting: node {} ({}) in group {}, data_dir {}, state_dir {}, epoch {}, next seq {}",
-            env!("CARGO_PKG_VERSION"),
-            cfg.node.id,
-            role.as_str(),
-            cfg.node.group,
-            cfg.geoserver.data_dir.display(),
-            cfg.node.state_dir.display(),
-            st.epoch,
-            st.next_seq
-        );
-    }
-    {
+    let st = shared.state.lock().unwrap();
+    log::info!(
+        "gscluster {} starting: node {} ({}) in group {}, data_dir {}, state_dir {}, epoch {}, next seq {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.node.id,
+        cfg.node.role.as_str(),
+        cfg.node.group,
+        cfg.geoserver.data_dir.display(),
+        cfg.node.state_dir.display(),
+        st.epoch,
+        st.next_seq
+    );
+    if cfg.node.role.publishes() {
         // A lower bound until the publisher says more: everything below the oldest outbox
         // entry was acknowledged.
-        let st = shared.state.lock().unwrap();
         let highest = st.next_seq - 1;
         let published = st.outbox().acknowledged(highest).unwrap_or(highest);
-        drop(st);
-        if role.publishes() {
-            shared.board.published(published);
-        }
+        shared.board.published(published);
     }
+    drop(st);
+    Ok(Arc::new(shared))
+}
 
-    // Installed before anything runs, so that nothing it records is lost.
-    let metrics = cfg
-        .metrics
-        .map(|_| crate::telemetry::install())
-        .transpose()?;
-
-    if let Some(b) = &cfg.broker {
-        broker::start(b, &cfg.mqtt.topic_prefix)?;
-    }
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (link_tx, link_rx) = watch::channel(Link::default());
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let (inbound_tx, inbound_rx) = mpsc::channel(1024);
-    let mut subscriptions = Vec::new();
-    if role.applies() {
-        subscriptions.push(topics.delta_filter());
-        subscriptions.push(topics.sync_answer(&cfg.node.id));
-        subscriptions.push(topics.status_filter());
+/// Who this node is to the broker, what it subscribes to, and its last will.
+fn connection_options(cfg: &Config, shared: &Shared) -> Options {
+    let role = cfg.node.role;
+    let topics = &shared.topics;
+    // A pure master applies nothing, but watches the other publishers' Deltas to say when one
+    // of its own edits lost a conflict: it subscribes to each as their statuses arrive
+    // (`master::conflicts`), not to `delta/+`, which would bring its own stream back.
+    let mut subscriptions = if role.applies() {
+        vec![
+            topics.delta_filter(),
+            topics.sync_answer(&cfg.node.id),
+            topics.status_filter(),
+        ]
     } else {
-        // A pure master applies nothing, but watches the other publishers' Deltas to say when
-        // one of its own edits lost a conflict. It learns them from their statuses and
-        // subscribes to each (inbound.rs): with `delta/+` the broker would send it its own
-        // stream back (MQTT 3.1.1 has no "no local"), a start-up of 10,000 layers included.
-        subscriptions.push(topics.status_filter());
-    }
+        vec![topics.status_filter()]
+    };
     if role.publishes() {
         subscriptions.push(topics.sync_ask_filter());
     }
-    let conn = tokio::spawn(connection::run(
-        cfg.mqtt.clone(),
-        Options {
-            client_id: cfg.node.id.clone(),
-            subscriptions,
-            // Retained "offline" in place of this node's status when its connection dies.
-            will: Some({
-                let mut status = shared.status(role.as_str(), false, None);
-                status.at_unix_ms = 0; // when it fires is unknown now
-                (
-                    topics.status(&cfg.node.id),
-                    status.encode(&cfg.node.group, &shared.auth),
-                )
-            }),
-            birth: None,
-            max_packet: crate::delta::MAX_MESSAGE_SIZE + 64 * 1024,
-        },
-        link_tx,
-        events_tx,
-        inbound_tx,
-        shutdown_rx.clone(),
-    ));
+    // Retained "offline" in place of this node's status when its connection dies.
+    let mut status = shared.status(role.as_str(), false, None);
+    status.at_unix_ms = 0; // when it fires is unknown now
+    Options {
+        client_id: cfg.node.id.clone(),
+        subscriptions,
+        will: Some((
+            topics.status(&cfg.node.id),
+            status.encode(&cfg.node.group, &shared.auth),
+        )),
+        birth: None,
+        max_packet: crate::delta::MAX_MESSAGE_SIZE + 64 * 1024,
+    }
+}
 
-    let mut tasks = Vec::new();
-    if let (Some(addr), Some(handle)) = (cfg.metrics, metrics) {
-        // Bind now, so that a port in use is a start-up error naming the key, not a log line.
+impl Daemon {
+    /// `[metrics]`: `/metrics` and `/healthz`. Bound now, so that a port in use is a start-up
+    /// error naming the key, not a log line.
+    fn serve_metrics(
+        &mut self,
+        handle: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Result<(), String> {
+        let Some(addr) = self.cfg.metrics else {
+            return Ok(());
+        };
         let listener = std::net::TcpListener::bind(addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
-        let (link, shutdown) = (link_rx.clone(), shutdown_rx.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::telemetry::serve(listener, handle, link, shutdown).await {
+        let (link, shutdown) = (self.link.clone(), self.shutdown.clone());
+        let connected = move || link.borrow().client.is_some();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::telemetry::serve(listener, handle, connected, shutdown).await {
                 log::error!("{e}; metrics are not served");
             }
         }));
+        Ok(())
     }
-    let detector;
-    let mut asks = None;
-    let mut imported_deltas = None;
-    if role.publishes() {
+
+    /// A publishing node: the resync responder, the publisher and the detector thread. Returns
+    /// where the receive worker sends resync asks, and where imports report new Deltas.
+    #[allow(clippy::type_complexity)]
+    fn start_publishing(
+        &mut self,
+        events: mpsc::UnboundedReceiver<LinkEvent>,
+    ) -> Result<
+        (
+            Option<mpsc::Sender<Asked>>,
+            Option<mpsc::UnboundedSender<u64>>,
+        ),
+        String,
+    > {
+        let sh = &self.shared;
         let (asks_tx, asks_rx) = mpsc::channel(16);
-        asks = Some(asks_tx);
-        tasks.push(tokio::spawn(resync::responder::run(
-            shared.clone(),
-            asks_rx,
-            link_rx.clone(),
-        )));
-        let outbox = shared.state.lock().unwrap().outbox();
+        let responder = resync::responder::run(sh.clone(), asks_rx, self.link.clone());
+        self.tasks.push(tokio::spawn(responder));
         let (fresh_tx, fresh_rx) = mpsc::unbounded_channel();
-        imported_deltas = Some(fresh_tx.clone());
-        let highest = shared.state.lock().unwrap().next_seq - 1;
+        let (outbox, highest, epoch) = {
+            let st = sh.state.lock().unwrap();
+            (st.outbox(), st.next_seq - 1, st.epoch)
+        };
         let p = publisher::Publisher {
-            outbox: outbox.clone(),
-            topic: topics.delta(&cfg.node.id),
-            highest,
-            epoch: shared.state.lock().unwrap().epoch,
-            shared: shared.clone(),
-        };
-        tasks.push(tokio::spawn(p.run(
-            fresh_rx,
-            events_rx,
-            shutdown_rx.clone(),
-        )));
-        let d = Detector {
-            shared: shared.clone(),
             outbox,
-            quiet: cfg.master.quiet,
-            rescan_interval: cfg.master.rescan_interval,
-            published: fresh_tx,
-            drift: None,
-            reported: Default::default(),
+            topic: self.topics.delta(&self.cfg.node.id),
+            highest,
+            epoch,
+            shared: sh.clone(),
         };
-        detector = Some(
-            std::thread::Builder::new()
-                .name("detect".into())
-                .spawn(move || d.run())
-                .map_err(|e| format!("cannot start the detector: {e}"))?,
-        );
-    } else {
-        drop(events_rx);
-        // A pure slave watches its data directory too, for drift: local edits are not
-        // published but reported and, by default, reverted.
-        let (fresh_tx, _) = mpsc::unbounded_channel();
-        let d = Detector {
-            shared: shared.clone(),
-            outbox: shared.state.lock().unwrap().outbox(),
-            quiet: cfg.master.quiet,
-            rescan_interval: cfg.master.rescan_interval,
-            published: fresh_tx,
-            drift: Some(cfg.node.on_drift),
-            reported: Default::default(),
-        };
-        detector = Some(
-            std::thread::Builder::new()
-                .name("drift".into())
-                .spawn(move || d.run())
-                .map_err(|e| format!("cannot start the drift watch: {e}"))?,
-        );
+        let publishing = p.run(fresh_rx, events, self.shutdown.clone());
+        self.tasks.push(tokio::spawn(publishing));
+        self.start_detector("detect", fresh_tx.clone(), None)?;
+        Ok((Some(asks_tx), Some(fresh_tx)))
     }
-    let (stats_tx, stats_rx) = watch::channel(reload::ReloadStats::default());
-    let mut notify: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
-    if role.applies() {
-        let gs = GeoServer::from_config(&cfg.geoserver);
+
+    /// A pure slave watches its data directory too, for drift: local edits are not published
+    /// but reported and, by default, reverted.
+    fn start_drift_watch(&mut self) -> Result<(), String> {
+        let (fresh_tx, _) = mpsc::unbounded_channel();
+        self.start_detector("drift", fresh_tx, Some(self.cfg.node.on_drift))
+    }
+
+    fn start_detector(
+        &mut self,
+        name: &str,
+        published: mpsc::UnboundedSender<u64>,
+        drift: Option<crate::config::OnDrift>,
+    ) -> Result<(), String> {
+        let d = Detector {
+            shared: self.shared.clone(),
+            quiet: self.cfg.master.quiet,
+            rescan_interval: self.cfg.master.rescan_interval,
+            published,
+            drift,
+            reported: Default::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || d.run())
+            .map_err(|e| format!("cannot start the {name} thread: {e}"))?;
+        self.detector = Some(thread);
+        Ok(())
+    }
+
+    /// An applying node: the reload task. Returns what the receive worker calls after writing
+    /// files, and the reload statistics for the status.
+    fn start_reloads(&mut self) -> (Arc<dyn Fn() + Send + Sync>, watch::Receiver<ReloadStats>) {
+        let (stats_tx, stats_rx) = watch::channel(ReloadStats::default());
+        if !self.cfg.node.role.applies() {
+            return (Arc::new(|| {}), stats_rx);
+        }
+        let g = &self.cfg.geoserver;
         let settings = ReloadSettings {
-            quiet: cfg.geoserver.reload_quiet,
-            max_delay: cfg.geoserver.reload_max_delay,
-            reference_wait: cfg.geoserver.reference_wait,
+            quiet: g.reload_quiet,
+            max_delay: g.reload_max_delay,
+            reference_wait: g.reference_wait,
             ..Default::default()
         };
         let (handle, reload_rx) = reload::channel();
-        let sh = shared.clone();
-        tasks.push(tokio::spawn(reload::run(
-            gs,
+        let sh = self.shared.clone();
+        self.tasks.push(tokio::spawn(reload::run(
+            GeoServer::from_config(g),
             settings,
             reload_rx,
             move || sh.readiness(),
-            Some(shared.files.clone()),
+            Some(self.shared.files.clone()),
             stats_tx,
-            shutdown_rx.clone(),
+            self.shutdown.clone(),
         )));
-        notify = Arc::new(move || handle.notify());
+        (Arc::new(move || handle.notify()), stats_rx)
     }
-    // Air-gap bundles that `gscluster import` hands over while this daemon holds the state.
-    tasks.push(tokio::spawn(crate::airgap::spool::serve(
-        shared.clone(),
-        GeoServer::from_config(&cfg.geoserver),
-        imported_deltas,
-        shutdown_rx.clone(),
-    )));
-    let sh = shared.clone();
-    tasks.push(tokio::spawn(crate::status::report(
-        topics.status(&cfg.node.id),
-        shared.board.changed.clone(),
-        role.applies(),
-        move |reload| {
-            sh.status(role.as_str(), true, reload)
-                .encode(&sh.group, &sh.auth)
-        },
-        link_rx.clone(),
-        stats_rx,
-        shutdown_rx.clone(),
-    )));
-    let worker = Worker {
-        shared: shared.clone(),
-        role,
-        link: link_rx,
-        notify,
-        asks,
-    };
-    tasks.push(tokio::spawn(worker.run(inbound_rx, shutdown_rx.clone())));
-    tasks.push(tokio::spawn(crate::memory::run(shutdown_rx.clone())));
 
-    wait_for_signal().await;
-    log::info!("stopping: finishing the write in progress");
-    shared.stopping.store(true, Ordering::SeqCst);
-    let _ = shutdown_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    /// Every node: the import folder, the status reporter, the receive worker, the memory
+    /// trimmer.
+    fn start_common(
+        &mut self,
+        inbound: mpsc::Receiver<Inbound>,
+        asks: Option<mpsc::Sender<Asked>>,
+        imported: Option<mpsc::UnboundedSender<u64>>,
+        notify: Arc<dyn Fn() + Send + Sync>,
+        stats: watch::Receiver<ReloadStats>,
+    ) {
+        let (sh, role) = (self.shared.clone(), self.cfg.node.role);
+        // Air-gap bundles that `gscluster import` hands over while this daemon holds the state.
+        self.tasks.push(tokio::spawn(crate::airgap::spool::serve(
+            sh.clone(),
+            GeoServer::from_config(&self.cfg.geoserver),
+            imported,
+            self.shutdown.clone(),
+        )));
+        let snapshot = {
+            let sh = sh.clone();
+            move |reload: Option<&ReloadStats>| {
+                sh.status(role.as_str(), true, reload)
+                    .encode(&sh.group, &sh.auth)
+            }
+        };
+        self.tasks.push(tokio::spawn(crate::status::report(
+            self.topics.status(&self.cfg.node.id),
+            sh.board.changed.clone(),
+            role.applies(),
+            snapshot,
+            self.link.clone(),
+            stats,
+            self.shutdown.clone(),
+        )));
+        let worker = Worker {
+            shared: sh,
+            role,
+            link: self.link.clone(),
+            notify,
+            asks,
+        };
+        let receiving = worker.run(inbound, self.shutdown.clone());
+        self.tasks.push(tokio::spawn(receiving));
+        self.tasks
+            .push(tokio::spawn(crate::memory::run(self.shutdown.clone())));
     }
-    let _ = conn.await;
-    if let Some(d) = detector {
-        let _ = tokio::task::spawn_blocking(move || d.join()).await;
-    }
-    let mut state = shared.state.lock().unwrap();
-    state
-        .compact()
-        .map_err(|e| format!("cannot flush state to {}: {e}", state.dir().display()))?;
-    log::info!("stopped cleanly");
-    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -13,24 +13,13 @@
 use crate::clock::now_ms;
 use crate::config::{self, Config};
 use crate::delta;
-use crate::mqtt::connection::{mqtt_options, Options};
-use crate::mqtt::Topics;
+use crate::mqtt::{retained, Topics};
 use crate::security::Auth;
 use crate::status::Status;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-/// How long to wait for one broker to accept the connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retained statuses arrive right after the subscription; this long without a new one ends
-/// the gathering.
-const QUIET: Duration = Duration::from_millis(500);
-/// The gathering never takes longer than this.
-const MAX_GATHER: Duration = Duration::from_secs(5);
 
 /// Thresholds for the exit status.
 #[derive(Clone, Copy, Debug)]
@@ -202,7 +191,6 @@ fn ago(now: u64, at: u64) -> String {
 
 /// The report as a table for a person.
 pub fn table(r: &Report) -> String {
-    let now = r.at_unix_ms;
     let mut rows = vec![[
         "NODE",
         "ROLE",
@@ -217,71 +205,7 @@ pub fn table(r: &Report) -> String {
         "LAST ERROR",
     ]
     .map(String::from)];
-    for n in &r.nodes {
-        let state = if n.online {
-            if n.lagging {
-                "LAGGING"
-            } else {
-                "online"
-            }
-        } else {
-            "OFFLINE"
-        };
-        let published = if n.role == "slave" {
-            "-".to_string()
-        } else {
-            format!("{} ({})", n.published, ago(now, n.published_at_unix_ms))
-        };
-        let applied = if n.applied.is_empty() {
-            "-".to_string()
-        } else {
-            (n.applied.iter())
-                .map(|(o, a)| {
-                    if a.lag_deltas == 0 {
-                        format!("{o} {}", a.seq)
-                    } else {
-                        format!("{o} {} (-{}, {} s)", a.seq, a.lag_deltas, a.lag_s)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let reload = match &n.reload {
-            None => "-".to_string(),
-            Some(rl) => match (&rl.last_result, rl.last_at_unix_ms) {
-                (Some(res), Some(at)) => format!(
-                    "{} {} ({} ok, {} failed)",
-                    if res == "ok" { "ok" } else { "FAILED" },
-                    ago(now, at),
-                    rl.ok,
-                    rl.failed
-                ),
-                _ => "none yet".to_string(),
-            },
-        };
-        let keystore = match (&n.keystore, n.keystore_matches) {
-            (None, _) => "-".to_string(),
-            (Some(k), true) => k.clone(),
-            (Some(k), false) => format!("{k} DIFFERS"),
-        };
-        let error = match &n.last_error {
-            None => "-".to_string(),
-            Some(e) => format!("{} ({})", e, ago(now, n.last_error_at_unix_ms)),
-        };
-        rows.push([
-            n.node.clone(),
-            n.role.clone(),
-            state.to_string(),
-            n.version.clone(),
-            published,
-            n.outbox.to_string(),
-            applied,
-            reload,
-            keystore,
-            n.drift_events.to_string(),
-            error,
-        ]);
-    }
+    rows.extend(r.nodes.iter().map(|n| row(n, r.at_unix_ms)));
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -309,93 +233,92 @@ pub fn table(r: &Report) -> String {
     out
 }
 
+/// One node's row of the table, at `now`.
+fn row(n: &NodeReport, now: u64) -> [String; 11] {
+    let state = match (n.online, n.lagging) {
+        (false, _) => "OFFLINE",
+        (true, true) => "LAGGING",
+        (true, false) => "online",
+    };
+    let published = if n.role == "slave" {
+        "-".to_string()
+    } else {
+        format!("{} ({})", n.published, ago(now, n.published_at_unix_ms))
+    };
+    let applied = if n.applied.is_empty() {
+        "-".to_string()
+    } else {
+        (n.applied.iter())
+            .map(|(o, a)| {
+                if a.lag_deltas == 0 {
+                    format!("{o} {}", a.seq)
+                } else {
+                    format!("{o} {} (-{}, {} s)", a.seq, a.lag_deltas, a.lag_s)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let reload = match &n.reload {
+        None => "-".to_string(),
+        Some(rl) => match (&rl.last_result, rl.last_at_unix_ms) {
+            (Some(res), Some(at)) => format!(
+                "{} {} ({} ok, {} failed)",
+                if res == "ok" { "ok" } else { "FAILED" },
+                ago(now, at),
+                rl.ok,
+                rl.failed
+            ),
+            _ => "none yet".to_string(),
+        },
+    };
+    let keystore = match (&n.keystore, n.keystore_matches) {
+        (None, _) => "-".to_string(),
+        (Some(k), true) => k.clone(),
+        (Some(k), false) => format!("{k} DIFFERS"),
+    };
+    let error = match &n.last_error {
+        None => "-".to_string(),
+        Some(e) => format!("{} ({})", e, ago(now, n.last_error_at_unix_ms)),
+    };
+    [
+        n.node.clone(),
+        n.role.clone(),
+        state.to_string(),
+        n.version.clone(),
+        published,
+        n.outbox.to_string(),
+        applied,
+        reload,
+        keystore,
+        n.drift_events.to_string(),
+        error,
+    ]
+}
+
 /// Gather the retained statuses of the group from the first broker that answers.
 pub async fn gather(cfg: &Config, auth: &Auth) -> Result<(String, Vec<Status>), String> {
     let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group);
-    let mut errors = Vec::new();
-    for server in &cfg.mqtt.servers {
-        let opts = Options {
-            client_id: format!("{}-status-{}", cfg.node.id, std::process::id()),
-            subscriptions: vec![],
-            will: None,
-            birth: None,
-            max_packet: 64 * 1024,
-        };
-        let mut o = mqtt_options(&cfg.mqtt, server, &opts);
-        o.set_clean_session(true).set_manual_acks(false);
-        let (client, mut events) = AsyncClient::new(o, 64);
-        let started = Instant::now();
-        // Connect.
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
-                }
+    let client_id = format!("{}-status-{}", cfg.node.id, std::process::id());
+    let (server, messages) = retained::read(&cfg.mqtt, &client_id, &topics.status_filter()).await?;
+    let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
+    for (topic, payload) in messages {
+        let node = topic.rsplit('/').next().unwrap_or("").to_string();
+        let decoded = delta::decode_part(&payload, &cfg.node.group, auth)
+            .map_err(|e| e.to_string())
+            .and_then(|part| Status::decode(&part, &part.body).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(s) if s.node == node => {
+                statuses.insert(node, s);
             }
-        })
-        .await;
-        match connected {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                errors.push(format!("{server}: {e}"));
-                continue;
-            }
-            Err(_) => {
-                errors.push(format!(
-                    "{server}: no answer within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ));
-                continue;
-            }
+            Ok(s) => eprintln!(
+                "gscluster status: ignored a status of {:?} on the topic of {node:?}",
+                s.node
+            ),
+            Err(e) => eprintln!("gscluster status: ignored the status on {topic}: {e}"),
         }
-        client
-            .subscribe(topics.status_filter(), QoS::AtLeastOnce)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
-        let mut last = Instant::now();
-        let mut subscribed = false;
-        while started.elapsed() < MAX_GATHER && !(subscribed && last.elapsed() > QUIET) {
-            match tokio::time::timeout(QUIET, events.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
-                    subscribed = true;
-                    last = Instant::now();
-                }
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                    last = Instant::now();
-                    if p.payload.is_empty() {
-                        continue;
-                    }
-                    let node = p.topic.rsplit('/').next().unwrap_or("").to_string();
-                    let decoded = delta::decode_part(&p.payload, &cfg.node.group, auth)
-                        .map_err(|e| e.to_string())
-                        .and_then(|part| {
-                            Status::decode(&part, &part.body).map_err(|e| e.to_string())
-                        });
-                    match decoded {
-                        Ok(s) if s.node == node => {
-                            statuses.insert(node, s);
-                        }
-                        Ok(s) => eprintln!(
-                            "gscluster status: ignored a status of {:?} on the topic of {node:?}",
-                            s.node
-                        ),
-                        Err(e) => {
-                            eprintln!("gscluster status: ignored the status on {}: {e}", p.topic)
-                        }
-                    }
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("{server}: {e}")),
-                Err(_) => {}
-            }
-        }
-        let _ = client.disconnect().await;
-        return Ok((server.to_string(), statuses.into_values().collect()));
     }
-    Err(format!("no broker answered: {}", errors.join("; ")))
+    Ok((server, statuses.into_values().collect()))
 }
 
 /// `gscluster status`.
@@ -407,10 +330,7 @@ pub fn run(config_path: &Path, json: bool, limits: Limits) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let auth = match &cfg.security {
-        Some(s) => Auth::with_keys(s.key.clone(), s.previous.clone()),
-        None => Auth::none(),
-    };
+    let auth = cfg.auth();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,253 +4,22 @@
 //! `gscluster check` and a failed start tell the administrator exactly what to fix. Unknown keys
 //! are errors: a typo must never silently fall back to a default.
 
-use serde::Deserialize;
-use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+pub mod defaults;
 mod raw;
+mod role;
+mod types;
 mod validate;
 
 use raw::RawConfig;
+pub use role::{OnDrift, Role};
+pub use types::*;
 pub use validate::parse_server;
 use validate::validate;
 
 /// Where the configuration is read from when neither `-c` nor `GSCLUSTER_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/gscluster/config.toml";
-
-impl Config {
-    /// The keys `[security]` configures; no section, no key.
-    pub fn auth(&self) -> crate::security::Auth {
-        match &self.security {
-            Some(s) => crate::security::Auth::with_keys(s.key.clone(), s.previous.clone()),
-            None => crate::security::Auth::none(),
-        }
-    }
-
-    /// The replicate filter `[replicate]` configures.
-    pub fn filter(&self) -> Result<crate::datadir::Filter, String> {
-        crate::datadir::Filter::new(&self.replicate.include, &self.replicate.exclude)
-            .map_err(|e| format!("[replicate]: {e}"))
-    }
-}
-
-/// What a node does with deltas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Publishes local changes, never applies remote ones.
-    Master,
-    /// Applies remote changes, never publishes.
-    Slave,
-    /// Both publishes and applies.
-    Both,
-}
-
-impl Role {
-    pub fn publishes(self) -> bool {
-        matches!(self, Role::Master | Role::Both)
-    }
-    pub fn applies(self) -> bool {
-        matches!(self, Role::Slave | Role::Both)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Slave => "slave",
-            Role::Both => "both",
-        }
-    }
-}
-
-/// What a pure slave does when a replicated file is edited locally.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnDrift {
-    Revert,
-    Warn,
-}
-
-/// A validated configuration.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub node: Node,
-    pub geoserver: GeoServer,
-    pub replicate: Replicate,
-    pub master: Master,
-    pub mqtt: Mqtt,
-    pub broker: Option<Broker>,
-    pub security: Option<Security>,
-    /// `[metrics]`: where to serve `/metrics` and `/healthz`; `None` = no HTTP server.
-    pub metrics: Option<std::net::SocketAddr>,
-}
-
-/// `[security]`: the group key (never printed).
-#[derive(Clone)]
-pub struct Security {
-    pub key: Vec<u8>,
-    pub previous: Vec<Vec<u8>>,
-}
-
-impl fmt::Debug for Security {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Security {{ key: <redacted>, previous: {} }}",
-            self.previous.len()
-        )
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub id: String,
-    pub group: String,
-    pub role: Role,
-    pub state_dir: PathBuf,
-    pub on_drift: OnDrift,
-}
-
-#[derive(Clone, Debug)]
-pub struct GeoServer {
-    pub data_dir: PathBuf,
-    /// `None`: never reload (files are still written).
-    pub url: Option<String>,
-    pub user: String,
-    pub password: String,
-    pub reload_quiet: Duration,
-    pub reload_max_delay: Duration,
-    pub reload_timeout: Duration,
-    pub reference_wait: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Replicate {
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Master {
-    pub quiet: Duration,
-    /// `None`: the default, which depends on whether the data directory can be watched.
-    pub rescan_interval: Option<Duration>,
-}
-
-#[derive(Clone)]
-pub struct Mqtt {
-    pub servers: Vec<Server>,
-    pub topic_prefix: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub keep_alive: Duration,
-    /// Connected to a later entry of `servers`, check this often whether the first is back,
-    /// and move to it (`None`: stay wherever the connection works).
-    pub failback: Option<Duration>,
-    /// TLS client configuration, present when some server is `mqtts://`.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-}
-
-impl fmt::Debug for Mqtt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mqtt")
-            .field("servers", &self.servers)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("keep_alive", &self.keep_alive)
-            .field("tls", &self.tls.is_some())
-            .finish()
-    }
-}
-
-/// One broker address from `[mqtt] servers`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Server {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl fmt::Display for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
-    }
-}
-
-#[derive(Clone)]
-pub struct Broker {
-    pub listen: SocketAddr,
-    /// Certificate chain and key files (PEM): the listener speaks TLS only.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// user → password; when set, clients must log in.
-    pub users: Option<std::collections::HashMap<String, String>>,
-    /// Largest MQTT packet the broker accepts, bytes.
-    pub max_packet_size: usize,
-    /// Size of one in-memory log segment per topic filter, bytes.
-    pub segment_size: usize,
-    /// Segments kept per topic filter before the oldest is dropped.
-    pub segment_count: usize,
-    pub max_connections: usize,
-}
-
-impl fmt::Debug for Broker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Broker")
-            .field("listen", &self.listen)
-            .field("tls", &self.tls)
-            .field("users", &self.users.as_ref().map(|u| u.len()))
-            .field("max_packet_size", &self.max_packet_size)
-            .field("segment_size", &self.segment_size)
-            .field("segment_count", &self.segment_count)
-            .finish()
-    }
-}
-
-/// A configuration problem: which key or path, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError(msg.into()))
-}
-
-/// Defaults, in one place so config.toml.example and the code agree.
-pub mod defaults {
-    pub const GROUP: &str = "default";
-    pub const STATE_DIR: &str = "/var/lib/gscluster";
-    pub const DATA_DIR: &str = "/var/lib/geoserver/data";
-    pub const USER: &str = "admin";
-    pub const PASSWORD: &str = "geoserver";
-    pub const RELOAD_QUIET_MS: u64 = 1000;
-    pub const RELOAD_MAX_DELAY_MS: u64 = 10_000;
-    pub const RELOAD_TIMEOUT_S: u64 = 600;
-    pub const REFERENCE_WAIT_MS: u64 = 30_000;
-    pub const QUIET_MS: u64 = 20;
-    /// Full rescans: the safety net under filesystem notifications, or the only detection
-    /// where the data directory cannot be watched.
-    pub const RESCAN_WATCHED_S: u64 = 600;
-    pub const RESCAN_UNWATCHED_S: u64 = 60;
-    pub const SERVER: &str = "mqtt://127.0.0.1:1883";
-    pub const TOPIC_PREFIX: &str = "gscluster";
-    pub const KEEP_ALIVE_S: u64 = 30;
-    pub const FAILBACK_S: u64 = 30;
-    pub const BROKER_LISTEN: &str = "0.0.0.0:1883";
-    pub const BROKER_MAX_PACKET_SIZE: usize = 1024 * 1024;
-    pub const BROKER_SEGMENT_SIZE: usize = 4 * 1024 * 1024;
-    pub const BROKER_SEGMENT_COUNT: usize = 4;
-    pub const BROKER_MAX_CONNECTIONS: usize = 1000;
-}
 
 /// Read and validate the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -276,20 +45,6 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 pub fn parse_relative_to(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(toml_error(text, &e)))?;
     validate(raw, Some(base))
-}
-
-/// Make a configured path absolute, or explain why it cannot be.
-fn resolve(key: &str, path: PathBuf, base: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    if path.is_absolute() {
-        return Ok(path);
-    }
-    match base {
-        Some(b) => Ok(b.join(path)),
-        None => err(format!(
-            "{key} {}: must be an absolute path",
-            path.display()
-        )),
-    }
 }
 
 /// One line for logs that names the key (`[section] key`), the line, and toml's reason.
@@ -327,6 +82,7 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const MIN: &str =
         "[node]\nid = \"a\"\nstate_dir = \"/tmp/st\"\n[geoserver]\ndata_dir = \"/tmp/dd\"\n";

@@ -1,7 +1,7 @@
 //! The TOML shapes as serde reads them, before validation: every key optional, unknown keys
 //! refused. `validate` turns them into the checked [`super::Config`].
 
-use super::{OnDrift, Role};
+use super::role::{OnDrift, Role};
 use serde::Deserialize;
 use std::path::PathBuf;
 

@@ -1,7 +1,12 @@
 //! Validation: raw TOML shapes → [`super::Config`], with errors that name the key and why.
 
+use super::defaults;
 use super::raw::*;
-use super::*;
+use super::role::{OnDrift, Role};
+use super::types::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Check everything and fill in the defaults; relative paths resolve against `base`.
 pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, ConfigError> {
@@ -346,7 +351,7 @@ fn validate_mqtt(raw: RawMqtt, base: Option<&Path>) -> Result<Mqtt, ConfigError>
         let ca = ca_file.as_deref().ok_or_else(|| {
             ConfigError("[mqtt] ca_file: required for mqtts:// servers (the CA that signed the broker's certificate)".into())
         })?;
-        Some(crate::mqtt::tls::client_config(ca, client).map_err(ConfigError)?)
+        Some(crate::tls::client_config(ca, client).map_err(ConfigError)?)
     } else {
         if ca_file.is_some() || client.is_some() {
             return err(
@@ -371,7 +376,7 @@ fn validate_broker(raw: RawBroker, base: Option<&Path>) -> Result<Broker, Config
         (Some(c), Some(k)) => {
             let c = resolve("[broker] tls_cert_file", c, base)?;
             let k = resolve("[broker] tls_key_file", k, base)?;
-            crate::mqtt::tls::check_server_files(&c, &k).map_err(ConfigError)?;
+            crate::tls::check_server_files(&c, &k).map_err(ConfigError)?;
             Some((c, k))
         }
         (None, None) => None,
@@ -396,7 +401,7 @@ fn validate_broker(raw: RawBroker, base: Option<&Path>) -> Result<Broker, Config
             crate::delta::MAX_MESSAGE_SIZE + 4096
         ));
     }
-    let cap = crate::mqtt::connection::MAX_INCOMING_PACKET;
+    let cap = crate::delta::MAX_INCOMING_PACKET;
     if max_packet_size > cap {
         return err(format!(
             "[broker] max_packet_size {max_packet_size}: must be at most {cap}, the largest packet a node accepts"
@@ -425,4 +430,22 @@ fn validate_broker(raw: RawBroker, base: Option<&Path>) -> Result<Broker, Config
             .max_connections
             .unwrap_or(defaults::BROKER_MAX_CONNECTIONS),
     })
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Make a configured path absolute, or explain why it cannot be.
+fn resolve(key: &str, path: PathBuf, base: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    match base {
+        Some(b) => Ok(b.join(path)),
+        None => err(format!(
+            "{key} {}: must be an absolute path",
+            path.display()
+        )),
+    }
 }

@@ -10,8 +10,6 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 use std::cmp::Ordering;
 
-pub use super::index::{CatalogIndex, Unresolved};
-
 /// Apply ranks, lowest written first. Named so the ordering reads like the catalog's dependencies.
 mod rank {
     pub const WORKSPACE: u8 = 0;

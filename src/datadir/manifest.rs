@@ -24,7 +24,7 @@ pub struct Entry {
     /// A tombstone: the file was deleted at `version`. Kept so that an older write that arrives
     /// late (a slow master, a replayed Delta) loses against the delete instead of resurrecting it.
     pub deleted: bool,
-    /// For a path merged field by field (`global.xml`, see `merge`): its settings version and
+    /// For a path merged field by field (`global.xml`, see `update_sequence`): its settings version and
     /// highest counter. Boxed: one file in thousands has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<Box<crate::update_sequence::Merged>>,
@@ -60,6 +60,28 @@ impl Entry {
             deleted: true,
             merged: None,
         }
+    }
+
+    /// The entry of a file holding content with `sha256` and `size`, written at `version`; its
+    /// stat is unknown until [`Entry::set_stat`] (the next scan hashes the file once and keeps
+    /// it).
+    pub fn live(sha256: [u8; 32], size: u64, version: hlc::Version) -> Entry {
+        Entry {
+            sha256,
+            size,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 0,
+            version,
+            deleted: false,
+            merged: None,
+        }
+    }
+
+    /// This entry with the merge state of a path merged field by field.
+    pub fn with_merged(mut self, merged: Option<crate::update_sequence::Merged>) -> Entry {
+        self.merged = merged.map(Box::new);
+        self
     }
 
     pub fn set_stat(&mut self, s: &FileStat) {

@@ -19,11 +19,9 @@ pub mod manifest;
 pub mod path;
 pub mod scan;
 
-pub use catalog::{
-    apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogIndex, CatalogObject, Reference,
-    Unresolved,
-};
+pub use catalog::{apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogObject, Reference};
 pub use filter::{default_exclude, default_include, Filter};
+pub use index::{CatalogIndex, Unresolved};
 pub use manifest::{
     diff, diff_with_stats, refresh_stats, Entry, LocalChange, Manifest, StatUpdate,
 };

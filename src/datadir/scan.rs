@@ -3,6 +3,7 @@
 
 use super::filter::Filter;
 use super::path::{check_normal, to_rel};
+use crate::file_error::Context;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -121,7 +122,7 @@ impl<'a> Walk<'a> {
         while let Some(dir) = self.stack.pop() {
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
-                Err(e) if first => return Err(e),
+                Err(e) if first => return Err(e).at("list", &dir),
                 Err(e) => {
                     log::warn!(
                         "scan: cannot read directory {}: {e}; skipping it",
@@ -183,11 +184,11 @@ impl<'a> Walk<'a> {
 
 /// SHA-256 of a file's content, streamed so large style bodies or icons need no big buffer.
 pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = fs::File::open(path)?;
+    let mut f = fs::File::open(path).at("open", path)?;
     let mut h = Sha256::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(&mut buf).at("read", path)?;
         if n == 0 {
             break;
         }

@@ -6,18 +6,20 @@
 //! changed. A periodic full rescan catches what notifications miss (NFS, overflowed queues,
 //! changes made while gscluster was down).
 
+pub mod conflicts;
 mod drift;
+pub mod local_edit;
 pub mod publisher;
 
 use crate::config::{defaults, OnDrift};
 use crate::context::Shared;
 use crate::datadir::{self, LocalChange};
-use crate::delta::{self, Change, Delta, Op};
+use crate::delta::{self, Change};
+use crate::file_error::Context;
 use crate::hlc::Version;
-use crate::state::{Outbox, Record};
-use crate::update_sequence;
+use crate::state::Record;
+use local_edit::Cutter;
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -31,9 +33,6 @@ const MAX_BATCH_WAIT: Duration = Duration::from_millis(500);
 /// of the change before publishing: GeoServer writes referenced objects first, so a reference
 /// that is still missing after this is a real inconsistency of this data directory.
 const REFERENCE_GRACE: Duration = Duration::from_secs(1);
-
-/// The changes of one Delta and the manifest entries they leave behind.
-type Batch = (Vec<Change>, Vec<(String, datadir::Entry)>);
 
 /// What a detection pass looks at.
 #[derive(Debug)]
@@ -74,7 +73,6 @@ impl Scope {
 /// Everything the detector needs.
 pub struct Detector {
     pub shared: Arc<Shared>,
-    pub outbox: Outbox,
     pub quiet: Duration,
     /// `None`: the default for a watched or an unwatched data directory.
     pub rescan_interval: Option<Duration>,
@@ -306,32 +304,7 @@ impl Detector {
         }
         // First pass: bring the catalog index up to date and find the references the batch
         // leaves unresolved, without keeping any content.
-        let dangling = {
-            let mut catalog = sh.catalog.lock().unwrap();
-            let mut touched = Vec::with_capacity(changes.len());
-            for change in &changes {
-                match change {
-                    LocalChange::Write { path, .. } => {
-                        if let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) {
-                            catalog.update(path, Some(&bytes));
-                        }
-                        touched.push(path.clone());
-                    }
-                    LocalChange::Delete { path } => {
-                        catalog.update(path, None);
-                        touched.push(path.clone());
-                    }
-                }
-            }
-            // References the master itself cannot resolve: receivers must not wait for them.
-            catalog
-                .unresolved(&touched, |rel| sh.data_dir.join(rel).is_file())
-                .into_iter()
-                .map(|u| u.missing)
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect::<Vec<String>>()
-        };
+        let dangling = self.unresolved(&changes);
         if may_defer && !dangling.is_empty() {
             log::debug!("{why}: waiting for referenced objects: {dangling:?}");
             return Ok(None);
@@ -339,120 +312,106 @@ impl Detector {
         // Second pass: read each file once more and cut Deltas of at most SPLIT_DELTA_AT.
         let hlc = sh.clock.lock().unwrap().tick();
         let version = Version::new(hlc, sh.node_id.clone());
-        let mut batch: Batch = Default::default();
-        let mut batch_bytes = 0usize;
+        let mut cut = Cutter::default();
         let mut seqs = Vec::new();
         for change in changes {
-            let (change, entry) = match change {
-                LocalChange::Write { path, stat, .. } => {
-                    let bytes = match std::fs::read(sh.data_dir.join(&path)) {
-                        Ok(b) => b,
-                        // Gone since the scan: the next pass sees the deletion.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    };
-                    if bytes.len() as u64 > delta::MAX_FILE_SIZE {
-                        log::warn!(
-                            "{path}: {} bytes is over the {} byte limit for one file; not replicated",
-                            bytes.len(),
-                            delta::MAX_FILE_SIZE
-                        );
-                        continue;
-                    }
-                    // The hash of what is sent, which may be newer than what the diff hashed.
-                    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-                    let merged = update_sequence::merged(&path).then(|| {
-                        let before = (state.manifest.live_entry(&path))
-                            .and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
-                        update_sequence::local_write(before, &bytes, &version)
-                    });
-                    let entry = datadir::Entry {
-                        sha256,
-                        size: stat.size,
-                        mtime_ns: stat.mtime_ns,
-                        ctime_ns: stat.ctime_ns,
-                        ino: stat.ino,
-                        version: version.clone(),
-                        deleted: false,
-                        merged: merged.clone().map(Box::new),
-                    };
-                    (
-                        Change {
-                            path: path.clone(),
-                            version: version.clone(),
-                            op: Op::Write {
-                                sha256: sha256.to_vec(),
-                                bytes,
-                            },
-                            merged,
-                        },
-                        (path, entry),
-                    )
-                }
-                LocalChange::Delete { path } => {
-                    // A deletion is a settings change that keeps the highest counter.
-                    let merged = update_sequence::merged(&path).then(|| update_sequence::Merged {
-                        settings: version.clone(),
-                        counter: (state.manifest.entries.get(&path))
-                            .and_then(|e| e.merged.as_ref().map(|m| m.counter))
-                            .unwrap_or(0),
-                    });
-                    let mut tombstone = datadir::Entry::tombstone(version.clone());
-                    tombstone.merged = merged.clone().map(Box::new);
-                    (
-                        Change {
-                            path: path.clone(),
-                            version: version.clone(),
-                            op: Op::Delete,
-                            merged,
-                        },
-                        (path, tombstone),
-                    )
-                }
+            let Some((change, entry)) = self.read_change(&state, change, &version)? else {
+                continue;
             };
-            let size = match &change.op {
-                Op::Write { bytes, .. } => bytes.len() + change.path.len(),
-                Op::Delete => change.path.len(),
-            };
-            if batch_bytes + size > delta::SPLIT_DELTA_AT && !batch.0.is_empty() {
-                let full = std::mem::take(&mut batch);
+            if let Some(full) = cut.push(change, entry) {
                 seqs.push(self.publish_batch(&mut state, full, &dangling, hlc, why, started)?);
-                batch_bytes = 0;
             }
-            batch_bytes += size;
-            batch.0.push(change);
-            batch.1.push(entry);
         }
-        if !batch.0.is_empty() {
-            seqs.push(self.publish_batch(&mut state, batch, &dangling, hlc, why, started)?);
+        if let Some(last) = cut.finish() {
+            seqs.push(self.publish_batch(&mut state, last, &dangling, hlc, why, started)?);
         }
         Ok(Some(seqs))
+    }
+
+    /// Bring the catalog index up to date with `changes` and return the references they leave
+    /// unresolved — references the master itself cannot resolve, which receivers must not wait
+    /// for.
+    fn unresolved(&self, changes: &[LocalChange]) -> Vec<String> {
+        let sh = &self.shared;
+        let mut catalog = sh.catalog.lock().unwrap();
+        let mut touched = Vec::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                LocalChange::Write { path, .. } => {
+                    if let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) {
+                        catalog.update(path, Some(&bytes));
+                    }
+                    touched.push(path.clone());
+                }
+                LocalChange::Delete { path } => {
+                    catalog.update(path, None);
+                    touched.push(path.clone());
+                }
+            }
+        }
+        let missing: HashSet<String> = catalog
+            .unresolved(&touched, |rel| sh.data_dir.join(rel).is_file())
+            .into_iter()
+            .map(|u| u.missing)
+            .collect();
+        missing.into_iter().collect()
+    }
+
+    /// A detected change as the change to publish (the file read once more: what is sent may
+    /// be newer than what the diff hashed) and the manifest entry it leaves. `None`: the file
+    /// is gone since the scan (the next pass sees the deletion) or too large to replicate.
+    fn read_change(
+        &self,
+        state: &crate::state::State,
+        change: LocalChange,
+        version: &Version,
+    ) -> std::io::Result<Option<(Change, (String, datadir::Entry))>> {
+        let manifest = &state.manifest;
+        let (change, stat) = match change {
+            LocalChange::Write { path, stat, .. } => {
+                let file = self.shared.data_dir.join(&path);
+                let bytes = match std::fs::read(&file) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).at("read", &file),
+                };
+                if bytes.len() as u64 > delta::MAX_FILE_SIZE {
+                    log::warn!(
+                        "{path}: {} bytes is over the {} byte limit for one file; not replicated",
+                        bytes.len(),
+                        delta::MAX_FILE_SIZE
+                    );
+                    return Ok(None);
+                }
+                (
+                    local_edit::write(manifest, path, bytes, version),
+                    Some(stat),
+                )
+            }
+            LocalChange::Delete { path } => (local_edit::delete(manifest, path, version), None),
+        };
+        let mut entry = change.entry();
+        if let Some(stat) = stat {
+            entry.set_stat(&stat);
+        }
+        let path = change.path.clone();
+        Ok(Some((change, (path, entry))))
     }
 
     /// Turn one batch into a Delta: outbox first, then the manifest and sequence number.
     fn publish_batch(
         &self,
         state: &mut crate::state::State,
-        (changes, entries): Batch,
+        (changes, entries): (Vec<Change>, Vec<(String, datadir::Entry)>),
         dangling: &[String],
         hlc: u64,
         why: &str,
         started: Instant,
     ) -> std::io::Result<u64> {
-        let sh = &self.shared;
         let seq = state.next_seq;
-        let d = Delta {
-            group: sh.group.clone(),
-            origin: sh.node_id.clone(),
-            epoch: state.epoch,
-            seq,
-            dangling: dangling.to_vec(),
-            changes,
-        };
-        let payloads = delta::encode(&d, &sh.auth);
         // Outbox first: a crash after this but before the commit is adopted at the next start
         // (adopt_uncommitted); the reverse order could lose the changes.
-        self.outbox.put(seq, &payloads)?;
+        let (d, messages) = local_edit::enqueue(&self.shared, state, seq, changes, dangling)?;
         crate::crashpoint::hit("outbox-written");
         state.commit(Record {
             entries,
@@ -461,9 +420,8 @@ impl Detector {
             ..Default::default()
         })?;
         log::info!(
-            "{why}: seq {seq}: {} change(s) in {} message(s), detected in {:?}",
+            "{why}: seq {seq}: {} change(s) in {messages} message(s), detected in {:?}",
             d.changes.len(),
-            payloads.len(),
             started.elapsed()
         );
         for c in &d.changes {
@@ -494,30 +452,9 @@ pub fn adopt_uncommitted(
             }
             Err(e) => return Err(e),
         };
-        let entries = delta
-            .changes
-            .iter()
-            .map(|c| {
-                let entry = match &c.op {
-                    // Stat unknown: the next scan hashes the file once and keeps the stat.
-                    Op::Write { bytes, sha256 } => datadir::Entry {
-                        sha256: sha256.as_slice().try_into().unwrap_or([0; 32]),
-                        size: bytes.len() as u64,
-                        mtime_ns: 0,
-                        ctime_ns: 0,
-                        ino: 0,
-                        version: c.version.clone(),
-                        deleted: false,
-                        merged: c.merged.clone().map(Box::new),
-                    },
-                    Op::Delete => {
-                        let mut e = datadir::Entry::tombstone(c.version.clone());
-                        e.merged = c.merged.clone().map(Box::new);
-                        e
-                    }
-                };
-                (c.path.clone(), entry)
-            })
+        // Stat unknown: the next scan hashes each file once and keeps its stat.
+        let entries = (delta.changes.iter())
+            .map(|c| (c.path.clone(), c.entry()))
             .collect();
         let hlc = delta
             .changes

@@ -12,8 +12,8 @@
 //! QoS 1 publisher, so the packet-id pairing stays exact.
 
 use crate::mqtt::connection::LinkEvent;
+use crate::mqtt::Client;
 use crate::state::Outbox;
-use rumqttc::{AsyncClient, QoS};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use tokio::sync::{mpsc, watch};
 
@@ -30,7 +30,7 @@ const WINDOW: usize = crate::mqtt::connection::INFLIGHT as usize / 2;
 #[derive(Default)]
 struct Session {
     gen: u64,
-    client: Option<AsyncClient>,
+    client: Option<Client>,
     /// Parts requested but not yet written (no packet id yet), in request order.
     requested: VecDeque<(u64, usize)>,
     /// Written parts waiting for their PUBACK.
@@ -203,7 +203,7 @@ impl Publisher {
             s.requested.push_back((seq, i));
             crate::telemetry::record_published_bytes(payload.len());
             if client
-                .publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
+                .publish_acknowledged(&self.topic, payload)
                 .await
                 .is_err()
             {

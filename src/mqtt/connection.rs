@@ -13,10 +13,11 @@
 //! slave restarted onto the recovered first broker would never hear from a master that stayed
 //! on the second.
 
+use super::client::{Client, Message};
 use crate::config::{Mqtt, Server};
+use crate::delta::MAX_INCOMING_PACKET;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing,
-    Publish, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
 };
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -33,7 +34,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[derive(Clone, Default)]
 pub struct Link {
     pub gen: u64,
-    pub client: Option<AsyncClient>,
+    pub client: Option<Client>,
     /// Whether the broker still had this node's session: if not, anything published while
     /// the node was away is gone for it (and a resync is due).
     pub session_present: bool,
@@ -43,7 +44,7 @@ pub struct Link {
 #[derive(Debug)]
 pub enum LinkEvent {
     /// A connection is up (CONNACK received and subscriptions requested).
-    Up { gen: u64, client: AsyncClient },
+    Up { gen: u64, client: Client },
     /// The connection with this number is gone.
     Down { gen: u64 },
     /// A publish request was written to the network with this packet id.
@@ -55,7 +56,7 @@ pub enum LinkEvent {
 /// A message received on connection `gen`; it may only be acked on that same connection.
 pub struct Inbound {
     pub gen: u64,
-    pub publish: Publish,
+    pub message: Message,
 }
 
 /// How to connect: identity, subscriptions, last will.
@@ -67,14 +68,6 @@ pub struct Options {
     pub birth: Option<(String, Vec<u8>)>,
     pub max_packet: usize,
 }
-
-/// Largest packet this node accepts from a broker. rumqttc cannot skip a packet above its limit:
-/// it drops the connection, and the broker sends the same packet again after the reconnect — one
-/// oversized message from anyone who can publish would stall the node forever. So the limit is
-/// generous (the message is then rejected by the decoder, acknowledged and forgotten), and
-/// brokers are configured to refuse anything larger (`[broker] max_packet_size` is capped at
-/// this value; docs/brokers.md for external brokers).
-pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 
 pub(crate) fn mqtt_options(cfg: &Mqtt, server: &Server, opts: &Options) -> MqttOptions {
     let mut o = MqttOptions::new(opts.client_id.clone(), server.host.clone(), server.port);
@@ -270,18 +263,19 @@ async fn drive(
                 }
                 link.send_replace(Link {
                     gen,
-                    client: Some(client.clone()),
+                    client: Some(Client(client.clone())),
                     session_present: ack.session_present,
                 });
                 let _ = events.send(LinkEvent::Up {
                     gen,
-                    client: client.clone(),
+                    client: Client(client.clone()),
                 });
                 crate::telemetry::record_connected(true);
             }
             Event::Incoming(Incoming::Publish(publish)) => {
                 // The receiver is gone only when the node is stopping.
-                let delivered = inbound.send(Inbound { gen, publish }).await.is_ok();
+                let message = Message(publish);
+                let delivered = inbound.send(Inbound { gen, message }).await.is_ok();
                 if !delivered {
                     return Outcome::Shutdown;
                 }

@@ -1,8 +1,11 @@
 //! MQTT: the embedded broker and the node's connection, plus the topic names of the contract.
 
 pub mod broker;
+pub mod client;
 pub mod connection;
-pub mod tls;
+pub mod retained;
+
+pub use client::{Client, Closing, Message};
 
 /// A received topic, by kind, with the node it names.
 #[derive(Debug, PartialEq, Eq)]

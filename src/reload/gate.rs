@@ -4,10 +4,17 @@
 //! resolve (it sent them as `dangling`). The reload task asks before every attempt
 //! (`reload::run`'s `ready`), so this must stay cheap.
 
-use super::Readiness;
 use crate::datadir::CatalogIndex;
 use std::collections::BTreeSet;
 use std::path::Path;
+
+/// Whether GeoServer may reload now, as told by the caller's reference check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// What is still missing, e.g. "layer.xml refers to missing featuretype id X".
+    Wait(String),
+}
 
 /// The objects touched since the last reload, and the references their origins could not
 /// resolve either.

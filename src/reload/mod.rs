@@ -11,7 +11,7 @@ mod gate;
 mod geoserver;
 mod schedule;
 
-pub use gate::Gate;
+pub use gate::{Gate, Readiness};
 pub use geoserver::{GeoServer, ReloadError, DEFAULT_RELOAD_TIMEOUT};
 
 use std::sync::Arc;
@@ -23,45 +23,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
+pub use schedule::ReloadSettings;
 use schedule::{Held, Schedule};
-
-/// Timing of the reload task; `Default` gives the documented defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReloadSettings {
-    /// `reload_quiet_ms`: reload once no delta has arrived for this long.
-    pub quiet: Duration,
-    /// `reload_max_delay_ms`: but never later than this after the first pending delta.
-    pub max_delay: Duration,
-    /// How long a reload waits for unresolved references before it goes ahead anyway.
-    pub reference_wait: Duration,
-    /// How often readiness is re-checked while a reload is held back.
-    pub recheck: Duration,
-    /// Wait after the first failed reload; doubles with each further failure...
-    pub backoff_initial: Duration,
-    /// ...up to this.
-    pub backoff_max: Duration,
-}
-
-impl Default for ReloadSettings {
-    fn default() -> Self {
-        ReloadSettings {
-            quiet: Duration::from_millis(1000),
-            max_delay: Duration::from_millis(10_000),
-            reference_wait: Duration::from_secs(30),
-            recheck: Duration::from_millis(100),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Whether GeoServer may reload now, as told by the caller's reference check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    Ready,
-    /// What is still missing, e.g. "layer.xml refers to missing featuretype id X".
-    Wait(String),
-}
 
 /// "A delta was applied": the only message the reload task receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +49,21 @@ impl ReloadHandle {
 pub fn channel() -> (ReloadHandle, mpsc::Receiver<ReloadRequest>) {
     let (tx, rx) = mpsc::channel(1);
     (ReloadHandle { tx }, rx)
+}
+
+/// Say once at start whether GeoServer answers (on a blocking thread; reloads do not wait
+/// for it).
+fn probe(gs: Arc<GeoServer>) {
+    tokio::task::spawn_blocking(move || {
+        match gs.probe() {
+        Ok(()) => info!("GeoServer at {} answers; reloads go to {}", gs.url(), gs.reload_url()),
+        Err(e @ ReloadError::Unauthorized { .. }) => warn!("GeoServer at {}: {e}", gs.url()),
+        Err(e) => warn!(
+            "GeoServer at {} is not reachable ({e}): files are still written, and reloads wait until it answers",
+            gs.url()
+        ),
+    }
+    });
 }
 
 /// Counters for `gscluster status` and the metrics endpoint.
@@ -133,17 +111,7 @@ pub async fn run(
     };
     let gs = Arc::new(gs);
     let url = gs.reload_url();
-    let probe = Arc::clone(&gs);
-    tokio::task::spawn_blocking(move || {
-        match probe.probe() {
-        Ok(()) => info!("GeoServer at {} answers; reloads go to {}", probe.url(), probe.reload_url()),
-        Err(e @ ReloadError::Unauthorized { .. }) => warn!("GeoServer at {}: {e}", probe.url()),
-        Err(e) => warn!(
-            "GeoServer at {} is not reachable ({e}): files are still written, and reloads wait until it answers",
-            probe.url()
-        ),
-    }
-    });
+    probe(Arc::clone(&gs));
     let mut schedule = Schedule::new(settings);
     let mut running: Option<(JoinHandle<Result<(), ReloadError>>, Instant)> = None;
     let mut inbox_open = true;

@@ -6,7 +6,35 @@
 
 use tokio::time::{Duration, Instant};
 
-use super::ReloadSettings;
+/// Timing of the reload task; `Default` gives the documented defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// `reload_quiet_ms`: reload once no delta has arrived for this long.
+    pub quiet: Duration,
+    /// `reload_max_delay_ms`: but never later than this after the first pending delta.
+    pub max_delay: Duration,
+    /// How long a reload waits for unresolved references before it goes ahead anyway.
+    pub reference_wait: Duration,
+    /// How often readiness is re-checked while a reload is held back.
+    pub recheck: Duration,
+    /// Wait after the first failed reload; doubles with each further failure...
+    pub backoff_initial: Duration,
+    /// ...up to this.
+    pub backoff_max: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            quiet: Duration::from_millis(1000),
+            max_delay: Duration::from_millis(10_000),
+            reference_wait: Duration::from_secs(30),
+            recheck: Duration::from_millis(100),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
 
 /// The reload timing state of one GeoServer.
 ///

@@ -13,7 +13,6 @@ use crate::hlc::Version;
 use crate::mqtt::connection::Link;
 use crate::slave::{self, apply};
 use crate::state::{Position, Record};
-use rumqttc::QoS;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -327,11 +326,7 @@ async fn send_ask(ctx: &Ctx, id: u64, batch: u64, ask: &Ask) {
     };
     for p in payloads {
         let topic = sh.topics.sync_ask(&sh.node_id);
-        if client
-            .publish(topic, QoS::AtMostOnce, false, p)
-            .await
-            .is_err()
-        {
+        if client.publish_once(&topic, p, false).await.is_err() {
             return;
         }
     }
@@ -368,13 +363,15 @@ fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Re
 fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
     let mut state = sh.state.lock().unwrap();
     let keep = slave::LocalEdits::Keep;
-    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)? {
-        Ok((steps, entries)) => {
+    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)
+        .map_err(io::Error::other)?
+    {
+        Ok(w) => {
             state.commit(Record {
-                entries,
+                entries: w.entries,
                 ..Default::default()
             })?;
-            Ok(steps.len())
+            Ok(w.steps.len())
         }
         Err(why) => Err(io::Error::other(format!("answer refused: {why}"))),
     }
@@ -395,8 +392,10 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         .collect();
     let keep = slave::LocalEdits::Keep;
     let (mut removed, mut entries) =
-        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite, keep)? {
-            Ok((steps, entries)) => (steps.len(), entries),
+        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite, keep)
+            .map_err(io::Error::other)?
+        {
+            Ok(w) => (w.steps.len(), w.entries),
             Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
         };
     for (path, version, sha256, merged) in plan.adopt {
@@ -404,11 +403,8 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
             continue;
         };
         let stat = datadir::FileStat::from_metadata(&stat);
-        let mut e = Entry::tombstone(version);
-        e.deleted = false;
-        e.sha256 = sha256;
+        let mut e = Entry::live(sha256, stat.size, version).with_merged(merged);
         e.set_stat(&stat);
-        e.merged = merged.map(Box::new);
         entries.push((path, e));
     }
     // Files no responder knows: remove them the way a deletion would, and forget them.

@@ -9,7 +9,6 @@ use crate::context::Shared;
 use crate::delta::{Change, Op};
 use crate::mqtt::connection::Link;
 use crate::state::Position;
-use rumqttc::QoS;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -66,11 +65,7 @@ pub async fn run(
             ),
         }
         for p in payloads {
-            if client
-                .publish(topic.clone(), QoS::AtMostOnce, false, p)
-                .await
-                .is_err()
-            {
+            if client.publish_once(&topic, p, false).await.is_err() {
                 break;
             }
         }

@@ -1,6 +1,6 @@
 //! Slave side: apply a verified Delta (or a resync batch) to the data directory and record it.
 //!
-//! Receiving, ordering and acknowledging happen in `inbound`; this module decides and writes.
+//! Receiving, ordering and acknowledging happen in `receive`; this module decides and writes.
 //! Everything here runs under the state lock, on a blocking thread.
 
 pub mod apply;
@@ -23,8 +23,44 @@ pub enum Outcome {
     Rejected(String),
 }
 
-/// The steps written, and the manifest entries they leave behind.
-pub type Written = (Vec<apply::Step>, Vec<(String, Entry)>);
+/// What [`write_changes`] wrote: the steps, and the manifest entries they leave behind.
+pub struct Written {
+    pub steps: Vec<apply::Step>,
+    pub entries: Vec<(String, Entry)>,
+}
+
+/// Why changes could not be applied (nothing of them is recorded; a Delta stays
+/// unacknowledged and is applied again).
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The node is stopping: nothing was written.
+    Stopping,
+    /// A file or the journal could not be written; the error names the file.
+    Io(std::io::Error),
+    /// The blocking task that applied them died.
+    Task(String),
+    /// The merge of Deltas that each passed the checks alone was refused (a defect).
+    Refused(String),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Stopping => f.write_str("the node is stopping"),
+            ApplyError::Io(e) => write!(f, "{e}"),
+            ApplyError::Task(e) => write!(f, "apply task failed: {e}"),
+            ApplyError::Refused(e) => write!(f, "merged deltas refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl From<std::io::Error> for ApplyError {
+    fn from(e: std::io::Error) -> Self {
+        ApplyError::Io(e)
+    }
+}
 
 /// Whether a change may overwrite a local edit the detector has not published yet.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,7 +81,7 @@ pub fn write_changes(
     changes: &[Change],
     equal: apply::Equal,
     local_edits: LocalEdits,
-) -> std::io::Result<Result<Written, apply::Rejection>> {
+) -> Result<Result<Written, apply::Rejection>, ApplyError> {
     let held = |path: &str| std::fs::read(sh.data_dir.join(path)).ok();
     let steps = match apply::plan(&state.manifest, changes, &sh.filter, equal, &held)
         .and_then(|steps| apply::check(&sh.data_dir, &steps).map(|()| steps))
@@ -54,7 +90,7 @@ pub fn write_changes(
         Err(why) => return Ok(Err(why)),
     };
     if sh.stopping.load(Ordering::SeqCst) && !steps.is_empty() {
-        return Err(std::io::Error::other("shutting down"));
+        return Err(ApplyError::Stopping);
     }
     if !steps.is_empty() {
         crate::crashpoint::hit("apply-planned");
@@ -80,13 +116,10 @@ pub fn write_changes(
                 version,
                 bytes,
                 ..
-            } => {
-                let mut e = Entry::tombstone(version.clone());
-                e.deleted = false;
-                e.sha256 = *sha256;
-                e.size = bytes.len() as u64;
-                (path, e)
-            }
+            } => (
+                path,
+                Entry::live(*sha256, bytes.len() as u64, version.clone()),
+            ),
             apply::Step::Delete { path, version, .. } => (path, Entry::tombstone(version.clone())),
         };
         log::info!(
@@ -109,7 +142,7 @@ pub fn write_changes(
         }
         gate.touched.insert(step.path().to_string());
     }
-    Ok(Ok((steps, entries)))
+    Ok(Ok(Written { steps, entries }))
 }
 
 /// Whether the file a step would write or delete holds a local edit of this node that the
@@ -177,78 +210,12 @@ pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Resul
 /// with the highest version wins either way. Each Delta still gets its own outcome — a refused
 /// Delta is refused alone, a duplicate is skipped, a gap is reported — and a crash before the
 /// record leaves all of them unacknowledged, to be delivered and applied again.
-pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcome>> {
+pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Vec<Outcome>, ApplyError> {
     let mut state = sh.state.lock().unwrap();
-    let mut positions: BTreeMap<String, Position> = BTreeMap::new();
-    let mut outcomes = Vec::with_capacity(deltas.len());
-    // Path → the winning change among the accepted Deltas.
-    let mut merged: BTreeMap<&str, Cow<Change>> = BTreeMap::new();
-    let mut hlc = 0;
-    for delta in deltas {
-        let pos = (positions.get(&delta.origin))
-            .or_else(|| state.applied.get(&delta.origin))
-            .copied();
-        if pos.is_some_and(|p| p.epoch == delta.epoch && delta.seq <= p.seq) {
-            outcomes.push(Outcome::Duplicate);
-            continue;
-        }
-        let expected = match pos {
-            Some(p) if p.epoch == delta.epoch => p.seq + 1,
-            _ => 1,
-        };
-        let gap = delta.seq != expected;
-        if gap {
-            // Versions make applying this Delta safe; the skipped ones need a resync.
-            log::warn!(
-                "gap in deltas from {}: expected seq {expected} of epoch {}, got {} of epoch {}",
-                delta.origin,
-                pos.map(|p| p.epoch).unwrap_or(delta.epoch),
-                delta.seq,
-                delta.epoch
-            );
-            sh.gaps.fetch_add(1, Ordering::Relaxed);
-            crate::telemetry::record_gap();
-        }
-        // Consumed either way, so the session moves on; the position records that it was seen.
-        positions.insert(
-            delta.origin.clone(),
-            Position {
-                epoch: delta.epoch,
-                seq: delta.seq,
-            },
-        );
-        hlc = (delta.changes.iter().map(|c| c.version.hlc)).fold(hlc, u64::max);
-        if let Err(why) = apply::refuse(&sh.data_dir, &sh.filter, &delta.changes) {
-            outcomes.push(Outcome::Rejected(why.to_string()));
-            continue;
-        }
-        for c in &delta.changes {
-            match merged.get(c.path.as_str()) {
-                // Merged field by field: the join of both keeps what each brings.
-                Some(w) if crate::update_sequence::merged(&c.path) => {
-                    let j = crate::update_sequence::join(
-                        &crate::update_sequence::incoming(w),
-                        &crate::update_sequence::incoming(c),
-                    );
-                    merged.insert(
-                        &c.path,
-                        Cow::Owned(crate::update_sequence::to_change(&c.path, j)),
-                    );
-                }
-                Some(w) if w.version >= c.version => {}
-                _ => {
-                    merged.insert(&c.path, Cow::Borrowed(c));
-                }
-            }
-        }
-        sh.gate
-            .lock()
-            .unwrap()
-            .dangling
-            .extend(delta.dangling.iter().cloned());
-        outcomes.push(Outcome::Applied { steps: 0, gap });
-    }
-    let changes: Vec<Change> = merged.into_values().map(Cow::into_owned).collect();
+    // 1. Sort the Deltas out (duplicates, gaps, refusals) and merge what they change.
+    let mut batch = sort_out(sh, &state, deltas);
+    // 2. Write the winning changes (intent, files, catalog index).
+    let changes: Vec<Change> = batch.merged.into_values().map(Cow::into_owned).collect();
     let written = match write_changes(
         sh,
         &mut state,
@@ -256,35 +223,111 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> std::io::Result<Vec<Outcom
         apply::Equal::Skip,
         LocalEdits::Keep,
     )? {
-        Ok((_, entries)) => {
+        Ok(w) => {
             crate::crashpoint::hit("delta-written");
-            entries
+            w.entries
         }
         // Every Delta passed `refuse` alone; the merge of them cannot be refused.
-        Err(why) => {
-            return Err(std::io::Error::other(format!(
-                "merged deltas refused: {why}"
-            )))
-        }
+        Err(why) => return Err(ApplyError::Refused(why.to_string())),
     };
-    // How many of each Delta's changes were written (those whose version won).
-    let won: BTreeMap<&str, &crate::hlc::Version> = written
-        .iter()
+    // 3. How many of each Delta's changes were written (those whose version won).
+    let won: BTreeMap<&str, &crate::hlc::Version> = (written.iter())
         .map(|(p, e)| (p.as_str(), &e.version))
         .collect();
-    for (delta, outcome) in deltas.iter().zip(outcomes.iter_mut()) {
+    for (delta, outcome) in deltas.iter().zip(batch.outcomes.iter_mut()) {
         if let Outcome::Applied { steps, .. } = outcome {
             *steps = (delta.changes.iter())
                 .filter(|c| won.get(c.path.as_str()) == Some(&&c.version))
                 .count();
         }
     }
+    // 4. One journal record: the manifest entries and every origin's new position.
     state.commit(Record {
         entries: written,
-        applied: positions.into_iter().collect(),
-        hlc,
+        applied: batch.positions.into_iter().collect(),
+        hlc: batch.hlc,
         ..Default::default()
     })?;
     crate::crashpoint::hit("delta-recorded");
-    Ok(outcomes)
+    Ok(batch.outcomes)
+}
+
+/// A group of Deltas sorted out: each one's outcome so far, the positions they move to, the
+/// winning change per path, and the highest clock they carry.
+struct Batch<'a> {
+    outcomes: Vec<Outcome>,
+    positions: BTreeMap<String, Position>,
+    merged: BTreeMap<&'a str, Cow<'a, Change>>,
+    hlc: u64,
+}
+
+/// Per Delta: a duplicate is skipped; a gap is counted (versions make applying it safe, a
+/// resync fetches what was skipped); a refused Delta is refused alone; the changes of the
+/// others are merged, per path the highest version winning (field by field for `global.xml`).
+fn sort_out<'a>(sh: &Shared, state: &State, deltas: &'a [Delta]) -> Batch<'a> {
+    let mut b = Batch {
+        outcomes: Vec::with_capacity(deltas.len()),
+        positions: BTreeMap::new(),
+        merged: BTreeMap::new(),
+        hlc: 0,
+    };
+    for delta in deltas {
+        let pos = (b.positions.get(&delta.origin))
+            .or_else(|| state.applied.get(&delta.origin))
+            .copied();
+        if pos.is_some_and(|p| p.epoch == delta.epoch && delta.seq <= p.seq) {
+            b.outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        let gap = is_gap(sh, pos, delta);
+        // Consumed either way, so the session moves on; the position records that it was seen.
+        let here = Position {
+            epoch: delta.epoch,
+            seq: delta.seq,
+        };
+        b.positions.insert(delta.origin.clone(), here);
+        b.hlc = (delta.changes.iter().map(|c| c.version.hlc)).fold(b.hlc, u64::max);
+        if let Err(why) = apply::refuse(&sh.data_dir, &sh.filter, &delta.changes) {
+            b.outcomes.push(Outcome::Rejected(why.to_string()));
+            continue;
+        }
+        for c in &delta.changes {
+            match b.merged.get(c.path.as_str()) {
+                // Merged field by field: the join of both keeps what each brings.
+                Some(w) if crate::update_sequence::merged(&c.path) => {
+                    let j = crate::update_sequence::join(&w.side(), &c.side());
+                    b.merged
+                        .insert(&c.path, Cow::Owned(Change::joined(&c.path, j)));
+                }
+                Some(w) if w.version >= c.version => {}
+                _ => {
+                    b.merged.insert(&c.path, Cow::Borrowed(c));
+                }
+            }
+        }
+        (sh.gate.lock().unwrap().dangling).extend(delta.dangling.iter().cloned());
+        b.outcomes.push(Outcome::Applied { steps: 0, gap });
+    }
+    b
+}
+
+/// Whether `delta` is not the one after `pos` in its origin's stream (logged and counted).
+fn is_gap(sh: &Shared, pos: Option<Position>, delta: &Delta) -> bool {
+    let expected = match pos {
+        Some(p) if p.epoch == delta.epoch => p.seq + 1,
+        _ => 1,
+    };
+    if delta.seq == expected {
+        return false;
+    }
+    log::warn!(
+        "gap in deltas from {}: expected seq {expected} of epoch {}, got {} of epoch {}",
+        delta.origin,
+        pos.map(|p| p.epoch).unwrap_or(delta.epoch),
+        delta.seq,
+        delta.epoch
+    );
+    sh.gaps.fetch_add(1, Ordering::Relaxed);
+    crate::telemetry::record_gap();
+    true
 }

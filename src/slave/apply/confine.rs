@@ -2,30 +2,16 @@
 //! replicate filter allows, each at most once, and never a write that a symlinked folder or
 //! target would carry outside the data directory.
 
-use super::{Rejection, Step};
+use super::plan::{Rejection, Step};
 use crate::datadir::Filter;
 use crate::delta::Change;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// A path outside the replicate filter, or named twice, refuses the whole set of changes.
-pub(super) fn screen(filter: &Filter, changes: &[Change]) -> Result<(), Rejection> {
-    let mut seen = HashSet::new();
-    for c in changes {
-        if !filter.matches(&c.path) {
-            return Err(Rejection::Filtered(c.path.clone()));
-        }
-        if !seen.insert(c.path.as_str()) {
-            return Err(Rejection::Duplicate(c.path.clone()));
-        }
-    }
-    Ok(())
-}
 
 /// Why a Delta must be refused as a whole, from the Delta alone: a path outside the replicate
 /// filter, a path changed twice, or a write that would land outside the data directory.
 pub fn refuse(data_dir: &Path, filter: &Filter, changes: &[Change]) -> Result<(), Rejection> {
-    screen(filter, changes)?;
+    super::plan::screen(filter, changes)?;
     confined(data_dir, changes.iter().map(|c| c.path.as_str()))
 }
 

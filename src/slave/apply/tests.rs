@@ -1,6 +1,10 @@
 //! Tests of the apply plan: order, versions, confinement, and the conflict rule's model.
 use super::*;
+use crate::datadir::{self, Entry, Filter, Manifest};
 use crate::delta::Delta;
+use crate::delta::{Change, Op};
+use crate::hlc::Version;
+use crate::update_sequence::Merged;
 
 fn filter() -> Filter {
     Filter::new(&datadir::default_include(), &datadir::default_exclude()).unwrap()

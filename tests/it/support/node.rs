@@ -18,12 +18,27 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 /// A port that was free a moment ago. Racy by nature; tests bind it soon after.
+/// A port no one listens on, for a broker or a stand-in to bind. Taken below Linux's ephemeral
+/// range (32768–60999), where the kernel picks the source ports of outgoing connections: a port
+/// from `bind(0)` that a test frees and binds again (a node restarted on its broker's port)
+/// could meanwhile be the source port of some client's connection. Each port is handed out once
+/// per test process, from a start that differs between runs.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let seed = (std::process::id() % u32::from(SPAN)) as u16;
+        let _ = NEXT.compare_exchange(0, LOW + seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + n.wrapping_sub(LOW) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One node's settings; `to_toml` renders the product's config format (design.md section 5).

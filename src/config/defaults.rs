@@ -1,0 +1,25 @@
+//! Defaults, in one place so config.toml.example and the code agree.
+
+pub const GROUP: &str = "default";
+pub const STATE_DIR: &str = "/var/lib/gscluster";
+pub const DATA_DIR: &str = "/var/lib/geoserver/data";
+pub const USER: &str = "admin";
+pub const PASSWORD: &str = "geoserver";
+pub const RELOAD_QUIET_MS: u64 = 1000;
+pub const RELOAD_MAX_DELAY_MS: u64 = 10_000;
+pub const RELOAD_TIMEOUT_S: u64 = 600;
+pub const REFERENCE_WAIT_MS: u64 = 30_000;
+pub const QUIET_MS: u64 = 20;
+/// Full rescans: the safety net under filesystem notifications, or the only detection
+/// where the data directory cannot be watched.
+pub const RESCAN_WATCHED_S: u64 = 600;
+pub const RESCAN_UNWATCHED_S: u64 = 60;
+pub const SERVER: &str = "mqtt://127.0.0.1:1883";
+pub const TOPIC_PREFIX: &str = "gscluster";
+pub const KEEP_ALIVE_S: u64 = 30;
+pub const FAILBACK_S: u64 = 30;
+pub const BROKER_LISTEN: &str = "0.0.0.0:1883";
+pub const BROKER_MAX_PACKET_SIZE: usize = 1024 * 1024;
+pub const BROKER_SEGMENT_SIZE: usize = 4 * 1024 * 1024;
+pub const BROKER_SEGMENT_COUNT: usize = 4;
+pub const BROKER_MAX_CONNECTIONS: usize = 1000;
