@@ -9,9 +9,10 @@ use crate::support::cluster::{copy_tree, wait_for_subscriptions, Cluster};
 use crate::support::generator::{generate, Spec};
 use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
 use crate::support::node::{
-    assert_converged, diff_summary, free_port, logs_of, replicated_tree, wait_until,
+    assert_converged, converge, diff_summary, free_port, logs_of, replicated_tree, wait_until,
     wait_until_logs, Node, NodeConfig,
 };
+use crate::support::run::run;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -23,16 +24,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Run the binary with `args`: (exit code, stdout, stderr).
 fn gscluster(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gscluster"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run gscluster");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = run(args, "warn");
+    (r.code, r.stdout, r.stderr)
 }
 
 fn export(config: &Path, out: &Path, since: Option<u64>) -> String {
@@ -152,20 +145,18 @@ impl Site {
             t.remove("global.xml");
             t
         };
-        let want = without_global(replicated_tree(expected));
-        let end = Instant::now() + DEADLINE;
-        loop {
+        let want = || without_global(replicated_tree(expected));
+        let have = || {
             let (m, s) = self.trees();
-            if without_global(m.clone()) == want && m == s {
-                break;
-            }
-            assert!(
-                Instant::now() < end,
-                "site B does not hold site A's tree\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            vec![
+                ("site B's master".to_string(), without_global(m)),
+                ("site B's slave".to_string(), without_global(s)),
+            ]
+        };
+        converge("site A's tree on site B", DEADLINE, want, have, || {
+            self.logs()
+        });
+        // global.xml too: the same bytes on both of site B's nodes.
         assert_converged(self.master_data.path(), &[self.slave_data.path()], DEADLINE);
     }
 
@@ -444,7 +435,7 @@ fn export_shows_its_progress_on_a_terminal_and_only_there() {
     // A terminal (util-linux `script` gives the command a pseudo-terminal).
     let command = format!(
         "{} export -c {} --out {}",
-        env!("CARGO_BIN_EXE_gscluster"),
+        crate::support::run::BIN,
         config.display(),
         dir.path().join("2.bundle").display()
     );

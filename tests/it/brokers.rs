@@ -11,21 +11,14 @@ use crate::support::brokers::{ActiveMq, Mosquitto, MosquittoOpts};
 use crate::support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
 use crate::support::generator::Spec;
 use crate::support::geoserver::assert_reloads_consistent;
-use crate::support::node::{assert_converged, wait_until_logs, Node};
+use crate::support::node::{wait_until_logs, Node};
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn converge(c: &Cluster) {
-    let dirs = c.slave_dirs();
-    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
-    let master = c.master_dir().to_path_buf();
-    if let Err(e) = std::panic::catch_unwind(|| assert_converged(&master, &refs, CONVERGE)) {
-        eprintln!("{}", c.logs());
-        std::panic::resume_unwind(e);
-    }
+    c.converge(CONVERGE);
     // The files are on disk a few milliseconds before the slave logs the Delta.
     c.settle_logs(Duration::from_secs(5));
 }

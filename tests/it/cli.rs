@@ -12,15 +12,9 @@ use crate::support::cluster::copy_tree;
 use crate::support::generator::{generate, Spec};
 use crate::support::node::{free_port, tree, wait_until, NodeConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gscluster");
-
-/// The binary with a clean environment for what it reads: no inherited config path, info logs.
+/// The binary with a clean environment for what it reads (info logs).
 fn gscluster() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("GSCLUSTER_CONFIG")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-    cmd
+    crate::support::run::command("info")
 }
 
 fn run_to_end(args: &[&str]) -> Output {

@@ -14,7 +14,7 @@ use crate::support::cluster::{copy_tree, wait_for_subscriptions};
 use crate::support::geoserver::{
     catalog_problems, problems_beyond_master, Reload, StandInGeoServer,
 };
-use crate::support::node::{diff_summary, free_port, tree, wait_until_logs, Node, NodeConfig};
+use crate::support::node::{converge, free_port, tree, wait_until_logs, Node, NodeConfig};
 use gscluster::datadir::{default_exclude, default_include, Filter};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -128,32 +128,19 @@ impl Fleet {
     /// landed on any slave (the start of the last poll that still saw a difference), so a reload
     /// that starts after it came after (some of) the final writes.
     fn wait_converged(&self, phase: &str) -> Instant {
-        let end = Instant::now() + CONVERGE;
-        let mut last_unconverged = Instant::now();
-        loop {
-            let started = Instant::now();
-            let want = expected(self.master_dir());
-            let diffs: Vec<String> = self
-                .slaves
-                .iter()
-                .map(|s| (s, tree(s.data.path(), &[])))
-                .filter(|(_, have)| *have != want)
-                .map(|(s, have)| format!("{}:\n{}", s.node.config().id, diff_summary(&want, &have)))
-                .collect();
-            if diffs.is_empty() {
-                return last_unconverged;
-            }
-            last_unconverged = started;
-            if Instant::now() > end {
-                panic!(
-                    "{}, {phase}: slaves not converged after {CONVERGE:?}:\n{}\n{}",
-                    self.name,
-                    diffs.join(""),
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let have = || {
+            (self.slaves.iter())
+                .map(|s| (s.node.config().id.clone(), tree(s.data.path(), &[])))
+                .collect()
+        };
+        let what = format!("{}, {phase}: slaves converged", self.name);
+        converge(
+            &what,
+            CONVERGE,
+            || expected(self.master_dir()),
+            have,
+            || self.logs(),
+        )
     }
 
     /// After convergence: every reload since `since` was authenticated, the burst cost only a

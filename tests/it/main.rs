@@ -6,6 +6,7 @@
 mod support;
 
 mod airgap;
+mod apply_errors;
 mod brokers;
 mod cli;
 mod crash;
@@ -15,6 +16,7 @@ mod failover;
 mod fixtures_replication;
 mod fuzz_decode;
 mod hostile;
+mod layout;
 mod metrics;
 mod reload;
 mod replication;

@@ -5,26 +5,18 @@
 use crate::support::cluster::Cluster;
 use crate::support::generator::Spec;
 use crate::support::node::wait_until;
+use crate::support::run::run;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Run `gscluster status` with `args`: (exit code, stdout).
 fn status(config: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gscluster"))
-        .arg("status")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run gscluster status");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let config = config.to_str().expect("UTF-8 path");
+    let r = run(&[&["status", "-c", config], args].concat(), "info");
+    (r.code, r.stdout)
 }
 
 fn json(config: &Path, args: &[&str]) -> (i32, Value) {

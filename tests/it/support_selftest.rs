@@ -599,11 +599,8 @@ fn wait_until_panics_with_what_it_waited_for() {
 
 #[test]
 fn binary_reports_its_version() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gscluster"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let r = crate::support::run::run(&["--version"], "info");
+    assert!(r.stdout.contains(env!("CARGO_PKG_VERSION")), "{r:?}");
 }
 
 #[test]

@@ -5,7 +5,9 @@
 
 use super::generator::{generate, Catalog, Spec};
 use super::geoserver::StandInGeoServer;
-use super::node::{assert_converged, free_port, logs_of, wait_until_logs, Node, NodeConfig};
+use super::node::{
+    converge, free_port, logs_of, replicated_tree, wait_until_logs, Node, NodeConfig,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -191,14 +193,15 @@ impl Cluster {
     /// Wait until every slave's replicated tree equals the master's; on timeout print every
     /// node's log with the difference.
     pub fn converge(&self, deadline: Duration) {
-        let dirs = self.slave_dirs();
-        let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
-        let master = self.master_dir().to_path_buf();
-        let result = std::panic::catch_unwind(|| assert_converged(&master, &refs, deadline));
-        if let Err(e) = result {
-            eprintln!("{}", self.logs());
-            std::panic::resume_unwind(e);
-        }
+        let have = || {
+            (self.slaves.iter())
+                .map(|s| (s.node.config().id.clone(), replicated_tree(s.dir())))
+                .collect()
+        };
+        let want = || replicated_tree(self.master_dir());
+        converge("converged with the master", deadline, want, have, || {
+            self.logs()
+        });
     }
 
     /// Wait until every running slave's log says it applied (or already had) the master's

@@ -16,4 +16,5 @@ pub mod model;
 pub mod mutations;
 pub mod node;
 pub mod references;
+pub mod run;
 pub mod templates;

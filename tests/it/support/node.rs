@@ -444,22 +444,52 @@ pub fn diff_summary(a: &BTreeMap<String, [u8; 32]>, b: &BTreeMap<String, [u8; 32
 
 /// Waits until every slave's replicated tree equals the master's; on timeout panics with a diff.
 pub fn assert_converged(master_dir: &Path, slave_dirs: &[&Path], deadline: Duration) {
+    let what = format!("converged with {}", master_dir.display());
+    let have = || {
+        (slave_dirs.iter())
+            .map(|s| (s.display().to_string(), replicated_tree(s)))
+            .collect()
+    };
+    converge(
+        &what,
+        deadline,
+        || replicated_tree(master_dir),
+        have,
+        String::new,
+    );
+}
+
+/// A file tree: relative path → SHA-256.
+pub type Tree = BTreeMap<String, [u8; 32]>;
+
+/// The one wait for convergence: until every tree `have` names equals `want` (both read again
+/// at every poll). Returns the start of the last poll that still saw a difference — an instant
+/// certainly before the last file landed. On timeout panics with each difference and `logs()`.
+pub fn converge(
+    what: &str,
+    deadline: Duration,
+    want: impl Fn() -> Tree,
+    have: impl Fn() -> Vec<(String, Tree)>,
+    logs: impl Fn() -> String,
+) -> Instant {
     let end = Instant::now() + deadline;
+    let mut last_unconverged = Instant::now();
     loop {
-        let master = replicated_tree(master_dir);
-        let diffs: Vec<String> = (slave_dirs.iter())
-            .map(|s| (s, replicated_tree(s)))
-            .filter(|(_, t)| *t != master)
-            .map(|(s, t)| format!("{}:\n{}", s.display(), diff_summary(&master, &t)))
+        let started = Instant::now();
+        let want = want();
+        let diffs: Vec<String> = (have().into_iter())
+            .filter(|(_, t)| *t != want)
+            .map(|(who, t)| format!("{who}:\n{}", diff_summary(&want, &t)))
             .collect();
         if diffs.is_empty() {
-            return;
+            return last_unconverged;
         }
+        last_unconverged = started;
         if Instant::now() > end {
             panic!(
-                "not converged with {} after {deadline:?}:\n{}",
-                master_dir.display(),
-                diffs.join("")
+                "not {what} after {deadline:?}:\n{}\n{}",
+                diffs.join(""),
+                logs()
             );
         }
         thread::sleep(Duration::from_millis(10));
