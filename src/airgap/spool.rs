@@ -12,6 +12,7 @@ use super::import::{self, ImportError};
 use super::progress::Progress;
 use crate::config::Config;
 use crate::context::Shared;
+use crate::file_error::Context;
 use crate::reload::GeoServer;
 use std::fs;
 use std::io;
@@ -52,26 +53,23 @@ pub fn hand_over(
     } else {
         format!("{id}.bundle")
     };
-    let tmp = spool.join(format!(".{id}.tmp"));
     let handed = spool.join(&name);
     let result = spool.join(format!("{id}.result"));
+    // Written beside its name and renamed into place, so the daemon never reads half of it; a
+    // failure leaves no temporary file (it is removed when `staged` drops).
     (|| -> io::Result<()> {
-        fs::write(&tmp, bytes)?;
+        let staged = crate::durable::stage(&handed, bytes)?;
         // Run as root: hand the file to the daemon's user (the folder's owner), since it is
         // written with mode 0600 like the bundle.
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        fs::set_permissions(&staged, fs::Permissions::from_mode(0o600))
+            .at("set the permissions of", &staged)?;
         if euid() == 0 {
-            std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
+            std::os::unix::fs::chown(&staged, Some(meta.uid()), Some(meta.gid()))
+                .at("chown", &staged)?;
         }
-        fs::rename(&tmp, &handed)
+        crate::durable::persist(staged, &handed)
     })()
-    .map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!(
-            "cannot hand the bundle to the running daemon through {}: {e}",
-            spool.display()
-        )
-    })?;
+    .map_err(|e| format!("cannot hand the bundle to the running daemon: {e}"))?;
     let started = Instant::now();
     let mut progress = Progress::new("waiting for the running daemon to apply it");
     loop {
@@ -171,7 +169,7 @@ fn look(spool: &Path) -> Vec<PathBuf> {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE);
-        if stale && (name.ends_with(".result") || name.ends_with(".tmp")) {
+        if stale && (name.ends_with(".result") || crate::durable::is_temp_name(&name)) {
             let _ = fs::remove_file(e.path());
         }
     }

@@ -19,7 +19,7 @@ pub mod stall;
 
 use crate::config::Role;
 use crate::context::Shared;
-use crate::delta::Assembler;
+use crate::delta::{Assembler, DeltaId};
 use crate::master::conflicts::{self, Watched};
 use crate::mqtt::connection::{Inbound, Link};
 use crate::mqtt::{Message, Topic};
@@ -248,13 +248,12 @@ impl Worker {
 
     /// Hand a message to what its topic is for; returns the Delta whose completion its ack
     /// waits for, if any.
-    async fn route(&self, r: &mut Receiving, m: &Message) -> Option<crate::delta::DeltaId> {
+    async fn route(&self, r: &mut Receiving, m: &Message) -> Option<DeltaId> {
         let sh = &self.shared;
         let (me, applies) = (sh.node_id.as_str(), self.role.applies());
         match sh.topics.classify(m.topic()) {
             Topic::Delta(origin) if origin == me => None, // our own, echoed
-            Topic::Delta(origin) if applies => self.on_delta(r, origin, m.payload()),
-            Topic::Delta(origin) => self.on_watched_delta(r, origin, m.payload()),
+            Topic::Delta(origin) => self.on_delta(r, origin, m.payload()),
             Topic::Ask(asker) if asker != me => {
                 self.on_ask(r, asker, m.payload());
                 None
@@ -266,7 +265,7 @@ impl Worker {
                         r.resync.on_answer(&self.resync_ctx(), header, body).await
                     }
                     Ok(None) => {}
-                    Err(why) => reject(sh, &from, &why),
+                    Err(why) => reject(sh, &from, &why.to_string()),
                 }
                 None
             }
@@ -281,57 +280,35 @@ impl Worker {
         }
     }
 
-    /// A message of another origin's Delta, on a node that applies.
-    fn on_delta(
-        &self,
-        r: &mut Receiving,
-        origin: &str,
-        payload: &[u8],
-    ) -> Option<crate::delta::DeltaId> {
-        let sh = &self.shared;
-        crate::telemetry::record_received_bytes(payload.len());
+    /// A message of another origin's Delta. A node that applies gathers the whole Delta into
+    /// the group (acknowledged once applied); a pure master only watches it for the conflicts
+    /// it loses.
+    fn on_delta(&self, r: &mut Receiving, origin: &str, payload: &[u8]) -> Option<DeltaId> {
+        let (sh, applies) = (&self.shared, self.role.applies());
+        if applies {
+            crate::telemetry::record_received_bytes(payload.len());
+        }
         match route::delta(&mut r.deltas, &sh.group, &sh.auth, origin, payload) {
             Received::Incomplete(id) => Some(id),
-            Received::Ready(id, delta) => {
-                // Acknowledged once the group it joins is applied.
+            Received::Ready(id, delta) if applies => {
                 r.group.push(delta);
                 Some(id)
             }
-            Received::Unreadable(id, why) => {
-                reject(sh, origin, &why);
-                (r.resync).request(&format!("a gap in the deltas from {}", id.origin));
-                r.acks.release(&id);
-                None
-            }
-            Received::Bad(why) => {
-                reject(sh, origin, &why);
-                None
-            }
-        }
-    }
-
-    /// A message of another master's Delta, on a pure master: only watched for conflicts.
-    fn on_watched_delta(
-        &self,
-        r: &mut Receiving,
-        origin: &str,
-        payload: &[u8],
-    ) -> Option<crate::delta::DeltaId> {
-        let sh = &self.shared;
-        match route::delta(&mut r.deltas, &sh.group, &sh.auth, origin, payload) {
-            Received::Incomplete(id) => Some(id),
             Received::Ready(id, delta) => {
                 conflicts::report_lost(sh, &delta);
                 r.acks.release(&id);
                 None
             }
             Received::Unreadable(id, why) => {
-                reject(sh, origin, &why);
+                reject(sh, origin, &format!("delta {}/{}: {why}", id.epoch, id.seq));
+                if applies {
+                    (r.resync).request(&format!("a gap in the deltas from {}", id.origin));
+                }
                 r.acks.release(&id);
                 None
             }
             Received::Bad(why) => {
-                reject(sh, origin, &why);
+                reject(sh, origin, &why.to_string());
                 None
             }
         }
@@ -346,7 +323,7 @@ impl Worker {
         let (header, body) = match route::whole(&mut r.syncs, &sh.group, &sh.auth, asker, payload) {
             Ok(Some(whole)) => whole,
             Ok(None) => return,
-            Err(why) => return reject(sh, asker, &why),
+            Err(why) => return reject(sh, asker, &why.to_string()),
         };
         match crate::resync::decode_ask(&body) {
             Ok(ask) => {
@@ -380,7 +357,7 @@ impl Worker {
                 let link = self.link.borrow().clone();
                 conflicts::watch_publisher(sh, &link, &mut r.watched, &s).await;
             }
-            Err(why) => reject(sh, node, &why),
+            Err(why) => reject(sh, node, &why.to_string()),
         }
     }
 

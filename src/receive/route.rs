@@ -1,13 +1,40 @@
 //! From a received payload to a whole message: frame decoding and authentication
 //! (`delta::decode_part`), the check that the sender is who the topic says, and the assembly of
-//! chunked messages (`delta::Assembler`). Pure: decoding yields a result or the reason for
-//! refusing; [`reject`] is where a refusal is counted, logged and shown in the status.
+//! chunked messages (`delta::Assembler`). Pure: decoding yields a result or a [`Refusal`];
+//! [`reject`] is where a refusal is counted, logged and shown in the status.
 
 use crate::context::Shared;
-use crate::delta::{self, Assembled, Assembler, Delta, DeltaId, Part};
+use crate::delta::{self, Assembled, Assembler, DecodeError, Delta, DeltaId, Part};
 use crate::security::Auth;
 use crate::status::Status;
 use std::sync::atomic::Ordering;
+
+/// Why a received message is refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The frame, its authentication, its parts or its content are not valid.
+    Decode(DecodeError),
+    /// The frame names another sender than the topic it came on.
+    Impostor { claims: String },
+    /// A status frame that is not one node's single-part status.
+    Status(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Decode(e) => write!(f, "{e}"),
+            Refusal::Impostor { claims } => write!(f, "it claims to come from {claims:?}"),
+            Refusal::Status(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<DecodeError> for Refusal {
+    fn from(e: DecodeError) -> Self {
+        Refusal::Decode(e)
+    }
+}
 
 /// What one message of a Delta topic made of its Delta.
 pub enum Received {
@@ -15,11 +42,10 @@ pub enum Received {
     Incomplete(DeltaId),
     /// A whole Delta, ready to apply.
     Ready(DeltaId, Delta),
-    /// The parts arrived but do not make a readable Delta: refused (the reason), and a resync
-    /// fills the gap.
-    Unreadable(DeltaId, String),
-    /// Not a part of anyone's Delta (the reason): refused.
-    Bad(String),
+    /// The parts arrived but do not make a readable Delta: refused, and a resync fills the gap.
+    Unreadable(DeltaId, Refusal),
+    /// Not a part of anyone's Delta: refused.
+    Bad(Refusal),
 }
 
 /// Decode one message of `topic_origin`'s Delta topic; the Delta once all its parts are here.
@@ -32,8 +58,8 @@ pub fn delta(
 ) -> Received {
     let part = match delta::decode_part(payload, group, auth) {
         Ok(p) if p.origin == topic_origin => p,
-        Ok(p) => return Received::Bad(format!("it claims origin {:?}", p.origin)),
-        Err(e) => return Received::Bad(e.to_string()),
+        Ok(p) => return Received::Bad(Refusal::Impostor { claims: p.origin }),
+        Err(e) => return Received::Bad(e.into()),
     };
     let id = DeltaId::of(&part);
     match asm.push(part).and_then(|a| match a {
@@ -42,10 +68,7 @@ pub fn delta(
     }) {
         Ok(None) => Received::Incomplete(id),
         Ok(Some(d)) => Received::Ready(id, d),
-        Err(e) => {
-            let why = format!("delta {}/{}: {e}", id.epoch, id.seq);
-            Received::Unreadable(id, why)
-        }
+        Err(e) => Received::Unreadable(id, e.into()),
     }
 }
 
@@ -57,13 +80,14 @@ pub fn whole(
     auth: &Auth,
     sender: &str,
     payload: &[u8],
-) -> Result<Option<(Part, Vec<u8>)>, String> {
-    let part = match delta::decode_part(payload, group, auth) {
-        Ok(p) if p.origin == sender => p,
-        Ok(p) => return Err(format!("it claims to come from {:?}", p.origin)),
-        Err(e) => return Err(e.to_string()),
-    };
-    match asm.push(part).map_err(|e| e.to_string())? {
+) -> Result<Option<(Part, Vec<u8>)>, Refusal> {
+    let part = delta::decode_part(payload, group, auth)?;
+    if part.origin != sender {
+        return Err(Refusal::Impostor {
+            claims: part.origin,
+        });
+    }
+    match asm.push(part)? {
         Assembled::Complete(header, body) => Ok(Some((header, body))),
         Assembled::Incomplete => Ok(None),
     }
@@ -77,15 +101,15 @@ pub fn claimed_origin(group: &str, auth: &Auth, payload: &[u8]) -> String {
 }
 
 /// Decode a status frame published on `node`'s status topic.
-pub fn status(group: &str, auth: &Auth, node: &str, payload: &[u8]) -> Result<Status, String> {
-    let p = delta::decode_part(payload, group, auth).map_err(|e| e.to_string())?;
+pub fn status(group: &str, auth: &Auth, node: &str, payload: &[u8]) -> Result<Status, Refusal> {
+    let p = delta::decode_part(payload, group, auth)?;
     if p.origin != node || p.count != 1 {
-        return Err(format!(
+        return Err(Refusal::Status(format!(
             "status frame of {:?} on the topic of {node}",
             p.origin
-        ));
+        )));
     }
-    Status::decode(&p, &p.body).map_err(|e| e.to_string())
+    Ok(Status::decode(&p, &p.body)?)
 }
 
 /// A refused message: counted, logged once, and shown as the node's last error.

@@ -203,7 +203,7 @@ impl Resync {
                         Ok(())
                     }
                     Ok(Err(e)) => Err(e),
-                    Err(e) => Err(io::Error::other(e.to_string())),
+                    Err(e) => Err(RoundError::Task(e.to_string())),
                 }
             }
             (
@@ -232,7 +232,7 @@ impl Resync {
                         Ok(())
                     }
                     Ok(Err(e)) => Err(e),
-                    Err(e) => Err(io::Error::other(e.to_string())),
+                    Err(e) => Err(RoundError::Task(e.to_string())),
                 }
             }
             _ => return,
@@ -314,6 +314,42 @@ impl Resync {
     }
 }
 
+/// Why a resync round failed (it starts over after a back-off).
+#[derive(Debug)]
+enum RoundError {
+    /// Reading the data directory or the journal failed; the error names the file.
+    Io(io::Error),
+    /// Writing what the responder sent failed (or the node is stopping).
+    Apply(slave::ApplyError),
+    /// What the responder sent does not fit this node (outside its filter, unsafe paths).
+    Refused(String),
+    /// The blocking task died.
+    Task(String),
+}
+
+impl std::fmt::Display for RoundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoundError::Io(e) => write!(f, "{e}"),
+            RoundError::Apply(e) => write!(f, "{e}"),
+            RoundError::Refused(e) => f.write_str(e),
+            RoundError::Task(e) => write!(f, "resync task failed: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for RoundError {
+    fn from(e: io::Error) -> Self {
+        RoundError::Io(e)
+    }
+}
+
+impl From<slave::ApplyError> for RoundError {
+    fn from(e: slave::ApplyError) -> Self {
+        RoundError::Apply(e)
+    }
+}
+
 fn backoff(failures: u32) -> Duration {
     (Duration::from_secs(5) * 2u32.saturating_pow(failures.saturating_sub(1))).min(MAX_BACKOFF)
 }
@@ -333,7 +369,7 @@ async fn send_ask(ctx: &Ctx, id: u64, batch: u64, ask: &Ask) {
 }
 
 /// Compare the responder's manifest with this node's manifest and files (blocking).
-fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Result<Plan> {
+fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> Result<Plan, RoundError> {
     let state = sh.state.lock().unwrap();
     let scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
     let on_disk = |path: &str| -> Option<[u8; 32]> {
@@ -360,12 +396,10 @@ fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> io::Re
 }
 
 /// Write one batch of fetched files (blocking); returns how many were written.
-fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
+fn write_batch(sh: &Shared, changes: &[Change]) -> Result<usize, RoundError> {
     let mut state = sh.state.lock().unwrap();
     let keep = slave::LocalEdits::Keep;
-    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)
-        .map_err(io::Error::other)?
-    {
+    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)? {
         Ok(w) => {
             state.commit(Record {
                 entries: w.entries,
@@ -373,12 +407,16 @@ fn write_batch(sh: &Shared, changes: &[Change]) -> io::Result<usize> {
             })?;
             Ok(w.steps.len())
         }
-        Err(why) => Err(io::Error::other(format!("answer refused: {why}"))),
+        Err(why) => Err(RoundError::Refused(format!("answer refused: {why}"))),
     }
 }
 
 /// Adopt, delete, forget and record positions (blocking). Returns how many files were removed.
-fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io::Result<usize> {
+fn finish(
+    sh: &Shared,
+    plan: Plan,
+    positions: BTreeMap<String, Position>,
+) -> Result<usize, RoundError> {
     let mut state = sh.state.lock().unwrap();
     let deletes: Vec<Change> = plan
         .delete
@@ -392,11 +430,9 @@ fn finish(sh: &Shared, plan: Plan, positions: BTreeMap<String, Position>) -> io:
         .collect();
     let keep = slave::LocalEdits::Keep;
     let (mut removed, mut entries) =
-        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite, keep)
-            .map_err(io::Error::other)?
-        {
+        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite, keep)? {
             Ok(w) => (w.steps.len(), w.entries),
-            Err(why) => return Err(io::Error::other(format!("deletions refused: {why}"))),
+            Err(why) => return Err(RoundError::Refused(format!("deletions refused: {why}"))),
         };
     for (path, version, sha256, merged) in plan.adopt {
         let Ok(stat) = std::fs::symlink_metadata(sh.data_dir.join(&path)) else {

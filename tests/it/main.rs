@@ -1,7 +1,8 @@
 //! The integration tests: one binary, so the support code (the data-directory generator, the
 //! stand-in GeoServer, the process launcher, the external brokers) compiles once. Each module
-//! is one behaviour area and starts the real `gscluster` binary as separate processes on
-//! loopback; `cargo test <module>::` runs one area, e.g. `cargo test replication::`.
+//! is one behaviour area; they start the real `gscluster` binary as separate processes on
+//! loopback (`layout` reads the source instead, and keeps its layering true). `cargo test
+//! <module>::` runs one area, e.g. `cargo test replication::`.
 
 mod support;
 

@@ -231,32 +231,14 @@ impl ModelNode {
         let held = |p: &str| self.files.get(p).cloned();
         let steps = plan(&self.manifest, changes, &filter(), Equal::Skip, &held).unwrap();
         for step in steps {
-            match step {
-                Step::Write {
-                    path,
-                    bytes,
-                    sha256,
-                    version,
-                    merged,
-                } => {
-                    let mut e = Entry::tombstone(version);
-                    e.deleted = false;
-                    e.sha256 = sha256;
-                    e.merged = merged.map(Box::new);
-                    self.manifest.entries.insert(path.clone(), e);
-                    self.files.insert(path, bytes);
-                }
-                Step::Delete {
-                    path,
-                    version,
-                    merged,
-                } => {
-                    let mut e = Entry::tombstone(version);
-                    e.merged = merged.map(Box::new);
-                    self.manifest.entries.insert(path.clone(), e);
-                    self.files.remove(&path);
-                }
-            }
+            let change = step.into_change();
+            self.manifest
+                .entries
+                .insert(change.path.clone(), change.entry());
+            match change.op {
+                Op::Write { bytes, .. } => self.files.insert(change.path, bytes),
+                Op::Delete => self.files.remove(&change.path),
+            };
         }
     }
 }

@@ -20,6 +20,9 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+mod outbox;
+pub use outbox::Outbox;
+
 const SNAPSHOT: &str = "state.cbor";
 const JOURNAL: &str = "journal";
 const OUTBOX: &str = "outbox";
@@ -311,79 +314,12 @@ impl State {
 
     /// The outbox of this state dir (a handle usable without the state lock).
     pub fn outbox(&self) -> Outbox {
-        Outbox {
-            dir: self.dir.join(OUTBOX),
-        }
+        Outbox::at(self.dir.join(OUTBOX))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// Deltas waiting for the broker's acknowledgement, one file each, named by sequence number.
-#[derive(Clone, Debug)]
-pub struct Outbox {
-    dir: PathBuf,
-}
-
-impl Outbox {
-    fn path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("{seq:020}.cbor"))
-    }
-
-    /// Store a Delta's payloads until the broker acknowledges them.
-    pub fn put(&self, seq: u64, payloads: &[Vec<u8>]) -> io::Result<()> {
-        durable::write_file(
-            &self.path(seq),
-            &crate::cbor::encode(&OutboxEntry {
-                payloads: payloads
-                    .iter()
-                    .map(|p| serde_bytes::ByteBuf::from(p.clone()))
-                    .collect(),
-            }),
-        )
-    }
-
-    /// How far the broker acknowledged the stream whose highest sequence number is `highest`:
-    /// everything below the oldest outbox entry, or everything when the outbox is empty.
-    pub fn acknowledged(&self, highest: u64) -> io::Result<u64> {
-        Ok(self.seqs()?.first().map_or(highest, |oldest| oldest - 1))
-    }
-
-    /// Sequence numbers waiting in the outbox, ascending.
-    pub fn seqs(&self) -> io::Result<Vec<u64>> {
-        let mut seqs = Vec::new();
-        for entry in fs::read_dir(&self.dir).at("list", &self.dir)? {
-            let name = entry.at("list", &self.dir)?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(seq) = name.strip_suffix(".cbor").and_then(|s| s.parse().ok()) {
-                seqs.push(seq);
-            }
-        }
-        seqs.sort_unstable();
-        Ok(seqs)
-    }
-
-    /// The payloads of an outbox entry.
-    pub fn get(&self, seq: u64) -> io::Result<Vec<Vec<u8>>> {
-        let path = self.path(seq);
-        let bytes = fs::read(&path).at("read", &path)?;
-        let e: OutboxEntry = crate::cbor::decode(&bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-            .at("decode", &path)?;
-        Ok(e.payloads.into_iter().map(|b| b.into_vec()).collect())
-    }
-
-    /// Drop an outbox entry once every part is acknowledged.
-    pub fn remove(&self, seq: u64) -> io::Result<()> {
-        durable::remove_file(&self.path(seq))
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct OutboxEntry {
-    payloads: Vec<serde_bytes::ByteBuf>,
 }
 
 #[cfg(test)]
