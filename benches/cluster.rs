@@ -172,78 +172,9 @@ fn main() {
         .filter(|s| !s.is_empty())
         .collect();
     let opts = if quick {
-        Opts {
-            quick,
-            trials: trials.unwrap_or(3),
-            burst_ops: 10,
-            idle_settle: Duration::from_millis(500),
-            idle_window: Duration::from_secs(2),
-            startup_runs: 1,
-            spec: Spec::small(),
-            catchups: vec![(20, 1), (100, 10)],
-            bootstraps: vec![Spec::small()],
-            peers: peers::PeerOpts {
-                lsyncd0_trials: 3,
-                lsyncd_default_trials: 1,
-                loop_trials: 2,
-                burst_layers: 10,
-                idle_window: Duration::from_secs(2),
-                loop_period_s: 1,
-            },
-            only,
-            binary,
-            binary_origin,
-        }
+        quick_opts(trials, only, binary, binary_origin)
     } else {
-        Opts {
-            quick,
-            trials: trials.unwrap_or(50).max(20),
-            burst_ops: 100,
-            idle_settle: Duration::from_secs(5),
-            idle_window: Duration::from_secs(30),
-            startup_runs: 5,
-            // 10 × 10 × 10 = 1,000 layers, ~4,300 replicated files.
-            spec: Spec {
-                workspaces: 10,
-                stores_per_workspace: 10,
-                layers_per_store: 10,
-                global_styles: 20,
-                layer_groups: 20,
-            },
-            // 1,000 changes as 1,000 Deltas; 10,000 changes in bursts of 20 files (one Delta
-            // each, ~500 Deltas): the master needs ~100 ms per Delta on this tree, so one Delta
-            // per change would take ~17 minutes.
-            catchups: vec![(1_000, 1), (10_000, 20)],
-            bootstraps: vec![
-                Spec {
-                    workspaces: 10,
-                    stores_per_workspace: 10,
-                    layers_per_store: 10,
-                    global_styles: 20,
-                    layer_groups: 20,
-                },
-                // 10 × 10 × 100 = 10,000 layers, ~35,000 replicated files.
-                Spec {
-                    workspaces: 10,
-                    stores_per_workspace: 10,
-                    layers_per_store: 100,
-                    global_styles: 20,
-                    layer_groups: 20,
-                },
-            ],
-            // lsyncd's default delay is 15 s per change: 3 trials; the 1 s loop: 10.
-            peers: peers::PeerOpts {
-                lsyncd0_trials: trials.unwrap_or(50).max(20),
-                lsyncd_default_trials: 3,
-                loop_trials: 10,
-                burst_layers: 1_000,
-                idle_window: Duration::from_secs(15),
-                loop_period_s: 1,
-            },
-            only,
-            binary,
-            binary_origin,
-        }
+        full_opts(trials, only, binary, binary_origin)
     };
     let started = Instant::now();
     let mut report = Report::default();
@@ -293,6 +224,95 @@ fn main() {
     fs::write(&md_path, &md).unwrap();
     fs::write(target.join(format!("{stem}.jsonl")), report.json_lines()).unwrap();
     eprintln!("written {} in {elapsed:.1?}", md_path.display());
+}
+
+/// What the bench measures: `--quick` checks that every scenario runs, on tiny sizes.
+fn quick_opts(
+    trials: Option<usize>,
+    only: Vec<String>,
+    binary: PathBuf,
+    binary_origin: String,
+) -> Opts {
+    Opts {
+        quick: true,
+        trials: trials.unwrap_or(3),
+        burst_ops: 10,
+        idle_settle: Duration::from_millis(500),
+        idle_window: Duration::from_secs(2),
+        startup_runs: 1,
+        spec: Spec::small(),
+        catchups: vec![(20, 1), (100, 10)],
+        bootstraps: vec![Spec::small()],
+        peers: peers::PeerOpts {
+            lsyncd0_trials: 3,
+            lsyncd_default_trials: 1,
+            loop_trials: 2,
+            burst_layers: 10,
+            idle_window: Duration::from_secs(2),
+            loop_period_s: 1,
+        },
+        only,
+        binary,
+        binary_origin,
+    }
+}
+
+/// What the bench measures for BENCHMARKS.md.
+fn full_opts(
+    trials: Option<usize>,
+    only: Vec<String>,
+    binary: PathBuf,
+    binary_origin: String,
+) -> Opts {
+    Opts {
+        quick: false,
+        trials: trials.unwrap_or(50).max(20),
+        burst_ops: 100,
+        idle_settle: Duration::from_secs(5),
+        idle_window: Duration::from_secs(30),
+        startup_runs: 5,
+        // 10 × 10 × 10 = 1,000 layers, ~4,300 replicated files.
+        spec: Spec {
+            workspaces: 10,
+            stores_per_workspace: 10,
+            layers_per_store: 10,
+            global_styles: 20,
+            layer_groups: 20,
+        },
+        // 1,000 changes as 1,000 Deltas; 10,000 changes in bursts of 20 files (one Delta
+        // each, ~500 Deltas): the master needs ~100 ms per Delta on this tree, so one Delta
+        // per change would take ~17 minutes.
+        catchups: vec![(1_000, 1), (10_000, 20)],
+        bootstraps: vec![
+            Spec {
+                workspaces: 10,
+                stores_per_workspace: 10,
+                layers_per_store: 10,
+                global_styles: 20,
+                layer_groups: 20,
+            },
+            // 10 × 10 × 100 = 10,000 layers, ~35,000 replicated files.
+            Spec {
+                workspaces: 10,
+                stores_per_workspace: 10,
+                layers_per_store: 100,
+                global_styles: 20,
+                layer_groups: 20,
+            },
+        ],
+        // lsyncd's default delay is 15 s per change: 3 trials; the 1 s loop: 10.
+        peers: peers::PeerOpts {
+            lsyncd0_trials: trials.unwrap_or(50).max(20),
+            lsyncd_default_trials: 3,
+            loop_trials: 10,
+            burst_layers: 1_000,
+            idle_window: Duration::from_secs(15),
+            loop_period_s: 1,
+        },
+        only,
+        binary,
+        binary_origin,
+    }
 }
 
 /// `$GSCLUSTER_BENCH_BIN`, else the release binary next to Cargo's, else Cargo's (warned).

@@ -2,10 +2,11 @@
 //! real `gscluster` binary: exit codes, what `check` prints, how configuration errors are named,
 //! and how `run` starts and stops. Nothing here looks inside the product; it only runs it.
 
+use crate::support::run::{run, Ran};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::cluster::copy_tree;
@@ -17,12 +18,16 @@ fn gscluster() -> Command {
     crate::support::run::command("info")
 }
 
-fn run_to_end(args: &[&str]) -> Output {
-    gscluster().args(args).output().expect("run gscluster")
+fn run_to_end(args: &[&str]) -> Ran {
+    run(args, "info")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `gscluster check -c CONFIG`.
+fn check(config: &Path) -> Ran {
+    run(
+        &["check", "-c", config.to_str().expect("UTF-8 path")],
+        "info",
+    )
 }
 
 /// Waits (with a deadline, killing it on timeout) for a child that is expected to exit by itself.
@@ -47,22 +52,22 @@ fn exit_within(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus 
 #[test]
 fn version_prints_the_package_version_and_exits_0() {
     let out = run_to_end(&["--version"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Some(out.code), Some(0));
     assert_eq!(
-        text(&out.stdout).trim(),
+        out.stdout.clone().trim(),
         format!("gscluster {}", env!("CARGO_PKG_VERSION"))
     );
     let out = run_to_end(&["-V"]);
-    assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    assert_eq!(Some(out.code), Some(0));
+    assert!(out.stdout.clone().contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
 fn help_prints_usage_with_run_and_check_and_exits_0() {
     for flag in ["--help", "-h"] {
         let out = run_to_end(&[flag]);
-        assert_eq!(out.status.code(), Some(0), "{flag}");
-        let usage = text(&out.stdout);
+        assert_eq!(Some(out.code), Some(0), "{flag}");
+        let usage = out.stdout.clone();
         assert!(usage.contains("USAGE"), "{flag}: {usage}");
         assert!(usage.contains("gscluster run"), "{flag}: {usage}");
         assert!(usage.contains("gscluster check"), "{flag}: {usage}");
@@ -74,8 +79,8 @@ fn help_prints_usage_with_run_and_check_and_exits_0() {
 #[test]
 fn unknown_command_exits_2_and_names_it() {
     let out = run_to_end(&["frobnicate"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
+    assert_eq!(Some(out.code), Some(2));
+    let err = out.stderr.clone();
     assert!(err.contains("frobnicate"), "{err}");
     assert!(err.contains("USAGE"), "usage follows the message: {err}");
 }
@@ -88,8 +93,8 @@ fn unknown_argument_exits_2_and_names_it() {
         &["check", "extra"][..],
     ] {
         let out = run_to_end(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = text(&out.stderr);
+        assert_eq!(Some(out.code), Some(2), "{args:?}");
+        let err = out.stderr.clone();
         let bad = args.last().unwrap();
         assert!(err.contains(bad), "{args:?}: {err}");
     }
@@ -98,8 +103,8 @@ fn unknown_argument_exits_2_and_names_it() {
 #[test]
 fn config_option_without_a_file_exits_2() {
     let out = run_to_end(&["check", "-c"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("-c"), "{}", text(&out.stderr));
+    assert_eq!(Some(out.code), Some(2));
+    assert!(out.stderr.clone().contains("-c"), "{}", out.stderr.clone());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,19 +191,9 @@ fn check_on_a_good_config_prints_ok_and_per_folder_counts_of_the_files_that_repl
     generate(&s.data(), &Spec::small(), 5);
     let before = tree(&s.data(), &[]);
     let cfg = s.write_config(&s.node_config().to_toml());
-    let out = gscluster()
-        .arg("check")
-        .arg("-c")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let out = check(&cfg);
+    let stdout = out.stdout.clone();
+    assert_eq!(Some(out.code), Some(0), "{stdout}\n{}", out.stderr.clone());
     assert!(stdout.lines().any(|l| l.trim() == "ok"), "{stdout}");
 
     let expected = expected_per_top(&s.data());
@@ -226,18 +221,12 @@ fn check_honours_gscluster_config_when_c_is_absent() {
     let s = Setup::new();
     generate(&s.data(), &Spec::small(), 6);
     let cfg = s.write_config(&s.node_config().to_toml());
-    let out = gscluster()
-        .arg("check")
-        .env("GSCLUSTER_CONFIG", &cfg)
+    let out: Ran = (gscluster().arg("check").env("GSCLUSTER_CONFIG", &cfg))
         .output()
-        .unwrap();
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+        .unwrap()
+        .into();
+    let stdout = out.stdout.clone();
+    assert_eq!(Some(out.code), Some(0), "{stdout}\n{}", out.stderr.clone());
     assert!(stdout.contains("cli-node"), "{stdout}");
     assert!(stdout.contains(&s.data().display().to_string()), "{stdout}");
 }
@@ -371,23 +360,18 @@ fn check_exits_1_naming_the_key_and_reason_for_each_bad_config_and_writes_nothin
     let before = tree(&s.data(), &[]);
     for bad in bad_configs(&s) {
         let cfg = s.write_config(&bad.toml);
-        let out = gscluster()
-            .arg("check")
-            .arg("-c")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        let stderr = text(&out.stderr);
+        let out = check(&cfg);
+        let stderr = out.stderr.clone();
         assert_eq!(
-            out.status.code(),
+            Some(out.code),
             Some(1),
             "{}: {stderr}\n{}",
             bad.what,
-            text(&out.stdout)
+            out.stdout.clone()
         );
         assert_names(&bad, &stderr);
         assert!(
-            !text(&out.stdout).lines().any(|l| l.trim() == "ok"),
+            !out.stdout.clone().lines().any(|l| l.trim() == "ok"),
             "{}: said ok",
             bad.what
         );
@@ -410,14 +394,9 @@ fn check_exits_1_naming_the_key_and_reason_for_each_bad_config_and_writes_nothin
 fn check_names_a_config_file_that_does_not_exist() {
     let s = Setup::new();
     let missing = s.dir.path().join("no such config.toml");
-    let out = gscluster()
-        .arg("check")
-        .arg("-c")
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    let out = check(&missing);
+    assert_eq!(Some(out.code), Some(1));
+    let stderr = out.stderr.clone();
     assert!(
         stderr.contains(&missing.display().to_string()),
         "the file is named: {stderr}"
@@ -442,14 +421,9 @@ fn check_names_the_key_of_a_bad_enum_or_typed_value() {
         ),
     ] {
         let cfg = s.write_config(&toml);
-        let out = gscluster()
-            .arg("check")
-            .arg("-c")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let stderr = text(&out.stderr);
+        let out = check(&cfg);
+        assert_eq!(Some(out.code), Some(1));
+        let stderr = out.stderr.clone();
         // The config path is echoed first; the key must be named in what follows it.
         let message = stderr.replace(&cfg.display().to_string(), "CONFIG");
         assert!(message.contains(key), "{key} not named: {stderr}");
@@ -704,14 +678,9 @@ fn passwords_never_appear_in_check_output_or_in_the_daemon_log() {
         "password = \"mqtt-hunter2-secret\"".into(),
     ];
     let path = s.write_config(&cfg.to_toml());
-    let out = gscluster()
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{all}");
+    let out = check(&path);
+    let all = format!("{}{}", out.stdout.clone(), out.stderr.clone());
+    assert_eq!(Some(out.code), Some(0), "{all}");
     assert!(
         !all.contains("hunter2"),
         "a password in check's output:\n{all}"
