@@ -1303,7 +1303,7 @@ fn catchup_figure(
     eprintln!("== catch-up of a slave that missed {n} changes");
     let master_dir = c.master_data.path().to_path_buf();
     let slave = &mut c.slaves[0];
-    // Start from a converged, reloaded, quiet slave.
+    // 1. Start from a converged, reloaded, quiet slave; stop it and make the changes.
     let want = replicated_tree(&master_dir);
     wait_converged(slave.dir(), &want, Instant::now(), &slave.node, || true);
     wait_log_quiet(
@@ -1318,6 +1318,7 @@ fn catchup_figure(
     let (last_rel, last_content) = p.last.clone().unwrap();
     let sentinel = slave.dir().join(&last_rel);
 
+    // 2. Restart it and time its convergence.
     let mut tail = LogTail::at_end(&slave.node);
     let wall0 = SystemTime::now();
     let t0 = Instant::now();
@@ -1329,6 +1330,7 @@ fn catchup_figure(
     let lines = tail.lines();
     save_logs(&format!("catchup-{n}"), &[&c.master, &slave.node]);
 
+    // 3. What its reloads and its log say about how it caught up.
     let allowed = catalog_problems(&master_dir);
     let reloads: Vec<_> = (slave.gs.successful_reloads().into_iter())
         .filter(|r| r.at > t0)
@@ -1391,6 +1393,7 @@ fn catchup_figure(
     } else {
         "?"
     };
+    // 4. The figures.
     let mib = |b: u64| b as f64 / 1048576.0;
     report.add(
         &format!("catchup_{n}_ms"),
@@ -1549,6 +1552,7 @@ fn bootstrap_figure(
         "== bootstrap of an empty slave from {layers} layers ({} files)",
         want.len()
     );
+    // 1. An empty slave with its stand-in GeoServer, started and timed until converged.
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
@@ -1580,6 +1584,7 @@ fn bootstrap_figure(
         &[&c.master, &node],
     );
 
+    // 2. What its reloads and its log say, then the figures.
     let allowed = catalog_problems(master_dir);
     let reloads = gs.successful_reloads();
     let half_state = (reloads.iter())

@@ -82,7 +82,8 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         d.serve_metrics(handle)?;
     }
     let (asks, imported) = if d.cfg.node.role.publishes() {
-        d.start_publishing(events)?
+        let (asks, imported) = d.start_publishing(events)?;
+        (Some(asks), Some(imported))
     } else {
         drop(events);
         d.start_drift_watch()?;
@@ -202,17 +203,10 @@ impl Daemon {
 
     /// A publishing node: the resync responder, the publisher and the detector thread. Returns
     /// where the receive worker sends resync asks, and where imports report new Deltas.
-    #[allow(clippy::type_complexity)]
     fn start_publishing(
         &mut self,
         events: mpsc::UnboundedReceiver<LinkEvent>,
-    ) -> Result<
-        (
-            Option<mpsc::Sender<Asked>>,
-            Option<mpsc::UnboundedSender<u64>>,
-        ),
-        String,
-    > {
+    ) -> Result<(mpsc::Sender<Asked>, mpsc::UnboundedSender<u64>), String> {
         let sh = &self.shared;
         let (asks_tx, asks_rx) = mpsc::channel(16);
         let responder = resync::responder::run(sh.clone(), asks_rx, self.link.clone());
@@ -232,7 +226,7 @@ impl Daemon {
         let publishing = p.run(fresh_rx, events, self.shutdown.clone());
         self.tasks.push(tokio::spawn(publishing));
         self.start_detector("detect", fresh_tx.clone(), None)?;
-        Ok((Some(asks_tx), Some(fresh_tx)))
+        Ok((asks_tx, fresh_tx))
     }
 
     /// A pure slave watches its data directory too, for drift: local edits are not published
