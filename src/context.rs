@@ -113,7 +113,8 @@ impl Shared {
         let state = self.state.lock().unwrap();
         let mut s = self.board.status(&self.node_id, role, online, &state);
         drop(state);
-        s.reload = reload.map(crate::status::ReloadInfo::of);
+        let skipped = self.board.reloads_skipped();
+        s.reload = reload.map(|r| crate::status::ReloadInfo::of(r, skipped));
         s.keystore = crate::status::keystore_digest(&self.data_dir);
         s
     }

@@ -80,6 +80,9 @@ pub struct ReloadInfo {
     pub last_at_unix_ms: Option<u64>,
     /// "ok" or the last error.
     pub last_result: Option<String>,
+    /// Applied changes that needed no reload (GeoServer re-reads those files by itself).
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl Status {
@@ -141,6 +144,7 @@ struct BoardInner {
     applied_at: BTreeMap<String, u64>,
     last_error: Option<(u64, String)>,
     drift_events: u64,
+    reloads_skipped: u64,
 }
 
 impl Board {
@@ -167,6 +171,17 @@ impl Board {
 
     pub fn error(&self, what: &str) {
         self.inner.lock().unwrap().last_error = Some((now_ms(), what.to_string()));
+        self.changed.notify_one();
+    }
+
+    /// How many applied changes needed no GeoServer reload.
+    pub fn reloads_skipped(&self) -> u64 {
+        self.inner.lock().unwrap().reloads_skipped
+    }
+
+    /// Applied changes needed no GeoServer reload.
+    pub fn reload_skipped(&self) {
+        self.inner.lock().unwrap().reloads_skipped += 1;
         self.changed.notify_one();
     }
 
@@ -208,13 +223,14 @@ impl Board {
 }
 
 impl ReloadInfo {
-    /// What a status says of the reload task's counters.
-    pub fn of(r: &ReloadStats) -> ReloadInfo {
+    /// What a status says of the reload task's counters and of the reloads skipped.
+    pub fn of(r: &ReloadStats, skipped: u64) -> ReloadInfo {
         ReloadInfo {
             ok: r.reloads_ok,
             failed: r.reloads_failed,
             last_at_unix_ms: r.last_at_unix_ms,
             last_result: r.last_result.clone(),
+            skipped,
         }
     }
 }

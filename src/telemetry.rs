@@ -69,6 +69,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "gscluster_reloads_total",
         "GeoServer reloads, by result (ok, failed)"
     );
+    describe_counter!(
+        "gscluster_reloads_skipped_total",
+        "Applied changes that needed no GeoServer reload: it re-reads every file they wrote by itself"
+    );
     describe_gauge!(
         "gscluster_lag_deltas",
         "Deltas an origin announced that this node has not applied yet, by origin"
@@ -179,6 +183,10 @@ pub fn record_reload(ok: bool, took: Duration) {
     let result = if ok { "ok" } else { "failed" };
     counter!("gscluster_reloads_total", "result" => result).increment(1);
     histogram!("gscluster_reload_duration_seconds").record(took.as_secs_f64());
+}
+
+pub fn record_reload_skipped() {
+    counter!("gscluster_reloads_skipped_total").increment(1);
 }
 
 pub fn record_lag(origin: &str, deltas: u64) {

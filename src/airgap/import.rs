@@ -38,6 +38,9 @@ pub struct Applied {
     pub seqs: Vec<u64>,
     /// This bundle (or a later one of the same exporting node) was imported before.
     pub already: Option<u64>,
+    /// The first written file GeoServer does not re-read by itself (`reload::need`): `None`
+    /// when this node's GeoServer needs no reload for the import.
+    pub reload: Option<String>,
 }
 
 /// Why a bundle was not applied: refused (nothing written) or a failure while writing.
@@ -157,7 +160,11 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
     // 4. Written like a Delta (plan, confinement, intent, durable writes, catalog index),
     //    except that an edit here the detector has not published yet is overwritten: the
     //    administrator asked for these files.
-    let slave::Written { steps, entries } = match slave::write_changes(
+    let slave::Written {
+        steps,
+        entries,
+        reload,
+    } = match slave::write_changes(
         sh,
         &mut state,
         &changes,
@@ -169,7 +176,10 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         Ok(written) => written,
         Err(why) => return Err(ImportError::Refused(why.to_string())),
     };
-    let mut applied = Applied::default();
+    let mut applied = Applied {
+        reload,
+        ..Default::default()
+    };
     for step in &steps {
         match step {
             apply::Step::Write { .. } => applied.written += 1,

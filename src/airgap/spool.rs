@@ -206,7 +206,7 @@ fn handle(
                     }
                 }
                 let mut report = import::describe(sh, &bundle, &applied);
-                if applied.written + applied.deleted > 0 {
+                if applied.written + applied.deleted > 0 && applied.reload.is_some() {
                     report.push_str(&import::reload(sh, gs));
                 }
                 log::info!("import: {report}");

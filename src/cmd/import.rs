@@ -96,7 +96,7 @@ fn alone(cfg: &Config, state: State, bundle: &Bundle, force: bool) -> Result<Str
             "; no daemon runs here: the Deltas wait in the outbox and go out when it starts",
         );
     }
-    if applied.written + applied.deleted > 0 {
+    if applied.written + applied.deleted > 0 && applied.reload.is_some() {
         report.push_str(&reload(
             &sh,
             GeoServer::from_config(&cfg.geoserver).as_ref(),

@@ -261,16 +261,23 @@ fn row(n: &NodeReport, now: u64) -> [String; 11] {
     };
     let reload = match &n.reload {
         None => "-".to_string(),
-        Some(rl) => match (&rl.last_result, rl.last_at_unix_ms) {
-            (Some(res), Some(at)) => format!(
-                "{} {} ({} ok, {} failed)",
-                if res == "ok" { "ok" } else { "FAILED" },
-                ago(now, at),
-                rl.ok,
-                rl.failed
-            ),
-            _ => "none yet".to_string(),
-        },
+        Some(rl) => {
+            let skipped = match rl.skipped {
+                0 => String::new(),
+                n => format!(", {n} not needed"),
+            };
+            match (&rl.last_result, rl.last_at_unix_ms) {
+                (Some(res), Some(at)) => format!(
+                    "{} {} ({} ok, {} failed{skipped})",
+                    if res == "ok" { "ok" } else { "FAILED" },
+                    ago(now, at),
+                    rl.ok,
+                    rl.failed
+                ),
+                _ if rl.skipped > 0 => format!("none yet ({} not needed)", rl.skipped),
+                _ => "none yet".to_string(),
+            }
+        }
     };
     let keystore = match (&n.keystore, n.keystore_matches) {
         (None, _) => "-".to_string(),

@@ -115,6 +115,12 @@ impl CatalogIndex {
         self.insert_node(rel_path, obj);
     }
 
+    /// Whether some indexed object needs the file `rel_path` beside it (a style's body, which
+    /// its `<filename>` names).
+    pub fn is_needed_file(&self, rel_path: &str) -> bool {
+        (self.nodes.values()).any(|n| n.file_refs.iter().any(|f| &**f == rel_path))
+    }
+
     /// Forgets which deleted files held which ids (see [`Self::unresolved`]).
     pub fn clear_removed(&mut self) {
         self.removed.clear();

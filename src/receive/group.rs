@@ -9,7 +9,7 @@ use crate::context::Shared;
 use crate::delta::{self, Delta};
 use crate::mqtt::Message;
 use crate::resync::asker::Resync;
-use crate::slave::{apply_deltas, ApplyError, Outcome};
+use crate::slave::{apply_deltas, Applied, ApplyError, Outcome};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +98,7 @@ pub async fn flush(group: &mut Group, f: Flush<'_>) -> Result<(), Stopping> {
     (f.shared.backlog).fetch_add(group.deltas.len(), Ordering::Relaxed);
     let deltas = Arc::new(std::mem::take(group).deltas);
     let started = Instant::now();
-    let outcomes = apply_until_done(f.shared, &deltas, f.shutdown).await?;
+    let Applied { outcomes, reload } = apply_until_done(f.shared, &deltas, f.shutdown).await?;
     let took = started.elapsed();
     record(&outcomes, took);
     let together = match deltas.len() {
@@ -139,8 +139,20 @@ pub async fn flush(group: &mut Group, f: Flush<'_>) -> Result<(), Stopping> {
         }
         f.acks.release(&id);
     }
-    if written {
-        (f.notify)();
+    match reload {
+        _ if !written => {}
+        Some(path) => {
+            log::debug!("GeoServer reload requested for {path} (and whatever came with it)");
+            (f.notify)();
+        }
+        None => {
+            log::info!(
+                "no GeoServer reload needed for {}: GeoServer re-reads every file written by itself",
+                describe(&deltas)
+            );
+            f.shared.board.reload_skipped();
+            crate::telemetry::record_reload_skipped();
+        }
     }
     Ok(())
 }
@@ -151,7 +163,7 @@ async fn apply_until_done(
     sh: &Arc<Shared>,
     deltas: &Arc<Vec<Delta>>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Outcome>, Stopping> {
+) -> Result<Applied, Stopping> {
     let what = describe(deltas);
     loop {
         let (s, d) = (sh.clone(), deltas.clone());
@@ -159,7 +171,7 @@ async fn apply_until_done(
             .await
             .unwrap_or_else(|e| Err(ApplyError::Task(e.to_string())));
         match result {
-            Ok(outcomes) => return Ok(outcomes),
+            Ok(applied) => return Ok(applied),
             Err(ApplyError::Stopping) => {
                 log::info!("{what} left for after the restart (not acknowledged)");
                 return Err(Stopping);

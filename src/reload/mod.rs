@@ -9,6 +9,7 @@
 
 mod gate;
 mod geoserver;
+pub mod need;
 mod schedule;
 
 pub use gate::{Gate, Readiness};

@@ -8,6 +8,7 @@ pub mod apply;
 use crate::context::Shared;
 use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
+use crate::reload::need;
 use crate::state::{Position, Record, State};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,6 +28,42 @@ pub enum Outcome {
 pub struct Written {
     pub steps: Vec<apply::Step>,
     pub entries: Vec<(String, Entry)>,
+    /// What GeoServer needs for these files: `None` when it re-reads every one of them by
+    /// itself (`reload::need`), else the first that needs a reload.
+    pub reload: Option<String>,
+}
+
+/// The data directory as `reload::need` looks at it.
+struct DataDir<'a> {
+    dir: &'a std::path::Path,
+    catalog: &'a crate::datadir::CatalogIndex,
+}
+
+impl need::Facts for DataDir<'_> {
+    fn is_style_body(&self, path: &str) -> bool {
+        self.catalog.is_needed_file(path)
+    }
+    fn read(&self, path: &str) -> Option<Cow<'_, [u8]>> {
+        std::fs::read(self.dir.join(path)).ok().map(Cow::Owned)
+    }
+}
+
+/// The first of `steps` that GeoServer does not re-read by itself, if any.
+fn needs_reload(
+    sh: &Shared,
+    catalog: &crate::datadir::CatalogIndex,
+    steps: &[apply::Step],
+) -> Option<String> {
+    let facts = DataDir {
+        dir: &sh.data_dir,
+        catalog,
+    };
+    (steps.iter())
+        .find(|s| {
+            let written = matches!(s, apply::Step::Write { .. });
+            need::need(s.path(), written, &facts) == need::Need::Reload
+        })
+        .map(|s| s.path().to_string())
 }
 
 /// Why changes could not be applied (nothing of them is recorded; a Delta stays
@@ -142,7 +179,13 @@ pub fn write_changes(
         }
         gate.touched.insert(step.path().to_string());
     }
-    Ok(Ok(Written { steps, entries }))
+    drop(gate);
+    let reload = needs_reload(sh, &catalog, &steps);
+    Ok(Ok(Written {
+        steps,
+        entries,
+        reload,
+    }))
 }
 
 /// Whether the file a step would write or delete holds a local edit of this node that the
@@ -210,13 +253,13 @@ pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Resul
 /// with the highest version wins either way. Each Delta still gets its own outcome — a refused
 /// Delta is refused alone, a duplicate is skipped, a gap is reported — and a crash before the
 /// record leaves all of them unacknowledged, to be delivered and applied again.
-pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Vec<Outcome>, ApplyError> {
+pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError> {
     let mut state = sh.state.lock().unwrap();
     // 1. Sort the Deltas out (duplicates, gaps, refusals) and merge what they change.
     let mut batch = sort_out(sh, &state, deltas);
     // 2. Write the winning changes (intent, files, catalog index).
     let changes: Vec<Change> = batch.merged.into_values().map(Cow::into_owned).collect();
-    let written = match write_changes(
+    let (written, reload) = match write_changes(
         sh,
         &mut state,
         &changes,
@@ -225,7 +268,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Vec<Outcome>, Apply
     )? {
         Ok(w) => {
             crate::crashpoint::hit("delta-written");
-            w.entries
+            (w.entries, w.reload)
         }
         // Every Delta passed `refuse` alone; the merge of them cannot be refused.
         Err(why) => return Err(ApplyError::Refused(why.to_string())),
@@ -249,7 +292,17 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Vec<Outcome>, Apply
         ..Default::default()
     })?;
     crate::crashpoint::hit("delta-recorded");
-    Ok(batch.outcomes)
+    Ok(Applied {
+        outcomes: batch.outcomes,
+        reload,
+    })
+}
+
+/// What [`apply_deltas`] did: each Delta's outcome, in order, and the first written path that
+/// needs a GeoServer reload (`None`: none does).
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
+    pub reload: Option<String>,
 }
 
 /// A group of Deltas sorted out: each one's outcome so far, the positions they move to, the

@@ -20,6 +20,7 @@ mod hostile;
 mod layout;
 mod metrics;
 mod reload;
+mod reload_needs;
 mod replication;
 mod resync;
 mod status;

@@ -78,6 +78,8 @@ pub struct NodeConfig {
     pub on_drift: Option<String>,
     /// `[metrics] listen`, when set.
     pub metrics_listen: Option<String>,
+    /// `[replicate] include`, when set (it replaces the default list).
+    pub replicate_include: Option<Vec<String>>,
 }
 
 impl NodeConfig {
@@ -113,6 +115,7 @@ impl NodeConfig {
             broker_extra: Vec::new(),
             on_drift: None,
             metrics_listen: None,
+            replicate_include: None,
         }
     }
 
@@ -167,6 +170,10 @@ impl NodeConfig {
         }
         if let Some(listen) = &self.metrics_listen {
             out += &format!("[metrics]\nlisten = {}\n", q(listen));
+        }
+        if let Some(include) = &self.replicate_include {
+            let patterns: Vec<String> = include.iter().map(|p| q(p)).collect();
+            out += &format!("[replicate]\ninclude = [{}]\n", patterns.join(", "));
         }
         out
     }
