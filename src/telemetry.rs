@@ -97,18 +97,21 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
-/// Serve `/metrics` and `/healthz` on `listener` (bound, non-blocking) until `shutdown`;
-/// `connected` says whether the node is connected to a broker now.
+/// Serve `/metrics`, `/healthz` and `/readyz` on `listener` (bound, non-blocking) until
+/// `shutdown`. `connected` says whether the node is connected to a broker now (`/healthz`);
+/// `busy` why its GeoServer should get no requests now — being drained or reloaded — or
+/// `None` while it serves (`/readyz`, for a load balancer's health check).
 pub async fn serve(
     listener: std::net::TcpListener,
     handle: PrometheusHandle,
     connected: impl Fn() -> bool + Clone + Send + Sync + 'static,
+    busy: impl Fn() -> Option<&'static str> + Clone + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
-    log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+    log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz and /readyz");
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -134,6 +137,24 @@ pub async fn serve(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "unhealthy: not connected to any broker\n",
                         )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let busy = busy();
+                async move {
+                    match busy {
+                        None => (
+                            StatusCode::OK,
+                            "ready: GeoServer serves its current catalog\n".to_string(),
+                        ),
+                        Some(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
                     }
                 }
             }),

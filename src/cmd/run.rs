@@ -12,7 +12,7 @@ use crate::master::{publisher, Detector};
 use crate::mqtt::connection::{self, Inbound, Link, LinkEvent, Options};
 use crate::mqtt::{broker, Topics};
 use crate::receive::Worker;
-use crate::reload::{self, GeoServer, ReloadSettings, ReloadStats};
+use crate::reload::{self, GeoServer, Phase, ReloadSettings, ReloadStats};
 use crate::resync::{self, responder::Asked};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -78,8 +78,9 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         detector: None,
     };
     // 4. The tasks of this node's role.
+    let (stats_tx, stats) = watch::channel(ReloadStats::default());
     if let Some(handle) = metrics {
-        d.serve_metrics(handle)?;
+        d.serve_metrics(handle, stats.clone())?;
     }
     let (asks, imported) = if d.cfg.node.role.publishes() {
         let (asks, imported) = d.start_publishing(events)?;
@@ -89,7 +90,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         d.start_drift_watch()?;
         (None, None)
     };
-    let (notify, stats) = d.start_reloads();
+    let notify = d.start_reloads(stats_tx);
     d.start_common(inbound, asks, imported, notify, stats);
     // 5. Until a signal; then every task stops and the state is flushed.
     wait_for_signal().await;
@@ -184,6 +185,7 @@ impl Daemon {
     fn serve_metrics(
         &mut self,
         handle: metrics_exporter_prometheus::PrometheusHandle,
+        reloads: watch::Receiver<ReloadStats>,
     ) -> Result<(), String> {
         let Some(addr) = self.cfg.metrics else {
             return Ok(());
@@ -193,8 +195,14 @@ impl Daemon {
             .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
         let (link, shutdown) = (self.link.clone(), self.shutdown.clone());
         let connected = move || link.borrow().client.is_some();
+        let busy = move || match reloads.borrow().phase {
+            Phase::Serving => None,
+            Phase::Draining => Some("draining: GeoServer reloads in at most drain_ms"),
+            Phase::Reloading => Some("GeoServer is reloading its catalog"),
+        };
         self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::telemetry::serve(listener, handle, connected, shutdown).await {
+            let serving = crate::telemetry::serve(listener, handle, connected, busy, shutdown);
+            if let Err(e) = serving.await {
                 log::error!("{e}; metrics are not served");
             }
         }));
@@ -258,18 +266,18 @@ impl Daemon {
         Ok(())
     }
 
-    /// An applying node: the reload task. Returns what the receive worker calls after writing
-    /// files, and the reload statistics for the status.
-    fn start_reloads(&mut self) -> (Arc<dyn Fn() + Send + Sync>, watch::Receiver<ReloadStats>) {
-        let (stats_tx, stats_rx) = watch::channel(ReloadStats::default());
+    /// An applying node: the reload task, which reports on `stats`. Returns what the receive
+    /// worker calls after writing files.
+    fn start_reloads(&mut self, stats: watch::Sender<ReloadStats>) -> Arc<dyn Fn() + Send + Sync> {
         if !self.cfg.node.role.applies() {
-            return (Arc::new(|| {}), stats_rx);
+            return Arc::new(|| {});
         }
         let g = &self.cfg.geoserver;
         let settings = ReloadSettings {
             quiet: g.reload_quiet,
             max_delay: g.reload_max_delay,
             reference_wait: g.reference_wait,
+            drain: g.drain,
             ..Default::default()
         };
         let (handle, reload_rx) = reload::channel();
@@ -280,10 +288,10 @@ impl Daemon {
             reload_rx,
             move || sh.readiness(),
             Some(self.shared.files.clone()),
-            stats_tx,
+            stats,
             self.shutdown.clone(),
         )));
-        (Arc::new(move || handle.notify()), stats_rx)
+        Arc::new(move || handle.notify())
     }
 
     /// Every node: the import folder, the status reporter, the receive worker, the memory

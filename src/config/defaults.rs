@@ -9,6 +9,9 @@ pub const RELOAD_QUIET_MS: u64 = 1000;
 pub const RELOAD_MAX_DELAY_MS: u64 = 10_000;
 pub const RELOAD_TIMEOUT_S: u64 = 600;
 pub const REFERENCE_WAIT_MS: u64 = 30_000;
+pub const DRAIN_MS: u64 = 0;
+/// Longest `drain_ms`: the applies of Deltas wait while a node drains.
+pub const MAX_DRAIN_MS: u64 = 120_000;
 pub const QUIET_MS: u64 = 20;
 /// Full rescans: the safety net under filesystem notifications, or the only detection
 /// where the data directory cannot be watched.

@@ -52,6 +52,7 @@ pub(super) struct RawGeoServer {
     pub(super) reload_max_delay_ms: Option<u64>,
     pub(super) reload_timeout_s: Option<u64>,
     pub(super) reference_wait_ms: Option<u64>,
+    pub(super) drain_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

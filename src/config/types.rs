@@ -57,6 +57,8 @@ pub struct GeoServer {
     pub reload_max_delay: Duration,
     pub reload_timeout: Duration,
     pub reference_wait: Duration,
+    /// `drain_ms`: `/readyz` says 503 this long before a reload starts (0: not at all).
+    pub drain: Duration,
 }
 
 #[derive(Clone, Debug)]

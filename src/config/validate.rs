@@ -175,6 +175,13 @@ fn validate_geoserver(
             "[geoserver] reload_max_delay_ms {max_delay}: must not be below reload_quiet_ms {quiet}"
         ));
     }
+    let drain = raw.drain_ms.unwrap_or(defaults::DRAIN_MS);
+    if drain > defaults::MAX_DRAIN_MS {
+        return err(format!(
+            "[geoserver] drain_ms {drain}: at most {} (a load balancer's health check takes a node out in seconds)",
+            defaults::MAX_DRAIN_MS
+        ));
+    }
     let timeout = raw.reload_timeout_s.unwrap_or(defaults::RELOAD_TIMEOUT_S);
     if timeout == 0 {
         return err("[geoserver] reload_timeout_s: must be at least 1");
@@ -190,6 +197,7 @@ fn validate_geoserver(
         reference_wait: Duration::from_millis(
             raw.reference_wait_ms.unwrap_or(defaults::REFERENCE_WAIT_MS),
         ),
+        drain: Duration::from_millis(drain),
     })
 }
 

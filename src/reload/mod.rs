@@ -77,6 +77,20 @@ pub struct ReloadStats {
     pub last_at_unix_ms: Option<u64>,
     /// Failed attempts since the last success.
     pub consecutive_failures: u32,
+    /// Whether GeoServer serves now, or is being drained or reloaded (`/readyz`).
+    pub phase: Phase,
+}
+
+/// What this node's GeoServer is doing, as a load balancer's health check needs to know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Serving its current catalog.
+    #[default]
+    Serving,
+    /// A reload starts once `drain_ms` has passed: taken out of the load balancer first.
+    Draining,
+    /// Reloading: the catalog is empty until the reload has finished.
+    Reloading,
 }
 
 /// The reload task. Runs until `shutdown` turns true (or its sender is dropped), or until every
@@ -169,6 +183,16 @@ pub async fn run(
                     }
                 }
                 schedule.on_reload_started();
+                if !settings.drain.is_zero() {
+                    // Out of the load balancer first; the data directory stays as checked.
+                    stats.send_modify(|s| s.phase = Phase::Draining);
+                    debug!("draining for {} before the reload", human(settings.drain));
+                    tokio::select! {
+                        () = tokio::time::sleep(settings.drain) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                stats.send_modify(|s| s.phase = Phase::Reloading);
                 let gs = Arc::clone(&gs);
                 running = Some((
                     tokio::task::spawn_blocking(move || {
@@ -222,6 +246,7 @@ fn finish(
         }
         s.last_at_unix_ms = Some(at);
         s.consecutive_failures = schedule.failures();
+        s.phase = Phase::Serving;
     });
 }
 

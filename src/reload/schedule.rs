@@ -21,6 +21,8 @@ pub struct ReloadSettings {
     pub backoff_initial: Duration,
     /// ...up to this.
     pub backoff_max: Duration,
+    /// `drain_ms`: how long the node says it is not ready (`/readyz`) before a reload starts.
+    pub drain: Duration,
 }
 
 impl Default for ReloadSettings {
@@ -32,6 +34,7 @@ impl Default for ReloadSettings {
             recheck: Duration::from_millis(100),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            drain: Duration::ZERO,
         }
     }
 }
@@ -196,6 +199,7 @@ mod tests {
             recheck: ms(100),
             backoff_initial: ms(1000),
             backoff_max: ms(60_000),
+            drain: Duration::ZERO,
         }
     }
 

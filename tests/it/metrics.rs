@@ -4,49 +4,11 @@
 use crate::support::cluster::Cluster;
 use crate::support::generator::Spec;
 use crate::support::node::{free_port, wait_until_logs};
+use crate::support::run::get;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// GET `path` from 127.0.0.1:`port`: (status code, body).
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    // Bodies here are small: axum sends them with a length, or chunked in one chunk.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((len, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out += &tail[..n];
-            rest = &tail[n + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    Ok((code, body))
-}
 
 /// Parse the Prometheus text exposition format strictly enough to catch a malformed line:
 /// `# HELP name text`, `# TYPE name kind`, or `name{label="value",...} number`. Returns the

@@ -30,6 +30,7 @@ fn fast() -> ReloadSettings {
         recheck: Duration::from_millis(20),
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
+        drain: Duration::ZERO,
     }
 }
 

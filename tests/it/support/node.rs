@@ -78,6 +78,8 @@ pub struct NodeConfig {
     pub on_drift: Option<String>,
     /// `[metrics] listen`, when set.
     pub metrics_listen: Option<String>,
+    /// Extra `key = value` lines for `[geoserver]` (drain_ms…).
+    pub geoserver_extra: Vec<String>,
     /// `[replicate] include`, when set (it replaces the default list).
     pub replicate_include: Option<Vec<String>>,
 }
@@ -116,6 +118,7 @@ impl NodeConfig {
             on_drift: None,
             metrics_listen: None,
             replicate_include: None,
+            geoserver_extra: Vec::new(),
         }
     }
 
@@ -147,6 +150,9 @@ impl NodeConfig {
             "reload_quiet_ms = {}\nreload_max_delay_ms = {}\n",
             self.reload_quiet_ms, self.reload_max_delay_ms
         );
+        for line in &self.geoserver_extra {
+            out += &format!("{line}\n");
+        }
         out += &format!("[master]\nquiet_ms = {}\n", self.quiet_ms);
         if let Some(s) = self.rescan_interval_s {
             out += &format!("rescan_interval_s = {s}\n");
