@@ -440,6 +440,36 @@ fn delay_mode_slows_reloads() {
 }
 
 #[test]
+fn a_reload_costs_time_per_catalog_object_and_ows_answers_503_meanwhile() {
+    let (dir, _) = generated(17);
+    let objects = crate::support::references::catalog_objects(dir.path());
+    assert!(objects > 20, "{objects} catalog objects");
+    let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");
+    gs.set_cost_per_object(Duration::from_millis(10));
+    let ows = |gs: &StandInGeoServer| http(gs.port(), "GET", "/geoserver/ows", None).unwrap().0;
+    assert_eq!(ows(&gs), 200);
+    assert!(gs.serving());
+    let port = gs.port();
+    let reload = std::thread::spawn(move || reload_as_admin(port).unwrap().0);
+    wait_until("the reload runs", Duration::from_secs(5), || !gs.serving());
+    assert_eq!(ows(&gs), 503, "not serving while the catalog reloads");
+    assert_eq!(
+        http(gs.port(), "GET", "/geoserver/topp/wms", None)
+            .unwrap()
+            .0,
+        503
+    );
+    assert_eq!(reload.join().unwrap(), 200);
+    assert_eq!(ows(&gs), 200);
+    let r = &gs.reloads()[0];
+    let took = r.finished.expect("answered") - r.at;
+    assert!(
+        took >= Duration::from_millis(10) * objects as u32,
+        "{took:?} for {objects}"
+    );
+}
+
+#[test]
 fn scripted_statuses_come_first_then_the_status_mode_again() {
     let (dir, _) = generated(16);
     let gs = StandInGeoServer::start(dir.path(), "admin", "geoserver");

@@ -9,6 +9,14 @@
 //! play an unhealthy GeoServer. Without a data directory it is a plain reload endpoint, for the
 //! in-process tests of the reload task; every request it reads is kept for them (`requests`).
 //!
+//! A reload costs what GeoServer's costs: it takes `cost_per_object` for every catalog object
+//! in the data directory (default 140 µs: GeoServer's parallel catalog loader reads 100,000
+//! layers — about 200,000 objects — in 28 s, GeoServer PR 8370), plus `set_delay`. And, as in
+//! GeoServer (`GeoServerImpl.reload` empties the catalog before it refills it), its OWS stand-in
+//! (`/geoserver/ows`, `/geoserver/wms`…) answers 503 while a reload runs, 200 otherwise; every
+//! reload's start and end are kept (`Reload::finished`), so a test or the benchmark can see when
+//! a node was not serving.
+//!
 //! A plain std HTTP/1.1 server: one thread accepts, one short-lived thread per connection,
 //! `Connection: close` on every answer.
 
@@ -23,10 +31,15 @@ use std::time::{Duration, Instant};
 
 pub use super::references::catalog_problems;
 
+/// What one catalog object costs a reload, by default (see the module documentation).
+pub const DEFAULT_COST_PER_OBJECT: Duration = Duration::from_micros(140);
+
 /// One reload request as the stand-in saw it.
 #[derive(Clone, Debug)]
 pub struct Reload {
     pub at: Instant,
+    /// When it was answered (`None` while it runs, and for refused ones).
+    pub finished: Option<Instant>,
     pub authorized: bool,
     /// The status code answered (200, 401, or the one forced by `answer_next` or `set_status`).
     pub status: u16,
@@ -55,6 +68,9 @@ struct Shared {
     script: Mutex<VecDeque<u16>>,
     down: AtomicBool,
     delay: Mutex<Duration>,
+    cost_per_object: Mutex<Duration>,
+    /// Reloads running now: OWS requests get 503 meanwhile.
+    reloading: std::sync::atomic::AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -117,6 +133,8 @@ impl StandInGeoServer {
             script: Mutex::new(VecDeque::new()),
             down: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
+            cost_per_object: Mutex::new(DEFAULT_COST_PER_OBJECT),
+            reloading: std::sync::atomic::AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -196,6 +214,16 @@ impl StandInGeoServer {
     /// Reloads take this long before answering, like a big catalog does.
     pub fn set_delay(&self, delay: Duration) {
         *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// What each catalog object of the data directory adds to a reload's time.
+    pub fn set_cost_per_object(&self, cost: Duration) {
+        *self.shared.cost_per_object.lock().unwrap() = cost;
+    }
+
+    /// Whether its OWS stand-in answers now (no reload running).
+    pub fn serving(&self) -> bool {
+        self.shared.reloading.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -320,6 +348,7 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             if req.path.ends_with("reload") {
                 let r = Reload {
                     at,
+                    finished: None,
                     authorized: false,
                     status: 401,
                     problems: vec![],
@@ -340,14 +369,25 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             };
             let scripted = shared.script.lock().unwrap().pop_front();
             let status = scripted.unwrap_or_else(|| shared.status.load(Ordering::SeqCst));
-            shared.reloads.lock().unwrap().push(Reload {
-                at,
-                authorized: true,
-                status,
-                problems,
-            });
-            let delay = *shared.delay.lock().unwrap();
+            let index = {
+                let mut reloads = shared.reloads.lock().unwrap();
+                reloads.push(Reload {
+                    at,
+                    finished: None,
+                    authorized: true,
+                    status,
+                    problems,
+                });
+                reloads.len() - 1
+            };
+            shared.reloading.fetch_add(1, Ordering::SeqCst);
+            let objects =
+                (shared.data_dir.as_deref()).map_or(0, super::references::catalog_objects);
+            let cost = *shared.cost_per_object.lock().unwrap() * objects as u32;
+            let delay = *shared.delay.lock().unwrap() + cost;
             thread::sleep(delay); // simulated work, not synchronisation
+            shared.reloads.lock().unwrap()[index].finished = Some(Instant::now());
+            shared.reloading.fetch_sub(1, Ordering::SeqCst);
             respond(
                 &stream,
                 status,
@@ -364,6 +404,10 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             respond(&stream, 200, "", "")
         }
         (_, "/geoserver/rest/reload" | "/geoserver/rest/reset") => respond(&stream, 405, "", ""),
+        (_, p) if is_ows(p) => match shared.reloading.load(Ordering::SeqCst) {
+            0 => respond(&stream, 200, "<ServiceExceptionReport/>", ""),
+            _ => respond(&stream, 503, "GeoServer is reloading its catalog", ""),
+        },
         _ => respond(&stream, 404, "not found", ""),
     }
 }
@@ -397,4 +441,12 @@ pub fn problems_beyond_master(
         .filter(|p| !allowed.contains(*p))
         .cloned()
         .collect()
+}
+
+/// An OWS request path (`/geoserver/ows`, `/geoserver/wms`, `/geoserver/ws/wfs`…).
+fn is_ows(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    ["ows", "wms", "wfs", "wcs", "wmts", "wps"]
+        .iter()
+        .any(|s| path.starts_with("/geoserver/") && path.ends_with(&format!("/{s}")))
 }

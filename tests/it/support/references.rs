@@ -99,6 +99,16 @@ fn xml_files(dir: &Path, top: &str, out: &mut Vec<String>) {
     }
 }
 
+/// How many catalog objects GeoServer loads from `dir` (one per XML file of workspaces, stores,
+/// resources, layers, styles and layer groups).
+pub fn catalog_objects(dir: &Path) -> usize {
+    let mut files = vec![];
+    for top in ["workspaces", "styles", "layergroups"] {
+        xml_files(dir, top, &mut files);
+    }
+    files.len()
+}
+
 /// Every unresolved reference in the catalog under `dir`, as sentences such as
 /// `workspaces/ws/st/roads/layer.xml: <resource> refers to missing id FeatureTypeInfoImpl-…`.
 pub fn catalog_problems(dir: &Path) -> BTreeSet<String> {
