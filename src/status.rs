@@ -83,6 +83,11 @@ pub struct ReloadInfo {
     /// Applied changes that needed no reload (GeoServer re-reads those files by itself).
     #[serde(default)]
     pub skipped: u64,
+    /// Time spent reloading and draining before reloads, milliseconds.
+    #[serde(default)]
+    pub reloading_ms: u64,
+    #[serde(default)]
+    pub draining_ms: u64,
 }
 
 impl Status {
@@ -231,6 +236,8 @@ impl ReloadInfo {
             last_at_unix_ms: r.last_at_unix_ms,
             last_result: r.last_result.clone(),
             skipped,
+            reloading_ms: r.reloading_ms,
+            draining_ms: r.draining_ms,
         }
     }
 }

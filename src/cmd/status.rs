@@ -266,6 +266,10 @@ fn row(n: &NodeReport, now: u64) -> [String; 11] {
                 0 => String::new(),
                 n => format!(", {n} not needed"),
             };
+            let skipped = match rl.reloading_ms {
+                0 => skipped,
+                ms => format!("{skipped}, {:.1} s reloading", ms as f64 / 1000.0),
+            };
             match (&rl.last_result, rl.last_at_unix_ms) {
                 (Some(res), Some(at)) => format!(
                     "{} {} ({} ok, {} failed{skipped})",

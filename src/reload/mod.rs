@@ -77,6 +77,10 @@ pub struct ReloadStats {
     pub last_at_unix_ms: Option<u64>,
     /// Failed attempts since the last success.
     pub consecutive_failures: u32,
+    /// Time spent in reload requests (drain excluded), milliseconds.
+    pub reloading_ms: u64,
+    /// Time spent draining before reloads, milliseconds.
+    pub draining_ms: u64,
     /// Whether GeoServer serves now, or is being drained or reloaded (`/readyz`).
     pub phase: Phase,
 }
@@ -191,6 +195,8 @@ pub async fn run(
                         () = tokio::time::sleep(settings.drain) => {}
                         _ = shutdown.changed() => return,
                     }
+                    let drained = u64::try_from(settings.drain.as_millis()).unwrap_or(u64::MAX);
+                    stats.send_modify(|s| s.draining_ms += drained);
                 }
                 stats.send_modify(|s| s.phase = Phase::Reloading);
                 let gs = Arc::clone(&gs);
@@ -201,7 +207,8 @@ pub async fn run(
                         let _reading = reading;
                         gs.reload()
                     }),
-                    now,
+                    // The reload's own time: the drain is counted apart.
+                    Instant::now(),
                 ));
             }
         }
@@ -246,6 +253,7 @@ fn finish(
         }
         s.last_at_unix_ms = Some(at);
         s.consecutive_failures = schedule.failures();
+        s.reloading_ms += u64::try_from((now - started).as_millis()).unwrap_or(u64::MAX);
         s.phase = Phase::Serving;
     });
 }

@@ -5,7 +5,7 @@
 use crate::support::cluster::Cluster;
 use crate::support::generator::Spec;
 use crate::support::node::{free_port, wait_until_logs};
-use crate::support::run::get;
+use crate::support::run::{get, run};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,4 +113,29 @@ fn readyz_is_503_while_draining_and_reloading_and_200_otherwise() {
     );
     let (code, _) = get(port, "/healthz").unwrap();
     assert_eq!(code, 200, "/healthz is about the broker only");
+
+    // The node's status counts the time spent draining and reloading.
+    let config = slave.node.config_path();
+    let config = config.to_str().unwrap();
+    let id = slave.node.config().id.clone();
+    let reload_info = || -> serde_json::Value {
+        let out = run(&["status", "-c", config, "--json"], "warn").stdout;
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        (report["nodes"].as_array().into_iter().flatten())
+            .find(|n| n["node"] == id.as_str())
+            .map_or(serde_json::Value::Null, |n| n["reload"].clone())
+    };
+    let drained = DRAIN.as_millis() as u64;
+    wait_until_logs(
+        "the status counts the drain",
+        DEADLINE,
+        &[&slave.node],
+        || {
+            let r = reload_info();
+            r["draining_ms"].as_u64().is_some_and(|ms| ms >= drained)
+                && r["reloading_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms >= RELOAD.as_millis() as u64)
+        },
+    );
 }
