@@ -52,6 +52,44 @@ pub fn channel() -> (ReloadHandle, mpsc::Receiver<ReloadRequest>) {
     (ReloadHandle { tx }, rx)
 }
 
+/// Take the node out of its load balancer for `drain` before a reload (`/readyz` says 503),
+/// while the caller keeps holding the data directory as the reference check saw it. `false`:
+/// the node is stopping.
+async fn drain(
+    drain: Duration,
+    stats: &watch::Sender<ReloadStats>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    if drain.is_zero() {
+        return true;
+    }
+    stats.send_modify(|s| s.phase = Phase::Draining);
+    debug!("draining for {} before the reload", human(drain));
+    tokio::select! {
+        () = tokio::time::sleep(drain) => {}
+        _ = shutdown.changed() => return false,
+    }
+    let drained = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+    stats.send_modify(|s| s.draining_ms += drained);
+    true
+}
+
+/// Start the reload request on a blocking thread, holding `reading` (the data directory, shared)
+/// until GeoServer has answered: it re-reads every file meanwhile, so no Delta may be written.
+/// Returns the request and when it started (the reload's own time; the drain is counted apart).
+fn start(
+    gs: Arc<GeoServer>,
+    reading: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+    stats: &watch::Sender<ReloadStats>,
+) -> (JoinHandle<Result<(), ReloadError>>, Instant) {
+    stats.send_modify(|s| s.phase = Phase::Reloading);
+    let request = tokio::task::spawn_blocking(move || {
+        let _reading = reading;
+        gs.reload()
+    });
+    (request, Instant::now())
+}
+
 /// Say once at start whether GeoServer answers (on a blocking thread; reloads do not wait
 /// for it).
 fn probe(gs: Arc<GeoServer>) {
@@ -187,29 +225,10 @@ pub async fn run(
                     }
                 }
                 schedule.on_reload_started();
-                if !settings.drain.is_zero() {
-                    // Out of the load balancer first; the data directory stays as checked.
-                    stats.send_modify(|s| s.phase = Phase::Draining);
-                    debug!("draining for {} before the reload", human(settings.drain));
-                    tokio::select! {
-                        () = tokio::time::sleep(settings.drain) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    let drained = u64::try_from(settings.drain.as_millis()).unwrap_or(u64::MAX);
-                    stats.send_modify(|s| s.draining_ms += drained);
+                if !drain(settings.drain, &stats, &mut shutdown).await {
+                    return;
                 }
-                stats.send_modify(|s| s.phase = Phase::Reloading);
-                let gs = Arc::clone(&gs);
-                running = Some((
-                    tokio::task::spawn_blocking(move || {
-                        // GeoServer re-reads every file during the reload: no Delta may be
-                        // written meanwhile.
-                        let _reading = reading;
-                        gs.reload()
-                    }),
-                    // The reload's own time: the drain is counted apart.
-                    Instant::now(),
-                ));
+                running = Some(start(Arc::clone(&gs), reading, &stats));
             }
         }
     }
