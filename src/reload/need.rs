@@ -92,7 +92,7 @@ pub fn need(path: &str, written: bool, facts: &dyn Facts) -> Need {
 /// others have no `fileName`).
 fn watched_service_file(path: &str, facts: &dyn Facts) -> bool {
     let mut parts = path.split('/');
-    let (Some("security"), Some("usergroup" | "role"), Some(svc), Some(file), None) = (
+    let (Some("security"), Some(kind @ ("usergroup" | "role")), Some(svc), Some(file), None) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -104,7 +104,6 @@ fn watched_service_file(path: &str, facts: &dyn Facts) -> bool {
     if file == "config.xml" {
         return false;
     }
-    let kind = path.split('/').nth(1).unwrap_or_default();
     let Some(config) = facts.read(&format!("security/{kind}/{svc}/config.xml")) else {
         return false;
     };

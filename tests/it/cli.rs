@@ -281,6 +281,11 @@ fn bad_configs(s: &Setup) -> Vec<Bad> {
             needles: v(&["relod_quiet_ms", "unknown"]),
         },
         Bad {
+            what: "drain_ms above its bound",
+            toml: with_line(&good, "geoserver", "drain_ms = 3600000"),
+            needles: v(&["[geoserver] drain_ms", "3600000", "at most"]),
+        },
+        Bad {
             what: "missing [geoserver] data_dir",
             toml: without_line(&good, "data_dir ="),
             needles: v(&["[geoserver] data_dir", "required"]),
