@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::datadir::{CatalogIndex, Filter};
 use crate::hlc::Clock;
 use crate::mqtt::Topics;
-use crate::reload::{Gate, Readiness, ReloadStats};
+use crate::reload::{Gate, Leases, Readiness, ReloadStats};
 use crate::security::Auth;
 use crate::state::State;
 use crate::status::{Board, Status};
@@ -57,6 +57,8 @@ pub struct Shared {
     pub backlog: AtomicUsize,
     /// What the node's working parts tell its status (crate::status).
     pub board: Board,
+    /// The group's reload turns, from the statuses that arrive (`reload::turn`).
+    pub leases: Arc<Leases>,
 }
 
 impl Shared {
@@ -92,6 +94,7 @@ impl Shared {
             current: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
             board: Default::default(),
+            leases: Default::default(),
         }
     }
 
@@ -115,6 +118,7 @@ impl Shared {
         drop(state);
         let skipped = self.board.reloads_skipped();
         s.reload = reload.map(|r| crate::status::ReloadInfo::of(r, skipped));
+        s.lease = reload.and_then(|r| r.lease);
         s.keystore = crate::status::keystore_digest(&self.data_dir);
         s
     }

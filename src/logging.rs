@@ -7,6 +7,7 @@
 //! dropped messages) still come through at WARN.
 
 use log::{Log, Metadata, Record};
+use std::time::Duration;
 
 /// Span names rumqttd opens with `error_span!` for every connection and packet.
 const BROKER_SPANS: &[&str] = &["[>] incoming", "incoming_payload", "publish", "remote_link"];
@@ -62,5 +63,32 @@ pub fn init(default: &str) {
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Logger { inner })).is_ok() {
         log::set_max_level(max);
+    }
+}
+
+/// "250 ms", "4 s", "2.5 s", "10 min" for log lines.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(60_000) {
+        format!("{} min", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well_in_log_lines() {
+        assert_eq!(duration(Duration::from_millis(250)), "250 ms");
+        assert_eq!(duration(Duration::from_secs(4)), "4 s");
+        assert_eq!(duration(Duration::from_millis(2500)), "2.5 s");
+        assert_eq!(duration(Duration::from_secs(600)), "10 min");
     }
 }

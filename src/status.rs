@@ -8,7 +8,7 @@
 
 use crate::delta::{self, DecodeError, Part};
 use crate::mqtt::connection::Link;
-use crate::reload::ReloadStats;
+use crate::reload::{Claim, ReloadStats};
 use crate::security::Auth;
 use crate::state::State;
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,10 @@ pub struct Status {
     /// A resync round has completed on this node's state (it is past its bootstrap).
     #[serde(default)]
     pub synced: bool,
+    /// Its place in the group's reload queue: waiting for a turn, or holding one
+    /// (`max_concurrent_reloads`, `reload::lease`). Never in a last will.
+    #[serde(default)]
+    pub lease: Option<Claim>,
 }
 
 /// Where a node stands on one origin's stream.
@@ -88,6 +92,9 @@ pub struct ReloadInfo {
     pub reloading_ms: u64,
     #[serde(default)]
     pub draining_ms: u64,
+    /// Time spent waiting for a reload turn of the group, milliseconds.
+    #[serde(default)]
+    pub waiting_ms: u64,
 }
 
 impl Status {
@@ -109,6 +116,7 @@ impl Status {
             keystore: None,
             drift_events: 0,
             synced: false,
+            lease: None,
         }
     }
 
@@ -238,6 +246,7 @@ impl ReloadInfo {
             skipped,
             reloading_ms: r.reloading_ms,
             draining_ms: r.draining_ms,
+            waiting_ms: r.waiting_ms,
         }
     }
 }
@@ -247,43 +256,68 @@ const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
 /// A status is published again this often even when nothing changed, so its time stays fresh.
 const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Publish this node's status, retained, on every connection, after every change (coalesced)
-/// and every [`REFRESH`]. QoS 0: the publisher's packet-id pairing needs it to be the only QoS 1
-/// publisher, and a status lost with a connection is published again on the next.
-pub async fn report(
-    topic: String,
-    changed: Arc<Notify>,
-    applies: bool,
-    now: impl Fn(Option<&ReloadStats>) -> Vec<u8> + Send,
-    mut link: watch::Receiver<Link>,
-    mut reload: watch::Receiver<ReloadStats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut refresh = tokio::time::interval(REFRESH);
-    let mut reload_open = applies;
-    loop {
-        tokio::select! {
-            r = link.changed() => if r.is_err() { break },
-            _ = changed.notified() => {
-                tokio::time::sleep(DEBOUNCE).await;
-            }
-            r = reload.changed(), if reload_open => {
-                if r.is_err() {
-                    reload_open = false;
-                    continue;
+/// What publishes this node's status.
+pub struct Reporter<F> {
+    /// `{prefix}/{group}/status/{node}`.
+    pub topic: String,
+    /// The board's wake-up (`Board::changed`).
+    pub changed: Arc<Notify>,
+    /// An applying node: its status carries its reloads and its reload turn.
+    pub applies: bool,
+    /// While this node waits for or holds a reload turn, its status is published this often:
+    /// a claim counts only while refreshed (`reload_lease_timeout_ms` / 3).
+    pub claim_refresh: std::time::Duration,
+    /// The encoded status now, from the reload statistics when this node applies.
+    pub now: F,
+}
+
+impl<F: Fn(Option<&ReloadStats>) -> Vec<u8> + Send> Reporter<F> {
+    /// Publish this node's status, retained, on every connection, after every change
+    /// (coalesced; a change of its reload turn at once) and every [`REFRESH`]. QoS 0: the
+    /// publisher's packet-id pairing needs it to be the only QoS 1 publisher, and a status lost
+    /// with a connection is published again on the next.
+    pub async fn run(
+        self,
+        mut link: watch::Receiver<Link>,
+        mut reload: watch::Receiver<ReloadStats>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut refresh = tokio::time::interval(REFRESH);
+        let mut reload_open = self.applies;
+        let mut claim = None;
+        loop {
+            let claiming = claim.is_some();
+            tokio::select! {
+                r = link.changed() => if r.is_err() { break },
+                _ = self.changed.notified() => {
+                    tokio::time::sleep(DEBOUNCE).await;
                 }
-                tokio::time::sleep(DEBOUNCE).await;
+                r = reload.changed(), if reload_open => {
+                    if r.is_err() {
+                        reload_open = false;
+                        continue;
+                    }
+                    if reload.borrow().lease == claim {
+                        tokio::time::sleep(DEBOUNCE).await;
+                    }
+                }
+                () = tokio::time::sleep(self.claim_refresh), if claiming => {}
+                _ = refresh.tick() => {}
+                _ = shutdown.changed() => break,
             }
-            _ = refresh.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        let Some(client) = link.borrow().client.clone() else {
-            continue;
-        };
-        let stats = applies.then(|| reload.borrow().clone());
-        let payload = now(stats.as_ref());
-        if client.publish_once(&topic, payload, true).await.is_err() {
-            log::debug!("status not published: the connection is closing");
+            let Some(client) = link.borrow().client.clone() else {
+                continue;
+            };
+            let stats = self.applies.then(|| reload.borrow().clone());
+            claim = stats.as_ref().and_then(|s| s.lease);
+            let payload = (self.now)(stats.as_ref());
+            if client
+                .publish_once(&self.topic, payload, true)
+                .await
+                .is_err()
+            {
+                log::debug!("status not published: the connection is closing");
+            }
         }
     }
 }

@@ -73,6 +73,14 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "gscluster_reloads_skipped_total",
         "Applied changes that needed no GeoServer reload: it re-reads every file they wrote by itself"
     );
+    describe_histogram!(
+        "gscluster_reload_turn_wait_seconds",
+        "Time a due reload waited for its turn in the group (max_concurrent_reloads)"
+    );
+    describe_gauge!(
+        "gscluster_reload_turn",
+        "This node's reload turn: 0 none, 1 waiting for one, 2 holding one"
+    );
     describe_gauge!(
         "gscluster_lag_deltas",
         "Deltas an origin announced that this node has not applied yet, by origin"
@@ -208,6 +216,15 @@ pub fn record_reload(ok: bool, took: Duration) {
 
 pub fn record_reload_skipped() {
     counter!("gscluster_reloads_skipped_total").increment(1);
+}
+
+pub fn record_turn_wait(waited: Duration) {
+    histogram!("gscluster_reload_turn_wait_seconds").record(waited.as_secs_f64());
+}
+
+/// 0: no reload turn, 1: waiting for one, 2: holding one.
+pub fn record_turn(state: u8) {
+    gauge!("gscluster_reload_turn").set(f64::from(state));
 }
 
 pub fn record_lag(origin: &str, deltas: u64) {

@@ -12,7 +12,7 @@ use crate::master::{publisher, Detector};
 use crate::mqtt::connection::{self, Inbound, Link, LinkEvent, Options};
 use crate::mqtt::{broker, Topics};
 use crate::receive::Worker;
-use crate::reload::{self, GeoServer, Phase, ReloadSettings, ReloadStats};
+use crate::reload::{self, GeoServer, Phase, ReloadSettings, ReloadStats, Turn, TurnSettings};
 use crate::resync::{self, responder::Asked};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -281,13 +281,28 @@ impl Daemon {
             ..Default::default()
         };
         let (handle, reload_rx) = reload::channel();
-        let sh = self.shared.clone();
-        self.tasks.push(tokio::spawn(reload::run(
-            GeoServer::from_config(g),
+        let (sh, link) = (self.shared.clone(), self.link.clone());
+        let turns = TurnSettings {
+            limit: g.max_concurrent_reloads,
+            timeout: g.lease_timeout,
+            alone_after: g.reload_max_delay,
+        };
+        let connected = move || link.borrow().client.is_some();
+        let task = reload::Reloader {
+            gs: GeoServer::from_config(g),
             settings,
+            ready: move || sh.readiness(),
+            files: Some(self.shared.files.clone()),
+            turn: Turn::new(
+                &self.shared.node_id,
+                self.shared.leases.clone(),
+                turns,
+                connected,
+            ),
+        };
+        self.tasks.push(tokio::spawn(reload::run(
+            task,
             reload_rx,
-            move || sh.readiness(),
-            Some(self.shared.files.clone()),
             stats,
             self.shutdown.clone(),
         )));
@@ -319,15 +334,15 @@ impl Daemon {
                     .encode(&sh.group, &sh.auth)
             }
         };
-        self.tasks.push(tokio::spawn(crate::status::report(
-            self.topics.status(&self.cfg.node.id),
-            sh.board.changed.clone(),
-            role.applies(),
-            snapshot,
-            self.link.clone(),
-            stats,
-            self.shutdown.clone(),
-        )));
+        let reporter = crate::status::Reporter {
+            topic: self.topics.status(&self.cfg.node.id),
+            changed: sh.board.changed.clone(),
+            applies: role.applies(),
+            claim_refresh: self.cfg.geoserver.lease_timeout / 3,
+            now: snapshot,
+        };
+        let reporting = reporter.run(self.link.clone(), stats, self.shutdown.clone());
+        self.tasks.push(tokio::spawn(reporting));
         let worker = Worker {
             shared: sh,
             role,

@@ -64,6 +64,8 @@ pub struct NodeReport {
     pub keystore_matches: bool,
     pub drift_events: u64,
     pub lagging: bool,
+    /// Its reload turn (`max_concurrent_reloads`): waiting for one since, or holding one.
+    pub lease: Option<crate::reload::Claim>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -156,6 +158,7 @@ pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: 
             keystore_matches,
             drift_events: s.drift_events,
             lagging,
+            lease: s.lease.filter(|_| s.online),
         });
     }
     if digests.len() > 1 {
@@ -282,6 +285,17 @@ fn row(n: &NodeReport, now: u64) -> [String; 11] {
                 _ => "none yet".to_string(),
             }
         }
+    };
+    let reload = match n.lease {
+        None => reload,
+        Some(c) if c.holding => format!(
+            "holds a reload turn (queued {}); {reload}",
+            ago(now, c.since_unix_ms)
+        ),
+        Some(c) => format!(
+            "waits for a reload turn (queued {}); {reload}",
+            ago(now, c.since_unix_ms)
+        ),
     };
     let keystore = match (&n.keystore, n.keystore_matches) {
         (None, _) => "-".to_string(),

@@ -12,6 +12,11 @@ pub const REFERENCE_WAIT_MS: u64 = 30_000;
 pub const DRAIN_MS: u64 = 0;
 /// Longest `drain_ms`: the applies of Deltas wait while a node drains.
 pub const MAX_DRAIN_MS: u64 = 120_000;
+/// `max_concurrent_reloads`: half the group keeps serving while the other half reloads.
+pub const MAX_CONCURRENT_RELOADS: &str = "50%";
+pub const RELOAD_LEASE_TIMEOUT_MS: u64 = 30_000;
+/// Shortest `reload_lease_timeout_ms`: a claim is refreshed three times per timeout.
+pub const MIN_RELOAD_LEASE_TIMEOUT_MS: u64 = 1000;
 pub const QUIET_MS: u64 = 20;
 /// Full rescans: the safety net under filesystem notifications, or the only detection
 /// where the data directory cannot be watched.

@@ -113,6 +113,38 @@ mod tests {
     }
 
     #[test]
+    fn max_concurrent_reloads_is_a_count_a_share_or_no_limit() {
+        let limit = |v: &str| {
+            parse(&format!("{MIN}max_concurrent_reloads = {v}\n"))
+                .map(|c| c.geoserver.max_concurrent_reloads)
+        };
+        let default = parse(MIN).unwrap().geoserver;
+        assert_eq!(default.max_concurrent_reloads, ReloadLimit::Percent(50));
+        assert_eq!(default.lease_timeout, Duration::from_secs(30));
+        assert_eq!(limit("0").unwrap(), ReloadLimit::Unlimited);
+        assert_eq!(limit("1").unwrap(), ReloadLimit::Nodes(1));
+        assert_eq!(limit("\"3\"").unwrap(), ReloadLimit::Nodes(3));
+        assert_eq!(limit("\"25%\"").unwrap(), ReloadLimit::Percent(25));
+        for bad in ["-1", "\"0%\"", "\"150%\"", "\"half\"", "1.5"] {
+            let e = limit(bad).unwrap_err();
+            assert!(
+                e.0.contains("[geoserver] max_concurrent_reloads"),
+                "{bad}: {e}"
+            );
+        }
+        // 50 % of the online applying nodes, rounded down, never below one.
+        let half = ReloadLimit::Percent(50);
+        let of: Vec<_> = (1..=5).map(|n| half.of(n)).collect();
+        assert_eq!(of, [Some(1), Some(1), Some(1), Some(2), Some(2)]);
+        assert_eq!(ReloadLimit::Unlimited.of(4), None);
+        let e = parse(&format!("{MIN}reload_lease_timeout_ms = 10\n")).unwrap_err();
+        assert!(
+            e.0.contains("[geoserver] reload_lease_timeout_ms 10"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = parse(&format!("{MIN}relod_quiet_ms = 5\n")).unwrap_err();
         assert!(e.0.contains("relod_quiet_ms"), "{e}");

@@ -53,6 +53,16 @@ pub(super) struct RawGeoServer {
     pub(super) reload_timeout_s: Option<u64>,
     pub(super) reference_wait_ms: Option<u64>,
     pub(super) drain_ms: Option<u64>,
+    pub(super) max_concurrent_reloads: Option<RawCount>,
+    pub(super) reload_lease_timeout_ms: Option<u64>,
+}
+
+/// A number, or a string such as `"50%"`.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub(super) enum RawCount {
+    Number(i64),
+    Text(String),
 }
 
 #[derive(Deserialize, Default)]

@@ -59,6 +59,43 @@ pub struct GeoServer {
     pub reference_wait: Duration,
     /// `drain_ms`: `/readyz` says 503 this long before a reload starts (0: not at all).
     pub drain: Duration,
+    /// `max_concurrent_reloads`: how many applying nodes of the group reload at once.
+    pub max_concurrent_reloads: ReloadLimit,
+    /// `reload_lease_timeout_ms`: a reload turn whose node fell silent this long is void.
+    pub lease_timeout: Duration,
+}
+
+/// `[geoserver] max_concurrent_reloads`: a number of nodes, a share of the group's applying
+/// nodes that are online, or no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadLimit {
+    /// `0`: every node reloads when its changes are due (no turns taken).
+    Unlimited,
+    Nodes(u32),
+    /// `"50%"`: rounded down, but at least one node.
+    Percent(u32),
+}
+
+impl ReloadLimit {
+    /// How many of `applying` online applying nodes (this one included) may reload at once;
+    /// `None`: no limit.
+    pub fn of(self, applying: usize) -> Option<usize> {
+        match self {
+            ReloadLimit::Unlimited => None,
+            ReloadLimit::Nodes(n) => Some(n as usize),
+            ReloadLimit::Percent(p) => Some((applying * p as usize / 100).max(1)),
+        }
+    }
+}
+
+impl fmt::Display for ReloadLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadLimit::Unlimited => f.write_str("no limit"),
+            ReloadLimit::Nodes(n) => write!(f, "{n} node(s)"),
+            ReloadLimit::Percent(p) => write!(f, "{p}% of the applying nodes"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

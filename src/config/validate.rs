@@ -186,6 +186,19 @@ fn validate_geoserver(
     if timeout == 0 {
         return err("[geoserver] reload_timeout_s: must be at least 1");
     }
+    let max_concurrent_reloads = match raw.max_concurrent_reloads {
+        None => reload_limit(&RawCount::Text(defaults::MAX_CONCURRENT_RELOADS.into()))?,
+        Some(raw) => reload_limit(&raw)?,
+    };
+    let lease_timeout = raw
+        .reload_lease_timeout_ms
+        .unwrap_or(defaults::RELOAD_LEASE_TIMEOUT_MS);
+    if lease_timeout < defaults::MIN_RELOAD_LEASE_TIMEOUT_MS {
+        return err(format!(
+            "[geoserver] reload_lease_timeout_ms {lease_timeout}: at least {} (a turn is refreshed three times per timeout)",
+            defaults::MIN_RELOAD_LEASE_TIMEOUT_MS
+        ));
+    }
     Ok(GeoServer {
         data_dir,
         url: raw.url.map(|u| u.trim_end_matches('/').to_string()),
@@ -198,7 +211,34 @@ fn validate_geoserver(
             raw.reference_wait_ms.unwrap_or(defaults::REFERENCE_WAIT_MS),
         ),
         drain: Duration::from_millis(drain),
+        max_concurrent_reloads,
+        lease_timeout: Duration::from_millis(lease_timeout),
     })
+}
+
+/// `[geoserver] max_concurrent_reloads`: `0` (no limit), a number of nodes, or `"N%"`.
+fn reload_limit(raw: &RawCount) -> Result<ReloadLimit, ConfigError> {
+    let bad = |what: &str| {
+        err(format!(
+            "[geoserver] max_concurrent_reloads {what}: a number of nodes (2), a percentage of the group's applying nodes (\"50%\"), or 0 for no limit"
+        ))
+    };
+    let text = match raw {
+        RawCount::Number(n) => n.to_string(),
+        RawCount::Text(t) => t.trim().to_string(),
+    };
+    if let Some(p) = text.strip_suffix('%') {
+        return match p.trim().parse::<u32>() {
+            Ok(p @ 1..=100) => Ok(ReloadLimit::Percent(p)),
+            _ => bad(&format!("{text:?}")),
+        };
+    }
+    match text.parse::<u32>() {
+        Ok(0) => Ok(ReloadLimit::Unlimited),
+        Ok(n) => Ok(ReloadLimit::Nodes(n)),
+        Err(_) if matches!(raw, RawCount::Number(_)) => bad(&text),
+        Err(_) => bad(&format!("{text:?}")),
+    }
 }
 
 /// A secret file holds one line; trailing newline stripped.

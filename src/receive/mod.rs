@@ -273,6 +273,13 @@ impl Worker {
                 self.on_status(r, node, m.payload()).await;
                 None
             }
+            // Our own, echoed: where this node's reload claim stands in the broker's order.
+            Topic::Status(node) if applies => {
+                if let Ok(s) = route::status(&sh.group, &sh.auth, node, m.payload()) {
+                    sh.leases.seen(node, true, s.online, s.lease);
+                }
+                None
+            }
             _ => {
                 log::debug!("ignoring message on {}", m.topic());
                 None
@@ -348,6 +355,8 @@ impl Worker {
         }
         match route::status(&sh.group, &sh.auth, node, payload) {
             Ok(s) if applies => {
+                let peer_applies = s.role != Role::Master.as_str();
+                sh.leases.seen(&s.node, peer_applies, s.online, s.lease);
                 if s.published > 0 {
                     r.stalls
                         .announce(&s.node, s.epoch, s.published, Instant::now());

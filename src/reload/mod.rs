@@ -9,11 +9,17 @@
 
 mod gate;
 mod geoserver;
+pub mod lease;
 pub mod need;
 mod schedule;
+mod stats;
+mod turn;
 
 pub use gate::{Gate, Readiness};
 pub use geoserver::{GeoServer, ReloadError, DEFAULT_RELOAD_TIMEOUT};
+pub use lease::Claim;
+pub use stats::{Phase, ReloadStats};
+pub use turn::{Leases, Turn, TurnSettings};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +70,10 @@ async fn drain(
         return true;
     }
     stats.send_modify(|s| s.phase = Phase::Draining);
-    debug!("draining for {} before the reload", human(drain));
+    debug!(
+        "draining for {} before the reload",
+        crate::logging::duration(drain)
+    );
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
         _ = shutdown.changed() => return false,
@@ -105,57 +114,49 @@ fn probe(gs: Arc<GeoServer>) {
     });
 }
 
-/// Counters for `gscluster status` and the metrics endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadStats {
-    pub reloads_ok: u64,
-    pub reloads_failed: u64,
-    /// "ok" or the last error.
-    pub last_result: Option<String>,
-    pub last_at_unix_ms: Option<u64>,
-    /// Failed attempts since the last success.
-    pub consecutive_failures: u32,
-    /// Time spent in reload requests (drain excluded), milliseconds.
-    pub reloading_ms: u64,
-    /// Time spent draining before reloads, milliseconds.
-    pub draining_ms: u64,
-    /// Whether GeoServer serves now, or is being drained or reloaded (`/readyz`).
-    pub phase: Phase,
+/// What the reload task works with.
+///
+/// `gs == None` (no `[geoserver] url`) never reloads. `ready` is called on the task before every
+/// reload attempt and every `settings.recheck` while it says `Wait`, so it must be cheap.
+/// `files`, when given, is held shared from the last readiness check to the end of the reload
+/// request; whoever writes the data directory holds it exclusively while writing, so GeoServer
+/// never re-reads half a Delta, nor one that `ready` did not see. `turn` says when the group
+/// lets this node reload ([`Turn::unlimited`]: at once).
+pub struct Reloader<R> {
+    pub gs: Option<GeoServer>,
+    pub settings: ReloadSettings,
+    pub ready: R,
+    pub files: Option<Arc<RwLock<()>>>,
+    pub turn: Turn,
 }
 
-/// What this node's GeoServer is doing, as a load balancer's health check needs to know.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Phase {
-    /// Serving its current catalog.
-    #[default]
-    Serving,
-    /// A reload starts once `drain_ms` has passed: taken out of the load balancer first.
-    Draining,
-    /// Reloading: the catalog is empty until the reload has finished.
-    Reloading,
-}
+/// How often a node waiting for its turn looks at the queue besides each status that arrives
+/// (claims time out without a status arriving).
+const TURN_RECHECK: Duration = Duration::from_millis(250);
 
 /// The reload task. Runs until `shutdown` turns true (or its sender is dropped), or until every
 /// [`ReloadHandle`] is gone and nothing is owed.
 ///
-/// `gs == None` (no `[geoserver] url`) never reloads. `ready` is called on this task before every
-/// reload attempt and every `settings.recheck` while it says `Wait`, so it must be cheap.
-/// `files`, when given, is held shared from the readiness check to the end of the reload
-/// request; whoever writes the data directory holds it exclusively while writing, so GeoServer
-/// never re-reads half a Delta, nor one that `ready` did not see. On
-/// shutdown no new reload starts and the task returns at once; a running request is abandoned on
-/// its blocking thread, which ends at the GeoServer timeout at the latest. Dropping a tokio
-/// runtime waits for its blocking threads, so `main` should end with
-/// `Runtime::shutdown_timeout` (or exit the process) rather than wait up to that timeout.
-pub async fn run(
-    gs: Option<GeoServer>,
-    settings: ReloadSettings,
+/// A due reload waits until references resolve (bounded), then for its turn in the group —
+/// holding no lock, so Deltas are still applied, and every notify meanwhile is covered by the
+/// reload that follows — then drains and reloads. On shutdown no new reload starts and the
+/// task returns at once; a running request is abandoned on its blocking thread, which ends at
+/// the GeoServer timeout at the latest. Dropping a tokio runtime waits for its blocking threads,
+/// so `main` should end with `Runtime::shutdown_timeout` (or exit the process) rather than wait
+/// up to that timeout.
+pub async fn run<R: Fn() -> Readiness + Send + 'static>(
+    task: Reloader<R>,
     mut rx: mpsc::Receiver<ReloadRequest>,
-    ready: impl Fn() -> Readiness + Send + 'static,
-    files: Option<Arc<RwLock<()>>>,
     stats: watch::Sender<ReloadStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Reloader {
+        gs,
+        settings,
+        ready,
+        files,
+        mut turn,
+    } = task;
     let Some(gs) = gs else {
         info!("no [geoserver] url configured: GeoServer will not be reloaded after changes");
         drop(rx);
@@ -172,12 +173,19 @@ pub async fn run(
     let mut schedule = Schedule::new(settings);
     let mut running: Option<(JoinHandle<Result<(), ReloadError>>, Instant)> = None;
     let mut inbox_open = true;
+    let mut turn_at: Option<Instant> = None;
 
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
-        let deadline = schedule.next_deadline();
+        let deadline = if turn.waiting() {
+            // Committed to a reload, waiting for a turn: look again in a moment (or on a
+            // status). Notifies meanwhile are covered by the coming reload.
+            Some(turn_at.unwrap_or_else(Instant::now))
+        } else {
+            schedule.next_deadline()
+        };
         if !inbox_open && running.is_none() && deadline.is_none() {
             return;
         }
@@ -191,38 +199,41 @@ pub async fn run(
                 Some(ReloadRequest) => schedule.on_notify(Instant::now()),
                 None => inbox_open = false,
             },
+            () = turn.changed(), if turn.waiting() => turn_at = Some(Instant::now()),
             joined = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
                 let started = running.take().expect("guarded").1;
                 let result = joined.unwrap_or_else(|e| {
                     Err(ReloadError::Unreachable(format!("reload thread failed: {e}")))
                 });
                 finish(&mut schedule, result, started, &url, &stats);
+                turn.release(&stats);
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 let now = Instant::now();
-                if !schedule.is_due(now) {
+                if !turn.waiting() && !schedule.is_due(now) {
                     continue;
                 }
-                // Hold the data directory still from the readiness check to the end of the
+                // References first (a turn held while they resolve would hold up the group),
+                // then the turn.
+                if !turn.waiting() && !references_resolve(&ready, &mut schedule, now, settings) {
+                    continue;
+                }
+                if !turn.poll(now.into_std(), &stats) {
+                    turn_at = Some(now + TURN_RECHECK);
+                    continue;
+                }
+                turn_at = None;
+                // Hold the data directory still from the last readiness check to the end of the
                 // reload: a Delta written in between could otherwise go unchecked.
                 let reading = match &files {
                     Some(f) => Some(Arc::clone(f).read_owned().await),
                     None => None,
                 };
-                if let Readiness::Wait(missing) = ready() {
-                    let held = schedule.on_not_ready(now);
-                    match held {
-                        Held::Started => info!("reload held back until references resolve: {missing}"),
-                        Held::Continues => debug!("reload still held back: {missing}"),
-                        Held::Expired => warn!(
-                            "reloading GeoServer although references still do not resolve after {}: {missing}",
-                            human(settings.reference_wait)
-                        ),
-                    }
-                    if held != Held::Expired {
-                        drop(reading);
-                        continue;
-                    }
+                if !references_resolve(&ready, &mut schedule, Instant::now(), settings) {
+                    // A Delta written while this node waited for its turn: give the turn back.
+                    drop(reading);
+                    turn.release(&stats);
+                    continue;
                 }
                 schedule.on_reload_started();
                 if !drain(settings.drain, &stats, &mut shutdown).await {
@@ -232,6 +243,31 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether a due reload may go ahead as far as references go: they resolve, or the bounded
+/// wait for them is over (logged). `false`: hold it back, the schedule rechecks.
+fn references_resolve(
+    ready: &impl Fn() -> Readiness,
+    schedule: &mut Schedule,
+    now: Instant,
+    settings: ReloadSettings,
+) -> bool {
+    let Readiness::Wait(missing) = ready() else {
+        return true;
+    };
+    match schedule.on_not_ready(now) {
+        Held::Started => info!("reload held back until references resolve: {missing}"),
+        Held::Continues => debug!("reload still held back: {missing}"),
+        Held::Expired => {
+            warn!(
+                "reloading GeoServer although references still do not resolve after {}: {missing}",
+                crate::logging::duration(settings.reference_wait)
+            );
+            return true;
+        }
+    }
+    false
 }
 
 /// Logs and counts the outcome of one reload.
@@ -248,13 +284,16 @@ fn finish(
     match (&result, retry_in) {
         (Ok(()), _) if failures_before > 0 => info!(
             "reload of {url} succeeded after {failures_before} failed attempt(s), in {}",
-            human(now - started)
+            crate::logging::duration(now - started)
         ),
-        (Ok(()), _) => info!("GeoServer reloaded in {}", human(now - started)),
+        (Ok(()), _) => info!(
+            "GeoServer reloaded in {}",
+            crate::logging::duration(now - started)
+        ),
         (Err(e), retry_in) => warn!(
             "reload of {url} failed (attempt {}): {e}; retrying in {}",
             schedule.failures(),
-            human(retry_in.unwrap_or_default())
+            crate::logging::duration(retry_in.unwrap_or_default())
         ),
     }
     let at = crate::clock::now_ms();
@@ -275,31 +314,4 @@ fn finish(
         s.reloading_ms += u64::try_from((now - started).as_millis()).unwrap_or(u64::MAX);
         s.phase = Phase::Serving;
     });
-}
-
-/// "250 ms", "4 s", "2.5 s", "10 min" for log lines.
-fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(60_000) {
-        format!("{} min", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_well_in_log_lines() {
-        assert_eq!(human(Duration::from_millis(250)), "250 ms");
-        assert_eq!(human(Duration::from_secs(4)), "4 s");
-        assert_eq!(human(Duration::from_millis(2500)), "2.5 s");
-        assert_eq!(human(Duration::from_secs(600)), "10 min");
-    }
 }

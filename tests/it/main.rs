@@ -24,6 +24,7 @@ mod reload;
 mod reload_needs;
 mod replication;
 mod resync;
+mod rolling;
 mod status;
 mod support_selftest;
 mod tls;

@@ -51,15 +51,14 @@ impl Task {
         let (handle, rx) = reload::channel();
         let (stats_tx, stats) = watch::channel(ReloadStats::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let join = tokio::spawn(reload::run(
+        let task = reload::Reloader {
             gs,
             settings,
-            rx,
             ready,
-            None,
-            stats_tx,
-            shutdown_rx,
-        ));
+            files: None,
+            turn: reload::Turn::unlimited(),
+        };
+        let join = tokio::spawn(reload::run(task, rx, stats_tx, shutdown_rx));
         Task {
             handle,
             stats,
