@@ -21,19 +21,25 @@
 //! not matter much. Environment:
 //! `GSCLUSTER_BENCH_QUICK=1` (same as `--quick`), `GSCLUSTER_BENCH_TRIALS=N` (latency trials,
 //! at least 20 outside quick mode; default 50), `GSCLUSTER_BENCH_ONLY=a,b` (run only these
-//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `airgap`, `peers`; the results file
-//! then holds only their rows).
+//! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `airgap`, `peers`,
+//! `rolling`; the results file then holds only their rows).
 //!
 //! The `peers` section (benches/cluster/peers.rs) runs the same scenarios — idle, bootstrap of an
 //! empty target, one new layer, a burst of 1,000 new layers — against gscluster with 3 slaves,
 //! lsyncd (`delay = 0` and its default delay) and an rsync + reload loop, each mirroring to 3
 //! targets with the stand-in GeoServer, and prints the ratios peer / gscluster. It needs
 //! `lsyncd`, `rsync` and `curl` on the PATH and says that it skipped them otherwise.
+//!
+//! The `rolling` section (benches/cluster/rolling.rs) publishes a new layer every 2 s for 2
+//! minutes on the 10,000-layer tree to 4 slaves whose stand-in reloads cost what GeoServer's do,
+//! with `max_concurrent_reloads = 0` and with the default, and reports the time not serving.
 
 #[path = "cluster/airgap.rs"]
 mod airgap;
 #[path = "cluster/peers.rs"]
 mod peers;
+#[path = "cluster/rolling.rs"]
+mod rolling;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -81,6 +87,8 @@ struct Opts {
     bootstraps: Vec<Spec>,
     /// The peers section: gscluster, lsyncd and an rsync loop on the same scenarios.
     peers: peers::PeerOpts,
+    /// The rolling section: real-time publishing on the bootstrap tree, reloads limited or not.
+    rolling: rolling::RollingOpts,
     /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
     only: Vec<String>,
     binary: PathBuf,
@@ -210,6 +218,9 @@ fn main() {
     if opts.runs("peers") {
         peers::peer_figures(&opts, &opts.peers, &mut report);
     }
+    if opts.runs("rolling") {
+        rolling::rolling_figures(&opts, &opts.rolling, &mut report);
+    }
 
     let elapsed = started.elapsed();
     let md = render(&opts, &report, elapsed);
@@ -250,6 +261,11 @@ fn quick_opts(
             burst_layers: 10,
             idle_window: Duration::from_secs(2),
             loop_period_s: 1,
+        },
+        rolling: rolling::RollingOpts {
+            slaves: 4,
+            every: Duration::from_secs(1),
+            publishes: 5,
         },
         only,
         binary,
@@ -308,6 +324,12 @@ fn full_opts(
             burst_layers: 1_000,
             idle_window: Duration::from_secs(15),
             loop_period_s: 1,
+        },
+        // The scenario: one new layer every 2 s for 2 minutes, 4 slaves.
+        rolling: rolling::RollingOpts {
+            slaves: 4,
+            every: Duration::from_secs(2),
+            publishes: 60,
         },
         only,
         binary,

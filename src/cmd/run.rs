@@ -278,6 +278,7 @@ impl Daemon {
             max_delay: g.reload_max_delay,
             reference_wait: g.reference_wait,
             drain: g.drain,
+            max_share: g.reload_max_share,
             ..Default::default()
         };
         let (handle, reload_rx) = reload::channel();

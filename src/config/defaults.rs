@@ -15,6 +15,8 @@ pub const MAX_DRAIN_MS: u64 = 120_000;
 /// `max_concurrent_reloads`: half the group keeps serving while the other half reloads.
 pub const MAX_CONCURRENT_RELOADS: &str = "50%";
 pub const RELOAD_LEASE_TIMEOUT_MS: u64 = 30_000;
+/// `reload_max_share`: a node streaming changes serves at least three quarters of the time.
+pub const RELOAD_MAX_SHARE_PERCENT: u32 = 25;
 /// Shortest `reload_lease_timeout_ms`: a claim is refreshed three times per timeout.
 pub const MIN_RELOAD_LEASE_TIMEOUT_MS: u64 = 1000;
 pub const QUIET_MS: u64 = 20;

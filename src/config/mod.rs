@@ -137,6 +137,16 @@ mod tests {
         let of: Vec<_> = (1..=5).map(|n| half.of(n)).collect();
         assert_eq!(of, [Some(1), Some(1), Some(1), Some(2), Some(2)]);
         assert_eq!(ReloadLimit::Unlimited.of(4), None);
+        let share = |v: &str| {
+            parse(&format!("{MIN}reload_max_share = {v}\n")).map(|c| c.geoserver.reload_max_share)
+        };
+        assert_eq!(default.reload_max_share, 25);
+        assert_eq!(share("\"100%\"").unwrap(), 100);
+        assert_eq!(share("40").unwrap(), 40);
+        for bad in ["0", "\"101%\"", "\"most\""] {
+            let e = share(bad).unwrap_err();
+            assert!(e.0.contains("[geoserver] reload_max_share"), "{bad}: {e}");
+        }
         let e = parse(&format!("{MIN}reload_lease_timeout_ms = 10\n")).unwrap_err();
         assert!(
             e.0.contains("[geoserver] reload_lease_timeout_ms 10"),

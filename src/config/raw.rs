@@ -55,6 +55,7 @@ pub(super) struct RawGeoServer {
     pub(super) drain_ms: Option<u64>,
     pub(super) max_concurrent_reloads: Option<RawCount>,
     pub(super) reload_lease_timeout_ms: Option<u64>,
+    pub(super) reload_max_share: Option<RawCount>,
 }
 
 /// A number, or a string such as `"50%"`.

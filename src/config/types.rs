@@ -63,6 +63,9 @@ pub struct GeoServer {
     pub max_concurrent_reloads: ReloadLimit,
     /// `reload_lease_timeout_ms`: a reload turn whose node fell silent this long is void.
     pub lease_timeout: Duration,
+    /// `reload_max_share`, percent: while changes keep coming, reloads take at most this share
+    /// of the time (within `reload_max_delay`); 100 = no pacing.
+    pub reload_max_share: u32,
 }
 
 /// `[geoserver] max_concurrent_reloads`: a number of nodes, a share of the group's applying

@@ -199,6 +199,10 @@ fn validate_geoserver(
             defaults::MIN_RELOAD_LEASE_TIMEOUT_MS
         ));
     }
+    let reload_max_share = match raw.reload_max_share {
+        None => defaults::RELOAD_MAX_SHARE_PERCENT,
+        Some(raw) => percent("[geoserver] reload_max_share", &raw)?,
+    };
     Ok(GeoServer {
         data_dir,
         url: raw.url.map(|u| u.trim_end_matches('/').to_string()),
@@ -213,7 +217,22 @@ fn validate_geoserver(
         drain: Duration::from_millis(drain),
         max_concurrent_reloads,
         lease_timeout: Duration::from_millis(lease_timeout),
+        reload_max_share,
     })
+}
+
+/// A percentage from 1 to 100, written `"25%"` or `25`.
+fn percent(key: &str, raw: &RawCount) -> Result<u32, ConfigError> {
+    let text = match raw {
+        RawCount::Number(n) => n.to_string(),
+        RawCount::Text(t) => t.trim().to_string(),
+    };
+    match text.trim_end_matches('%').trim().parse::<u32>() {
+        Ok(p @ 1..=100) => Ok(p),
+        _ => err(format!(
+            "{key} {text:?}: a percentage from 1 to 100, e.g. \"25%\" (100%: no pacing)"
+        )),
+    }
 }
 
 /// `[geoserver] max_concurrent_reloads`: `0` (no limit), a number of nodes, or `"N%"`.

@@ -235,7 +235,7 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
                     turn.release(&stats);
                     continue;
                 }
-                schedule.on_reload_started();
+                schedule.on_reload_started(Instant::now());
                 if !drain(settings.drain, &stats, &mut shutdown).await {
                     return;
                 }

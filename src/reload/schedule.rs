@@ -23,6 +23,10 @@ pub struct ReloadSettings {
     pub backoff_max: Duration,
     /// `drain_ms`: how long the node says it is not ready (`/readyz`) before a reload starts.
     pub drain: Duration,
+    /// `reload_max_share` in percent: while changes keep coming, the next reload waits until
+    /// the last one took at most this share of the time since it started (100: no pacing);
+    /// never past `max_delay` after the first pending notify.
+    pub max_share: u32,
 }
 
 impl Default for ReloadSettings {
@@ -35,6 +39,7 @@ impl Default for ReloadSettings {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             drain: Duration::ZERO,
+            max_share: 25,
         }
     }
 }
@@ -55,6 +60,10 @@ pub(crate) struct Schedule {
     retry_at: Option<Instant>,
     /// Set while a due reload is held back because references do not resolve yet.
     hold: Option<Hold>,
+    /// When the running reload started.
+    started: Option<Instant>,
+    /// After a successful reload, the next one not before this (`max_share`).
+    rest_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +98,8 @@ impl Schedule {
             failures: 0,
             retry_at: None,
             hold: None,
+            started: None,
+            rest_until: None,
         }
     }
 
@@ -114,9 +125,10 @@ impl Schedule {
                     .min(hold.since + self.settings.reference_wait),
             );
         }
-        let quiet = self
-            .pending
-            .map(|p| (p.last + self.settings.quiet).min(p.first + self.settings.max_delay));
+        let quiet = self.pending.map(|p| {
+            let after = (p.last + self.settings.quiet).max(self.rest_until.unwrap_or(p.last));
+            after.min(p.first + self.settings.max_delay)
+        });
         match (quiet, self.retry_at) {
             (Some(q), Some(r)) => Some(q.max(r)),
             (q, r) => q.or(r),
@@ -147,19 +159,23 @@ impl Schedule {
     }
 
     /// A reload request was sent: it covers every notify so far.
-    pub(crate) fn on_reload_started(&mut self) {
+    pub(crate) fn on_reload_started(&mut self, now: Instant) {
         self.pending = None;
         self.retry_at = None;
         self.hold = None;
         self.running = true;
+        self.started = Some(now);
     }
 
     /// The reload finished. On failure the reload is owed again after a backoff, which is
-    /// returned for the log line.
+    /// returned for the log line. After a success, the next reload rests so that this one took
+    /// at most `max_share` of the time from its start to the next one's.
     pub(crate) fn on_reload_finished(&mut self, ok: bool, now: Instant) -> Option<Duration> {
         self.running = false;
+        let took = self.started.take().map_or(Duration::ZERO, |s| now - s);
         if ok {
             self.failures = 0;
+            self.rest_until = rest(took, self.settings.max_share).map(|r| now + r);
             return None;
         }
         self.failures += 1;
@@ -172,6 +188,15 @@ impl Schedule {
     pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
+}
+
+/// How long to rest after a reload that took `took`, so that it is at most `share` percent of
+/// the time until the next one starts; `None` at 100 % (or more).
+pub(crate) fn rest(took: Duration, share: u32) -> Option<Duration> {
+    if share >= 100 || share == 0 {
+        return None;
+    }
+    Some(took * (100 - share) / share)
 }
 
 /// The wait after the `failures`-th failure in a row: the initial delay doubling up to a cap.
@@ -200,6 +225,7 @@ mod tests {
             backoff_initial: ms(1000),
             backoff_max: ms(60_000),
             drain: Duration::ZERO,
+            max_share: 100,
         }
     }
 
@@ -241,7 +267,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(settings());
         s.on_notify(t0);
-        s.on_reload_started();
+        s.on_reload_started(t0);
         assert_eq!(s.next_deadline(), None, "nothing starts while one runs");
         for i in 0..50 {
             s.on_notify(t0 + ms(10 * i));
@@ -250,7 +276,7 @@ mod tests {
         s.on_reload_finished(true, t0 + ms(5000));
         // One more reload, already due since the burst ended long ago.
         assert!(s.is_due(t0 + ms(5000)));
-        s.on_reload_started();
+        s.on_reload_started(t0);
         s.on_reload_finished(true, t0 + ms(6000));
         assert_eq!(
             s.next_deadline(),
@@ -271,14 +297,14 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(settings());
         s.on_notify(t0);
-        s.on_reload_started();
+        s.on_reload_started(t0);
         assert_eq!(s.on_reload_finished(false, t0 + ms(1000)), Some(ms(1000)));
         assert_eq!(s.next_deadline(), Some(t0 + ms(2000)));
-        s.on_reload_started();
+        s.on_reload_started(t0);
         assert_eq!(s.on_reload_finished(false, t0 + ms(2000)), Some(ms(2000)));
         assert_eq!(s.failures(), 2);
         assert_eq!(s.next_deadline(), Some(t0 + ms(4000)));
-        s.on_reload_started();
+        s.on_reload_started(t0);
         assert_eq!(s.on_reload_finished(true, t0 + ms(4000)), None);
         assert_eq!(s.failures(), 0);
         assert_eq!(s.next_deadline(), None);
@@ -289,9 +315,9 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(settings());
         s.on_notify(t0);
-        s.on_reload_started();
+        s.on_reload_started(t0);
         s.on_reload_finished(false, t0);
-        s.on_reload_started();
+        s.on_reload_started(t0);
         s.on_reload_finished(false, t0); // retry at t0 + 2 s
         s.on_notify(t0 + ms(100));
         s.on_notify(t0 + ms(200));
@@ -299,7 +325,7 @@ mod tests {
         // A notify late in the backoff still gets its quiet window.
         s.on_notify(t0 + ms(1900));
         assert_eq!(s.next_deadline(), Some(t0 + ms(2900)));
-        s.on_reload_started();
+        s.on_reload_started(t0);
         s.on_reload_finished(true, t0 + ms(3000));
         assert_eq!(s.next_deadline(), None);
     }
@@ -325,10 +351,41 @@ mod tests {
         assert_eq!(s.on_not_ready(due + ms(29_950)), Held::Continues);
         assert_eq!(s.next_deadline(), Some(due + ms(30_000)));
         assert_eq!(s.on_not_ready(due + ms(30_000)), Held::Expired);
-        s.on_reload_started();
+        s.on_reload_started(t0);
         s.on_reload_finished(true, due + ms(31_000));
         // The next reload gets a fresh bound.
         s.on_notify(due + ms(40_000));
         assert_eq!(s.on_not_ready(due + ms(41_000)), Held::Started);
+    }
+
+    #[test]
+    fn after_a_reload_the_next_one_rests_to_keep_its_share_within_the_max_delay() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(ReloadSettings {
+            max_share: 25,
+            ..settings()
+        });
+        assert_eq!(rest(ms(3000), 25), Some(ms(9000)));
+        assert_eq!(rest(ms(3000), 100), None);
+        // A first change after a long quiet time: no rest.
+        s.on_notify(t0);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(1000)));
+        s.on_reload_started(t0 + ms(1000));
+        s.on_reload_finished(true, t0 + ms(3000)); // took 2 s: rest 6 s, until 9 s
+        s.on_notify(t0 + ms(3500));
+        assert_eq!(
+            s.next_deadline(),
+            Some(t0 + ms(9000)),
+            "rests past the quiet window"
+        );
+        // Never past max_delay after the first pending notify.
+        s.on_reload_started(t0 + ms(9000));
+        s.on_reload_finished(true, t0 + ms(13_000)); // took 4 s: rest 12 s, until 25 s
+        s.on_notify(t0 + ms(13_000));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(23_000)));
+        // A failed reload does not rest: its backoff rules.
+        s.on_reload_started(t0 + ms(23_000));
+        s.on_reload_finished(false, t0 + ms(24_000));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(25_000)));
     }
 }

@@ -31,6 +31,7 @@ fn fast() -> ReloadSettings {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         drain: Duration::ZERO,
+        max_share: 100,
     }
 }
 
