@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::datadir::{CatalogIndex, Filter};
 use crate::hlc::Clock;
 use crate::mqtt::Topics;
-use crate::reload::{Gate, Leases, Readiness, ReloadStats};
+use crate::reload::{Gate, Leases, Readiness, ReloadStats, Rewrites};
 use crate::security::Auth;
 use crate::state::State;
 use crate::status::{Board, Status};
@@ -59,6 +59,9 @@ pub struct Shared {
     pub board: Board,
     /// The group's reload turns, from the statuses that arrive (`reload::turn`).
     pub leases: Arc<Leases>,
+    /// Files GeoServer is rewriting now because of a per-object REST call: not local edits
+    /// (`reload::per_object`; the detector leaves them alone).
+    pub rewrites: Rewrites,
 }
 
 impl Shared {
@@ -95,6 +98,7 @@ impl Shared {
             backlog: AtomicUsize::new(0),
             board: Default::default(),
             leases: Default::default(),
+            rewrites: Default::default(),
         }
     }
 

@@ -95,6 +95,9 @@ pub struct ReloadInfo {
     /// Time spent waiting for a reload turn of the group, milliseconds.
     #[serde(default)]
     pub waiting_ms: u64,
+    /// Changes applied through GeoServer's REST API instead of a reload (`apply = "per-object"`).
+    #[serde(default)]
+    pub per_object: u64,
 }
 
 impl Status {
@@ -247,6 +250,7 @@ impl ReloadInfo {
             reloading_ms: r.reloading_ms,
             draining_ms: r.draining_ms,
             waiting_ms: r.waiting_ms,
+            per_object: r.per_object,
         }
     }
 }

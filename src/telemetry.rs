@@ -73,6 +73,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "gscluster_reloads_skipped_total",
         "Applied changes that needed no GeoServer reload: it re-reads every file they wrote by itself"
     );
+    describe_counter!(
+        "gscluster_reload_per_object_total",
+        "Changes applied through GeoServer's REST API instead of a reload (apply = per-object)"
+    );
     describe_histogram!(
         "gscluster_reload_turn_wait_seconds",
         "Time a due reload waited for its turn in the group (max_concurrent_reloads)"
@@ -216,6 +220,10 @@ pub fn record_reload(ok: bool, took: Duration) {
 
 pub fn record_reload_skipped() {
     counter!("gscluster_reloads_skipped_total").increment(1);
+}
+
+pub fn record_per_object(changes: usize) {
+    counter!("gscluster_reload_per_object_total").increment(changes as u64);
 }
 
 pub fn record_turn_wait(waited: Duration) {

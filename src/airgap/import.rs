@@ -164,6 +164,7 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         steps,
         entries,
         reload,
+        ..
     } = match slave::write_changes(
         sh,
         &mut state,

@@ -6,13 +6,16 @@
 //! watch · on an applying node the reload task · on every node the receive worker, the status
 //! reporter, the import folder and the metrics listener (when configured).
 
+use crate::config::ApplyMode;
 use crate::config::Config;
 use crate::context::Shared;
 use crate::master::{publisher, Detector};
 use crate::mqtt::connection::{self, Inbound, Link, LinkEvent, Options};
 use crate::mqtt::{broker, Topics};
 use crate::receive::Worker;
-use crate::reload::{self, GeoServer, Phase, ReloadSettings, ReloadStats, Turn, TurnSettings};
+use crate::reload::{
+    self, GeoServer, Phase, ReloadHandle, ReloadSettings, ReloadStats, Turn, TurnSettings,
+};
 use crate::resync::{self, responder::Asked};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -90,8 +93,8 @@ async fn run_async(cfg: Config) -> Result<(), String> {
         d.start_drift_watch()?;
         (None, None)
     };
-    let notify = d.start_reloads(stats_tx);
-    d.start_common(inbound, asks, imported, notify, stats);
+    let reload = d.start_reloads(stats_tx);
+    d.start_common(inbound, asks, imported, reload, stats);
     // 5. Until a signal; then every task stops and the state is flushed.
     wait_for_signal().await;
     log::info!("stopping: finishing the write in progress");
@@ -267,10 +270,11 @@ impl Daemon {
     }
 
     /// An applying node: the reload task, which reports on `stats`. Returns what the receive
-    /// worker calls after writing files.
-    fn start_reloads(&mut self, stats: watch::Sender<ReloadStats>) -> Arc<dyn Fn() + Send + Sync> {
+    /// worker tells after writing files (its task is gone on a node that applies nothing).
+    fn start_reloads(&mut self, stats: watch::Sender<ReloadStats>) -> ReloadHandle {
+        let (handle, inbox) = reload::channel();
         if !self.cfg.node.role.applies() {
-            return Arc::new(|| {});
+            return handle;
         }
         let g = &self.cfg.geoserver;
         let settings = ReloadSettings {
@@ -281,7 +285,6 @@ impl Daemon {
             max_share: g.reload_max_share,
             ..Default::default()
         };
-        let (handle, reload_rx) = reload::channel();
         let (sh, link) = (self.shared.clone(), self.link.clone());
         let turns = TurnSettings {
             limit: g.max_concurrent_reloads,
@@ -289,6 +292,10 @@ impl Daemon {
             alone_after: g.reload_max_delay,
         };
         let connected = move || link.borrow().client.is_some();
+        let per_object = (g.apply == ApplyMode::PerObject).then(|| reload::PerObject {
+            data_dir: g.data_dir.clone(),
+            rewrites: self.shared.rewrites.clone(),
+        });
         let task = reload::Reloader {
             gs: GeoServer::from_config(g),
             settings,
@@ -300,14 +307,16 @@ impl Daemon {
                 turns,
                 connected,
             ),
+            per_object,
+            convergence: g.convergence_reload,
         };
         self.tasks.push(tokio::spawn(reload::run(
             task,
-            reload_rx,
+            inbox,
             stats,
             self.shutdown.clone(),
         )));
-        Arc::new(move || handle.notify())
+        handle
     }
 
     /// Every node: the import folder, the status reporter, the receive worker, the memory
@@ -317,7 +326,7 @@ impl Daemon {
         inbound: mpsc::Receiver<Inbound>,
         asks: Option<mpsc::Sender<Asked>>,
         imported: Option<mpsc::UnboundedSender<u64>>,
-        notify: Arc<dyn Fn() + Send + Sync>,
+        reload: ReloadHandle,
         stats: watch::Receiver<ReloadStats>,
     ) {
         let (sh, role) = (self.shared.clone(), self.cfg.node.role);
@@ -348,7 +357,7 @@ impl Daemon {
             shared: sh,
             role,
             link: self.link.clone(),
-            notify,
+            reload,
             asks,
         };
         let receiving = worker.run(inbound, self.shutdown.clone());

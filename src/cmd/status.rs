@@ -269,9 +269,17 @@ fn row(n: &NodeReport, now: u64) -> [String; 11] {
                 0 => String::new(),
                 n => format!(", {n} not needed"),
             };
+            let skipped = match rl.per_object {
+                0 => skipped,
+                n => format!("{skipped}, {n} per object"),
+            };
             let skipped = match rl.reloading_ms {
                 0 => skipped,
                 ms => format!("{skipped}, {:.1} s reloading", ms as f64 / 1000.0),
+            };
+            let skipped = match rl.waiting_ms {
+                0 => skipped,
+                ms => format!("{skipped}, {:.1} s waiting for turns", ms as f64 / 1000.0),
             };
             match (&rl.last_result, rl.last_at_unix_ms) {
                 (Some(res), Some(at)) => format!(

@@ -141,6 +141,22 @@ mod tests {
             parse(&format!("{MIN}reload_max_share = {v}\n")).map(|c| c.geoserver.reload_max_share)
         };
         assert_eq!(default.reload_max_share, 25);
+        assert_eq!(default.apply, ApplyMode::Reload);
+        let c = parse(&format!("{MIN}apply = \"per-object\"\n")).unwrap();
+        assert_eq!(c.geoserver.apply, ApplyMode::PerObject);
+        assert_eq!(default.convergence_reload, None);
+        let at = |v: &str| {
+            parse(&format!("{MIN}convergence_reload = \"{v}\"\n"))
+                .map(|c| c.geoserver.convergence_reload)
+        };
+        assert_eq!(at("03:00").unwrap(), Some(3 * 3600));
+        assert_eq!(at("23:59:30").unwrap(), Some(86_370));
+        for bad in ["3:00", "24:00", "03:60", "noon", "03:00:00:00"] {
+            let e = at(bad).unwrap_err();
+            assert!(e.0.contains("[geoserver] convergence_reload"), "{bad}: {e}");
+        }
+        let e = parse(&format!("{MIN}apply = \"rest\"\n")).unwrap_err();
+        assert!(e.0.contains("[geoserver] apply"), "{e}");
         assert_eq!(share("\"100%\"").unwrap(), 100);
         assert_eq!(share("40").unwrap(), 40);
         for bad in ["0", "\"101%\"", "\"most\""] {

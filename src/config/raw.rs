@@ -56,6 +56,8 @@ pub(super) struct RawGeoServer {
     pub(super) max_concurrent_reloads: Option<RawCount>,
     pub(super) reload_lease_timeout_ms: Option<u64>,
     pub(super) reload_max_share: Option<RawCount>,
+    pub(super) apply: Option<super::types::ApplyMode>,
+    pub(super) convergence_reload: Option<String>,
 }
 
 /// A number, or a string such as `"50%"`.

@@ -63,9 +63,25 @@ pub struct GeoServer {
     pub max_concurrent_reloads: ReloadLimit,
     /// `reload_lease_timeout_ms`: a reload turn whose node fell silent this long is void.
     pub lease_timeout: Duration,
+    /// `apply`: how changes reach GeoServer's memory.
+    pub apply: ApplyMode,
+    /// `convergence_reload`: a reload every day at this local time (seconds since midnight),
+    /// re-aligning GeoServer's memory with its data directory; `None`: never.
+    pub convergence_reload: Option<u32>,
     /// `reload_max_share`, percent: while changes keep coming, reloads take at most this share
     /// of the time (within `reload_max_delay`); 100 = no pacing.
     pub reload_max_share: u32,
+}
+
+/// `[geoserver] apply`: how applied changes reach GeoServer's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyMode {
+    /// `POST /rest/reload` (coalesced), for every change GeoServer does not re-read by itself.
+    Reload,
+    /// One REST call per changed object where GeoServer's REST API applies it exactly, a reload
+    /// for the rest (docs/reload.md "Per-object apply").
+    PerObject,
 }
 
 /// `[geoserver] max_concurrent_reloads`: a number of nodes, a share of the group's applying

@@ -218,6 +218,30 @@ fn validate_geoserver(
         max_concurrent_reloads,
         lease_timeout: Duration::from_millis(lease_timeout),
         reload_max_share,
+        apply: raw.apply.unwrap_or(ApplyMode::Reload),
+        convergence_reload: raw
+            .convergence_reload
+            .as_deref()
+            .map(|t| time_of_day("[geoserver] convergence_reload", t))
+            .transpose()?,
+    })
+}
+
+/// `"HH:MM"` or `"HH:MM:SS"`, local time, as seconds since midnight.
+fn time_of_day(key: &str, text: &str) -> Result<u32, ConfigError> {
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    let num = |s: &str, max: u32| s.parse::<u32>().ok().filter(|n| *n <= max && s.len() == 2);
+    let secs = match parts.as_slice() {
+        [h, m] => num(h, 23).zip(num(m, 59)).map(|(h, m)| h * 3600 + m * 60),
+        [h, m, s] => {
+            (num(h, 23).zip(num(m, 59)).zip(num(s, 59))).map(|((h, m), s)| h * 3600 + m * 60 + s)
+        }
+        _ => None,
+    };
+    secs.ok_or_else(|| {
+        ConfigError(format!(
+            "{key} {text:?}: a local time of day, \"HH:MM\" (e.g. \"03:00\") or \"HH:MM:SS\""
+        ))
     })
 }
 

@@ -271,6 +271,10 @@ impl Detector {
         // What an apply of this node left unrecorded when it was interrupted is not a local
         // edit: the redelivered Delta or a resync records it.
         changes.retain(|c| !state.intended(c));
+        // Nor is what GeoServer rewrites during a per-object REST call: it is put back to the
+        // master's bytes right after (`reload::per_object`).
+        let rewriting = sh.rewrites.lock().unwrap().clone();
+        changes.retain(|c| !rewriting.contains(c.path()));
         if !restat.is_empty() {
             // Same content, new stat: remember the stat so the next scan does not hash again.
             let entries = restat

@@ -8,6 +8,7 @@ use super::route::reject;
 use crate::context::Shared;
 use crate::delta::{self, Delta};
 use crate::mqtt::Message;
+use crate::reload::ReloadHandle;
 use crate::resync::asker::Resync;
 use crate::slave::{apply_deltas, Applied, ApplyError, Outcome};
 use std::sync::atomic::Ordering;
@@ -82,8 +83,8 @@ pub struct Flush<'a> {
     pub acks: &'a mut AckQueue<Message>,
     pub resync: &'a mut Resync,
     pub shutdown: &'a mut watch::Receiver<bool>,
-    /// Called once the group wrote files.
-    pub notify: &'a (dyn Fn() + Send + Sync),
+    /// Told which files the group wrote that GeoServer must hear of.
+    pub reload: &'a ReloadHandle,
 }
 
 /// Apply the gathered Deltas (retrying a failed write until it succeeds or the node stops),
@@ -98,7 +99,11 @@ pub async fn flush(group: &mut Group, f: Flush<'_>) -> Result<(), Stopping> {
     (f.shared.backlog).fetch_add(group.deltas.len(), Ordering::Relaxed);
     let deltas = Arc::new(std::mem::take(group).deltas);
     let started = Instant::now();
-    let Applied { outcomes, reload } = apply_until_done(f.shared, &deltas, f.shutdown).await?;
+    let Applied {
+        outcomes,
+        reload,
+        objects,
+    } = apply_until_done(f.shared, &deltas, f.shutdown).await?;
     let took = started.elapsed();
     record(&outcomes, took);
     let together = match deltas.len() {
@@ -142,8 +147,8 @@ pub async fn flush(group: &mut Group, f: Flush<'_>) -> Result<(), Stopping> {
     match reload {
         _ if !written => {}
         Some(path) => {
-            log::debug!("GeoServer reload requested for {path} (and whatever came with it)");
-            (f.notify)();
+            log::debug!("GeoServer must hear of {path} (and whatever came with it)");
+            f.reload.changed(&objects);
         }
         None => {
             log::info!(

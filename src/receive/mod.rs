@@ -23,6 +23,7 @@ use crate::delta::{Assembler, DeltaId};
 use crate::master::conflicts::{self, Watched};
 use crate::mqtt::connection::{Inbound, Link};
 use crate::mqtt::{Message, Topic};
+use crate::reload::ReloadHandle;
 use crate::resync::asker::{Ctx, Resync};
 use crate::resync::responder::Asked;
 use acks::AckQueue;
@@ -45,8 +46,9 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub role: Role,
     pub link: watch::Receiver<Link>,
-    /// Called after a Delta or a resync round wrote files.
-    pub notify: Arc<dyn Fn() + Send + Sync>,
+    /// Told after a Delta or a resync round wrote files (a handle whose task is gone on a node
+    /// that applies nothing).
+    pub reload: ReloadHandle,
     /// Asks for the responder (publishing nodes only).
     pub asks: Option<mpsc::Sender<Asked>>,
 }
@@ -129,11 +131,11 @@ impl Worker {
     }
 
     fn resync_ctx(&self) -> Ctx {
-        let notify = self.notify.clone();
+        let reload = self.reload.clone();
         Ctx {
             shared: self.shared.clone(),
             link: self.link.clone(),
-            notify: Box::new(move || notify()),
+            notify: Box::new(move || reload.notify()),
             forget_unknown: self.role == Role::Slave,
         }
     }
@@ -145,7 +147,7 @@ impl Worker {
             acks: &mut r.acks,
             resync: &mut r.resync,
             shutdown: &mut r.shutdown,
-            notify: &*self.notify,
+            reload: &self.reload,
         };
         flush(&mut r.group, f).await
     }

@@ -11,6 +11,10 @@ pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// A refused or silent port should fail fast so the retry loop, not the socket, does the waiting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One per-object REST call answers in milliseconds; one that takes this long is given up on,
+/// and a reload applies its change instead.
+pub const REST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How much of an error answer's body goes into the error (GeoServer's are often HTML pages).
 const BODY_EXCERPT: u64 = 300;
 
@@ -86,6 +90,54 @@ impl GeoServer {
             .send_empty()
             .map_err(unreachable)?;
         check_status(response, &self.user)
+    }
+
+    /// One REST call of a per-object apply: `method {url}/rest{endpoint}`, with `body` as XML
+    /// when given. Bounded by [`REST_TIMEOUT`]: such calls take milliseconds, and the caller
+    /// falls back to a reload when one does not answer.
+    pub fn call(
+        &self,
+        method: &str,
+        endpoint: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(), ReloadError> {
+        let url = format!("{}/rest{endpoint}", self.url);
+        let auth = basic_auth(&self.user, &self.password);
+        let agent = self.agent(REST_TIMEOUT.min(self.timeout));
+        let response = match (method, body) {
+            ("PUT", Some(b)) => agent
+                .put(&url)
+                .header("Authorization", auth.as_str())
+                .header("Content-Type", "application/xml")
+                .send(b),
+            ("POST", Some(b)) => agent
+                .post(&url)
+                .header("Authorization", auth.as_str())
+                .header("Content-Type", "application/xml")
+                .send(b),
+            ("POST", None) => agent
+                .post(&url)
+                .header("Authorization", auth.as_str())
+                .send_empty(),
+            ("DELETE", None) => agent
+                .delete(&url)
+                .header("Authorization", auth.as_str())
+                .call(),
+            _ => {
+                return Err(ReloadError::Http {
+                    status: 0,
+                    body: format!("{method} {endpoint}: not a call this client makes"),
+                })
+            }
+        };
+        check_status(response.map_err(unreachable)?, &self.user)
+    }
+
+    /// `POST {url}/rest/security/acl/catalog/reload`: GeoServer's security manager re-reads its
+    /// configuration, which `/rest/reload` leaves as it was (GEOS-11644; GeoServer's
+    /// `org/geoserver/rest/security/CatalogSecurityController.java`).
+    pub fn reload_security(&self) -> Result<(), ReloadError> {
+        self.call("POST", "/security/acl/catalog/reload", None)
     }
 
     /// Whether GeoServer answers at all and accepts the credentials, for a start-up log line:

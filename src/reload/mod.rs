@@ -1,7 +1,9 @@
 //! Asks the local GeoServer to re-read its configuration after deltas were applied.
 //!
-//! The slave calls [`ReloadHandle::notify`] after each applied delta; one task ([`run`]) turns a
-//! burst of notifies into one `POST {url}/rest/reload`. What must stay true (design.md, sections
+//! The slave tells [`ReloadHandle::changed`] which files each applied group wrote; one task
+//! ([`run`]) turns a burst of them into one `POST {url}/rest/reload` — or, with
+//! `apply = "per-object"`, into one REST call per object where GeoServer's REST API can apply
+//! the change exactly ([`objects`], [`per_object`]), falling back to the reload otherwise. What must stay true (design.md, sections
 //! 3 and 8): at most one reload runs and one is pending; no reload while the touched objects'
 //! references do not resolve yet (a bounded wait); a GeoServer that is down or failing delays the
 //! reload but never loses it. The timing policy is the pure [`schedule`] module; this file only
@@ -9,15 +11,21 @@
 
 mod gate;
 mod geoserver;
+mod inbox;
 pub mod lease;
 pub mod need;
+pub mod objects;
+mod per_object;
 mod schedule;
 mod stats;
 mod turn;
 
 pub use gate::{Gate, Readiness};
 pub use geoserver::{GeoServer, ReloadError, DEFAULT_RELOAD_TIMEOUT};
+pub use inbox::{channel, Inbox, Owed, ReloadHandle, ReloadRequest};
 pub use lease::Claim;
+pub use objects::Kind;
+pub use per_object::Rewrites;
 pub use stats::{Phase, ReloadStats};
 pub use turn::{Leases, Turn, TurnSettings};
 
@@ -26,37 +34,12 @@ use std::time::Duration;
 use tokio::sync::RwLock;
 
 use log::{debug, info, warn};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 pub use schedule::ReloadSettings;
 use schedule::{Held, Schedule};
-
-/// "A delta was applied": the only message the reload task receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReloadRequest;
-
-/// The sending side, cheap to clone, given to whoever applies deltas.
-#[derive(Debug, Clone)]
-pub struct ReloadHandle {
-    tx: mpsc::Sender<ReloadRequest>,
-}
-
-impl ReloadHandle {
-    /// Schedules a reload. Never blocks: when a notify is already queued this one merges into it.
-    pub fn notify(&self) {
-        // Full: a queued notify already stands for this one. Closed: the task is gone (shutdown
-        // or no GeoServer configured), and there is nothing to reload.
-        let _ = self.tx.try_send(ReloadRequest);
-    }
-}
-
-/// The handle for appliers and the receiver for [`run`].
-pub fn channel() -> (ReloadHandle, mpsc::Receiver<ReloadRequest>) {
-    let (tx, rx) = mpsc::channel(1);
-    (ReloadHandle { tx }, rx)
-}
 
 /// Take the node out of its load balancer for `drain` before a reload (`/readyz` says 503),
 /// while the caller keeps holding the data directory as the reference check saw it. `false`:
@@ -86,15 +69,22 @@ async fn drain(
 /// Start the reload request on a blocking thread, holding `reading` (the data directory, shared)
 /// until GeoServer has answered: it re-reads every file meanwhile, so no Delta may be written.
 /// Returns the request and when it started (the reload's own time; the drain is counted apart).
+/// `security`: GeoServer's security configuration changed too, which `/rest/reload` leaves as
+/// it was, so the security manager is reloaded after it.
 fn start(
     gs: Arc<GeoServer>,
     reading: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+    security: bool,
     stats: &watch::Sender<ReloadStats>,
 ) -> (JoinHandle<Result<(), ReloadError>>, Instant) {
     stats.send_modify(|s| s.phase = Phase::Reloading);
     let request = tokio::task::spawn_blocking(move || {
         let _reading = reading;
-        gs.reload()
+        gs.reload()?;
+        if security {
+            gs.reload_security()?;
+        }
+        Ok(())
     });
     (request, Instant::now())
 }
@@ -128,6 +118,18 @@ pub struct Reloader<R> {
     pub ready: R,
     pub files: Option<Arc<RwLock<()>>>,
     pub turn: Turn,
+    /// `apply = "per-object"`: where the data directory is, and the files the change detector
+    /// leaves alone while GeoServer rewrites them. `None`: every change is reloaded.
+    pub per_object: Option<PerObject>,
+    /// `convergence_reload`: a reload every day at this local time (seconds since midnight).
+    pub convergence: Option<u32>,
+}
+
+/// What a per-object apply needs besides GeoServer.
+#[derive(Debug, Clone)]
+pub struct PerObject {
+    pub data_dir: std::path::PathBuf,
+    pub rewrites: Rewrites,
 }
 
 /// How often a node waiting for its turn looks at the queue besides each status that arrives
@@ -146,7 +148,7 @@ const TURN_RECHECK: Duration = Duration::from_millis(250);
 /// up to that timeout.
 pub async fn run<R: Fn() -> Readiness + Send + 'static>(
     task: Reloader<R>,
-    mut rx: mpsc::Receiver<ReloadRequest>,
+    mut inbox: Inbox,
     stats: watch::Sender<ReloadStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -156,10 +158,12 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
         ready,
         files,
         mut turn,
+        per_object,
+        convergence,
     } = task;
     let Some(gs) = gs else {
         info!("no [geoserver] url configured: GeoServer will not be reloaded after changes");
-        drop(rx);
+        drop(inbox);
         while !*shutdown.borrow_and_update() {
             if shutdown.changed().await.is_err() {
                 break;
@@ -174,6 +178,10 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
     let mut running: Option<(JoinHandle<Result<(), ReloadError>>, Instant)> = None;
     let mut inbox_open = true;
     let mut turn_at: Option<Instant> = None;
+    let next_convergence = |at: u32| {
+        Instant::now() + crate::clock::until_time_of_day(crate::clock::local_seconds_of_day(), at)
+    };
+    let mut converge_at = convergence.map(next_convergence);
 
     loop {
         if *shutdown.borrow_and_update() {
@@ -195,11 +203,17 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
                     return;
                 }
             }
-            msg = rx.recv(), if inbox_open => match msg {
+            msg = inbox.rx.recv(), if inbox_open => match msg {
                 Some(ReloadRequest) => schedule.on_notify(Instant::now()),
                 None => inbox_open = false,
             },
             () = turn.changed(), if turn.waiting() => turn_at = Some(Instant::now()),
+            () = sleep_until(converge_at.unwrap_or_else(Instant::now)), if converge_at.is_some() => {
+                info!("convergence reload (convergence_reload): GeoServer re-reads its data directory");
+                inbox.need_full();
+                schedule.on_notify(Instant::now());
+                converge_at = convergence.map(next_convergence);
+            }
             joined = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
                 let started = running.take().expect("guarded").1;
                 let result = joined.unwrap_or_else(|e| {
@@ -217,6 +231,12 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
                 // then the turn.
                 if !turn.waiting() && !references_resolve(&ready, &mut schedule, now, settings) {
                     continue;
+                }
+                if let (Some(po), false) = (&per_object, turn.waiting()) {
+                    if apply_per_object(&gs, po, &inbox, files.as_ref(), &stats).await {
+                        schedule.on_covered();
+                        continue;
+                    }
                 }
                 if !turn.poll(now.into_std(), &stats) {
                     turn_at = Some(now + TURN_RECHECK);
@@ -236,11 +256,62 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
                     continue;
                 }
                 schedule.on_reload_started(Instant::now());
+                let covered = inbox.owed();
+                inbox.settle(&covered);
                 if !drain(settings.drain, &stats, &mut shutdown).await {
                     return;
                 }
-                running = Some(start(Arc::clone(&gs), reading, &stats));
+                running = Some(start(Arc::clone(&gs), reading, covered.security(), &stats));
             }
+        }
+    }
+}
+
+/// With `apply = "per-object"`: apply what is owed through GeoServer's REST API, holding the
+/// data directory. `true`: done, no reload; `false`: a reload is needed (logged why).
+async fn apply_per_object(
+    gs: &Arc<GeoServer>,
+    po: &PerObject,
+    inbox: &Inbox,
+    files: Option<&Arc<RwLock<()>>>,
+    stats: &watch::Sender<ReloadStats>,
+) -> bool {
+    let owed = inbox.owed();
+    if owed.full {
+        return false;
+    }
+    if owed.objects.is_empty() {
+        // Added and deleted again before GeoServer heard of them: nothing to tell.
+        return true;
+    }
+    let writing = match files {
+        Some(f) => Some(Arc::clone(f).write_owned().await),
+        None => None,
+    };
+    let (gs, po2) = (Arc::clone(gs), po.clone());
+    let changes: Vec<(String, Kind)> = owed.objects.iter().map(|(p, k)| (p.clone(), *k)).collect();
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _writing = writing;
+        per_object::apply(&gs, &po2.data_dir, &changes, &po2.rewrites)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the per-object apply failed: {e}")));
+    match outcome {
+        Ok(calls) => {
+            inbox.settle(&owed);
+            info!(
+                "applied {calls} change(s) through GeoServer's REST API in {}; no reload",
+                crate::logging::duration(started.elapsed())
+            );
+            crate::telemetry::record_per_object(calls);
+            stats.send_modify(|s| s.per_object += calls as u64);
+            true
+        }
+        Err(why) => {
+            info!("a reload applies the changes instead of REST calls: {why}");
+            inbox.need_full();
+            false
         }
     }
 }

@@ -158,6 +158,12 @@ impl Schedule {
         }
     }
 
+    /// What was owed was applied without a reload (per object): nothing is owed any more.
+    pub(crate) fn on_covered(&mut self) {
+        self.pending = None;
+        self.hold = None;
+    }
+
     /// A reload request was sent: it covers every notify so far.
     pub(crate) fn on_reload_started(&mut self, now: Instant) {
         self.pending = None;

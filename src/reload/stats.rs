@@ -17,6 +17,8 @@ pub struct ReloadStats {
     pub reloading_ms: u64,
     /// Time spent draining before reloads, milliseconds.
     pub draining_ms: u64,
+    /// Changes applied through GeoServer's REST API instead of a reload (`apply = "per-object"`).
+    pub per_object: u64,
     /// Time spent waiting for a reload turn (`max_concurrent_reloads`), milliseconds.
     pub waiting_ms: u64,
     /// Whether GeoServer serves now, or is being drained or reloaded (`/readyz`).

@@ -8,10 +8,10 @@ pub mod apply;
 use crate::context::Shared;
 use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
-use crate::reload::need;
+use crate::reload::{need, Kind};
 use crate::state::{Position, Record, State};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 /// How one Delta ended.
@@ -31,6 +31,8 @@ pub struct Written {
     /// What GeoServer needs for these files: `None` when it re-reads every one of them by
     /// itself (`reload::need`), else the first that needs a reload.
     pub reload: Option<String>,
+    /// Every file GeoServer must be told of (a reload, or a REST call each), and how it changed.
+    pub objects: Vec<(String, Kind)>,
 }
 
 /// The data directory as `reload::need` looks at it.
@@ -49,21 +51,32 @@ impl need::Facts for DataDir<'_> {
 }
 
 /// The first of `steps` that GeoServer does not re-read by itself, if any.
+/// The steps GeoServer does not re-read by itself (`reload::need`), with how each changed the
+/// file (`existed`: the paths that were live before).
 fn needs_reload(
     sh: &Shared,
     catalog: &crate::datadir::CatalogIndex,
     steps: &[apply::Step],
-) -> Option<String> {
+    existed: &BTreeSet<String>,
+) -> Vec<(String, Kind)> {
     let facts = DataDir {
         dir: &sh.data_dir,
         catalog,
     };
     (steps.iter())
-        .find(|s| {
+        .filter(|s| {
             let written = matches!(s, apply::Step::Write { .. });
             need::need(s.path(), written, &facts) == need::Need::Reload
         })
-        .map(|s| s.path().to_string())
+        .map(|s| {
+            let kind = match s {
+                apply::Step::Delete { .. } => Kind::Deleted,
+                _ if existed.contains(s.path()) => Kind::Modified,
+                _ => Kind::Added,
+            };
+            (s.path().to_string(), kind)
+        })
+        .collect()
 }
 
 /// Why changes could not be applied (nothing of them is recorded; a Delta stays
@@ -143,6 +156,10 @@ pub fn write_changes(
         } else {
             (steps, Vec::new())
         };
+    let existed: BTreeSet<String> = (steps.iter())
+        .filter(|s| state.manifest.live_entry(s.path()).is_some())
+        .map(|s| s.path().to_string())
+        .collect();
     record_intent(state, &steps)?;
     let mut entries = apply::execute(&sh.data_dir, &steps)?;
     for step in &kept {
@@ -180,11 +197,12 @@ pub fn write_changes(
         gate.touched.insert(step.path().to_string());
     }
     drop(gate);
-    let reload = needs_reload(sh, &catalog, &steps);
+    let objects = needs_reload(sh, &catalog, &steps, &existed);
     Ok(Ok(Written {
+        reload: objects.first().map(|(p, _)| p.clone()),
+        objects,
         steps,
         entries,
-        reload,
     }))
 }
 
@@ -259,7 +277,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
     let mut batch = sort_out(sh, &state, deltas);
     // 2. Write the winning changes (intent, files, catalog index).
     let changes: Vec<Change> = batch.merged.into_values().map(Cow::into_owned).collect();
-    let (written, reload) = match write_changes(
+    let (written, (reload, objects)) = match write_changes(
         sh,
         &mut state,
         &changes,
@@ -268,7 +286,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
     )? {
         Ok(w) => {
             crate::crashpoint::hit("delta-written");
-            (w.entries, w.reload)
+            (w.entries, (w.reload, w.objects))
         }
         // Every Delta passed `refuse` alone; the merge of them cannot be refused.
         Err(why) => return Err(ApplyError::Refused(why.to_string())),
@@ -295,6 +313,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
     Ok(Applied {
         outcomes: batch.outcomes,
         reload,
+        objects,
     })
 }
 
@@ -303,6 +322,8 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
 pub struct Applied {
     pub outcomes: Vec<Outcome>,
     pub reload: Option<String>,
+    /// The files GeoServer must be told of, and how each changed (`Written::objects`).
+    pub objects: Vec<(String, Kind)>,
 }
 
 /// A group of Deltas sorted out: each one's outcome so far, the positions they move to, the

@@ -19,6 +19,7 @@ mod fuzz_decode;
 mod hostile;
 mod layout;
 mod metrics;
+mod per_object;
 mod readyz;
 mod reload;
 mod reload_needs;

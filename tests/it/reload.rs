@@ -58,6 +58,8 @@ impl Task {
             ready,
             files: None,
             turn: reload::Turn::unlimited(),
+            per_object: None,
+            convergence: None,
         };
         let join = tokio::spawn(reload::run(task, rx, stats_tx, shutdown_rx));
         Task {

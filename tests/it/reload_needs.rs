@@ -110,4 +110,24 @@ fn files_geoserver_rereads_by_itself_replicate_without_a_reload() {
         Path::new(&slave.dir().join("security/layers.properties")).is_file(),
         "the rules replicated"
     );
+
+    // 5. GeoServer's security configuration: `/rest/reload` leaves the security manager as it
+    //    was, so it is reloaded too (`/rest/security/acl/catalog/reload`), once.
+    assert_eq!(slave.gs.security_reloads(), 0);
+    let config = "<security>\n  <roleServiceName>default</roleServiceName>\n  <authProviderNames>\n    <string>default</string>\n  </authProviderNames>\n</security>\n";
+    fs::create_dir_all(root.join("security")).unwrap();
+    fs::write(root.join("security/config.xml"), config).unwrap();
+    c.converge(DEADLINE);
+    c.wait_logged_applied(DEADLINE);
+    let slave = &c.slaves[0];
+    wait_until_logs("the security reload", DEADLINE, &[&slave.node], || {
+        reload_settled(&slave.node) && slave.gs.security_reloads() > 0
+    });
+    assert_eq!(
+        slave.gs.reload_request_count(),
+        baseline + 2,
+        "{}",
+        c.logs()
+    );
+    assert_eq!(slave.gs.security_reloads(), 1, "{}", c.logs());
 }

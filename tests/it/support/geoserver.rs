@@ -54,6 +54,8 @@ pub struct Request {
     pub path: String,
     /// The `Authorization` header's value, as sent.
     pub authorization: Option<String>,
+    /// The body as sent (up to 1 MiB).
+    pub body: Vec<u8>,
 }
 
 struct Shared {
@@ -72,6 +74,15 @@ struct Shared {
     /// Reloads running now: OWS requests get 503 meanwhile.
     reloading: std::sync::atomic::AtomicUsize,
     stop: AtomicBool,
+    /// Per object file, the id the stand-in holds in memory (loaded at start and at every
+    /// reload, changed by catalog REST calls: support/rest.rs).
+    memory: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Catalog REST calls (method, path), in order.
+    rest_calls: Mutex<Vec<(String, String)>>,
+    /// POSTs give new objects ids of their own instead of the body's.
+    new_ids: AtomicBool,
+    /// `POST /rest/security/acl/catalog/reload` calls.
+    security_reloads: std::sync::atomic::AtomicUsize,
 }
 
 pub struct StandInGeoServer {
@@ -136,6 +147,14 @@ impl StandInGeoServer {
             cost_per_object: Mutex::new(DEFAULT_COST_PER_OBJECT),
             reloading: std::sync::atomic::AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            memory: Mutex::new(
+                data_dir
+                    .map(super::references::catalog_ids)
+                    .unwrap_or_default(),
+            ),
+            rest_calls: Mutex::new(vec![]),
+            new_ids: AtomicBool::new(false),
+            security_reloads: std::sync::atomic::AtomicUsize::new(0),
         });
         let s = shared.clone();
         let acceptor = thread::spawn(move || accept_loop(listener, port, s));
@@ -221,6 +240,51 @@ impl StandInGeoServer {
         *self.shared.cost_per_object.lock().unwrap() = cost;
     }
 
+    /// Catalog REST calls so far, as "METHOD /rest/…" (reloads and resets not included).
+    pub fn rest_calls(&self) -> Vec<String> {
+        (self.shared.rest_calls.lock().unwrap().iter())
+            .map(|(m, p)| format!("{m} {}", p.trim_start_matches("/geoserver")))
+            .collect()
+    }
+
+    /// POSTs give new objects ids of their own, as a GeoServer that does not keep a body's
+    /// `<id>` would.
+    pub fn set_rest_new_ids(&self, on: bool) {
+        self.shared.new_ids.store(on, Ordering::SeqCst);
+    }
+
+    /// `POST /rest/security/acl/catalog/reload` calls so far.
+    pub fn security_reloads(&self) -> usize {
+        self.shared.security_reloads.load(Ordering::SeqCst)
+    }
+
+    /// Whether what the stand-in holds in memory is what its data directory says: every object
+    /// file with its id, and no other. `Err`: the differences.
+    pub fn memory_matches_disk(&self) -> Result<(), String> {
+        let dir = self
+            .shared
+            .data_dir
+            .as_deref()
+            .expect("a stand-in with a data directory");
+        let disk = super::references::catalog_ids(dir);
+        let memory = self.shared.memory.lock().unwrap().clone();
+        if disk == memory {
+            return Ok(());
+        }
+        let mut diff = vec![];
+        for (path, id) in &disk {
+            match memory.get(path) {
+                None => diff.push(format!("{path} ({id}) is not in memory")),
+                Some(m) if m != id => diff.push(format!("{path}: memory holds {m}, disk {id}")),
+                _ => {}
+            }
+        }
+        for path in memory.keys().filter(|p| !disk.contains_key(*p)) {
+            diff.push(format!("{path} is in memory, not on disk"));
+        }
+        Err(diff.join("; "))
+    }
+
     /// Whether its OWS stand-in answers now (no reload running).
     pub fn serving(&self) -> bool {
         self.shared.reloading.load(Ordering::SeqCst) == 0
@@ -287,8 +351,9 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
             }
         }
     }
-    // The body is ignored but must be read: closing a socket with unread input sends a TCP RST,
-    // which can destroy the response before the client reads it.
+    // The body must be read even where it is not used: closing a socket with unread input
+    // sends a TCP RST, which can destroy the response before the client reads it.
+    let mut body = Vec::new();
     if chunked {
         loop {
             let mut size = String::new();
@@ -300,15 +365,17 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
             if n == 0 {
                 break;
             }
+            body.extend_from_slice(&chunk[..n]);
         }
     } else {
-        let mut body = vec![0; length.min(1 << 20)];
+        body = vec![0; length.min(1 << 20)];
         reader.read_exact(&mut body)?;
     }
     Ok(Request {
         method,
         path,
         authorization,
+        body,
     })
 }
 
@@ -381,6 +448,9 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 reloads.len() - 1
             };
             shared.reloading.fetch_add(1, Ordering::SeqCst);
+            if let (Some(dir), 200) = (&shared.data_dir, status) {
+                *shared.memory.lock().unwrap() = super::references::catalog_ids(dir);
+            }
             let objects =
                 (shared.data_dir.as_deref()).map_or(0, super::references::catalog_objects);
             let cost = *shared.cost_per_object.lock().unwrap() * objects as u32;
@@ -404,6 +474,29 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             respond(&stream, 200, "", "")
         }
         (_, "/geoserver/rest/reload" | "/geoserver/rest/reset") => respond(&stream, 405, "", ""),
+        (_, p) if p.starts_with("/geoserver/rest/") && !authorized => respond(
+            &stream,
+            401,
+            "HTTP 401 Unauthorized",
+            "WWW-Authenticate: Basic realm=\"GeoServer Realm\"\r\n",
+        ),
+        ("POST" | "PUT", "/geoserver/rest/security/acl/catalog/reload") => {
+            shared.security_reloads.fetch_add(1, Ordering::SeqCst);
+            respond(&stream, 200, "", "")
+        }
+        (m @ ("PUT" | "POST" | "DELETE"), p)
+            if p.starts_with("/geoserver/rest/") && shared.data_dir.is_some() =>
+        {
+            let endpoint = req.path.trim_start_matches("/geoserver/rest");
+            let dir = shared.data_dir.as_deref().unwrap();
+            let new_ids = shared.new_ids.load(Ordering::SeqCst);
+            let a = {
+                let mut memory = shared.memory.lock().unwrap();
+                super::rest::call(dir, &mut memory, new_ids, m, endpoint, &req.body)
+            };
+            (shared.rest_calls.lock().unwrap()).push((m.to_string(), req.path.clone()));
+            respond(&stream, a.status, &a.body, "")
+        }
         (_, p) if is_ows(p) => match shared.reloading.load(Ordering::SeqCst) {
             0 => respond(&stream, 200, "<ServiceExceptionReport/>", ""),
             _ => respond(&stream, 503, "GeoServer is reloading its catalog", ""),

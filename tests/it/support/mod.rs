@@ -16,5 +16,6 @@ pub mod model;
 pub mod mutations;
 pub mod node;
 pub mod references;
+pub mod rest;
 pub mod run;
 pub mod templates;

@@ -99,6 +99,17 @@ impl Catalog {
         self.finish(tx)
     }
 
+    /// A new datastore, with no layer yet, in the `ws_index`-th workspace.
+    pub fn add_store(&mut self, root: &Path, ws_index: usize) -> Vec<String> {
+        let ws = self.workspaces[ws_index].clone();
+        let mut tx = Tx {
+            root,
+            touched: vec![],
+        };
+        self.create_store(&mut tx, &ws, ResourceKind::FeatureType);
+        self.finish(tx)
+    }
+
     /// A global style: icon and body first, then NAME.xml.
     pub fn add_style(&mut self, root: &Path, name: &str) -> Vec<String> {
         assert!(

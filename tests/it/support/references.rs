@@ -109,6 +109,33 @@ pub fn catalog_objects(dir: &Path) -> usize {
     files.len()
 }
 
+/// The catalog GeoServer holds after a reload of `dir`: per object file, the object's id.
+pub fn catalog_ids(dir: &Path) -> BTreeMap<String, String> {
+    let mut files = vec![];
+    for top in ["workspaces", "styles", "layergroups"] {
+        xml_files(dir, top, &mut files);
+    }
+    let mut out = BTreeMap::new();
+    for rel in files {
+        let Ok(bytes) = fs::read(dir.join(&rel)) else {
+            continue;
+        };
+        if let Some(id) = own_id(&bytes) {
+            out.insert(rel, id);
+        }
+    }
+    out
+}
+
+/// The first-level `<id>` of a catalog object's XML, if it is one.
+pub fn own_id(xml: &[u8]) -> Option<String> {
+    let parsed = parse(&String::from_utf8_lossy(xml)).ok()?;
+    OBJECTS
+        .contains(&parsed.root.as_str())
+        .then_some(parsed.own_id)
+        .flatten()
+}
+
 /// Every unresolved reference in the catalog under `dir`, as sentences such as
 /// `workspaces/ws/st/roads/layer.xml: <resource> refers to missing id FeatureTypeInfoImpl-…`.
 pub fn catalog_problems(dir: &Path) -> BTreeSet<String> {
