@@ -2,13 +2,45 @@
 //! (`hlc`), never with these values alone; they stamp statuses, exports and log-facing times,
 //! and seed identifiers that must differ across restarts.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+//!
+//! `GSCLUSTER_CLOCK_OFFSET_MS=N` (a test hook, like `crashpoint`) shifts this node's wall clock
+//! by N milliseconds (negative: behind), so a test can run a node whose clock is hours off and
+//! show that the versioning rule still converges. Unset, it costs one load.
 
-/// Time since the Unix epoch; zero on a clock set before 1970.
-fn since_epoch() -> std::time::Duration {
-    SystemTime::now()
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+static OFFSET_MS: OnceLock<i64> = OnceLock::new();
+
+/// The test hook's offset, read once (0 when unset or unreadable).
+fn offset_ms() -> i64 {
+    *OFFSET_MS.get_or_init(|| {
+        let Ok(v) = std::env::var("GSCLUSTER_CLOCK_OFFSET_MS") else {
+            return 0;
+        };
+        match v.trim().parse::<i64>() {
+            Ok(ms) => {
+                log::warn!("GSCLUSTER_CLOCK_OFFSET_MS={ms}: this node's wall clock is shifted by {ms} ms (a test hook)");
+                ms
+            }
+            Err(_) => {
+                log::error!("GSCLUSTER_CLOCK_OFFSET_MS={v:?} is not a number of milliseconds; ignored");
+                0
+            }
+        }
+    })
+}
+
+/// Time since the Unix epoch (shifted by the test hook); zero on a clock set before 1970.
+fn since_epoch() -> Duration {
+    let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    match offset_ms() {
+        0 => real,
+        ms if ms > 0 => real + Duration::from_millis(ms as u64),
+        ms => real.saturating_sub(Duration::from_millis(ms.unsigned_abs())),
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -40,9 +72,9 @@ pub fn local_seconds_of_day() -> u32 {
 
 /// How long from `now` (seconds since midnight) until the next `at` (seconds since midnight):
 /// a day when it is now.
-pub fn until_time_of_day(now: u32, at: u32) -> std::time::Duration {
+pub fn until_time_of_day(now: u32, at: u32) -> Duration {
     let wait = (i64::from(at) - i64::from(now)).rem_euclid(86_400);
-    std::time::Duration::from_secs(if wait == 0 { 86_400 } else { wait as u64 })
+    Duration::from_secs(if wait == 0 { 86_400 } else { wait as u64 })
 }
 
 #[cfg(test)]

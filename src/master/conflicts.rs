@@ -45,6 +45,19 @@ pub async fn watch_publisher(sh: &Shared, link: &Link, watched: &mut Watched, st
 /// the other's.
 pub fn report_lost(sh: &Shared, delta: &Delta) {
     let state = sh.state.lock().unwrap();
+    // A pure master applies nothing, but its next edit must still be newer than every change it
+    // has seen: without this, a publisher whose clock runs hours ahead would win every
+    // conflict against this node for those hours. (Lock order: state, then clock.)
+    if let Some(hlc) = delta.changes.iter().map(|c| c.version.hlc).max() {
+        sh.clock.lock().unwrap().observe(hlc);
+    }
+    log::debug!(
+        "watched delta {}/{}/{}: {} change(s)",
+        delta.origin,
+        delta.epoch,
+        delta.seq,
+        delta.changes.len()
+    );
     for c in &delta.changes {
         let Some(mine) = state.manifest.entries.get(&c.path) else {
             continue;

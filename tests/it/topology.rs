@@ -462,3 +462,54 @@ fn a_local_edit_made_while_a_remote_delta_is_applied_is_still_published() {
         assert_reloads_consistent(m.gs.as_ref().unwrap(), m.data.path(), &m.node.config().id);
     }
 }
+
+/// A publisher whose wall clock runs three hours ahead cannot win every conflict for those
+/// hours: a pure master that has seen its change (it watches every publisher's Deltas) edits the
+/// same file afterwards, and that later edit wins on every applying node. Regression: a pure
+/// master did not take in the clock of the Deltas it watched, so its edits lost for three hours.
+#[test]
+fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_own() {
+    let origin = tempfile::tempdir().unwrap();
+    let cat = generate(origin.path(), &Spec::small(), 74);
+    let (master, servers) = start_pure_master(origin.path());
+    let ahead = start_member_with("gs-ahead", "both", origin.path(), &servers, None, |cfg| {
+        cfg.clock_offset_ms = Some(3 * 3600 * 1000);
+    });
+    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
+    for m in [&ahead, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    wait_watching(&master, &["gs-ahead"]);
+    let all = [&master.node, &ahead.node, &slave.node];
+    let rel = cat.layers[0].layer_file();
+    let read = |m: &Member| fs::read(m.data.path().join(&rel)).unwrap();
+
+    // 1. The node three hours ahead edits the layer; every applying node takes it, and the
+    //    pure master sees it go by.
+    let future = retitled(ahead.data.path(), &rel, "from three hours ahead");
+    write(ahead.data.path(), &rel, &future);
+    wait_until_logs("the slave has the edit", CONVERGE, &all, || {
+        read(&slave) == future
+    });
+    wait_until_logs("the master saw it", CONVERGE, &all, || {
+        master
+            .node
+            .log_contents()
+            .contains("watched delta gs-ahead/")
+    });
+    // 2. Afterwards, the pure master edits the same layer: the later edit wins everywhere. (The
+    //    master said its own older copy lost to step 1's edit; it must not say so of this one.)
+    let lost = format!("conflict lost: {rel}");
+    let lost_before = master.node.log_contents().matches(&lost).count();
+    let later = retitled(master.data.path(), &rel, "made later, on time");
+    write(master.data.path(), &rel, &later);
+    wait_until_logs("the later edit wins", CONVERGE, &all, || {
+        read(&slave) == later && read(&ahead) == later
+    });
+    assert_eq!(
+        master.node.log_contents().matches(&lost).count(),
+        lost_before,
+        "{}",
+        master.node.log_contents()
+    );
+}

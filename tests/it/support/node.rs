@@ -69,6 +69,8 @@ pub struct NodeConfig {
     pub crash_at: Option<String>,
     /// `GSCLUSTER_PAUSE_AT` for the process (`NAME:N:MS`, see src/crashpoint.rs).
     pub pause_at: Option<String>,
+    /// `GSCLUSTER_CLOCK_OFFSET_MS`: the node's wall clock this far ahead (negative: behind).
+    pub clock_offset_ms: Option<i64>,
     /// `[security] key_file`, when set.
     pub key_file: Option<PathBuf>,
     /// Extra `key = value` lines for `[mqtt]` and `[broker]` (TLS, credentials…).
@@ -112,6 +114,7 @@ impl NodeConfig {
             rust_log: None,
             crash_at: None,
             pause_at: None,
+            clock_offset_ms: None,
             key_file: None,
             mqtt_extra: Vec::new(),
             broker_extra: Vec::new(),
@@ -235,7 +238,11 @@ impl Node {
             .arg(self.config_path())
             .env("RUST_LOG", rust_log)
             .env_remove("GSCLUSTER_CRASH_AT")
-            .env_remove("GSCLUSTER_PAUSE_AT");
+            .env_remove("GSCLUSTER_PAUSE_AT")
+            .env_remove("GSCLUSTER_CLOCK_OFFSET_MS");
+        if let Some(ms) = self.cfg.clock_offset_ms {
+            command.env("GSCLUSTER_CLOCK_OFFSET_MS", ms.to_string());
+        }
         if let Some(at) = &self.cfg.crash_at {
             command.env("GSCLUSTER_CRASH_AT", at);
         }
