@@ -716,3 +716,135 @@ fn reload_with_a_chunked_or_sized_body_is_answered() {
     }
     assert_eq!(gs.successful_reloads().len(), 2);
 }
+
+// ----- the fault-injecting proxy -----
+
+mod proxy {
+    use crate::support::proxy::{Faults, Proxy};
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// An echo server on a free port: every byte comes back.
+    fn echo() -> u16 {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = stream;
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn connect(p: &Proxy) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    /// Send `n` bytes and read them back; the time it took.
+    fn round_trip(s: &mut TcpStream, n: usize) -> std::io::Result<Duration> {
+        let t0 = Instant::now();
+        let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        s.write_all(&data)?;
+        let mut back = vec![0u8; n];
+        s.read_exact(&mut back)?;
+        assert_eq!(back, data, "bytes arrive whole and in order");
+        Ok(t0.elapsed())
+    }
+
+    #[test]
+    fn bytes_pass_in_order_and_are_counted() {
+        let p = Proxy::start(echo());
+        let mut s = connect(&p);
+        round_trip(&mut s, 100_000).unwrap();
+        assert_eq!(p.bytes(), (100_000, 100_000));
+        assert_eq!(p.accepted(), 1);
+    }
+
+    #[test]
+    fn latency_jitter_and_a_bandwidth_cap_slow_the_link_without_reordering() {
+        let p = Proxy::start(echo());
+        let mut s = connect(&p);
+        p.set(Faults {
+            latency: Duration::from_millis(150),
+            jitter: Duration::from_millis(50),
+            ..Faults::default()
+        });
+        let took = round_trip(&mut s, 1000).unwrap();
+        assert!(
+            took >= Duration::from_millis(300),
+            "150 ms each way: {took:?}"
+        );
+        p.set(Faults {
+            bandwidth: Some(1_000_000),
+            ..Faults::default()
+        });
+        // 200 kB at 1 MB/s, each way in turn as the echo sends it back.
+        let took = round_trip(&mut s, 200_000).unwrap();
+        assert!(
+            took >= Duration::from_millis(180),
+            "capped at 1 MB/s: {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_black_hole_holds_the_connection_open_and_forwards_nothing() {
+        let p = Proxy::start(echo());
+        let mut s = connect(&p);
+        p.set(Faults {
+            blackhole: true,
+            ..Faults::default()
+        });
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s.write_all(b"lost").unwrap();
+        let mut buf = [0u8; 16];
+        let e = s.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "no answer and no close: {e:?}"
+        );
+        p.heal();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        round_trip(&mut s, 10).expect("the same connection works again once healed");
+    }
+
+    #[test]
+    fn resets_cut_open_connections_and_refusal_closes_new_ones() {
+        let p = Proxy::start(echo());
+        let mut s = connect(&p);
+        round_trip(&mut s, 10).unwrap();
+        p.reset_all();
+        let mut buf = [0u8; 16];
+        let cut = match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+        };
+        assert!(cut, "the connection is gone");
+        p.set(Faults {
+            refuse: true,
+            ..Faults::default()
+        });
+        let mut s = connect(&p);
+        let refused = match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == ErrorKind::ConnectionReset,
+        };
+        assert!(refused, "a new connection is closed at once");
+        p.heal();
+        let mut s = connect(&p);
+        round_trip(&mut s, 10).unwrap();
+    }
+}

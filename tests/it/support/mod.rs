@@ -15,6 +15,7 @@ pub mod logs;
 pub mod model;
 pub mod mutations;
 pub mod node;
+pub mod proxy;
 pub mod references;
 pub mod rest;
 pub mod run;
