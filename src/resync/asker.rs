@@ -188,8 +188,10 @@ impl Resync {
                     header.origin
                 );
                 let sh = ctx.shared.clone();
-                let forget = ctx.forget_unknown;
-                match tokio::task::spawn_blocking(move || make_plan(&sh, &items, forget)).await {
+                let forget = ctx.forget_unknown.then(|| header.origin.clone());
+                match tokio::task::spawn_blocking(move || make_plan(&sh, &items, forget.as_deref()))
+                    .await
+                {
                     Ok(Ok(plan)) => {
                         let pending: VecDeque<_> = batches(&plan.fetch).into();
                         round.stage = Stage::Fetch {
@@ -369,7 +371,11 @@ async fn send_ask(ctx: &Ctx, id: u64, batch: u64, ask: &Ask) {
 }
 
 /// Compare the responder's manifest with this node's manifest and files (blocking).
-fn make_plan(sh: &Shared, items: &[super::Item], forget_unknown: bool) -> Result<Plan, RoundError> {
+fn make_plan(
+    sh: &Shared,
+    items: &[super::Item],
+    forget_unknown: Option<&str>,
+) -> Result<Plan, RoundError> {
     let state = sh.state.lock().unwrap();
     let scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
     let on_disk = |path: &str| -> Option<[u8; 32]> {

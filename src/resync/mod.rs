@@ -145,13 +145,16 @@ pub struct Plan {
 /// `on_disk` gives the SHA-256 of a replicated file present in the data directory (None when
 /// absent); `replicated_on_disk` lists every such file. A remote item wins when its version is
 /// above the local manifest's; at equal versions a differing local file is fetched again.
-/// `forget_unknown` (pure slaves) deletes replicated files no responder knows of.
+/// `forget_unknown` (pure slaves: `Some(responder)`) deletes replicated files the responder
+/// does not know of — but only those this node has no record of, or recorded from the responder
+/// itself: a file another publisher made is not the responder's to deny (a pure master applies
+/// nothing, so its manifest never lists the other publishers' files).
 pub fn plan(
     local: &Manifest,
     remote: &[Item],
     on_disk: impl Fn(&str) -> Option<[u8; 32]>,
     replicated_on_disk: &BTreeSet<String>,
-    forget_unknown: bool,
+    forget_unknown: Option<&str>,
 ) -> Plan {
     let mut p = Plan::default();
     let mut known = BTreeSet::new();
@@ -214,10 +217,13 @@ pub fn plan(
                 .push((item.path.clone(), item.version.clone(), item.size)),
         }
     }
-    if forget_unknown {
+    if let Some(responder) = forget_unknown {
         p.forget = replicated_on_disk
             .iter()
             .filter(|path| !known.contains(path.as_str()))
+            .filter(|path| {
+                (local.entries.get(path.as_str())).is_none_or(|e| e.version.origin == responder)
+            })
             .cloned()
             .collect();
     }
@@ -284,7 +290,7 @@ mod tests {
             &remote,
             |_| None,
             &BTreeSet::new(),
-            true,
+            Some("m"),
         );
         assert_eq!(p.fetch.len(), 2);
         assert!(p.delete.is_empty() && p.adopt.is_empty() && p.forget.is_empty());
@@ -298,7 +304,7 @@ mod tests {
             &remote,
             |_| Some(h("a")),
             &BTreeSet::new(),
-            true,
+            Some("m"),
         );
         assert!(p.fetch.is_empty());
         assert_eq!(
@@ -321,7 +327,7 @@ mod tests {
             &remote,
             |_| Some(h("g")),
             &BTreeSet::new(),
-            false,
+            None,
         );
         assert_eq!(
             p.adopt,
@@ -335,13 +341,7 @@ mod tests {
         // Different bytes: fetched (and joined) even though the version here is higher.
         let mut local = Manifest::default();
         local.entries.insert("global.xml".into(), entry(9, "mine"));
-        let p = plan(
-            &local,
-            &remote,
-            |_| Some(h("mine")),
-            &BTreeSet::new(),
-            false,
-        );
+        let p = plan(&local, &remote, |_| Some(h("mine")), &BTreeSet::new(), None);
         assert_eq!(
             p.fetch,
             vec![("global.xml".into(), Version::new(7, "m"), 1)]
@@ -355,7 +355,7 @@ mod tests {
         local.entries.insert("b.xml".into(), entry(2, "b"));
         let remote = vec![item("a.xml", 4, "theirs"), item("b.xml", 2, "b")];
         let disk = |p: &str| Some(if p == "a.xml" { h("mine") } else { h("b") });
-        let p = plan(&local, &remote, disk, &BTreeSet::new(), true);
+        let p = plan(&local, &remote, disk, &BTreeSet::new(), Some("m"));
         assert_eq!(p, Plan::default());
     }
 
@@ -369,11 +369,36 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
-        let p = plan(&Manifest::default(), &remote, disk, &on_disk, true);
+        let p = plan(&Manifest::default(), &remote, disk, &on_disk, Some("m"));
         assert_eq!(p.delete, vec![("old.xml".into(), Version::new(9, "m"))]);
         assert_eq!(p.forget, vec!["stray.xml".to_string()]);
-        let p = plan(&Manifest::default(), &remote, disk, &on_disk, false);
+        let p = plan(&Manifest::default(), &remote, disk, &on_disk, None);
         assert!(p.forget.is_empty());
+    }
+
+    /// Regression (found by the chaos round): a pure slave resynced from a pure master deleted
+    /// every file the other publisher (a `both` node) had made, because the pure master's
+    /// manifest does not list them.
+    #[test]
+    fn a_file_another_publisher_made_is_not_forgotten_because_one_responder_lacks_it() {
+        let mut local = Manifest::default();
+        let theirs = Entry {
+            version: Version::new(5, "gs-both"),
+            ..entry(5, "x")
+        };
+        local.entries.insert("theirs.xml".into(), theirs);
+        local.entries.insert("mine.xml".into(), entry(3, "x"));
+        let remote = vec![item("a.xml", 1, "a")];
+        let on_disk: BTreeSet<String> = ["a.xml", "theirs.xml", "mine.xml", "stray.xml"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
+        let p = plan(&local, &remote, disk, &on_disk, Some("m"));
+        assert_eq!(
+            p.forget,
+            vec!["mine.xml".to_string(), "stray.xml".to_string()]
+        );
     }
 
     #[test]
