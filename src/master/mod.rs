@@ -387,6 +387,10 @@ impl Detector {
                     );
                     return Ok(None);
                 }
+                let (bytes, stat) = match self.align_counter(manifest, &path, bytes)? {
+                    Aligned::As(bytes) => (bytes, stat),
+                    Aligned::Rewritten(bytes, stat) => (bytes, stat),
+                };
                 (
                     local_edit::write(manifest, path, bytes, version),
                     Some(stat),
@@ -400,6 +404,38 @@ impl Detector {
         }
         let path = change.path.clone();
         Ok(Some((change, (path, entry))))
+    }
+
+    /// A merged file (`global.xml`) saved with a lower `updateSequence` than this node already
+    /// holds — GeoServer counts from what it loaded at its last reload, and a remote bump may
+    /// have raised the file since — is put back to the highest counter before it is published,
+    /// in the file too: every other node joins to that counter, and this node's copy must be
+    /// the same bytes.
+    fn align_counter(
+        &self,
+        manifest: &datadir::Manifest,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<Aligned> {
+        use crate::update_sequence as us;
+        let held = (manifest.live_entry(path))
+            .and_then(|e| e.merged.as_deref())
+            .map(|m| m.counter);
+        let (Some(held), Some((_, now))) = (held, us::counter(&bytes).filter(|_| us::merged(path)))
+        else {
+            return Ok(Aligned::As(bytes));
+        };
+        if now >= held {
+            return Ok(Aligned::As(bytes));
+        }
+        let aligned = us::with_counter(&bytes, held);
+        let file = self.shared.data_dir.join(path);
+        crate::durable::write_file(&file, &aligned)?;
+        let stat = datadir::FileStat::from_metadata(&std::fs::metadata(&file).at("stat", &file)?);
+        log::info!(
+            "{path}: saved with updateSequence {now}, below the {held} this node holds; published and kept with {held}"
+        );
+        Ok(Aligned::Rewritten(aligned, stat))
     }
 
     /// Turn one batch into a Delta: outbox first, then the manifest and sequence number.
@@ -494,6 +530,12 @@ fn manifest_within(manifest: &datadir::Manifest, rels: &BTreeSet<String>) -> dat
         }
     }
     part
+}
+
+/// A file's bytes as read, or put back to the counter this node holds (and its new stat).
+enum Aligned {
+    As(Vec<u8>),
+    Rewritten(Vec<u8>, datadir::FileStat),
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
 use crate::support::node::{
     assert_converged, free_port, logs_of, replicated_tree, wait_until_logs, Node, NodeConfig,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -145,6 +145,28 @@ fn pure_master_two_both_nodes_and_two_slaves_converge_under_concurrent_edits_of_
         let result = std::panic::catch_unwind(|| assert_converged(&applying[0], &refs, CONVERGE));
         if let Err(e) = result {
             eprintln!("{what}:\n{}", logs_of(&all));
+            // Which edit each node holds of every file they disagree on.
+            let trees: Vec<_> = applying.iter().map(|d| replicated_tree(d)).collect();
+            let paths: BTreeSet<&String> = trees.iter().flat_map(|t| t.keys()).collect();
+            for path in paths {
+                if trees.iter().all(|t| t.get(path) == trees[0].get(path)) {
+                    continue;
+                }
+                eprintln!("{path}:");
+                let dirs =
+                    std::iter::once(master.data.path()).chain(applying.iter().map(|p| p.as_path()));
+                let ids = std::iter::once("gs-master")
+                    .chain(members.iter().map(|m| m.node.config().id.as_str()));
+                for (id, dir) in ids.zip(dirs) {
+                    let text =
+                        fs::read_to_string(dir.join(path)).unwrap_or_else(|e| format!("({e})"));
+                    let title = text
+                        .find("<title>")
+                        .map(|s| text[s..].lines().next().unwrap_or("").to_string())
+                        .unwrap_or_else(|| text.chars().take(120).collect());
+                    eprintln!("  {id}: {title}");
+                }
+            }
             std::panic::resume_unwind(e);
         }
     };
@@ -511,5 +533,105 @@ fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_ow
         lost_before,
         "{}",
         master.node.log_contents()
+    );
+}
+
+/// A file saved on a `both` node (by GeoServer, here the test) in the instant between the
+/// apply renaming a remote change into place and recording it is a local edit, and it is
+/// published. Regression (the stat race behind a rare divergence of the four-role test in CI):
+/// the apply recorded the stat of whatever file was at the path by then, beside the remote
+/// change's hash, so the detector took the local edit for unchanged, forever. The node is paused
+/// (GSCLUSTER_PAUSE_AT=file-written) right after the rename, and the edit lands in the pause.
+#[test]
+fn a_file_saved_while_the_apply_records_it_is_still_published() {
+    let origin = tempfile::tempdir().unwrap();
+    let catalog = generate(origin.path(), &Spec::small(), 75);
+    let (master, servers) = start_pure_master(origin.path());
+    let both = start_member_with("gs-both", "both", origin.path(), &servers, None, |cfg| {
+        cfg.pause_at = Some("file-written:1:3000".into());
+    });
+    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
+    for m in [&both, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    let all = [&master.node, &both.node, &slave.node];
+    wait_until_logs("the both node bootstrapped", CONVERGE, &all, || {
+        both.node.log_contents().contains(" complete in ")
+    });
+    assert!(
+        !both.node.log_contents().contains("pause point"),
+        "the start-up wrote a file; the pause must come with the remote Delta"
+    );
+    let rel = catalog.layers[0].layer_file();
+    let remote = retitled(master.data.path(), &rel, "remote edit");
+    write(master.data.path(), &rel, &remote);
+    wait_until_logs(
+        "the both node paused after the rename",
+        CONVERGE,
+        &all,
+        || {
+            both.node
+                .log_contents()
+                .contains("pause point file-written reached")
+        },
+    );
+    let local = retitled(both.data.path(), &rel, "saved during the apply");
+    write(both.data.path(), &rel, &local);
+    assert!(
+        !both
+            .node
+            .log_contents()
+            .contains("pause point file-written: resuming"),
+        "the edit must land while the apply is paused"
+    );
+    // The local edit is newer: every applying node ends with it.
+    let read = |m: &Member| fs::read(m.data.path().join(&rel)).unwrap();
+    wait_until_logs("the local edit reaches the slave", CONVERGE, &all, || {
+        read(&slave) == local && read(&both) == local
+    });
+}
+
+/// GeoServer on a `both` node saves `global.xml` with the counter it loaded at its last reload,
+/// which a remote bump may since have raised on disk: the node publishes the edit with the
+/// highest counter and keeps the same bytes itself. Regression (found by the chaos round, seed
+/// 1796361536065724): the node kept the lower counter while every other node joined to the
+/// higher one, so its global.xml differed from theirs for good.
+#[test]
+fn a_global_xml_saved_with_a_stale_counter_ends_identical_on_every_node() {
+    let origin = tempfile::tempdir().unwrap();
+    generate(origin.path(), &Spec::small(), 76);
+    let (master, servers) = start_pure_master(origin.path());
+    let both = start_member("gs-both", "both", origin.path(), &servers, None);
+    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
+    for m in [&both, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    wait_watching(&master, &["gs-both"]);
+    let all = [&master.node, &both.node, &slave.node];
+    let read = |m: &Member| fs::read_to_string(m.data.path().join("global.xml")).unwrap();
+    let base = read(&master);
+    let n0 = sequence_of(&base);
+    // 1. The pure master's GeoServer counts on: every applying node has counter n0 + 10.
+    let bumped = with_sequence(&base, n0 + 10);
+    write(master.data.path(), "global.xml", bumped.as_bytes());
+    wait_until_logs("the bump arrived", CONVERGE, &all, || {
+        read(&both) == bumped && read(&slave) == bumped
+    });
+    // 2. The both node's GeoServer, which has not reloaded since, saves a settings edit with
+    //    the counter it knows: n0 + 1.
+    let edited = base.replace("<charset>UTF-8", "<charset>ISO-8859-1");
+    assert_ne!(edited, base);
+    write(
+        both.data.path(),
+        "global.xml",
+        with_sequence(&edited, n0 + 1).as_bytes(),
+    );
+    // The edit wins, with the highest counter, on both applying nodes alike.
+    let want = with_sequence(&edited, n0 + 10);
+    wait_until_logs(
+        "both applying nodes hold the same global.xml",
+        CONVERGE,
+        &all,
+        || read(&both) == want && read(&slave) == want,
     );
 }

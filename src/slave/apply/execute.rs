@@ -8,6 +8,7 @@ use crate::durable;
 use crate::file_error::Context;
 use std::collections::BTreeSet;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// From this many files on, a batch is made durable with two filesystem flushes rather than
@@ -58,7 +59,12 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
     if bulk {
         durable::sync_filesystem(data_dir)?;
     }
+    // The inode each written file has: after the renames, a path whose inode is another was
+    // replaced by someone else meanwhile (GeoServer saving the same file on a `both` node).
+    let mut written_inode = std::collections::BTreeMap::new();
     for (tmp, target) in staged {
+        let ino = std::fs::symlink_metadata(&tmp).at("stat", &tmp)?.ino();
+        written_inode.insert(target.clone(), ino);
         durable::persist(tmp, &target)?;
         crate::crashpoint::hit("file-written");
         if let Some(parent) = target.parent() {
@@ -84,13 +90,19 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
                 sha256,
                 version,
                 merged,
-                ..
+                bytes,
             } => {
                 let file = data_dir.join(path);
                 let m = file.metadata().at("stat", &file)?;
-                let mut e =
-                    Entry::live(*sha256, m.len(), version.clone()).with_merged(merged.clone());
-                e.set_stat(&datadir::FileStat::from_metadata(&m));
+                let size = bytes.len() as u64;
+                let mut e = Entry::live(*sha256, size, version.clone()).with_merged(merged.clone());
+                // Record the stat only of the file this apply wrote: had another writer renamed
+                // its own file into place since, its stat beside this apply's hash would make
+                // the detector take that local edit for unchanged, forever. Without a stat the
+                // next scan hashes the file and sees the edit.
+                if written_inode.get(&file) == Some(&m.ino()) {
+                    e.set_stat(&datadir::FileStat::from_metadata(&m));
+                }
                 entries.push((path.clone(), e));
             }
             Step::Delete {
