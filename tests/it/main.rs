@@ -9,6 +9,7 @@ mod support;
 mod airgap;
 mod apply_errors;
 mod brokers;
+mod chaos;
 mod cli;
 mod crash;
 mod datadir_fixtures;

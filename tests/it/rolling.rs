@@ -32,6 +32,13 @@ fn cluster(limit: &str, slaves: usize, seed: u64) -> Cluster {
     })
 }
 
+/// Every slave's stand-in takes this long to reload from now on.
+fn delay_all(c: &Cluster, delay: Duration) {
+    for s in &c.slaves {
+        s.gs.set_delay(delay);
+    }
+}
+
 /// The reloads each slave's stand-in has seen so far.
 fn counts(c: &Cluster) -> Vec<usize> {
     c.slaves.iter().map(|s| s.gs.reloads().len()).collect()
@@ -80,9 +87,7 @@ fn one_change_rolls_out(limit: &str, want: usize, seed: u64) {
     let mut c = cluster(limit, 4, seed);
     let root = c.master_dir().to_path_buf();
     c.converge(DEADLINE);
-    for s in &c.slaves {
-        s.gs.set_delay(RELOAD);
-    }
+    delay_all(&c, RELOAD);
     let before = counts(&c);
     c.catalog.add_layer(&root, 0, 0, "rolled_out");
     c.converge(DEADLINE);
@@ -159,16 +164,12 @@ fn a_turn_whose_node_stops_answering_or_dies_is_freed() {
     c.converge(DEADLINE);
 
     // 1. The holder freezes mid-reload (still connected): its claim times out.
-    for s in &c.slaves {
-        s.gs.set_delay(Duration::from_secs(8));
-    }
+    delay_all(&c, Duration::from_secs(8));
     let before = counts(&c);
     c.catalog.add_layer(&root, 0, 0, "behind_frozen");
     let frozen = holder(&c, &before);
     signal(&c.slaves[frozen].node, "-STOP");
-    for s in &c.slaves {
-        s.gs.set_delay(Duration::from_millis(300));
-    }
+    delay_all(&c, Duration::from_millis(300));
     let others: Vec<usize> = (0..3).filter(|&i| i != frozen).collect();
     wait_until_logs(
         "the others reload past the frozen holder",
@@ -195,9 +196,7 @@ fn a_turn_whose_node_stops_answering_or_dies_is_freed() {
     c.converge(DEADLINE);
 
     // 2. The holder dies mid-reload: its last will frees the turn.
-    for s in &c.slaves {
-        s.gs.set_delay(Duration::from_secs(8));
-    }
+    delay_all(&c, Duration::from_secs(8));
     wait_until_logs("nothing reloading", DEADLINE, &nodes(&c), || {
         c.slaves.iter().all(|s| s.gs.serving())
     });
@@ -205,9 +204,7 @@ fn a_turn_whose_node_stops_answering_or_dies_is_freed() {
     c.catalog.add_layer(&root, 0, 0, "behind_dead");
     let dead = holder(&c, &before);
     c.slaves[dead].node.kill9();
-    for s in &c.slaves {
-        s.gs.set_delay(Duration::from_millis(300));
-    }
+    delay_all(&c, Duration::from_millis(300));
     let others: Vec<usize> = (0..3).filter(|&i| i != dead).collect();
     wait_until_logs(
         "the others reload past the dead holder",
@@ -232,9 +229,7 @@ fn a_node_waiting_for_its_turn_reloads_alone_once_the_broker_is_gone() {
     let mut c = cluster("1", 2, 94);
     let root = c.master_dir().to_path_buf();
     c.converge(DEADLINE);
-    for s in &c.slaves {
-        s.gs.set_delay(Duration::from_secs(6));
-    }
+    delay_all(&c, Duration::from_secs(6));
     let before = counts(&c);
     c.catalog.add_layer(&root, 0, 0, "broker_gone");
     c.converge(DEADLINE);

@@ -798,7 +798,7 @@ mod proxy {
     }
 
     #[test]
-    fn a_black_hole_holds_the_connection_open_and_forwards_nothing() {
+    fn a_black_hole_holds_the_connection_open_and_delivers_nothing_until_healed() {
         let p = Proxy::start(echo());
         let mut s = connect(&p);
         p.set(Faults {
@@ -816,7 +816,13 @@ mod proxy {
         );
         p.heal();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        round_trip(&mut s, 10).expect("the same connection works again once healed");
+        let mut held = [0u8; 4];
+        s.read_exact(&mut held).unwrap();
+        assert_eq!(
+            &held, b"lost",
+            "what was sent into the black hole arrives once healed"
+        );
+        round_trip(&mut s, 10).expect("the same connection works on");
     }
 
     #[test]

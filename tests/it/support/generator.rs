@@ -222,6 +222,12 @@ fn signed_hex(v: i64) -> String {
 
 impl Catalog {
     /// A GeoServer-style id: `LayerInfoImpl--4ede52dd:1675b074524:-6526`.
+    /// A second model of the same tree (another GeoServer editing it) makes ids of its own:
+    /// ids made from now on carry `tag` in their prefix.
+    pub fn fork_ids(&mut self, tag: &str) {
+        self.uid_prefix = format!("{}{tag}", self.uid_prefix);
+    }
+
     fn new_id(&mut self, class: &str) -> String {
         let id = format!(
             "{class}Impl-{}:{}",

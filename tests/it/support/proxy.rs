@@ -1,7 +1,8 @@
 //! A fault-injecting TCP proxy between nodes and brokers (`tc netem` is not available here):
 //! every byte goes through it, counted, and it can add latency and jitter, cap the bandwidth,
 //! reset every connection, refuse new ones, and black-hole — accept and keep connections open
-//! but forward nothing, as a half-open link or a dead route does.
+//! but deliver nothing until healed, as a dead route does (TCP then delivers what was held, in
+//! order: bytes are delayed, never lost or altered, which no real network does either).
 //!
 //! Plain std threads: one accepts; per connection one thread reads each direction into a queue
 //! of (when due, bytes) and one writes it out in order once due, at no more than the bandwidth
@@ -26,7 +27,8 @@ pub struct Faults {
     pub jitter: Duration,
     /// Bytes per second each way; `None`: as fast as loopback goes.
     pub bandwidth: Option<u64>,
-    /// Accept and hold connections, forward nothing (bytes are read and dropped).
+    /// Accept and hold connections, deliver nothing until healed (what was sent meanwhile is
+    /// delivered then; a peer that gives up first closes the connection itself).
     pub blackhole: bool,
     /// New connections are closed at once (the port still accepts: a refusing service).
     pub refuse: bool,
@@ -192,9 +194,6 @@ fn pipe(from: &TcpStream, to: &TcpStream, shared: &Arc<Shared>, up: bool, ended:
                 Ok(n) => n,
             };
             let f = *s.faults.lock().unwrap();
-            if f.blackhole {
-                continue;
-            }
             let jitter = if f.jitter.is_zero() {
                 Duration::ZERO
             } else {
@@ -235,10 +234,11 @@ fn pipe(from: &TcpStream, to: &TcpStream, shared: &Arc<Shared>, up: bool, ended:
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 thread::sleep(wait); // the link's delay itself, not synchronisation
             }
-            let f = *s.faults.lock().unwrap();
-            if f.blackhole {
-                continue;
+            // A dead route: hold the bytes until it comes back (or the proxy stops).
+            while s.faults.lock().unwrap().blackhole && !s.stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(10));
             }
+            let f = *s.faults.lock().unwrap();
             if to.write_all(&bytes).is_err() {
                 ended.fetch_add(1, Ordering::SeqCst);
                 return;
