@@ -25,6 +25,8 @@ pub struct Shared {
     pub filter: Filter,
     /// This node publishes its local edits (`master` or `both`).
     pub publishes: bool,
+    /// This node applies the others' changes (`slave` or `both`).
+    pub applies: bool,
     /// Directories a scan of the data directory never enters (the state directory).
     pub skip_dirs: Vec<PathBuf>,
     pub topics: Topics,
@@ -81,6 +83,7 @@ impl Shared {
             data_dir: cfg.geoserver.data_dir.clone(),
             filter,
             publishes: cfg.node.role.publishes(),
+            applies: cfg.node.role.applies(),
             topics: Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group),
             auth,
             clock: Mutex::new(Clock::starting_after(state.hlc)),

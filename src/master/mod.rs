@@ -406,11 +406,12 @@ impl Detector {
         Ok(Some((change, (path, entry))))
     }
 
-    /// A merged file (`global.xml`) saved with a lower `updateSequence` than this node already
-    /// holds — GeoServer counts from what it loaded at its last reload, and a remote bump may
-    /// have raised the file since — is put back to the highest counter before it is published,
-    /// in the file too: every other node joins to that counter, and this node's copy must be
-    /// the same bytes.
+    /// A merged file (`global.xml`) saved on a node that applies (`both`) with a lower
+    /// `updateSequence` than the node already holds — GeoServer counts from what it loaded at its
+    /// last reload, and a remote bump may have raised the file since — is put back to the
+    /// highest counter before it is published, in the file too: every other applying node joins
+    /// to that counter, and this node's copy must be the same bytes. A pure master keeps its own
+    /// copy as GeoServer wrote it (it never holds the group's bytes anyway).
     fn align_counter(
         &self,
         manifest: &datadir::Manifest,
@@ -425,6 +426,9 @@ impl Detector {
         else {
             return Ok(Aligned::As(bytes));
         };
+        if !self.shared.applies {
+            return Ok(Aligned::As(bytes));
+        }
         if now >= held {
             return Ok(Aligned::As(bytes));
         }

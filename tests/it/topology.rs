@@ -79,6 +79,32 @@ fn start_pure_master(tree: &Path) -> (Member, Vec<String>) {
     (master, servers)
 }
 
+/// A pure master (running the broker), one `both` node (`tweak`ed) and one pure slave, each on a
+/// copy of a tree generated from `seed`, every subscription made.
+struct Trio {
+    catalog: crate::support::generator::Catalog,
+    master: Member,
+    both: Member,
+    slave: Member,
+}
+
+fn trio(seed: u64, both_id: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Trio {
+    let origin = tempfile::tempdir().unwrap();
+    let catalog = generate(origin.path(), &Spec::small(), seed);
+    let (master, servers) = start_pure_master(origin.path());
+    let both = start_member_with(both_id, "both", origin.path(), &servers, None, tweak);
+    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
+    for m in [&both, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+    }
+    Trio {
+        catalog,
+        master,
+        both,
+        slave,
+    }
+}
+
 /// Wait until the pure master watches the Deltas of every node in `publishers` (it subscribes
 /// per origin once it has seen that node's status).
 fn wait_watching(master: &Member, publishers: &[&str]) {
@@ -302,17 +328,15 @@ fn sequence_of(doc: &str) -> u64 {
 /// counter is merged (highest wins) apart from the settings (newest settings edit wins).
 #[test]
 fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master() {
-    let origin = tempfile::tempdir().unwrap();
-    generate(origin.path(), &Spec::small(), 72);
     // The pure master never applies, so its counter bump is made on the settings it had before
     // the other master's edit: exactly the race of two masters whose GeoServers each save
     // global.xml before seeing the other's change.
-    let (master, servers) = start_pure_master(origin.path());
-    let both = start_member("gs-both", "both", origin.path(), &servers, None);
-    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
-    for m in [&both, &slave] {
-        wait_for_subscriptions(&m.node, 1);
-    }
+    let Trio {
+        master,
+        both,
+        slave,
+        ..
+    } = trio(72, "gs-both", |_| {});
     wait_watching(&master, &["gs-both"]);
     let all = [&master.node, &both.node, &slave.node];
     let read = |m: &Member| fs::read_to_string(m.data.path().join("global.xml")).unwrap();
@@ -389,16 +413,14 @@ fn a_settings_edit_in_global_xml_survives_a_later_counter_bump_on_another_master
 /// (it was made later), not be overwritten by it and lost.
 #[test]
 fn a_local_edit_made_while_a_remote_delta_is_applied_is_still_published() {
-    let origin = tempfile::tempdir().unwrap();
-    let catalog = generate(origin.path(), &Spec::small(), 73);
-    let (master, servers) = start_pure_master(origin.path());
-    let both = start_member_with("gs-both", "both", origin.path(), &servers, None, |cfg| {
+    let Trio {
+        catalog,
+        master,
+        both,
+        slave,
+    } = trio(73, "gs-both", |cfg| {
         cfg.pause_at = Some("apply-planned:1:3000".into());
     });
-    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
-    for m in [&both, &slave] {
-        wait_for_subscriptions(&m.node, 1);
-    }
     let all = [&master.node, &both.node, &slave.node];
     assert_converged(both.data.path(), &[slave.data.path()], CONVERGE);
     wait_until_logs("the both node bootstrapped", CONVERGE, &all, || {
@@ -491,16 +513,14 @@ fn a_local_edit_made_while_a_remote_delta_is_applied_is_still_published() {
 /// master did not take in the clock of the Deltas it watched, so its edits lost for three hours.
 #[test]
 fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_own() {
-    let origin = tempfile::tempdir().unwrap();
-    let cat = generate(origin.path(), &Spec::small(), 74);
-    let (master, servers) = start_pure_master(origin.path());
-    let ahead = start_member_with("gs-ahead", "both", origin.path(), &servers, None, |cfg| {
+    let Trio {
+        catalog: cat,
+        master,
+        both: ahead,
+        slave,
+    } = trio(74, "gs-ahead", |cfg| {
         cfg.clock_offset_ms = Some(3 * 3600 * 1000);
     });
-    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
-    for m in [&ahead, &slave] {
-        wait_for_subscriptions(&m.node, 1);
-    }
     wait_watching(&master, &["gs-ahead"]);
     let all = [&master.node, &ahead.node, &slave.node];
     let rel = cat.layers[0].layer_file();
@@ -544,16 +564,14 @@ fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_ow
 /// (GSCLUSTER_PAUSE_AT=file-written) right after the rename, and the edit lands in the pause.
 #[test]
 fn a_file_saved_while_the_apply_records_it_is_still_published() {
-    let origin = tempfile::tempdir().unwrap();
-    let catalog = generate(origin.path(), &Spec::small(), 75);
-    let (master, servers) = start_pure_master(origin.path());
-    let both = start_member_with("gs-both", "both", origin.path(), &servers, None, |cfg| {
+    let Trio {
+        catalog,
+        master,
+        both,
+        slave,
+    } = trio(75, "gs-both", |cfg| {
         cfg.pause_at = Some("file-written:1:3000".into());
     });
-    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
-    for m in [&both, &slave] {
-        wait_for_subscriptions(&m.node, 1);
-    }
     let all = [&master.node, &both.node, &slave.node];
     wait_until_logs("the both node bootstrapped", CONVERGE, &all, || {
         both.node.log_contents().contains(" complete in ")
@@ -598,14 +616,12 @@ fn a_file_saved_while_the_apply_records_it_is_still_published() {
 /// higher one, so its global.xml differed from theirs for good.
 #[test]
 fn a_global_xml_saved_with_a_stale_counter_ends_identical_on_every_node() {
-    let origin = tempfile::tempdir().unwrap();
-    generate(origin.path(), &Spec::small(), 76);
-    let (master, servers) = start_pure_master(origin.path());
-    let both = start_member("gs-both", "both", origin.path(), &servers, None);
-    let slave = start_member("gs-slave", "slave", origin.path(), &servers, None);
-    for m in [&both, &slave] {
-        wait_for_subscriptions(&m.node, 1);
-    }
+    let Trio {
+        master,
+        both,
+        slave,
+        ..
+    } = trio(76, "gs-both", |_| {});
     wait_watching(&master, &["gs-both"]);
     let all = [&master.node, &both.node, &slave.node];
     let read = |m: &Member| fs::read_to_string(m.data.path().join("global.xml")).unwrap();
