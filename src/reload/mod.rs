@@ -148,20 +148,11 @@ const TURN_RECHECK: Duration = Duration::from_millis(250);
 /// up to that timeout.
 pub async fn run<R: Fn() -> Readiness + Send + 'static>(
     task: Reloader<R>,
-    mut inbox: Inbox,
+    inbox: Inbox,
     stats: watch::Sender<ReloadStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Reloader {
-        gs,
-        settings,
-        ready,
-        files,
-        mut turn,
-        per_object,
-        convergence,
-    } = task;
-    let Some(gs) = gs else {
+    let Some(gs) = task.gs else {
         info!("no [geoserver] url configured: GeoServer will not be reloaded after changes");
         drop(inbox);
         while !*shutdown.borrow_and_update() {
@@ -174,26 +165,31 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
     let gs = Arc::new(gs);
     let url = gs.reload_url();
     probe(Arc::clone(&gs));
-    let mut schedule = Schedule::new(settings);
-    let mut running: Option<(JoinHandle<Result<(), ReloadError>>, Instant)> = None;
-    let mut inbox_open = true;
-    let mut turn_at: Option<Instant> = None;
+    let convergence = task.convergence;
     let next_convergence = |at: u32| {
         Instant::now() + crate::clock::until_time_of_day(crate::clock::local_seconds_of_day(), at)
     };
     let mut converge_at = convergence.map(next_convergence);
+    let mut r = Reloading {
+        gs,
+        settings: task.settings,
+        ready: task.ready,
+        files: task.files,
+        turn: task.turn,
+        per_object: task.per_object,
+        inbox,
+        stats,
+        schedule: Schedule::new(task.settings),
+        turn_at: None,
+    };
+    let mut running: Option<(JoinHandle<Result<(), ReloadError>>, Instant)> = None;
+    let mut inbox_open = true;
 
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
-        let deadline = if turn.waiting() {
-            // Committed to a reload, waiting for a turn: look again in a moment (or on a
-            // status). Notifies meanwhile are covered by the coming reload.
-            Some(turn_at.unwrap_or_else(Instant::now))
-        } else {
-            schedule.next_deadline()
-        };
+        let deadline = r.deadline();
         if !inbox_open && running.is_none() && deadline.is_none() {
             return;
         }
@@ -203,15 +199,15 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
                     return;
                 }
             }
-            msg = inbox.rx.recv(), if inbox_open => match msg {
-                Some(ReloadRequest) => schedule.on_notify(Instant::now()),
+            msg = r.inbox.rx.recv(), if inbox_open => match msg {
+                Some(ReloadRequest) => r.schedule.on_notify(Instant::now()),
                 None => inbox_open = false,
             },
-            () = turn.changed(), if turn.waiting() => turn_at = Some(Instant::now()),
+            () = r.turn.changed(), if r.turn.waiting() => r.turn_at = Some(Instant::now()),
             () = sleep_until(converge_at.unwrap_or_else(Instant::now)), if converge_at.is_some() => {
                 info!("convergence reload (convergence_reload): GeoServer re-reads its data directory");
-                inbox.need_full();
-                schedule.on_notify(Instant::now());
+                r.inbox.need_full();
+                r.schedule.on_notify(Instant::now());
                 converge_at = convergence.map(next_convergence);
             }
             joined = async { (&mut running.as_mut().expect("guarded").0).await }, if running.is_some() => {
@@ -219,51 +215,109 @@ pub async fn run<R: Fn() -> Readiness + Send + 'static>(
                 let result = joined.unwrap_or_else(|e| {
                     Err(ReloadError::Unreachable(format!("reload thread failed: {e}")))
                 });
-                finish(&mut schedule, result, started, &url, &stats);
-                turn.release(&stats);
+                finish(&mut r.schedule, result, started, &url, &r.stats);
+                r.turn.release(&r.stats);
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                let now = Instant::now();
-                if !turn.waiting() && !schedule.is_due(now) {
-                    continue;
+                match r.on_due(&mut shutdown).await {
+                    Due::Wait => {}
+                    Due::Started(request) => running = Some(request),
+                    Due::Stopping => return,
                 }
-                // References first (a turn held while they resolve would hold up the group),
-                // then the turn.
-                if !turn.waiting() && !references_resolve(&ready, &mut schedule, now, settings) {
-                    continue;
-                }
-                if let (Some(po), false) = (&per_object, turn.waiting()) {
-                    if apply_per_object(&gs, po, &inbox, files.as_ref(), &stats).await {
-                        schedule.on_covered();
-                        continue;
-                    }
-                }
-                if !turn.poll(now.into_std(), &stats) {
-                    turn_at = Some(now + TURN_RECHECK);
-                    continue;
-                }
-                turn_at = None;
-                // Hold the data directory still from the last readiness check to the end of the
-                // reload: a Delta written in between could otherwise go unchecked.
-                let reading = match &files {
-                    Some(f) => Some(Arc::clone(f).read_owned().await),
-                    None => None,
-                };
-                if !references_resolve(&ready, &mut schedule, Instant::now(), settings) {
-                    // A Delta written while this node waited for its turn: give the turn back.
-                    drop(reading);
-                    turn.release(&stats);
-                    continue;
-                }
-                schedule.on_reload_started(Instant::now());
-                let covered = inbox.owed();
-                inbox.settle(&covered);
-                if !drain(settings.drain, &stats, &mut shutdown).await {
-                    return;
-                }
-                running = Some(start(Arc::clone(&gs), reading, covered.security(), &stats));
             }
         }
+    }
+}
+
+/// What the reload task holds while it runs.
+struct Reloading<R> {
+    gs: Arc<GeoServer>,
+    settings: ReloadSettings,
+    ready: R,
+    files: Option<Arc<RwLock<()>>>,
+    turn: Turn,
+    per_object: Option<PerObject>,
+    inbox: Inbox,
+    stats: watch::Sender<ReloadStats>,
+    schedule: Schedule,
+    /// When a node waiting for its turn looks at the queue again.
+    turn_at: Option<Instant>,
+}
+
+/// What a deadline that came led to.
+enum Due {
+    /// Not yet (not due, references missing, no turn yet, or applied per object).
+    Wait,
+    /// A reload request runs, since this instant.
+    Started((JoinHandle<Result<(), ReloadError>>, Instant)),
+    /// The node stops (during the drain).
+    Stopping,
+}
+
+impl<R: Fn() -> Readiness> Reloading<R> {
+    /// When the task should next look at its reload.
+    fn deadline(&self) -> Option<Instant> {
+        if self.turn.waiting() {
+            // Committed to a reload, waiting for a turn: look again in a moment (or on a
+            // status). Notifies meanwhile are covered by the coming reload.
+            Some(self.turn_at.unwrap_or_else(Instant::now))
+        } else {
+            self.schedule.next_deadline()
+        }
+    }
+
+    /// A deadline came: references, then a per-object apply or a turn, then the drain and the
+    /// reload request.
+    async fn on_due(&mut self, shutdown: &mut watch::Receiver<bool>) -> Due {
+        let now = Instant::now();
+        let settings = self.settings;
+        if !self.turn.waiting() {
+            if !self.schedule.is_due(now) {
+                return Due::Wait;
+            }
+            // References first (a turn held while they resolve would hold up the group),
+            // then the turn.
+            if !references_resolve(&self.ready, &mut self.schedule, now, settings) {
+                return Due::Wait;
+            }
+            if let Some(po) = &self.per_object {
+                let files = self.files.as_ref();
+                if apply_per_object(&self.gs, po, &self.inbox, files, &self.stats).await {
+                    self.schedule.on_covered();
+                    return Due::Wait;
+                }
+            }
+        }
+        if !self.turn.poll(now.into_std(), &self.stats) {
+            self.turn_at = Some(now + TURN_RECHECK);
+            return Due::Wait;
+        }
+        self.turn_at = None;
+        // Hold the data directory still from the last readiness check to the end of the
+        // reload: a Delta written in between could otherwise go unchecked.
+        let reading = match &self.files {
+            Some(f) => Some(Arc::clone(f).read_owned().await),
+            None => None,
+        };
+        if !references_resolve(&self.ready, &mut self.schedule, Instant::now(), settings) {
+            // A Delta written while this node waited for its turn: give the turn back.
+            drop(reading);
+            self.turn.release(&self.stats);
+            return Due::Wait;
+        }
+        self.schedule.on_reload_started(Instant::now());
+        let covered = self.inbox.owed();
+        self.inbox.settle(&covered);
+        if !drain(settings.drain, &self.stats, shutdown).await {
+            return Due::Stopping;
+        }
+        let request = start(
+            Arc::clone(&self.gs),
+            reading,
+            covered.security(),
+            &self.stats,
+        );
+        Due::Started(request)
     }
 }
 

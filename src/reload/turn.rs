@@ -143,21 +143,9 @@ impl Turn {
             return true;
         }
         if matches!(self.place, Place::Idle) {
-            let ticket = self.next_ticket();
-            self.place = Place::Queued(Queued {
-                mine: Claim {
-                    holding: false,
-                    since_unix_ms: crate::clock::now_ms(),
-                    ticket,
-                },
-                since: now,
-                claimed_at: None,
-                offline_since: None,
-                told: false,
-            });
+            self.enqueue(now);
         }
         let alone_after = self.settings.alone_after;
-        let ticket = self.ticket + 1;
         let Place::Queued(q) = &mut self.place else {
             unreachable!("queued above");
         };
@@ -173,22 +161,64 @@ impl Turn {
             return self.grant(now, stats);
         }
         q.offline_since = None;
-        let step = self.leases.queue.lock().unwrap().step(
+        let mine = q.mine;
+        let step = (self.leases.queue.lock().unwrap()).step(
             &self.me,
-            q.mine,
+            mine,
             limit,
             self.settings.timeout,
             now,
         );
+        self.take(step, limit, &holders, now, stats)
+    }
+
+    /// Wait for a turn from `now` on, as the longest waiter would be asked to.
+    fn enqueue(&mut self, now: Instant) {
+        let ticket = self.next_ticket();
+        self.place = Place::Queued(Queued {
+            mine: Claim {
+                holding: false,
+                since_unix_ms: crate::clock::now_ms(),
+                ticket,
+            },
+            since: now,
+            claimed_at: None,
+            offline_since: None,
+            told: false,
+        });
+    }
+
+    /// Act on what the queue says (`holders`: the others holding a turn, for the log).
+    fn take(
+        &mut self,
+        step: Step,
+        limit: usize,
+        holders: &[String],
+        now: Instant,
+        stats: &watch::Sender<ReloadStats>,
+    ) -> bool {
+        let alone_after = self.settings.alone_after;
+        let ticket = self.ticket + 1;
+        let Place::Queued(q) = &mut self.place else {
+            unreachable!("only a queued node takes steps");
+        };
         match step {
-            Step::Claim => {
+            Step::Claim | Step::Withdraw => {
+                if step == Step::Withdraw {
+                    debug!(
+                        "reload turn taken by earlier claims ({}); waiting again",
+                        holders.join(", ")
+                    );
+                }
+                // A new claim (holding) or a withdrawal (waiting again, keeping its place).
+                let holding = step == Step::Claim;
                 self.ticket = ticket;
                 q.mine = Claim {
-                    holding: true,
+                    holding,
                     ticket,
                     ..q.mine
                 };
-                q.claimed_at = Some(now);
+                q.claimed_at = holding.then_some(now);
                 publish(stats, Some(q.mine));
                 false
             }
@@ -217,21 +247,6 @@ impl Turn {
                 false
             }
             Step::Granted => self.grant(now, stats),
-            Step::Withdraw => {
-                debug!(
-                    "reload turn taken by earlier claims ({}); waiting again",
-                    holders.join(", ")
-                );
-                self.ticket = ticket;
-                q.mine = Claim {
-                    holding: false,
-                    ticket,
-                    ..q.mine
-                };
-                q.claimed_at = None;
-                publish(stats, Some(q.mine));
-                false
-            }
         }
     }
 
