@@ -16,9 +16,9 @@
 //! Network partitions in namespaces, full disks and the long mode are still to come (issue 14).
 
 use crate::support::brokers::{Mosquitto, MosquittoOpts};
-use crate::support::cluster::{copy_tree, wait_for_subscriptions};
+use crate::support::cluster::{self, wait_for_subscriptions};
 use crate::support::generator::{generate, Catalog, Rng, Spec};
-use crate::support::geoserver::{catalog_problems, StandInGeoServer};
+use crate::support::geoserver::catalog_problems;
 use crate::support::node::{diff_summary, logs_of, replicated_tree, Node, NodeConfig};
 use crate::support::proxy::{Faults, Proxy};
 use crate::support::run::run;
@@ -36,12 +36,23 @@ const EDIT_EVERY: Duration = Duration::from_millis(150);
 const B_WORKSPACE: &str = "atelier_b";
 const QUIESCE: Duration = Duration::from_secs(180);
 
+/// A node, and the proxy its broker link goes through.
 struct Member {
-    node: Node,
-    gs: Option<StandInGeoServer>,
-    data: tempfile::TempDir,
-    _state: tempfile::TempDir,
+    member: cluster::Member,
     proxy: Proxy,
+}
+
+impl std::ops::Deref for Member {
+    type Target = cluster::Member;
+    fn deref(&self) -> &cluster::Member {
+        &self.member
+    }
+}
+
+impl std::ops::DerefMut for Member {
+    fn deref_mut(&mut self) -> &mut cluster::Member {
+        &mut self.member
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -148,30 +159,16 @@ fn member(
     broker_port: u16,
     tweak: impl FnOnce(&mut NodeConfig),
 ) -> Member {
-    let data = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    copy_tree(tree, data.path());
     let proxy = Proxy::start(broker_port);
     let servers = vec![format!("mqtt://127.0.0.1:{}", proxy.port())];
-    let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers);
-    // Reloads that hang are given up on quickly, and retried.
-    cfg.geoserver_extra = vec!["reload_timeout_s = 3".into()];
-    // A dead link is noticed within seconds.
-    cfg.mqtt_extra = vec!["keep_alive_s = 5".into()];
-    tweak(&mut cfg);
-    let gs = (role != "master").then(|| {
-        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
-        cfg.geoserver_url = Some(gs.url());
-        gs
+    let member = cluster::start_member(id, role, tree, &servers, |cfg| {
+        // Reloads that hang are given up on quickly, and retried.
+        cfg.geoserver_extra = vec!["reload_timeout_s = 3".into()];
+        // A dead link is noticed within seconds.
+        cfg.mqtt_extra = vec!["keep_alive_s = 5".into()];
+        tweak(cfg);
     });
-    let node = Node::start(cfg);
-    Member {
-        node,
-        gs,
-        data,
-        _state: state,
-        proxy,
-    }
+    Member { member, proxy }
 }
 
 /// The second publisher's edits, all inside its own workspace and styles, so the two

@@ -3,9 +3,9 @@
 //! all three publishing nodes end byte-identical on every applying node; the pure master applies
 //! nothing, keeps its own copy, and says which of its edits lost a conflict.
 
-use crate::support::cluster::{copy_tree, wait_for_subscriptions};
+use crate::support::cluster::{self, wait_for_subscriptions, Member};
 use crate::support::generator::{generate, Rng, Spec};
-use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
+use crate::support::geoserver::assert_reloads_consistent;
 use crate::support::node::{
     assert_converged, free_port, logs_of, replicated_tree, wait_until_logs, Node, NodeConfig,
 };
@@ -15,13 +15,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(120);
-
-struct Member {
-    node: Node,
-    gs: Option<StandInGeoServer>,
-    data: tempfile::TempDir,
-    _state: tempfile::TempDir,
-}
 
 fn start_member(
     id: &str,
@@ -41,24 +34,10 @@ fn start_member_with(
     broker: Option<String>,
     tweak: impl FnOnce(&mut NodeConfig),
 ) -> Member {
-    let data = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    copy_tree(tree, data.path());
-    let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.to_vec());
-    cfg.broker_listen = broker;
-    tweak(&mut cfg);
-    let gs = (role != "master").then(|| {
-        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
-        cfg.geoserver_url = Some(gs.url());
-        gs
-    });
-    let node = Node::start(cfg);
-    Member {
-        node,
-        gs,
-        data,
-        _state: state,
-    }
+    cluster::start_member(id, role, tree, servers, |cfg| {
+        cfg.broker_listen = broker;
+        tweak(cfg);
+    })
 }
 
 /// A pure master running the embedded broker on a free port, connected; and the `servers`

@@ -11,6 +11,43 @@ use super::node::{
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// One node of a hand-made topology on its own copy of a tree: data and state folders of its
+/// own and, unless it is a pure master, a stand-in GeoServer it reloads.
+pub struct Member {
+    pub node: Node,
+    pub gs: Option<StandInGeoServer>,
+    pub data: tempfile::TempDir,
+    pub _state: tempfile::TempDir,
+}
+
+/// Start `id` as `role` on a copy of `tree`, connecting to `servers`; `tweak` has the last word
+/// on its configuration (before the stand-in's URL is set).
+pub fn start_member(
+    id: &str,
+    role: &str,
+    tree: &Path,
+    servers: &[String],
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> Member {
+    let data = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    copy_tree(tree, data.path());
+    let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.to_vec());
+    tweak(&mut cfg);
+    let gs = (role != "master").then(|| {
+        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+        cfg.geoserver_url = Some(gs.url());
+        gs
+    });
+    let node = Node::start(cfg);
+    Member {
+        node,
+        gs,
+        data,
+        _state: state,
+    }
+}
+
 pub struct Slave {
     pub node: Node,
     pub gs: StandInGeoServer,
