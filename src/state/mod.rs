@@ -270,7 +270,20 @@ impl State {
                 .at("append to", &self.dir.join(JOURNAL))?;
             crate::crashpoint::abort("journal-half");
         }
-        durable::append(&mut self.journal, &framed).at("append to", &self.dir.join(JOURNAL))?;
+        if let Err(e) = durable::append(&mut self.journal, &framed) {
+            // A full disk takes part of a record (the file's last page had room for it): cut
+            // the journal back to its last whole record, or every record appended once space
+            // is back would follow a torn one, and the next start would drop them all.
+            if let Err(t) =
+                (self.journal.set_len(self.journal_len)).and_then(|()| self.journal.sync_data())
+            {
+                log::error!(
+                    "{}: cannot cut back a failed append ({t}); the next start drops what follows it",
+                    self.dir.join(JOURNAL).display()
+                );
+            }
+            return Err(e).at("append to", &self.dir.join(JOURNAL));
+        }
         self.journal_len += framed.len() as u64;
         self.apply(rec);
         if self.journal_len > COMPACT_AT {

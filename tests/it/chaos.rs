@@ -19,7 +19,7 @@ use crate::support::brokers::{Mosquitto, MosquittoOpts};
 use crate::support::cluster::{self, wait_for_subscriptions};
 use crate::support::generator::{generate, Catalog, Rng, Spec};
 use crate::support::geoserver::catalog_problems;
-use crate::support::node::{diff_summary, logs_of, replicated_tree, Node, NodeConfig};
+use crate::support::node::{diff_summary, logs_of, replicated_tree, temp_files, Node, NodeConfig};
 use crate::support::proxy::{Faults, Proxy};
 use crate::support::run::run;
 use std::collections::{BTreeMap, BTreeSet};
@@ -367,8 +367,7 @@ fn chaos_round_ends_with_every_node_identical_and_nothing_lost() {
 
     // No temp file anywhere; no panic in any log.
     for m in &members {
-        let mut temps = Vec::new();
-        find_temps(m.data.path(), &mut temps);
+        let temps = temp_files(m.data.path());
         if !temps.is_empty() {
             fail!("{}: temp files left: {temps:?}", m.node.config().id);
         }
@@ -465,22 +464,5 @@ fn finish(f: &Fault, members: &mut [Member], broker: &mut Mosquitto, broker_down
         Kind::GsError => m.gs.as_ref().unwrap().set_status(200),
         Kind::GsDown => m.gs.as_ref().unwrap().set_down(false),
         Kind::GsHang => m.gs.as_ref().unwrap().set_delay(Duration::ZERO),
-    }
-}
-
-/// gscluster's temporary files (`.gscluster-*.tmp`) under `dir`.
-fn find_temps(dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => find_temps(&e.path(), out),
-            _ if name.starts_with(".gscluster-") && name.ends_with(".tmp") => {
-                out.push(e.path().display().to_string())
-            }
-            _ => {}
-        }
     }
 }

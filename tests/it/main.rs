@@ -16,6 +16,7 @@ mod datadir_fixtures;
 mod drift;
 mod failover;
 mod fixtures_replication;
+mod full_disk;
 mod fuzz_decode;
 mod hostile;
 mod layout;

@@ -29,8 +29,20 @@ pub fn start_member(
     servers: &[String],
     tweak: impl FnOnce(&mut NodeConfig),
 ) -> Member {
-    let data = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    start_member_in(id, role, tree, servers, data, state, tweak)
+}
+
+/// `start_member` with its data and state folders given, e.g. on a small filesystem.
+pub fn start_member_in(
+    id: &str,
+    role: &str,
+    tree: &Path,
+    servers: &[String],
+    data: tempfile::TempDir,
+    state: tempfile::TempDir,
+    tweak: impl FnOnce(&mut NodeConfig),
+) -> Member {
     copy_tree(tree, data.path());
     let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.to_vec());
     tweak(&mut cfg);

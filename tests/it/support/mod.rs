@@ -19,4 +19,5 @@ pub mod proxy;
 pub mod references;
 pub mod rest;
 pub mod run;
+pub mod smallfs;
 pub mod templates;

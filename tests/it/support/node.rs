@@ -524,3 +524,26 @@ pub fn logs_of(nodes: &[&Node]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// gscluster's temporary files (`.gscluster-*.tmp`) under `dir`.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    find_temps(dir, &mut out);
+    out
+}
+
+fn find_temps(dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => find_temps(&e.path(), out),
+            _ if name.starts_with(".gscluster-") && name.ends_with(".tmp") => {
+                out.push(e.path().display().to_string())
+            }
+            _ => {}
+        }
+    }
+}
