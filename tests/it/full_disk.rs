@@ -62,13 +62,17 @@ fn burst_on_a_full_disk(which: Full, seed: u64) {
         Full::Data => (tempfile::tempdir_in(fs.path()), tempfile::tempdir()),
         Full::State => (tempfile::tempdir(), tempfile::tempdir_in(fs.path())),
     };
+    let place = cluster::Placement {
+        data: data.unwrap(),
+        state: state.unwrap(),
+        gs_host: "127.0.0.1".into(),
+    };
     let mut s = cluster::start_member_in(
         "gs-slave1",
         "slave",
         c.master_dir(),
         &c.servers(),
-        data.unwrap(),
-        state.unwrap(),
+        place,
         |_| {},
     );
     wait_until_logs("the slave bootstrapped", DEADLINE, &[&s.node], || {

@@ -20,6 +20,25 @@ pub struct Member {
     pub _state: tempfile::TempDir,
 }
 
+/// Where a member lives: its data and state folders, and the address its stand-in GeoServer
+/// listens on.
+pub struct Placement {
+    pub data: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+    pub gs_host: String,
+}
+
+impl Placement {
+    /// Fresh temporary folders, the stand-in on 127.0.0.1.
+    pub fn temp() -> Placement {
+        Placement {
+            data: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+            gs_host: "127.0.0.1".into(),
+        }
+    }
+}
+
 /// Start `id` as `role` on a copy of `tree`, connecting to `servers`; `tweak` has the last word
 /// on its configuration (before the stand-in's URL is set).
 pub fn start_member(
@@ -29,25 +48,28 @@ pub fn start_member(
     servers: &[String],
     tweak: impl FnOnce(&mut NodeConfig),
 ) -> Member {
-    let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    start_member_in(id, role, tree, servers, data, state, tweak)
+    start_member_in(id, role, tree, servers, Placement::temp(), tweak)
 }
 
-/// `start_member` with its data and state folders given, e.g. on a small filesystem.
+/// `start_member` in a given place, e.g. on a small filesystem or in a network namespace.
 pub fn start_member_in(
     id: &str,
     role: &str,
     tree: &Path,
     servers: &[String],
-    data: tempfile::TempDir,
-    state: tempfile::TempDir,
+    place: Placement,
     tweak: impl FnOnce(&mut NodeConfig),
 ) -> Member {
+    let Placement {
+        data,
+        state,
+        gs_host,
+    } = place;
     copy_tree(tree, data.path());
     let mut cfg = NodeConfig::new(id, role, data.path(), state.path(), servers.to_vec());
     tweak(&mut cfg);
     let gs = (role != "master").then(|| {
-        let gs = StandInGeoServer::start(data.path(), "admin", "geoserver");
+        let gs = StandInGeoServer::start_at(&gs_host, 0, Some(data.path()), "admin", "geoserver");
         cfg.geoserver_url = Some(gs.url());
         gs
     });

@@ -87,6 +87,7 @@ struct Shared {
 
 pub struct StandInGeoServer {
     shared: Arc<Shared>,
+    host: String,
     port: u16,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -132,7 +133,19 @@ impl StandInGeoServer {
         user: &str,
         password: &str,
     ) -> StandInGeoServer {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind stand-in GeoServer");
+        StandInGeoServer::start_at("127.0.0.1", port, data_dir, user, password)
+    }
+
+    /// Like `start_on`, listening on `host` (an address of the test's namespace a node in
+    /// another namespace reaches, support::netns).
+    pub fn start_at(
+        host: &str,
+        port: u16,
+        data_dir: Option<&Path>,
+        user: &str,
+        password: &str,
+    ) -> StandInGeoServer {
+        let listener = TcpListener::bind((host, port)).expect("bind stand-in GeoServer");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             data_dir: data_dir.map(Path::to_path_buf),
@@ -157,9 +170,11 @@ impl StandInGeoServer {
             security_reloads: std::sync::atomic::AtomicUsize::new(0),
         });
         let s = shared.clone();
-        let acceptor = thread::spawn(move || accept_loop(listener, port, s));
+        let at = host.to_string();
+        let acceptor = thread::spawn(move || accept_loop(listener, &at, port, s));
         StandInGeoServer {
             shared,
+            host: host.into(),
             port,
             acceptor: Some(acceptor),
         }
@@ -171,7 +186,7 @@ impl StandInGeoServer {
 
     /// The base URL to put in a node's `[geoserver] url`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/geoserver", self.port)
+        format!("http://{}:{}/geoserver", self.host, self.port)
     }
 
     /// Every request read so far, in arrival order, including refused and unknown ones.
@@ -301,7 +316,7 @@ impl Drop for StandInGeoServer {
 }
 
 /// Polls a non-blocking listener so the `down` and `stop` flags take effect within a few ms.
-fn accept_loop(listener: TcpListener, port: u16, shared: Arc<Shared>) {
+fn accept_loop(listener: TcpListener, host: &str, port: u16, shared: Arc<Shared>) {
     listener.set_nonblocking(true).unwrap();
     let mut listener = Some(listener);
     while !shared.stop.load(Ordering::SeqCst) {
@@ -310,7 +325,7 @@ fn accept_loop(listener: TcpListener, port: u16, shared: Arc<Shared>) {
             listener = None;
         } else if listener.is_none() {
             // The port may linger briefly; retry on the next round.
-            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            if let Ok(l) = TcpListener::bind((host, port)) {
                 l.set_nonblocking(true).unwrap();
                 listener = Some(l);
             }

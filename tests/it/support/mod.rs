@@ -8,12 +8,14 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod chaos;
 pub mod cluster;
 pub mod generator;
 pub mod geoserver;
 pub mod logs;
 pub mod model;
 pub mod mutations;
+pub mod netns;
 pub mod node;
 pub mod proxy;
 pub mod references;

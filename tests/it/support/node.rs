@@ -84,6 +84,8 @@ pub struct NodeConfig {
     pub geoserver_extra: Vec<String>,
     /// `[replicate] include`, when set (it replaces the default list).
     pub replicate_include: Option<Vec<String>>,
+    /// The network namespace the process runs in (`ip netns exec`; support::netns).
+    pub netns: Option<String>,
 }
 
 impl NodeConfig {
@@ -122,6 +124,7 @@ impl NodeConfig {
             metrics_listen: None,
             replicate_include: None,
             geoserver_extra: Vec::new(),
+            netns: None,
         }
     }
 
@@ -231,7 +234,15 @@ impl Node {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gscluster")));
         let rust_log = (self.cfg.rust_log.as_deref())
             .unwrap_or("info,gscluster=debug,rumqttd=warn,tracing=warn,notify=warn");
-        let mut command = Command::new(&binary);
+        // `ip netns exec` execs the binary itself: the child's pid is the node's.
+        let mut command = match &self.cfg.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
         command
             .arg("run")
             .arg("-c")

@@ -56,7 +56,13 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy on a free port of 127.0.0.1 to `upstream` on 127.0.0.1.
     pub fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind the proxy");
+        Proxy::start_at("127.0.0.1", upstream)
+    }
+
+    /// A proxy on a free port of `host` (e.g. an address nodes in other network namespaces
+    /// reach, support::netns) to `upstream` on 127.0.0.1.
+    pub fn start_at(host: &str, upstream: u16) -> Proxy {
+        let listener = TcpListener::bind((host, 0)).expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             faults: Mutex::new(Faults::default()),
