@@ -74,6 +74,10 @@ pub struct Applied {
     pub seq: u64,
     /// When this node last applied a Delta of that origin (0: before this process started).
     pub at_unix_ms: u64,
+    /// Deltas of that origin this node skipped and still lacks (`state::holes`): a resync that
+    /// covers them is under way or waits for a node that holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<crate::state::Hole>,
 }
 
 /// The reloads of this node's GeoServer.
@@ -223,6 +227,7 @@ impl Board {
                         epoch: p.epoch,
                         seq: p.seq,
                         at_unix_ms: at,
+                        missing: state.holes.get(origin).copied(),
                     },
                 )
             })

@@ -78,6 +78,9 @@ pub struct OriginLag {
     /// While behind: seconds since this node last made progress on that origin (or since the
     /// origin published, when it applied nothing of it since it started). 0 when in step.
     pub lag_s: u64,
+    /// Deltas of that origin this node skipped and still lacks (a resync fills them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<crate::state::Hole>,
 }
 
 /// Build the report from the statuses gathered, `now` in Unix milliseconds.
@@ -122,6 +125,17 @@ pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: 
                         s.node, o.node
                     ));
                 }
+                let missing = mine.and_then(|a| a.missing);
+                if let Some(h) = missing {
+                    lagging = true;
+                    problems.push(format!(
+                        "{} lacks deltas {}–{} of {} (skipped; a resync from a node that holds them fills them)",
+                        s.node,
+                        h.from,
+                        if h.to == u64::MAX { "…".to_string() } else { h.to.to_string() },
+                        o.node
+                    ));
+                }
                 let (epoch, seq, at) = mine.map_or((0, 0, 0), |a| (a.epoch, a.seq, a.at_unix_ms));
                 applied.insert(
                     o.node.clone(),
@@ -131,6 +145,7 @@ pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: 
                         at_unix_ms: at,
                         lag_deltas,
                         lag_s,
+                        missing,
                     },
                 );
             }
@@ -253,10 +268,15 @@ fn row(n: &NodeReport, now: u64) -> [String; 11] {
     } else {
         (n.applied.iter())
             .map(|(o, a)| {
-                if a.lag_deltas == 0 {
+                let shown = if a.lag_deltas == 0 {
                     format!("{o} {}", a.seq)
                 } else {
                     format!("{o} {} (-{}, {} s)", a.seq, a.lag_deltas, a.lag_s)
+                };
+                match a.missing {
+                    Some(h) if h.to == u64::MAX => format!("{shown} (lacks {}…)", h.from),
+                    Some(h) => format!("{shown} (lacks {}–{})", h.from, h.to),
+                    None => shown,
                 }
             })
             .collect::<Vec<_>>()
@@ -397,5 +417,65 @@ pub fn run(config_path: &Path, json: bool, limits: Limits) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Hole;
+    use crate::status::Applied;
+
+    #[test]
+    fn deltas_a_node_lacks_are_shown_and_are_a_problem_until_filled() {
+        let both = Status::new("gs-both", "both", true, 7, 140);
+        let mut slave = Status::new("gs-slave", "slave", true, 1, 0);
+        let hole = Hole {
+            epoch: 7,
+            from: 100,
+            to: 126,
+        };
+        slave.applied.insert(
+            "gs-both".into(),
+            Applied {
+                epoch: 7,
+                seq: 140,
+                at_unix_ms: 1,
+                missing: Some(hole),
+            },
+        );
+        let limits = Limits {
+            max_lag_s: 60,
+            max_lag_deltas: None,
+        };
+        let r = report("g", "b", &[both.clone(), slave.clone()], 2, limits);
+        let n = r.nodes.iter().find(|n| n.node == "gs-slave").unwrap();
+        assert!(n.lagging, "in step by position, but lacking");
+        assert_eq!(n.applied["gs-both"].missing, Some(hole));
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("lacks deltas 100–126 of gs-both")),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            table(&r).contains("gs-both 140 (lacks 100–126)"),
+            "{}",
+            table(&r)
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["nodes"][1]["applied"]["gs-both"]["missing"]["from"],
+            100
+        );
+
+        slave.applied.get_mut("gs-both").unwrap().missing = None;
+        let r = report("g", "b", &[both, slave], 2, limits);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["nodes"][1]["applied"]["gs-both"]
+            .get("missing")
+            .is_none());
     }
 }

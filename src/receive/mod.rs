@@ -93,8 +93,15 @@ impl Worker {
             shutdown,
         };
         let ctx = self.resync_ctx();
-        if self.role.applies() && !self.shared.state.lock().unwrap().synced {
-            (r.resync).request("this node has not completed a resync yet (bootstrap)");
+        if self.role.applies() {
+            let state = self.shared.state.lock().unwrap();
+            if !state.synced {
+                (r.resync).request("this node has not completed a resync yet (bootstrap)");
+            } else if let Some(lacking) = crate::resync::asker::describe_holes(&state.holes) {
+                (r.resync).request(&format!(
+                    "deltas skipped before this node stopped are still missing ({lacking})"
+                ));
+            }
         }
         let mut tick = tokio::time::interval(TICK);
         let mut link = self.link.clone();
@@ -174,14 +181,15 @@ impl Worker {
             if self.shared.drift.swap(false, Ordering::SeqCst) {
                 (r.resync).request("local edits on this read-only slave (drift) are reverted");
             }
-            self.check_stalls(r);
+            self.check_stalls(r).await;
             r.resync.tick(ctx).await;
         }
         Ok(())
     }
 
-    /// Compare announced positions with what was applied; a stall behind one means lost Deltas.
-    fn check_stalls(&self, r: &mut Receiving) {
+    /// Compare announced positions with what was applied; a stall behind one means lost
+    /// Deltas: a hole, which a resync must cover.
+    async fn check_stalls(&self, r: &mut Receiving) {
         let check = {
             let state = self.shared.state.lock().unwrap();
             r.stalls.check(&state.applied, Instant::now())
@@ -189,7 +197,22 @@ impl Worker {
         for (origin, lag) in &check.lag {
             crate::telemetry::record_lag(origin, *lag);
         }
-        for why in &check.stalled {
+        if check.stalled.is_empty() {
+            return;
+        }
+        let found: Vec<_> = (check.stalled.iter())
+            .map(|(origin, hole, _)| (origin.clone(), *hole))
+            .collect();
+        let sh = self.shared.clone();
+        let recorded = tokio::task::spawn_blocking(move || {
+            crate::slave::record_holes(&mut sh.state.lock().unwrap(), &found)
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = recorded.map_err(std::io::Error::other) {
+            // The resync below runs anyway; only a restart before it ends would forget.
+            log::error!("cannot record the deltas a stall showed missing: {e}");
+        }
+        for (_, _, why) in &check.stalled {
             r.resync.request(why);
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! Pure: positions in, lags and reasons to resync out; the caller reads the state and the clock.
 
-use crate::state::Position;
+use crate::state::{Hole, Position};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,9 @@ pub struct Stalls {
 pub struct Check {
     /// Deltas behind each announcing origin (0 once caught up).
     pub lag: Vec<(String, u64)>,
-    /// Why a resync is due, one reason per stalled origin.
-    pub stalled: Vec<String>,
+    /// Why a resync is due, one reason per stalled origin, with the hole the stall shows: the
+    /// Deltas from what this node applied up to what the origin announced.
+    pub stalled: Vec<(String, Hole, String)>,
 }
 
 impl Stalls {
@@ -69,7 +70,9 @@ impl Stalls {
                 a.applied = here;
                 a.since = now;
             } else if now.duration_since(a.since) > STALL {
-                out.stalled.push(format!(
+                let hole = Hole::between(here, a.epoch, a.published + 1)
+                    .expect("behind an announced position");
+                let why = format!(
                     "{origin} announced seq {} of epoch {}, but this node stopped at {}",
                     a.published,
                     a.epoch,
@@ -77,7 +80,8 @@ impl Stalls {
                         "seq {} of epoch {}",
                         p.seq, p.epoch
                     ))
-                ));
+                );
+                out.stalled.push((origin.clone(), hole, why));
                 a.since = now;
             }
             true
@@ -105,9 +109,17 @@ mod tests {
         assert!(s.check(&at(1, 4), t0 + STALL / 2).stalled.is_empty());
         let c = s.check(&at(1, 4), t0 + STALL * 2);
         assert_eq!(c.stalled.len(), 1, "{c:?}");
-        assert!(
-            c.stalled[0].contains("stopped at seq 4 of epoch 1"),
-            "{c:?}"
+        let (origin, hole, why) = &c.stalled[0];
+        assert!(why.contains("stopped at seq 4 of epoch 1"), "{c:?}");
+        assert_eq!(origin, "m");
+        assert_eq!(
+            *hole,
+            Hole {
+                epoch: 1,
+                from: 5,
+                to: 10
+            },
+            "what lies between is missing"
         );
         assert!(
             s.check(&at(1, 4), t0 + STALL * 2).stalled.is_empty(),
@@ -140,14 +152,19 @@ mod tests {
         assert_eq!(s.check(&at(1, 50), t0).lag, vec![("m".to_string(), 3)]);
         let stalled = s.check(&at(1, 50), t0 + STALL * 2).stalled;
         assert!(
-            stalled[0].contains("stopped at seq 50 of epoch 1"),
+            stalled[0].2.contains("stopped at seq 50 of epoch 1"),
             "{stalled:?}"
+        );
+        assert_eq!(
+            (stalled[0].1.from, stalled[0].1.to),
+            (1, 3),
+            "all of epoch 2"
         );
 
         let mut s = Stalls::default();
         s.announce("m", 2, 3, t0);
         s.check(&BTreeMap::new(), t0);
         let stalled = s.check(&BTreeMap::new(), t0 + STALL * 2).stalled;
-        assert!(stalled[0].contains("stopped at nothing"), "{stalled:?}");
+        assert!(stalled[0].2.contains("stopped at nothing"), "{stalled:?}");
     }
 }

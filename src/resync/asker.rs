@@ -1,9 +1,13 @@
 //! The asking side of a resync: one round at a time, driven by the inbound worker.
 //!
-//! A round asks for manifests, takes the first complete answer, fetches what is missing one
-//! bounded batch at a time from that responder, and finishes by adopting identical files,
-//! deleting, recording positions and asking for one reload. A round that stops getting answers
-//! is abandoned after [`ANSWER_TIMEOUT`] and asked again with back-off.
+//! A round asks for manifests, takes the first complete answer that covers this node's holes
+//! (`state::holes`: Deltas it knows it skipped; every answer does when there are none),
+//! fetches what is missing one bounded batch at a time from that responder, and finishes by
+//! adopting identical files, deleting, recording positions, filling the holes covered and
+//! asking for one reload. When no answer covers within [`CHOOSE`] of the first, the best one
+//! is taken all the same and the round is asked again, with back-off, until one does (the
+//! origin may be down). A round that stops getting answers is abandoned after
+//! [`ANSWER_TIMEOUT`] and asked again with back-off.
 
 use super::{batches, decode_answer, encode_ask, plan, Answer, Ask, Plan};
 use crate::context::Shared;
@@ -12,7 +16,7 @@ use crate::delta::{Change, Op, Part};
 use crate::hlc::Version;
 use crate::mqtt::connection::Link;
 use crate::slave::{self, apply};
-use crate::state::{Position, Record};
+use crate::state::{Hole, Position, Record};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -32,6 +36,9 @@ const MANIFEST_REASK: Duration = Duration::from_secs(3);
 /// still answer each other.
 pub const STALE_GRACE: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a round waits, after a manifest that does not cover this node's holes, for one
+/// that does (the origin's, or a node's that holds what was skipped).
+pub const CHOOSE: Duration = Duration::from_secs(3);
 
 /// What the asker needs from the node.
 pub struct Ctx {
@@ -63,6 +70,17 @@ struct Round {
     /// When the manifest ask was last sent (see [`MANIFEST_REASK`]).
     reasked_at: Instant,
     stage: Stage,
+    /// The best manifest so far that does not cover every hole, and when the first came.
+    fallback: Option<(Instant, Manifest)>,
+}
+
+/// One manifest answer: its responder, covered positions and items, and which holes of
+/// this node it leaves uncovered.
+struct Manifest {
+    responder: String,
+    positions: BTreeMap<String, Position>,
+    items: Vec<super::Item>,
+    lacking: Vec<String>,
 }
 
 /// Resync state of one node.
@@ -105,6 +123,21 @@ impl Resync {
     /// Start a wanted round, or give up on one that stopped getting answers.
     pub async fn tick(&mut self, ctx: &Ctx) {
         let now = Instant::now();
+        let settle = (self.round.as_mut())
+            .filter(|r| (r.fallback.as_ref()).is_some_and(|(t, _)| now.duration_since(*t) > CHOOSE))
+            .and_then(|r| r.fallback.take());
+        if let Some((_, m)) = settle {
+            log::warn!(
+                "resync round {}: no manifest within {} s covers {}; taking {}'s, and asking again later",
+                self.round.as_ref().map_or(0, |r| r.id),
+                CHOOSE.as_secs(),
+                m.lacking.join(", "),
+                m.responder
+            );
+            let result = self.take(ctx, m).await;
+            self.proceed(ctx, result).await;
+            return;
+        }
         if let Some(r) = self.round.as_mut() {
             if matches!(r.stage, Stage::Manifest)
                 && now.duration_since(r.reasked_at) > MANIFEST_REASK
@@ -146,6 +179,7 @@ impl Resync {
             asked_at: now,
             reasked_at: now,
             stage: Stage::Manifest,
+            fallback: None,
         });
         ctx.shared.resyncing.store(true, Ordering::SeqCst);
         let sh = &ctx.shared;
@@ -187,26 +221,36 @@ impl Resync {
                     items.len(),
                     header.origin
                 );
-                let sh = ctx.shared.clone();
-                let forget = ctx.forget_unknown.then(|| header.origin.clone());
-                match tokio::task::spawn_blocking(move || make_plan(&sh, &items, forget.as_deref()))
-                    .await
-                {
-                    Ok(Ok(plan)) => {
-                        let pending: VecDeque<_> = batches(&plan.fetch).into();
-                        round.stage = Stage::Fetch {
-                            responder: header.origin.clone(),
-                            positions,
-                            plan,
-                            pending,
-                            fetched: 0,
-                            written: 0,
-                        };
-                        Ok(())
+                let lacking = {
+                    let state = ctx.shared.state.lock().unwrap();
+                    uncovered(&state.holes, &header.origin, &positions)
+                };
+                let m = Manifest {
+                    responder: header.origin.clone(),
+                    positions,
+                    items,
+                    lacking,
+                };
+                if !m.lacking.is_empty() {
+                    log::info!(
+                        "resync round {}: {} does not hold {}; waiting up to {} s for a manifest that does",
+                        round.id,
+                        m.responder,
+                        m.lacking.join(", "),
+                        CHOOSE.as_secs()
+                    );
+                    let since = round.fallback.as_ref().map_or_else(Instant::now, |f| f.0);
+                    if (round.fallback.as_ref())
+                        .is_none_or(|(_, f)| m.lacking.len() < f.lacking.len())
+                    {
+                        round.fallback = Some((since, m));
                     }
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(RoundError::Task(e.to_string())),
+                    return;
                 }
+                return {
+                    let result = self.take(ctx, m).await;
+                    self.proceed(ctx, result).await
+                };
             }
             (
                 Stage::Fetch {
@@ -239,8 +283,39 @@ impl Resync {
             }
             _ => return,
         };
+        self.proceed(ctx, result).await;
+    }
+
+    /// Plan the round from manifest `m` (blocking work on its own thread).
+    async fn take(&mut self, ctx: &Ctx, m: Manifest) -> Result<(), RoundError> {
+        let round = self.round.as_mut().expect("a round runs");
+        round.fallback = None;
+        let sh = ctx.shared.clone();
+        let forget = ctx.forget_unknown.then(|| m.responder.clone());
+        let items = m.items;
+        match tokio::task::spawn_blocking(move || make_plan(&sh, &items, forget.as_deref())).await {
+            Ok(Ok(plan)) => {
+                let pending: VecDeque<_> = batches(&plan.fetch).into();
+                round.stage = Stage::Fetch {
+                    responder: m.responder,
+                    positions: m.positions,
+                    plan,
+                    pending,
+                    fetched: 0,
+                    written: 0,
+                };
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(RoundError::Task(e.to_string())),
+        }
+    }
+
+    /// After an answer was handled: ask for what comes next, or start over on a failure.
+    async fn proceed(&mut self, ctx: &Ctx, result: Result<(), RoundError>) {
         if let Err(e) = result {
-            log::error!("resync round {}: {e}; starting over", round.id);
+            let id = self.round.as_ref().map_or(0, |r| r.id);
+            log::error!("resync round {id}: {e}; starting over");
             self.abandon(ctx);
             self.wanted = Some("previous round failed".into());
             self.not_before = Instant::now() + backoff(1);
@@ -283,11 +358,26 @@ impl Resync {
         };
         let sh = ctx.shared.clone();
         let (adopt, delete, forget) = (plan.adopt.len(), plan.delete.len(), plan.forget.len());
-        let result = tokio::task::spawn_blocking(move || finish(&sh, plan, positions)).await;
+        let from = responder.clone();
+        let result = tokio::task::spawn_blocking(move || finish(&sh, plan, &from, positions)).await;
         ctx.shared.resyncing.store(false, Ordering::SeqCst);
         match result {
-            Ok(Ok(removed)) => {
-                self.failures = 0;
+            Ok(Ok((removed, lacking))) => {
+                match lacking {
+                    None => self.failures = 0,
+                    Some(lacking) => {
+                        // The origin (or a node holding what was skipped) may answer next time.
+                        self.failures += 1;
+                        let wait = backoff(self.failures);
+                        log::warn!(
+                            "resync round {}: still lacking {lacking}; asking again in {} s",
+                            round.id,
+                            wait.as_secs()
+                        );
+                        self.wanted = Some(format!("deltas still missing ({lacking})"));
+                        self.not_before = Instant::now() + wait;
+                    }
+                }
                 crate::telemetry::record_resync();
                 // Positions moved: the node's status says so now, not at its next refresh.
                 ctx.shared.board.changed.notify_one();
@@ -417,12 +507,14 @@ fn write_batch(sh: &Shared, changes: &[Change]) -> Result<usize, RoundError> {
     }
 }
 
-/// Adopt, delete, forget and record positions (blocking). Returns how many files were removed.
+/// Adopt, delete, forget, record positions and fill the holes `responder` covers (blocking).
+/// Returns how many files were removed, and the holes left, described.
 fn finish(
     sh: &Shared,
     plan: Plan,
+    responder: &str,
     positions: BTreeMap<String, Position>,
-) -> Result<usize, RoundError> {
+) -> Result<(usize, Option<String>), RoundError> {
     let mut state = sh.state.lock().unwrap();
     let deletes: Vec<Change> = plan
         .delete
@@ -468,6 +560,10 @@ fn finish(
             log::info!("resync: removed {p}, which no master has");
         }
     }
+    let holes: Vec<(String, Option<Hole>)> = (state.holes.iter())
+        .filter(|(origin, h)| h.covered_by(origin, responder, &positions))
+        .map(|(origin, _)| (origin.clone(), None))
+        .collect();
     let mut applied = Vec::new();
     for (origin, remote) in positions {
         if origin == sh.node_id {
@@ -485,8 +581,41 @@ fn finish(
         entries,
         forget: plan.forget,
         applied,
+        holes,
         synced: true,
         ..Default::default()
     })?;
-    Ok(removed)
+    Ok((removed, describe_holes(&state.holes)))
+}
+
+/// The holes in `holes` a manifest from `responder` with covered `positions` does not cover,
+/// described.
+fn uncovered(
+    holes: &BTreeMap<String, Hole>,
+    responder: &str,
+    positions: &BTreeMap<String, Position>,
+) -> Vec<String> {
+    (holes.iter())
+        .filter(|(origin, h)| !h.covered_by(origin, responder, positions))
+        .map(|(origin, h)| describe_hole(origin, h))
+        .collect()
+}
+
+fn describe_hole(origin: &str, h: &Hole) -> String {
+    match h.to {
+        u64::MAX => format!(
+            "seqs from {} of epoch {} of {origin}, and of its later epoch",
+            h.from, h.epoch
+        ),
+        to if to == h.from => format!("seq {to} of epoch {} of {origin}", h.epoch),
+        to => format!("seqs {}–{to} of epoch {} of {origin}", h.from, h.epoch),
+    }
+}
+
+/// All of `holes`, described (`None`: there are none).
+pub fn describe_holes(holes: &BTreeMap<String, Hole>) -> Option<String> {
+    let all: Vec<String> = (holes.iter())
+        .map(|(origin, h)| describe_hole(origin, h))
+        .collect();
+    (!all.is_empty()).then(|| all.join(", "))
 }

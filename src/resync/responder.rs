@@ -85,7 +85,7 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
     let state = sh.state.lock().unwrap();
     match ask {
         Ask::Manifest => {
-            let mut positions: BTreeMap<String, Position> = state.applied.clone();
+            let mut positions: BTreeMap<String, Position> = state.covered();
             if state.next_seq > 1 {
                 positions.insert(
                     sh.node_id.clone(),

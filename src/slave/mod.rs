@@ -9,12 +9,13 @@ use crate::context::Shared;
 use crate::datadir::Entry;
 use crate::delta::{Change, Delta};
 use crate::reload::{need, Kind};
-use crate::state::{Position, Record, State};
+use crate::state::{holes, Hole, Position, Record, State};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 /// How one Delta ended.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Written (possibly nothing, when every change was older than what is here).
     Applied { steps: usize, gap: bool },
@@ -245,6 +246,21 @@ fn local_edit(sh: &Shared, state: &State, step: &apply::Step) -> bool {
     recorded.is_none_or(|e| e.sha256 != sha) && brought != Some(sha) && intended != Some(&Some(sha))
 }
 
+/// Record holes found without a Delta (a stall: an origin announced more than arrived), each
+/// widening the one its origin may already have.
+pub fn record_holes(state: &mut State, found: &[(String, Hole)]) -> std::io::Result<()> {
+    let holes = (found.iter())
+        .map(|(origin, h)| {
+            let old = state.holes.get(origin).copied();
+            (origin.clone(), Some(holes::widen(old, *h)))
+        })
+        .collect();
+    state.commit(Record {
+        holes,
+        ..Default::default()
+    })
+}
+
 /// Record what `steps` are about to do (see [`Record::intent`]). Nothing to record for an
 /// empty plan.
 pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Result<()> {
@@ -306,6 +322,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
     state.commit(Record {
         entries: written,
         applied: batch.positions.into_iter().collect(),
+        holes: batch.holes.into_iter().collect(),
         hlc: batch.hlc,
         ..Default::default()
     })?;
@@ -327,21 +344,24 @@ pub struct Applied {
 }
 
 /// A group of Deltas sorted out: each one's outcome so far, the positions they move to, the
-/// winning change per path, and the highest clock they carry.
+/// holes they make or fill, the winning change per path, and the highest clock they carry.
 struct Batch<'a> {
     outcomes: Vec<Outcome>,
     positions: BTreeMap<String, Position>,
+    holes: BTreeMap<String, Option<Hole>>,
     merged: BTreeMap<&'a str, Cow<'a, Change>>,
     hlc: u64,
 }
 
-/// Per Delta: a duplicate is skipped; a gap is counted (versions make applying it safe, a
-/// resync fetches what was skipped); a refused Delta is refused alone; the changes of the
-/// others are merged, per path the highest version winning (field by field for `global.xml`).
+/// Per Delta: a duplicate is skipped; a gap is counted and leaves a hole (versions make
+/// applying it safe, a resync fetches what was skipped); a Delta the hole lacks fills it; a
+/// refused Delta is refused alone; the changes of the others are merged, per path the highest
+/// version winning (field by field for `global.xml`).
 fn sort_out<'a>(sh: &Shared, state: &State, deltas: &'a [Delta]) -> Batch<'a> {
     let mut b = Batch {
         outcomes: Vec::with_capacity(deltas.len()),
         positions: BTreeMap::new(),
+        holes: BTreeMap::new(),
         merged: BTreeMap::new(),
         hlc: 0,
     };
@@ -349,17 +369,53 @@ fn sort_out<'a>(sh: &Shared, state: &State, deltas: &'a [Delta]) -> Batch<'a> {
         let pos = (b.positions.get(&delta.origin))
             .or_else(|| state.applied.get(&delta.origin))
             .copied();
-        if pos.is_some_and(|p| p.epoch == delta.epoch && delta.seq <= p.seq) {
+        let hole = match b.holes.get(&delta.origin) {
+            Some(h) => *h,
+            None => state.holes.get(&delta.origin).copied(),
+        };
+        let filling = hole.filter(|h| h.holds(delta.epoch, delta.seq));
+        if filling.is_none() && pos.is_some_and(|p| p.epoch == delta.epoch && delta.seq <= p.seq) {
             b.outcomes.push(Outcome::Duplicate);
             continue;
         }
-        let gap = is_gap(sh, pos, delta);
-        // Consumed either way, so the session moves on; the position records that it was seen.
-        let here = Position {
-            epoch: delta.epoch,
-            seq: delta.seq,
-        };
-        b.positions.insert(delta.origin.clone(), here);
+        let gap = filling.is_none() && is_gap(sh, pos, delta);
+        if let Some(h) = filling {
+            // A Delta this node lacks, arriving late (another broker's session, a slow link).
+            let left = h.filled_by(delta.epoch, delta.seq);
+            if left.is_none() {
+                log::info!(
+                    "the deltas missing from {} arrived after all: seqs {}–{} of epoch {} are all here",
+                    delta.origin,
+                    h.from,
+                    h.to,
+                    h.epoch
+                );
+            }
+            b.holes.insert(delta.origin.clone(), left);
+            // Behind the position (a gap's hole) it stays; at it (a stall's hole) it moves on.
+            if !pos.is_some_and(|p| p.epoch == delta.epoch && p.seq >= delta.seq) {
+                let here = Position {
+                    epoch: delta.epoch,
+                    seq: delta.seq,
+                };
+                b.positions.insert(delta.origin.clone(), here);
+            }
+        } else {
+            if let Some(new) = gap
+                .then(|| Hole::between(pos, delta.epoch, delta.seq))
+                .flatten()
+            {
+                b.holes
+                    .insert(delta.origin.clone(), Some(holes::widen(hole, new)));
+            }
+            // Consumed either way, so the session moves on; the position records that it was
+            // seen (and the hole what was not).
+            let here = Position {
+                epoch: delta.epoch,
+                seq: delta.seq,
+            };
+            b.positions.insert(delta.origin.clone(), here);
+        }
         b.hlc = (delta.changes.iter().map(|c| c.version.hlc)).fold(b.hlc, u64::max);
         if let Err(why) = apply::refuse(&sh.data_dir, &sh.filter, &delta.changes) {
             b.outcomes.push(Outcome::Rejected(why.to_string()));
@@ -404,4 +460,105 @@ fn is_gap(sh: &Shared, pos: Option<Position>, delta: &Delta) -> bool {
     sh.gaps.fetch_add(1, Ordering::Relaxed);
     crate::telemetry::record_gap();
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::Op;
+    use crate::hlc::Version;
+
+    fn slave(data: &std::path::Path, state: &std::path::Path) -> Shared {
+        let cfg = crate::config::parse(&format!(
+            "[node]\nid = \"s\"\nrole = \"slave\"\nstate_dir = {state:?}\n[geoserver]\ndata_dir = {data:?}\n"
+        ))
+        .unwrap();
+        crate::cmd::open_node(&cfg, State::open(state).unwrap()).unwrap()
+    }
+
+    fn delta(seq: u64) -> Delta {
+        Delta {
+            group: "default".into(),
+            origin: "m".into(),
+            epoch: 9,
+            seq,
+            changes: vec![Change {
+                path: format!("styles/s{seq}.sld"),
+                version: Version::new(seq, "m"),
+                op: Op::write(format!("<sld n='{seq}'/>").into_bytes()),
+                merged: None,
+            }],
+            dangling: vec![],
+        }
+    }
+
+    fn apply(sh: &Shared, seq: u64) -> Outcome {
+        let mut a = apply_deltas(sh, &[delta(seq)]).unwrap();
+        a.outcomes.remove(0)
+    }
+
+    #[test]
+    fn a_gap_leaves_a_hole_that_late_deltas_fill_and_that_is_no_duplicate() {
+        let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let sh = slave(data.path(), state.path());
+        let applied = |gap| Outcome::Applied { steps: 1, gap };
+        assert_eq!(apply(&sh, 1), applied(false));
+        assert_eq!(apply(&sh, 4), applied(true), "2 and 3 skipped");
+        let hole = |sh: &Shared| sh.state.lock().unwrap().holes.get("m").copied();
+        assert_eq!(
+            hole(&sh),
+            Some(Hole {
+                epoch: 9,
+                from: 2,
+                to: 3
+            })
+        );
+        assert_eq!(apply(&sh, 1), Outcome::Duplicate);
+        assert_eq!(apply(&sh, 4), Outcome::Duplicate);
+        // Another broker's session delivers the skipped ones late: applied, not duplicates.
+        assert_eq!(apply(&sh, 2), applied(false));
+        assert_eq!(hole(&sh).map(|h| (h.from, h.to)), Some((3, 3)));
+        drop(sh);
+        let sh = slave(data.path(), state.path());
+        assert_eq!(hole(&sh).map(|h| h.from), Some(3), "durable");
+        assert_eq!(apply(&sh, 3), applied(false));
+        assert_eq!(hole(&sh), None, "filled");
+        assert_eq!(apply(&sh, 3), Outcome::Duplicate);
+        let st = sh.state.lock().unwrap();
+        assert_eq!(
+            st.applied["m"],
+            Position { epoch: 9, seq: 4 },
+            "never moved back"
+        );
+        for seq in 1..=4 {
+            assert!(
+                data.path().join(format!("styles/s{seq}.sld")).exists(),
+                "{seq}"
+            );
+        }
+    }
+
+    #[test]
+    fn deltas_a_stall_showed_missing_move_the_position_as_they_fill_the_hole() {
+        let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let sh = slave(data.path(), state.path());
+        apply(&sh, 1);
+        let stalled = Hole {
+            epoch: 9,
+            from: 2,
+            to: 3,
+        };
+        record_holes(&mut sh.state.lock().unwrap(), &[("m".into(), stalled)]).unwrap();
+        assert_eq!(
+            apply(&sh, 2),
+            Outcome::Applied {
+                steps: 1,
+                gap: false
+            }
+        );
+        apply(&sh, 3);
+        let st = sh.state.lock().unwrap();
+        assert!(st.holes.is_empty());
+        assert_eq!(st.applied["m"].seq, 3);
+    }
 }

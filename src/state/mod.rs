@@ -20,8 +20,12 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+pub mod holes;
 mod outbox;
+mod position;
+pub use holes::Hole;
 pub use outbox::Outbox;
+pub use position::Position;
 
 const SNAPSHOT: &str = "state.cbor";
 const JOURNAL: &str = "journal";
@@ -30,13 +34,6 @@ const LOCK: &str = "lock";
 const STATE_FORMAT: u16 = 1;
 /// Compact once the journal grows past this many bytes.
 const COMPACT_AT: u64 = 8 * 1024 * 1024;
-
-/// Where an origin's stream stands on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub epoch: u64,
-    pub seq: u64,
-}
 
 #[derive(Serialize, Deserialize, Default)]
 struct Snapshot {
@@ -52,6 +49,8 @@ struct Snapshot {
     synced: bool,
     #[serde(default)]
     imported: BTreeMap<String, Imported>,
+    #[serde(default)]
+    holes: BTreeMap<String, Hole>,
 }
 
 /// Where the air-gap bundles of one exporting node stand on the importing node.
@@ -88,6 +87,9 @@ pub struct Record {
     /// Air-gap bundles imported: exporting node → the last of its bundles imported here.
     #[serde(default)]
     pub imported: Vec<(String, Imported)>,
+    /// Holes in origins' streams set (`Some`) or filled (`None`); see [`holes`].
+    #[serde(default)]
+    pub holes: Vec<(String, Option<Hole>)>,
 }
 
 /// The node's durable state, loaded in memory.
@@ -107,6 +109,8 @@ pub struct State {
     pub synced: bool,
     /// Per exporting node, the last air-gap bundle imported here (see `airgap`).
     pub imported: BTreeMap<String, Imported>,
+    /// Per origin, the Deltas of its stream this node skipped and still lacks (see [`holes`]).
+    pub holes: BTreeMap<String, Hole>,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
     journal: File,
@@ -182,6 +186,7 @@ impl State {
             intent: snap.intent,
             synced: snap.synced,
             imported: snap.imported,
+            holes: snap.holes,
             uncommitted: Vec::new(),
             journal: durable::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
@@ -256,6 +261,12 @@ impl State {
         for (origin, pos) in rec.applied {
             self.applied.insert(origin, pos);
         }
+        for (origin, hole) in rec.holes {
+            match hole {
+                Some(h) => self.holes.insert(origin, h),
+                None => self.holes.remove(&origin),
+            };
+        }
     }
 
     /// Make `rec` durable, then apply it to the in-memory state.
@@ -304,6 +315,7 @@ impl State {
             intent: self.intent.clone(),
             synced: self.synced,
             imported: self.imported.clone(),
+            holes: self.holes.clone(),
         };
         durable::write_file(&self.dir.join(SNAPSHOT), &crate::cbor::encode(&snap))?;
         (self.journal.set_len(0))
@@ -323,6 +335,16 @@ impl State {
             }
             LocalChange::Delete { path } => self.intent.get(path) == Some(&None),
         }
+    }
+
+    /// Per origin, how far its stream is held here without a hole: what a resync answer
+    /// advertises (see [`holes`]). This node's own stream is not included.
+    pub fn covered(&self) -> BTreeMap<String, Position> {
+        let mut out = self.applied.clone();
+        for (origin, hole) in &self.holes {
+            out.insert(origin.clone(), hole.covered());
+        }
+        out
     }
 
     /// The outbox of this state dir (a handle usable without the state lock).
@@ -439,6 +461,42 @@ mod tests {
         s.commit(Record::default()).unwrap();
         drop(s);
         assert!(State::open(dir.path()).unwrap().synced);
+    }
+
+    #[test]
+    fn a_hole_survives_reopen_and_compaction_until_filled_and_is_what_is_advertised() {
+        let dir = tempfile::tempdir().unwrap();
+        let hole = Hole {
+            epoch: 7,
+            from: 100,
+            to: 126,
+        };
+        {
+            let mut s = State::open(dir.path()).unwrap();
+            s.commit(Record {
+                applied: vec![("m".into(), Position { epoch: 7, seq: 140 })],
+                holes: vec![("m".into(), Some(hole))],
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.holes["m"], hole, "replayed from the journal");
+        assert_eq!(s.applied["m"].seq, 140, "seen");
+        assert_eq!(s.covered()["m"], Position { epoch: 7, seq: 99 }, "held");
+        s.compact().unwrap();
+        drop(s);
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.holes["m"], hole, "from the snapshot");
+        s.commit(Record {
+            holes: vec![("m".into(), None)],
+            ..Default::default()
+        })
+        .unwrap();
+        drop(s);
+        let s = State::open(dir.path()).unwrap();
+        assert!(s.holes.is_empty());
+        assert_eq!(s.covered()["m"].seq, 140);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Resync: convergence that does not depend on the broker remembering anything.
 
-use crate::support::cluster::{subscriptions, wait_for_subscriptions, Cluster};
-use crate::support::generator::Spec;
-use crate::support::node::wait_until_logs;
+use crate::support::brokers::{Mosquitto, MosquittoOpts};
+use crate::support::cluster::{
+    start_member, subscriptions, wait_for_subscriptions, Cluster, Member,
+};
+use crate::support::generator::{generate, Catalog, Spec};
+use crate::support::node::{assert_converged, logs_of, wait_until, wait_until_logs, Node};
+use crate::support::proxy::{Faults, Proxy};
+use crate::support::run::run;
 use std::path::Path;
 use std::time::Duration;
 
@@ -65,4 +70,100 @@ fn master_with_embedded_broker_restarted_while_a_slave_is_offline_still_converge
     c.converge(CONVERGE);
     let log = c.slaves[0].node.log_contents();
     assert!(log.contains("resync round"), "{log}");
+}
+
+/// The last "change: seq N:" a publishing node logged.
+fn last_seq(node: &Node) -> u64 {
+    let log = node.log_contents();
+    (log.lines().rev())
+        .find_map(|l| {
+            let rest = &l[l.find("change: seq ")? + 12..];
+            rest[..rest.find(':')?].parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Modify a layer on `member` and wait until the broker acknowledged the Delta it makes.
+fn publish_one(member: &Member, catalog: &mut Catalog, layer: &str) {
+    let before = last_seq(&member.node);
+    catalog.modify_layer(member.data.path(), layer);
+    wait_until_logs("a Delta cut", CONVERGE, &[&member.node], || {
+        last_seq(&member.node) > before
+    });
+    let seq = last_seq(&member.node);
+    wait_until_logs("the Delta acknowledged", CONVERGE, &[&member.node], || {
+        (member.node.log_contents()).contains(&format!("seq {seq} acknowledged by the broker"))
+    });
+}
+
+/// Found by issue 14's chaos rounds: a slave that skipped Deltas of the `both` node resynced
+/// from the pure master, which was quicker to answer but applies nobody's Deltas and so holds
+/// none of them; the round "completed" and the slave lacked them for good. A resync has to be
+/// answered by a node that holds what was skipped — here the slow `both` node itself.
+#[test]
+fn a_slave_that_skipped_deltas_resyncs_from_a_node_that_holds_them_not_the_first_to_answer() {
+    let Some(broker) = Mosquitto::start(MosquittoOpts {
+        // Mosquitto drops the newest Deltas past the queue: the slave skips the last ones.
+        max_queued_messages: 4,
+        ..MosquittoOpts::default()
+    }) else {
+        return;
+    };
+    let origin = tempfile::tempdir().unwrap();
+    let mut catalog = generate(origin.path(), &Spec::small(), 62);
+    let layers: Vec<String> = catalog.layers.iter().map(|l| l.id.clone()).collect();
+    let servers = vec![broker.url()];
+    let master = start_member("gs-master", "master", origin.path(), &servers, |_| {});
+    let proxy = Proxy::start(broker.port);
+    let through_proxy = vec![format!("mqtt://127.0.0.1:{}", proxy.port())];
+    let both = start_member("gs-both", "both", origin.path(), &through_proxy, |_| {});
+    let mut slave = start_member("gs-slave", "slave", origin.path(), &servers, |_| {});
+    for m in [&both, &slave] {
+        wait_for_subscriptions(&m.node, 1);
+        wait_until_logs("bootstrap round complete", CONVERGE, &[&m.node], || {
+            m.node.log_contents().contains(" complete in ")
+        });
+    }
+    let seen = subscriptions(&slave.node);
+    slave.node.stop();
+    for layer in layers.iter().cycle().take(10) {
+        publish_one(&both, &mut catalog, layer);
+    }
+    // From now on the both node answers a resync ask well after the pure master.
+    proxy.set(Faults {
+        latency: Duration::from_millis(600),
+        ..Faults::default()
+    });
+    slave.node.restart();
+    wait_for_subscriptions(&slave.node, seen + 1);
+    assert_converged(both.data.path(), &[slave.data.path()], CONVERGE);
+    let nodes = [&master.node, &both.node, &slave.node];
+    let since_start = || {
+        let log = slave.node.log_contents();
+        log[log.rfind("starting:").expect("a start line")..].to_string()
+    };
+    wait_until_logs("the round from gs-both complete", CONVERGE, &nodes, || {
+        since_start().contains("from gs-both complete in")
+    });
+    assert!(
+        since_start().contains("gs-master does not hold seqs"),
+        "the pure master's manifest must be passed over:\n{}",
+        logs_of(&nodes)
+    );
+    // And its status says nothing is missing any more (while something was, it said which).
+    let config = slave.node.config_path();
+    wait_until("the slave's status lacks nothing", CONVERGE, || {
+        let out = run(
+            &["status", "--json", "-c", config.to_str().unwrap()],
+            "warn",
+        )
+        .stdout;
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        (report["nodes"].as_array().into_iter().flatten())
+            .find(|n| n["node"] == "gs-slave")
+            .is_some_and(|n| {
+                n["applied"]["gs-both"]["seq"].as_u64() > Some(0)
+                    && n["applied"]["gs-both"].get("missing").is_none()
+            })
+    });
 }
