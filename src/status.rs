@@ -65,6 +65,13 @@ pub struct Status {
     /// (`max_concurrent_reloads`, `reload::lease`). Never in a last will.
     #[serde(default)]
     pub lease: Option<Claim>,
+    /// The highest clock reading the node issued or saw (`hlc`). Every receiver takes it in,
+    /// so a node's clock runs ahead of every version it could have seen even before one of its
+    /// Deltas reaches it: a pure master subscribes to a publisher's Deltas only once it has its
+    /// status, so the Delta a new node publishes at start-up can pass it by (issue 14's chaos
+    /// rounds: a deletion made just after lost to that start-up Delta's versions).
+    #[serde(default)]
+    pub hlc: u64,
 }
 
 /// Where a node stands on one origin's stream.
@@ -123,6 +130,7 @@ impl Status {
             keystore: None,
             drift_events: 0,
             synced: false,
+            hlc: 0,
             lease: None,
         }
     }

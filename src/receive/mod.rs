@@ -378,7 +378,11 @@ impl Worker {
         if !applies && payload.is_empty() {
             return;
         }
-        match route::status(&sh.group, &sh.auth, node, payload) {
+        let status = route::status(&sh.group, &sh.auth, node, payload);
+        if let Ok(s) = &status {
+            sh.clock.lock().unwrap().observe(s.hlc);
+        }
+        match status {
             Ok(s) if applies => {
                 let peer_applies = s.role != Role::Master.as_str();
                 sh.leases.seen(&s.node, peer_applies, s.online, s.lease);

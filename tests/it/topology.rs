@@ -535,6 +535,35 @@ fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_ow
     );
 }
 
+/// Found by issue 14's chaos rounds: a new `both` node hours ahead publishes its whole tree at
+/// start-up, before the pure master has its status and so before it watches that node's Deltas;
+/// the master's clock never took in those versions, and a layer it deleted right after lost to
+/// them on every node (the files came back everywhere but on the master). Statuses carry the
+/// clock now, and every receiver takes it in.
+#[test]
+fn a_deletion_on_the_pure_master_beats_the_start_up_delta_of_a_new_node_hours_ahead() {
+    let Trio {
+        catalog: cat,
+        master,
+        both: ahead,
+        slave,
+    } = trio(75, "gs-ahead", |cfg| {
+        cfg.clock_offset_ms = Some(2 * 3600 * 1000);
+    });
+    wait_watching(&master, &["gs-ahead"]);
+    let all = [&master.node, &ahead.node, &slave.node];
+    let layer = &cat.layers[0];
+    let gone = [layer.layer_file(), layer.resource_file()];
+    for rel in &gone {
+        fs::remove_file(master.data.path().join(rel)).unwrap();
+    }
+    wait_until_logs("the deletion reaches every node", CONVERGE, &all, || {
+        (gone.iter()).all(|rel| {
+            !ahead.data.path().join(rel).exists() && !slave.data.path().join(rel).exists()
+        })
+    });
+}
+
 /// A file saved on a `both` node (by GeoServer, here the test) in the instant between the
 /// apply renaming a remote change into place and recording it is a local edit, and it is
 /// published. Regression (the stat race behind a rare divergence of the four-role test in CI):
