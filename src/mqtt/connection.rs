@@ -11,7 +11,10 @@
 //! checks every `failback_s` whether the first accepts connections again and then moves back:
 //! with independent brokers (no shared sessions) nodes must end up on the same broker, or a
 //! slave restarted onto the recovered first broker would never hear from a master that stayed
-//! on the second.
+//! on the second. The check is a TCP connect: a first broker that accepts TCP but fails the
+//! MQTT handshake (a proxy in front of a dead broker, a login it refuses) would have the node
+//! flap between the two, so each failed move back doubles the wait before the next check, up to
+//! [`FAILBACK_MAX_FACTOR`] × `failback_s`, until a move back holds.
 
 use super::client::{Client, Message};
 use crate::config::{Mqtt, Server};
@@ -29,6 +32,8 @@ const REQUEST_CHANNEL: usize = 512;
 /// Short at first: the embedded broker binds its port a few milliseconds after start.
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Failed moves back to the first broker stretch the check up to this many times `failback_s`.
+pub const FAILBACK_MAX_FACTOR: u32 = 16;
 
 /// The current connection, if any: its number and a client to publish and ack through.
 #[derive(Clone, Default)]
@@ -113,6 +118,8 @@ pub async fn run(
     let mut index = 0usize;
     let mut backoff = FIRST_BACKOFF;
     let mut failures_in_a_row = 0u32;
+    // Moves back to the first broker that failed in a row, and whether one is being tried.
+    let (mut failback_misses, mut failing_back) = (0u32, false);
     while !*shutdown.borrow() {
         let server = cfg.servers[index % cfg.servers.len()].clone();
         gen += 1;
@@ -120,10 +127,12 @@ pub async fn run(
             AsyncClient::new(mqtt_options(&cfg, &server, &opts), REQUEST_CHANNEL);
         let preferred = &cfg.servers[0];
         let away = !index.is_multiple_of(cfg.servers.len());
+        let check_every =
+            (cfg.failback).map(|f| f * 2u32.pow(failback_misses).min(FAILBACK_MAX_FACTOR));
         let outcome = tokio::select! {
             o = drive(gen, &server, &client, &mut eventloop, &opts, &link, &events, &inbound) => o,
             _ = shutdown.changed() => Outcome::Shutdown,
-            _ = back_up(preferred, cfg.failback), if away && cfg.failback.is_some() => Outcome::FailBack,
+            _ = back_up(preferred, check_every), if away && cfg.failback.is_some() => Outcome::FailBack,
         };
         link.send_replace(Link {
             gen,
@@ -145,11 +154,31 @@ pub async fn run(
                 index = 0;
                 backoff = FIRST_BACKOFF;
                 failures_in_a_row = 0;
+                failing_back = true;
             }
             Outcome::Dropped(e) => {
                 log::warn!("connection to broker {server} lost: {e}; reconnecting");
                 backoff = FIRST_BACKOFF;
                 failures_in_a_row = 0;
+                if !away {
+                    // It was connected to the first broker: the move back held.
+                    (failback_misses, failing_back) = (0, false);
+                }
+            }
+            Outcome::Failed(e) if failing_back => {
+                // Accepted TCP, failed MQTT: straight back to the next server, and wait longer
+                // before checking the first one again.
+                failing_back = false;
+                failback_misses = (failback_misses + 1).min(FAILBACK_MAX_FACTOR.ilog2());
+                let next = &cfg.servers[(index + 1) % cfg.servers.len()];
+                let again = cfg.failback.unwrap_or_default()
+                    * 2u32.pow(failback_misses).min(FAILBACK_MAX_FACTOR);
+                log::warn!(
+                    "moving back to broker {server} failed: {}; back to {next}, and checking {server} again in {} s",
+                    describe(&e),
+                    again.as_secs()
+                );
+                index += 1;
             }
             Outcome::Failed(e) => {
                 failures_in_a_row += 1;
