@@ -102,7 +102,8 @@ pub enum Outcome {
     Passed(Report),
     /// Why the round could not be run here (no Mosquitto, no namespaces…).
     Skipped(String),
-    /// What the checker found, with the seed, the fault schedule and every log.
+    /// Every log, then the fault schedule with the seed, then what the checker found (last, so
+    /// that the tail of a CI excerpt shows it).
     Failed(String),
 }
 
@@ -570,8 +571,9 @@ pub fn round(opts: &Opts) -> Outcome {
     rig.heal_all();
     let healed = Instant::now();
     let fail = |rig: &Rig, why: String| {
+        // The logs first and the finding last: a CI excerpt shows the tail.
         Outcome::Failed(format!(
-            "{why}\n{plan}\n{}\n{}",
+            "{}\n{}\n{plan}\n{why}",
             logs_of(&rig.nodes()),
             rig.brokers.logs()
         ))
