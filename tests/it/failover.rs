@@ -6,12 +6,13 @@
 //! `measured:` report failover times; run with `--nocapture` to read them.
 
 use crate::support::brokers::{ActiveMq, Mosquitto, MosquittoOpts, NatsCluster};
-use crate::support::cluster::{copy_tree, wait_for_subscriptions, Cluster, Slave};
+use crate::support::cluster::{copy_tree, start_member, wait_for_subscriptions, Cluster, Slave};
 use crate::support::generator::generate;
 use crate::support::generator::Spec;
 use crate::support::geoserver::assert_reloads_consistent;
 use crate::support::geoserver::StandInGeoServer;
 use crate::support::node::{assert_converged, free_port, wait_until_logs, Node, NodeConfig};
+use crate::support::proxy::{Faults, Proxy};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -458,4 +459,45 @@ fn nats_three_member_cluster_member_killed_mid_burst_sessions_move_and_nothing_i
     let root = c.master_dir().to_path_buf();
     c.catalog.add_layer(&root, 0, 0, "after the member died");
     c.converge(CONVERGE);
+}
+
+/// A first broker that accepts TCP but fails the MQTT handshake (here a proxy that closes every
+/// new connection: a dead broker behind a load balancer, a login it refuses) passes the
+/// failback check, which is a TCP connect. Each failed move back doubles the wait before the
+/// next check instead of flapping every `failback_s`; once the first broker works again the
+/// node moves back and stays.
+#[test]
+fn a_first_broker_that_accepts_tcp_but_fails_mqtt_is_checked_less_often_and_taken_back_once_it_works(
+) {
+    let Some(broker) = Mosquitto::start(MosquittoOpts::default()) else {
+        return;
+    };
+    let proxy = Proxy::start(broker.port);
+    proxy.set(Faults {
+        refuse: true,
+        ..Faults::default()
+    });
+    let first = format!("mqtt://127.0.0.1:{}", proxy.port());
+    let origin = tempfile::tempdir().unwrap();
+    generate(origin.path(), &Spec::small(), 64);
+    let servers = [first.clone(), broker.url()];
+    let m = start_member("gs-slave", "slave", origin.path(), &servers, |cfg| {
+        cfg.mqtt_extra.push("failback_s = 1".into())
+    });
+    let log = || m.node.log_contents();
+    for wait_s in [2, 4, 8] {
+        let said = format!(
+            "back to {}, and checking {first} again in {wait_s} s",
+            broker.url()
+        );
+        wait_until_logs("the failback check backs off", CONVERGE, &[&m.node], || {
+            log().contains(&said)
+        });
+    }
+    assert!(log().contains(&format!("connected to broker {}", broker.url())));
+    proxy.heal();
+    let back = format!("connected to broker {first}");
+    wait_until_logs("back on the first broker", CONVERGE, &[&m.node], || {
+        log().contains(&back)
+    });
 }
