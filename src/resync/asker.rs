@@ -240,8 +240,9 @@ impl Resync {
                         CHOOSE.as_secs()
                     );
                     let since = round.fallback.as_ref().map_or_else(Instant::now, |f| f.0);
+                    // The newest of the best: a manifest kept for seconds goes stale.
                     if (round.fallback.as_ref())
-                        .is_none_or(|(_, f)| m.lacking.len() < f.lacking.len())
+                        .is_none_or(|(_, f)| m.lacking.len() <= f.lacking.len())
                     {
                         round.fallback = Some((since, m));
                     }

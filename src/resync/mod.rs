@@ -218,11 +218,20 @@ pub fn plan(
         }
     }
     if let Some(responder) = forget_unknown {
+        // The responder's newest own version in this manifest: a file recorded from it with a
+        // later one was made after the manifest (a Delta applied while the answer travelled,
+        // or while the asker waited for a manifest covering its holes), not denied by it.
+        let newest = (remote.iter())
+            .filter(|i| i.version.origin == responder)
+            .map(|i| i.version.hlc)
+            .max()
+            .unwrap_or(0);
         p.forget = replicated_on_disk
             .iter()
             .filter(|path| !known.contains(path.as_str()))
             .filter(|path| {
-                (local.entries.get(path.as_str())).is_none_or(|e| e.version.origin == responder)
+                (local.entries.get(path.as_str()))
+                    .is_none_or(|e| e.version.origin == responder && e.version.hlc <= newest)
             })
             .cloned()
             .collect();
@@ -388,7 +397,7 @@ mod tests {
         };
         local.entries.insert("theirs.xml".into(), theirs);
         local.entries.insert("mine.xml".into(), entry(3, "x"));
-        let remote = vec![item("a.xml", 1, "a")];
+        let remote = vec![item("a.xml", 9, "a")];
         let on_disk: BTreeSet<String> = ["a.xml", "theirs.xml", "mine.xml", "stray.xml"]
             .iter()
             .map(|s| s.to_string())
@@ -399,6 +408,24 @@ mod tests {
             p.forget,
             vec!["mine.xml".to_string(), "stray.xml".to_string()]
         );
+    }
+
+    /// Found by issue 14's chaos rounds: a pure slave that planned from a manifest a few
+    /// seconds old removed the files the responder had published since, which it had already
+    /// applied from the responder's Deltas.
+    #[test]
+    fn a_file_the_responder_made_after_its_manifest_is_not_forgotten() {
+        let mut local = Manifest::default();
+        local.entries.insert("old.xml".into(), entry(3, "x"));
+        local.entries.insert("new.xml".into(), entry(12, "x"));
+        let remote = vec![item("a.xml", 9, "a")];
+        let on_disk: BTreeSet<String> = ["a.xml", "old.xml", "new.xml"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
+        let p = plan(&local, &remote, disk, &on_disk, Some("m"));
+        assert_eq!(p.forget, vec!["old.xml".to_string()]);
     }
 
     #[test]
