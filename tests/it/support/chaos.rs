@@ -745,11 +745,16 @@ fn check_restart(rig: &mut Rig, opts: &Opts, b_only: &BTreeSet<String>) -> Resul
                 "{id}: published after a restart with no edit (its state and tree disagreed): {l}"
             ));
         }
-        // The embedded broker forgets every session when its node restarts: resyncs are due.
-        if opts.broker != BrokerKind::Embedded {
-            if let Some(l) = after.lines().find(|l| l.contains("resync needed")) {
-                return Err(format!("{id}: resynced after a clean restart: {l}"));
-            }
+        // The embedded broker forgets every session when its node restarts, and ActiveMQ
+        // never says it kept one (mqtt-measured.md): those resyncs are due, no other.
+        let no_session = "resync needed: the broker had no session";
+        let excused = |l: &str| opts.broker != BrokerKind::Mosquitto && l.contains(no_session);
+        let embedded = opts.broker == BrokerKind::Embedded;
+        if let Some(l) = (after.lines())
+            .filter(|_| !embedded)
+            .find(|l| l.contains("resync needed") && !excused(l))
+        {
+            return Err(format!("{id}: resynced after a clean restart: {l}"));
         }
         if after.contains("panicked") {
             return Err(format!("{id} panicked after the restart"));
