@@ -22,7 +22,7 @@
 //! `GSCLUSTER_BENCH_QUICK=1` (same as `--quick`), `GSCLUSTER_BENCH_TRIALS=N` (latency trials,
 //! at least 20 outside quick mode; default 50), `GSCLUSTER_BENCH_ONLY=a,b` (run only these
 //! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `airgap`, `peers`,
-//! `rolling`; the results file then holds only their rows).
+//! `rolling`, `chaos`; the results file then holds only their rows).
 //!
 //! The `peers` section (benches/cluster/peers.rs) runs the same scenarios — idle, bootstrap of an
 //! empty target, one new layer, a burst of 1,000 new layers — against gscluster with 3 slaves,
@@ -33,9 +33,16 @@
 //! The `rolling` section (benches/cluster/rolling.rs) publishes a new layer every 2 s for 2
 //! minutes on the 10,000-layer tree to 4 slaves whose stand-in reloads cost what GeoServer's do,
 //! with `max_concurrent_reloads = 0` and with the default, and reports the time not serving.
+//!
+//! The `chaos` section (benches/cluster/chaos.rs) is issue 14's chaos harness in its long mode:
+//! seeded rounds of random faults on every broker setup this machine has, until 10,000 edits
+//! and at least 100 faults of each kind, and reports divergences and convergence times. It runs
+//! only when named (`GSCLUSTER_BENCH_ONLY=chaos`): it takes an hour or more.
 
 #[path = "cluster/airgap.rs"]
 mod airgap;
+#[path = "cluster/chaos.rs"]
+mod chaos;
 #[path = "cluster/peers.rs"]
 mod peers;
 #[path = "cluster/rolling.rs"]
@@ -89,6 +96,8 @@ struct Opts {
     peers: peers::PeerOpts,
     /// The rolling section: real-time publishing on the bootstrap tree, reloads limited or not.
     rolling: rolling::RollingOpts,
+    /// The chaos section (only when named).
+    chaos: chaos::ChaosOpts,
     /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
     only: Vec<String>,
     binary: PathBuf,
@@ -102,7 +111,12 @@ impl Opts {
     }
 
     fn runs(&self, section: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == section)
+        self.only.is_empty() || self.named(section)
+    }
+
+    /// Sections too long for the default run run only when named.
+    fn named(&self, section: &str) -> bool {
+        self.only.iter().any(|s| s == section)
     }
 }
 
@@ -221,6 +235,9 @@ fn main() {
     if opts.runs("rolling") {
         rolling::rolling_figures(&opts, &opts.rolling, &mut report);
     }
+    if opts.named("chaos") {
+        chaos::chaos_figures(&opts, &opts.chaos, &mut report);
+    }
 
     let elapsed = started.elapsed();
     let md = render(&opts, &report, elapsed);
@@ -266,6 +283,13 @@ fn quick_opts(
             slaves: 4,
             every: Duration::from_secs(1),
             publishes: 5,
+        },
+        chaos: chaos::ChaosOpts {
+            edits: 60,
+            per_kind: 0,
+            round_edits: 60,
+            round_faults: 6,
+            budget: Duration::from_secs(600),
         },
         only,
         binary,
@@ -330,6 +354,15 @@ fn full_opts(
             slaves: 4,
             every: Duration::from_secs(2),
             publishes: 60,
+        },
+        // Rounds of 1,000 edits (150 s of editing) with 200 faults (several at once, on 5
+        // nodes): 10 rounds reach 10,000 edits; the rarest kinds need a few more.
+        chaos: chaos::ChaosOpts {
+            edits: 10_000,
+            per_kind: 100,
+            round_edits: 1000,
+            round_faults: 200,
+            budget: Duration::from_secs(150 * 60),
         },
         only,
         binary,

@@ -1,0 +1,236 @@
+//! The `chaos` section: issue 14's harness (tests/it/support/chaos.rs) in its long mode. Seeded
+//! rounds — two publishers editing, three slaves, random faults — over every broker setup this
+//! machine has (Mosquitto with slaves on small filesystems, Mosquitto failover pairs with nodes in
+//! network namespaces, the embedded broker, ActiveMQ where installed), until the edits reach the
+//! target and every fault kind of the setups that ran was injected at least `per_kind` times, or
+//! the time budget is spent. A round that fails is a divergence: its seed is reported and its
+//! whole report (every log, the schedule, the finding) is saved to
+//! `<target dir>/bench-logs/chaos-<seed>.log`; replay it with `GSCLUSTER_CHAOS_SEED=<seed>` and
+//! the matching test in tests/it/chaos.rs.
+//!
+//! Only run when named: `GSCLUSTER_BENCH_ONLY=chaos` (it takes an hour or more in full).
+//! `GSCLUSTER_BENCH_CHAOS_MINUTES` sets the budget (default 150), `GSCLUSTER_CHAOS_SEED` the
+//! first seed (each round takes the next).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use super::support::chaos::{round, BrokerKind, Opts as RoundOpts, Outcome};
+use super::{target_dir, Opts, Report};
+
+pub struct ChaosOpts {
+    /// Edits over all rounds (both publishers together).
+    pub edits: usize,
+    /// Faults of each kind, at least.
+    pub per_kind: usize,
+    pub round_edits: usize,
+    pub round_faults: usize,
+    pub budget: Duration,
+}
+
+/// One broker setup a round can run on, and the fault kinds only it brings.
+struct Setup {
+    name: &'static str,
+    broker: BrokerKind,
+    partitions: bool,
+    disks: bool,
+    own_kinds: &'static [&'static str],
+    skipped: Option<String>,
+}
+
+const BASE_KINDS: [&str; 9] = [
+    "Kill",
+    "Broker",
+    "Latency",
+    "Reset",
+    "Blackhole",
+    "Refuse",
+    "GsError",
+    "GsDown",
+    "GsHang",
+];
+
+fn setups() -> Vec<Setup> {
+    let setup = |name, broker, partitions, disks, own_kinds| Setup {
+        name,
+        broker,
+        partitions,
+        disks,
+        own_kinds,
+        skipped: None,
+    };
+    vec![
+        setup(
+            "Mosquitto, small disks",
+            BrokerKind::Mosquitto,
+            false,
+            true,
+            &["DataFull", "StateFull"],
+        ),
+        setup(
+            "Mosquitto pair, partitions",
+            BrokerKind::Mosquitto,
+            true,
+            false,
+            &["Partition", "CutFromFirst"],
+        ),
+        setup("embedded broker", BrokerKind::Embedded, false, false, &[]),
+        setup("ActiveMQ", BrokerKind::ActiveMq, false, false, &[]),
+    ]
+}
+
+pub fn chaos_figures(opts: &Opts, c: &ChaosOpts, report: &mut Report) {
+    let budget = std::env::var("GSCLUSTER_BENCH_CHAOS_MINUTES")
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok())
+        .map_or(c.budget, |m| Duration::from_secs(m * 60));
+    let mut seed = std::env::var("GSCLUSTER_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(gscluster::clock::now_us);
+    eprintln!(
+        "== chaos: at least {} edits and {} faults of each kind, rounds of {} edits and {} faults, budget {} min, first seed {seed}",
+        c.edits,
+        c.per_kind,
+        c.round_edits,
+        c.round_faults,
+        budget.as_secs() / 60
+    );
+    let started = Instant::now();
+    let mut setups = setups();
+    let mut faults: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut edits, mut rounds, mut failovers) = (0usize, 0usize, 0usize);
+    let mut converged: Vec<Duration> = Vec::new();
+    let mut per_setup: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut divergences: Vec<String> = Vec::new();
+    let mut turn = 0usize;
+    loop {
+        let lacking = |kinds: &[&str], faults: &BTreeMap<String, usize>| {
+            kinds
+                .iter()
+                .any(|k| faults.get(*k).copied().unwrap_or(0) < c.per_kind)
+        };
+        let runnable: Vec<usize> = (0..setups.len())
+            .filter(|&i| setups[i].skipped.is_none())
+            .collect();
+        let done = edits >= c.edits
+            && !lacking(&BASE_KINDS, &faults)
+            && runnable
+                .iter()
+                .all(|&i| !lacking(setups[i].own_kinds, &faults));
+        if done || runnable.is_empty() || started.elapsed() > budget {
+            break;
+        }
+        // The setup whose own kinds are furthest behind; otherwise take turns.
+        let i = (runnable.iter().copied())
+            .filter(|&i| lacking(setups[i].own_kinds, &faults))
+            .min_by_key(|&i| {
+                (setups[i].own_kinds.iter())
+                    .map(|k| faults.get(*k).copied().unwrap_or(0))
+                    .min()
+                    .unwrap_or(0)
+            })
+            .unwrap_or_else(|| {
+                turn += 1;
+                runnable[turn % runnable.len()]
+            });
+        let s = &mut setups[i];
+        let ropts = RoundOpts {
+            seed,
+            edits: c.round_edits,
+            faults: c.round_faults,
+            broker: s.broker,
+            partitions: s.partitions,
+            disks: s.disks,
+        };
+        seed += 1;
+        eprintln!(
+            "  round {} on {} (seed {}), {:.0} min in",
+            rounds + 1,
+            s.name,
+            ropts.seed,
+            started.elapsed().as_secs_f64() / 60.0
+        );
+        match round(&ropts) {
+            Outcome::Passed(r) => {
+                rounds += 1;
+                edits += r.edits;
+                failovers += r.failovers;
+                converged.push(r.converged);
+                *per_setup.entry(s.name).or_default() += 1;
+                for (k, n) in r.faults {
+                    *faults.entry(k).or_default() += n;
+                }
+            }
+            Outcome::Skipped(why) => {
+                eprintln!("  {}: skipped: {why}", s.name);
+                s.skipped = Some(why);
+            }
+            Outcome::Failed(text) => {
+                rounds += 1;
+                *per_setup.entry(s.name).or_default() += 1;
+                let dir = target_dir().join("bench-logs");
+                fs::create_dir_all(&dir).unwrap();
+                let path = dir.join(format!("chaos-{}.log", ropts.seed));
+                fs::write(&path, &text).unwrap();
+                let finding = text.lines().last().unwrap_or("").to_string();
+                eprintln!(
+                    "  DIVERGENCE, seed {}: {finding} ({})",
+                    ropts.seed,
+                    path.display()
+                );
+                divergences.push(format!("seed {} on {}", ropts.seed, s.name));
+            }
+        }
+    }
+    let took = started.elapsed();
+    converged.sort();
+    let at = |q: f64| {
+        converged
+            .get(((converged.len() as f64 - 1.0) * q).round() as usize)
+            .map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
+    };
+    let setups_run = (per_setup.iter())
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let skipped = (setups.iter())
+        .filter_map(|s| s.skipped.as_ref().map(|w| format!("{}: {w}", s.name)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut note = format!(
+        "{setups_run}; {:.0} min{}",
+        took.as_secs_f64() / 60.0,
+        if opts.quick { "; quick" } else { "" }
+    );
+    if !skipped.is_empty() {
+        note += &format!("; skipped {skipped}");
+    }
+    report.add("chaos", "chaos rounds", rounds, note);
+    report.add(
+        "chaos",
+        "chaos edits",
+        edits,
+        "both publishers, passed rounds",
+    );
+    for (k, n) in &faults {
+        report.add("chaos", &format!("chaos faults: {k}"), n, "");
+    }
+    report.add(
+        "chaos",
+        "chaos divergences",
+        divergences.len(),
+        if divergences.is_empty() {
+            "every round ended identical, nothing lost".to_string()
+        } else {
+            divergences.join(", ")
+        },
+    );
+    report.add(
+        "chaos",
+        "chaos converged after the last fault (median / max)",
+        format!("{} / {}", at(0.5), at(1.0)),
+        format!("{failovers} failovers to the second broker in partition rounds"),
+    );
+}
