@@ -123,7 +123,7 @@ impl Shared {
         let state = self.state.lock().unwrap();
         let mut s = self.board.status(&self.node_id, role, online, &state);
         drop(state);
-        s.hlc = self.clock.lock().unwrap().last();
+        s.hlc = self.clock.lock().unwrap().peek();
         let skipped = self.board.reloads_skipped();
         s.reload = reload.map(|r| crate::status::ReloadInfo::of(r, skipped));
         s.lease = reload.and_then(|r| r.lease);

@@ -63,6 +63,12 @@ impl Clock {
     pub fn last(&self) -> u64 {
         self.last
     }
+
+    /// What a reading now would be at least, without taking one: what a status announces, so
+    /// that it carries this node's clock even before its first local event.
+    pub fn peek(&self) -> u64 {
+        self.last.max(wall_ms() << 16)
+    }
 }
 
 #[cfg(test)]
