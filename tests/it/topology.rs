@@ -84,6 +84,15 @@ fn trio(seed: u64, both_id: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Trio {
     }
 }
 
+/// A trio whose `both` node, "gs-ahead", reads a clock `hours` ahead, watched by the pure master.
+fn trio_ahead(seed: u64, hours: u64) -> Trio {
+    let t = trio(seed, "gs-ahead", |cfg| {
+        cfg.clock_offset_ms = Some(hours as i64 * 3600 * 1000);
+    });
+    wait_watching(&t.master, &["gs-ahead"]);
+    t
+}
+
 /// Wait until the pure master watches the Deltas of every node in `publishers` (it subscribes
 /// per origin once it has seen that node's status).
 fn wait_watching(master: &Member, publishers: &[&str]) {
@@ -497,10 +506,7 @@ fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_ow
         master,
         both: ahead,
         slave,
-    } = trio(74, "gs-ahead", |cfg| {
-        cfg.clock_offset_ms = Some(3 * 3600 * 1000);
-    });
-    wait_watching(&master, &["gs-ahead"]);
+    } = trio_ahead(74, 3);
     let all = [&master.node, &ahead.node, &slave.node];
     let rel = cat.layers[0].layer_file();
     let read = |m: &Member| fs::read(m.data.path().join(&rel)).unwrap();
@@ -547,10 +553,7 @@ fn a_deletion_on_the_pure_master_beats_the_start_up_delta_of_a_new_node_hours_ah
         master,
         both: ahead,
         slave,
-    } = trio(75, "gs-ahead", |cfg| {
-        cfg.clock_offset_ms = Some(2 * 3600 * 1000);
-    });
-    wait_watching(&master, &["gs-ahead"]);
+    } = trio_ahead(75, 2);
     let all = [&master.node, &ahead.node, &slave.node];
     let layer = &cat.layers[0];
     let gone = [layer.layer_file(), layer.resource_file()];
