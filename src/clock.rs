@@ -60,12 +60,14 @@ pub fn now_ns() -> u64 {
 
 /// Seconds since local midnight now (the machine's time zone, as `localtime_r` reads it).
 pub fn local_seconds_of_day() -> u32 {
-    let now = since_epoch().as_secs() as libc::time_t;
+    let secs = since_epoch().as_secs();
+    // The type `localtime_r` takes (`time_t`, whose name musl's libc deprecates), inferred.
+    let now = secs as _;
     // SAFETY: `localtime_r` only writes the `tm` it is given, which lives on this stack.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
     if !ok {
-        return (now.rem_euclid(86_400)) as u32;
+        return (secs % 86_400) as u32;
     }
     (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec) as u32
 }
