@@ -12,11 +12,12 @@ const FAULTS: usize = 20;
 fn run_round(opts: Opts) {
     match round(&opts) {
         Outcome::Passed(r) => println!(
-            "chaos seed {}: passed ({} edits, faults {:?}, converged {:.1} s after the last fault, {} failovers, {:.0} s in all)",
+            "chaos seed {}: passed ({} edits, faults {:?}, converged {:.1} s after the last fault and {:.1} s after the last edit, {} failovers, {:.0} s in all)",
             r.seed,
             r.edits,
             r.faults,
             r.converged.as_secs_f64(),
+            r.after_last_edit.as_secs_f64(),
             r.failovers,
             r.took.as_secs_f64()
         ),

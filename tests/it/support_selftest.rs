@@ -829,6 +829,36 @@ mod proxy {
     }
 
     #[test]
+    fn half_open_lets_bytes_reach_upstream_and_holds_the_way_back_until_healed() {
+        let p = Proxy::start(echo());
+        let mut s = connect(&p);
+        p.set(Faults {
+            half_open: true,
+            ..Faults::default()
+        });
+        s.write_all(b"ping").unwrap();
+        crate::support::node::wait_until(
+            "the bytes reached upstream",
+            Duration::from_secs(5),
+            || p.bytes().0 == 4,
+        );
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let e = s.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "the echo is held: {e:?}"
+        );
+        assert_eq!(p.bytes().1, 0);
+        p.heal();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut held = [0u8; 4];
+        s.read_exact(&mut held).unwrap();
+        assert_eq!(&held, b"ping", "delivered once healed");
+    }
+
+    #[test]
     fn resets_cut_open_connections_and_refusal_closes_new_ones() {
         let p = Proxy::start(echo());
         let mut s = connect(&p);

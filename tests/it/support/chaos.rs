@@ -1,6 +1,6 @@
 //! The chaos harness: a seeded random run of a real cluster while both of its publishers edit,
-//! then a checker. `tests/it/chaos.rs` runs short rounds in `cargo test`; a long mode over
-//! several seeds (the benchmark's) is still to come (issue 14).
+//! then a checker. `tests/it/chaos.rs` runs short rounds in `cargo test`; the benchmark's
+//! `chaos` section (benches/cluster/chaos.rs) runs long ones over many seeds.
 //!
 //! The cluster: a pure master and a `both` node (its wall clock two hours ahead) publishing,
 //! three slaves applying, a broker in between — Mosquitto (persistent), ActiveMQ, or the
@@ -11,7 +11,8 @@
 //! filesystems (support::smallfs) that fill.
 //!
 //! Faults at random: `kill -9` and restart of any node and of the broker; added latency and
-//! jitter, connection resets, refused connections and black holes on a node's link; a node's
+//! jitter, a 16 KiB/s bandwidth cap, connection resets, refused connections, black holes and
+//! half-open connections (the broker's bytes no longer come back) on a node's link; a node's
 //! namespace cut off from the broker network, or from the first broker only; a full data or
 //! state directory; a stand-in GeoServer answering 500, going away or hanging past the reload
 //! timeout.
@@ -93,6 +94,9 @@ pub struct Report {
     pub faults: BTreeMap<String, usize>,
     /// From the last fault healed to identical trees.
     pub converged: Duration,
+    /// From the last edit to identical trees (the last fault may end before it, or touch
+    /// nothing the trees depend on, such as a GeoServer fault: then `converged` is ~0).
+    pub after_last_edit: Duration,
     /// The whole round.
     pub took: Duration,
     /// Connections nodes made to the second broker of the failover pair (partitions only):
@@ -115,9 +119,14 @@ enum Kind {
     Kill,
     /// `kill -9` the broker, start it again at the end.
     Broker,
+    /// 200 ms ± 200 ms each way.
     Latency,
+    /// 16 KiB/s each way (an edge link).
+    Slow,
     Reset,
     Blackhole,
+    /// The broker's bytes stop coming back; the node's still reach it.
+    HalfOpen,
     Refuse,
     /// The node's GeoServer answers 500.
     GsError,
@@ -153,9 +162,11 @@ fn schedule(rng: &mut Rng, opts: &Opts, span: Duration, members: usize) -> Vec<F
     let mut kinds = vec![
         (Kind::Kill, 25),
         (Kind::Broker, 8),
-        (Kind::Latency, 14),
-        (Kind::Reset, 14),
-        (Kind::Blackhole, 12),
+        (Kind::Latency, 12),
+        (Kind::Slow, 8),
+        (Kind::Reset, 12),
+        (Kind::Blackhole, 10),
+        (Kind::HalfOpen, 8),
         (Kind::Refuse, 6),
         (Kind::GsError, 9),
         (Kind::GsDown, 6),
@@ -464,9 +475,17 @@ impl Rig {
                 jitter: Duration::from_millis(200),
                 ..m.proxy.faults()
             }),
+            Kind::Slow => m.proxy.set(Faults {
+                bandwidth: Some(16 * 1024),
+                ..m.proxy.faults()
+            }),
             Kind::Reset => m.proxy.reset_all(),
             Kind::Blackhole => m.proxy.set(Faults {
                 blackhole: true,
+                ..m.proxy.faults()
+            }),
+            Kind::HalfOpen => m.proxy.set(Faults {
+                half_open: true,
                 ..m.proxy.faults()
             }),
             Kind::Refuse => {
@@ -495,7 +514,9 @@ impl Rig {
                 self.broker_down = false;
             }
             Kind::Broker => {}
-            Kind::Latency | Kind::Blackhole | Kind::Refuse => m.proxy.heal(),
+            Kind::Latency | Kind::Slow | Kind::Blackhole | Kind::HalfOpen | Kind::Refuse => {
+                m.proxy.heal()
+            }
             Kind::Reset => {}
             Kind::GsError => m.gs.as_ref().unwrap().set_status(200),
             Kind::GsDown => m.gs.as_ref().unwrap().set_down(false),
@@ -560,6 +581,7 @@ pub fn round(opts: &Opts) -> Outcome {
     let mut started_f = vec![false; faults.len()];
     let mut ended = vec![false; faults.len()];
     let mut done = 0;
+    let mut last_edit = Instant::now();
     while done < opts.edits || ended.iter().any(|e| !e) {
         let now = t0.elapsed();
         for (i, f) in faults.iter().enumerate() {
@@ -578,6 +600,7 @@ pub fn round(opts: &Opts) -> Outcome {
             } else {
                 second.edit(&b_root, &mut rng);
             }
+            last_edit = Instant::now();
             done += 1;
         }
         std::thread::sleep(Duration::from_millis(5)); // the workload's pace, not a wait
@@ -601,6 +624,7 @@ pub fn round(opts: &Opts) -> Outcome {
         );
     }
     let converged = healed.elapsed();
+    let after_last_edit = last_edit.elapsed();
     println!(
         "chaos seed {}: converged {:.1} s after the last fault healed",
         opts.seed,
@@ -630,6 +654,7 @@ pub fn round(opts: &Opts) -> Outcome {
         edits: opts.edits,
         faults: by_kind,
         converged,
+        after_last_edit,
         took: started.elapsed(),
         failovers,
     })

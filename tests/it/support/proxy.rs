@@ -1,8 +1,10 @@
 //! A fault-injecting TCP proxy between nodes and brokers (`tc netem` is not available here):
 //! every byte goes through it, counted, and it can add latency and jitter, cap the bandwidth,
-//! reset every connection, refuse new ones, and black-hole — accept and keep connections open
-//! but deliver nothing until healed, as a dead route does (TCP then delivers what was held, in
-//! order: bytes are delayed, never lost or altered, which no real network does either).
+//! reset every connection, refuse new ones, black-hole — accept and keep connections open but
+//! deliver nothing until healed, as a dead route does (TCP then delivers what was held, in
+//! order: bytes are delayed, never lost or altered, which no real network does either) — and
+//! hold one direction only (half-open: the node's bytes reach the broker, the broker's do not
+//! come back, as when a NAT or a firewall drops a connection's state on one side).
 //!
 //! Plain std threads: one accepts; per connection one thread reads each direction into a queue
 //! of (when due, bytes) and one writes it out in order once due, at no more than the bandwidth
@@ -32,6 +34,8 @@ pub struct Faults {
     pub blackhole: bool,
     /// New connections are closed at once (the port still accepts: a refusing service).
     pub refuse: bool,
+    /// Upstream → client delivers nothing until healed; client → upstream flows.
+    pub half_open: bool,
 }
 
 struct Shared {
@@ -240,8 +244,10 @@ fn pipe(from: &TcpStream, to: &TcpStream, shared: &Arc<Shared>, up: bool, ended:
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 thread::sleep(wait); // the link's delay itself, not synchronisation
             }
-            // A dead route: hold the bytes until it comes back (or the proxy stops).
-            while s.faults.lock().unwrap().blackhole && !s.stop.load(Ordering::SeqCst) {
+            // A dead route (or, half-open, a dead way back): hold the bytes until it comes back
+            // (or the proxy stops).
+            let held = |f: Faults| f.blackhole || (f.half_open && !up);
+            while held(*s.faults.lock().unwrap()) && !s.stop.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(10));
             }
             let f = *s.faults.lock().unwrap();
