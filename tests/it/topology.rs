@@ -86,10 +86,16 @@ fn trio(seed: u64, both_id: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Trio {
 
 /// A trio whose `both` node, "gs-ahead", reads a clock `hours` ahead, watched by the pure master.
 fn trio_ahead(seed: u64, hours: u64) -> Trio {
-    let t = trio(seed, "gs-ahead", |cfg| {
-        cfg.clock_offset_ms = Some(hours as i64 * 3600 * 1000);
+    trio_skewed(seed, "gs-ahead", hours as i64)
+}
+
+/// A trio whose `both` node `id` reads a clock `hours` off (negative: behind), watched by the
+/// pure master.
+fn trio_skewed(seed: u64, id: &str, hours: i64) -> Trio {
+    let t = trio(seed, id, |cfg| {
+        cfg.clock_offset_ms = Some(hours * 3600 * 1000);
     });
-    wait_watching(&t.master, &["gs-ahead"]);
+    wait_watching(&t.master, &[id]);
     t
 }
 
@@ -539,6 +545,39 @@ fn a_publisher_with_a_clock_hours_ahead_does_not_win_the_edits_made_after_its_ow
         "{}",
         master.node.log_contents()
     );
+}
+
+/// A publisher whose wall clock runs three hours behind still wins with an edit made after the
+/// one it received: its clock takes in the versions of every Delta it applies, so its next
+/// version is above them however far behind its wall clock reads. Without that, its edits would
+/// lose on every node for three hours and its own GeoServer would be put back under its users.
+#[test]
+fn a_publisher_with_a_clock_hours_behind_wins_the_edits_it_makes_after_receiving_others() {
+    let Trio {
+        catalog: cat,
+        master,
+        both: behind,
+        slave,
+    } = trio_skewed(76, "gs-behind", -3);
+    let all = [&master.node, &behind.node, &slave.node];
+    let rel = cat.layers[0].layer_file();
+    let read = |m: &Member| fs::read(m.data.path().join(&rel)).unwrap();
+
+    // 1. The pure master, on time, edits the layer; the node three hours behind applies it.
+    let on_time = retitled(master.data.path(), &rel, "on time");
+    write(master.data.path(), &rel, &on_time);
+    wait_until_logs("every node has the edit", CONVERGE, &all, || {
+        read(&slave) == on_time && read(&behind) == on_time
+    });
+    // 2. Afterwards the node behind edits the same layer: its later edit wins on every applying
+    //    node, and the pure master (which keeps its own copy) says its copy lost to it.
+    let later = retitled(behind.data.path(), &rel, "made later, three hours behind");
+    write(behind.data.path(), &rel, &later);
+    let lost = format!("conflict lost: {rel}: the edit of gs-behind");
+    wait_until_logs("the later edit wins", CONVERGE, &all, || {
+        read(&slave) == later && master.node.log_contents().contains(&lost)
+    });
+    assert_eq!(read(&behind), later, "the node behind kept its own edit");
 }
 
 /// Found by issue 14's chaos rounds: a new `both` node hours ahead publishes its whole tree at
