@@ -200,6 +200,67 @@ fn mutations_write_what_they_report_and_bump_update_sequence() {
 }
 
 #[test]
+fn store_group_and_workspace_edits_write_what_they_report_and_keep_references_whole() {
+    let (dir, mut cat) = generated(6);
+    let root = dir.path();
+    let seq = update_sequence(root);
+
+    // A store: a new password, then deleted with its layers (out of groups, tile layers gone).
+    let store = cat.stores[0].clone();
+    let file = match store.kind {
+        ResourceKind::FeatureType => "datastore.xml",
+        ResourceKind::Coverage => "coveragestore.xml",
+    };
+    let before = fs::read(root.join(&store.dir).join(file)).unwrap();
+    let touched = cat.modify_store(root, &store.id);
+    assert_eq!(
+        touched,
+        [format!("{}/{file}", store.dir), "global.xml".into()]
+    );
+    if store.kind == ResourceKind::FeatureType {
+        assert_ne!(fs::read(root.join(&store.dir).join(file)).unwrap(), before);
+    }
+    let layers: Vec<_> = (cat.layers.iter())
+        .filter(|l| l.store_id == store.id)
+        .cloned()
+        .collect();
+    assert!(!layers.is_empty(), "the generated store has layers");
+    let touched = cat.delete_store(root, &store.id);
+    assert!(!root.join(&store.dir).exists());
+    for l in &layers {
+        assert!(touched.contains(&l.layer_file()) && touched.contains(&l.gwc_file()));
+        assert!(!root.join(l.gwc_file()).exists());
+        assert!(cat.groups.iter().all(|g| !g.layers.contains(&l.id)));
+    }
+    assert_eq!(catalog_problems(root), Default::default());
+
+    // A group: one more layer in it, then deleted with its tile layer.
+    cat.add_group(root, "groupe_test");
+    let group = cat.groups.last().unwrap().clone();
+    cat.modify_group(root, &group.id);
+    let modified = cat.groups.last().unwrap();
+    assert_eq!(modified.layers.len(), group.layers.len() + 1);
+    let xml = fs::read_to_string(root.join(group.file())).unwrap();
+    assert!(xml.contains(modified.layers.last().unwrap()));
+    let touched = cat.delete_group(root, &group.id);
+    assert_eq!(
+        touched[..2],
+        [crate::support::model::gwc_file(&group.id), group.file()]
+    );
+    assert!(!root.join(group.file()).exists());
+
+    // A workspace: its isolated flag, in both files.
+    let ws = cat.workspaces[0].name.clone();
+    cat.modify_workspace(root, &ws);
+    for f in ["workspace.xml", "namespace.xml"] {
+        let xml = fs::read_to_string(root.join("workspaces").join(&ws).join(f)).unwrap();
+        assert!(xml.contains("<isolated>true</isolated>"), "{f}: {xml}");
+    }
+    assert_eq!(catalog_problems(root), Default::default());
+    assert_eq!(update_sequence(root), seq + 6);
+}
+
+#[test]
 #[should_panic(expected = "still in use")]
 fn deleting_a_style_in_use_is_refused() {
     let (dir, mut cat) = generated(4);

@@ -289,6 +289,7 @@ impl Catalog {
             name,
             id: self.new_id("WorkspaceInfo"),
             namespace_id: self.new_id("NamespaceInfo"),
+            isolated: false,
         };
         let dir = format!("workspaces/{}", ws.name);
         tx.write(&format!("{dir}/workspace.xml"), t::workspace_xml(&ws));

@@ -23,6 +23,8 @@ pub struct Workspace {
     pub name: String,
     pub id: String,
     pub namespace_id: String,
+    /// The workspace's "isolated" flag (in workspace.xml and namespace.xml alike).
+    pub isolated: bool,
 }
 
 #[derive(Clone, Debug)]

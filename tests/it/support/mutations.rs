@@ -110,6 +110,72 @@ impl Catalog {
         self.finish(tx)
     }
 
+    /// A new password on a datastore's connection, as its edit page saves it.
+    pub fn modify_store(&mut self, root: &Path, store_id: &str) -> Vec<String> {
+        let store = (self.stores.iter().find(|s| s.id == store_id))
+            .expect("store")
+            .clone();
+        let ws = self.workspace(&store.workspace).clone();
+        let secret = format!("{:016x}{:016x}=", self.rng.next_u64(), self.rng.next_u64());
+        let file = match store.kind {
+            ResourceKind::FeatureType => "datastore.xml",
+            ResourceKind::Coverage => "coveragestore.xml",
+        };
+        let mut tx = Tx {
+            root,
+            touched: vec![],
+        };
+        tx.write(
+            &format!("{}/{file}", store.dir),
+            t::store_xml(&store, &ws, &secret),
+        );
+        self.finish(tx)
+    }
+
+    /// A store deleted with everything in it, as GeoServer's recursive delete leaves the disk:
+    /// its layers taken out of groups and their tile layers removed, then the store's folder
+    /// (its layers' folders are inside it).
+    pub fn delete_store(&mut self, root: &Path, store_id: &str) -> Vec<String> {
+        let store = (self.stores.iter().find(|s| s.id == store_id))
+            .expect("store")
+            .clone();
+        let mut tx = Tx {
+            root,
+            touched: vec![],
+        };
+        let ids: Vec<String> = (self.layers.iter())
+            .filter(|l| l.store_id == store_id)
+            .map(|l| l.id.clone())
+            .collect();
+        self.detach_layers(&mut tx, &ids);
+        for id in &ids {
+            tx.remove(&gwc_file(id));
+        }
+        tx.remove_dir(&store.dir);
+        self.layers.retain(|l| l.store_id != store_id);
+        self.stores.retain(|s| s.id != store_id);
+        self.finish(tx)
+    }
+
+    /// The workspace's "isolated" flag toggled: workspace.xml and namespace.xml rewritten (and
+    /// `workspaces/default.xml` when it is the default workspace).
+    pub fn modify_workspace(&mut self, root: &Path, name: &str) -> Vec<String> {
+        let ws = (self.workspaces.iter_mut().find(|w| w.name == name)).expect("workspace");
+        ws.isolated = !ws.isolated;
+        let ws = ws.clone();
+        let mut tx = Tx {
+            root,
+            touched: vec![],
+        };
+        let dir = format!("workspaces/{name}");
+        tx.write(&format!("{dir}/workspace.xml"), t::workspace_xml(&ws));
+        tx.write(&format!("{dir}/namespace.xml"), t::namespace_xml(&ws));
+        if self.default_workspace.as_deref() == Some(name) {
+            tx.write("workspaces/default.xml", t::workspace_xml(&ws));
+        }
+        self.finish(tx)
+    }
+
     /// A global style: icon and body first, then NAME.xml.
     pub fn add_style(&mut self, root: &Path, name: &str) -> Vec<String> {
         assert!(
@@ -222,6 +288,47 @@ impl Catalog {
         self.finish(tx)
     }
 
+    /// One more layer published in the group (when one is left to add), saved with a new
+    /// dateModified.
+    pub fn modify_group(&mut self, root: &Path, group_id: &str) -> Vec<String> {
+        self.serial += 1;
+        let serial = self.serial;
+        let i = (self.groups.iter().position(|g| g.id == group_id)).expect("group");
+        let outside: Vec<String> = (self.layers.iter())
+            .filter(|l| !self.groups[i].layers.contains(&l.id))
+            .map(|l| l.id.clone())
+            .collect();
+        if !outside.is_empty() {
+            let layer = outside[self.rng.below(outside.len())].clone();
+            self.groups[i].layers.push(layer);
+            self.groups[i].styles.push(None);
+        }
+        let mut tx = Tx {
+            root,
+            touched: vec![],
+        };
+        tx.write(
+            &self.groups[i].file(),
+            t::group_xml(&self.groups[i], serial),
+        );
+        self.finish(tx)
+    }
+
+    /// The group's tile layer, then the group.
+    pub fn delete_group(&mut self, root: &Path, group_id: &str) -> Vec<String> {
+        let group = (self.groups.iter().find(|g| g.id == group_id))
+            .expect("group")
+            .clone();
+        let mut tx = Tx {
+            root,
+            touched: vec![],
+        };
+        tx.remove(&gwc_file(&group.id));
+        tx.remove(&group.file());
+        self.groups.retain(|g| g.id != group_id);
+        self.finish(tx)
+    }
+
     /// Applies `n` random mutations chosen by `rng_seed` and returns how many were applied (always
     /// `n`: an operation that does not apply, such as deleting from an empty catalog, is replaced
     /// by one that does). The catalog stays free of dangling references throughout.
@@ -242,7 +349,7 @@ impl Catalog {
             .filter(|s| s.workspace.is_none() && !self.style_in_use(&s.id))
             .map(|s| s.name.clone())
             .collect();
-        match rng.below(11) {
+        match rng.below(17) {
             0..=2 if !self.stores.is_empty() => {
                 let store = self.stores[rng.below(self.stores.len())].clone();
                 let wi = self
@@ -282,6 +389,33 @@ impl Catalog {
                 self.delete_workspace(root, &name)
             }
             10 if !self.layers.is_empty() => self.add_group(root, &format!("groupe_{serial}")),
+            11 if !self.workspaces.is_empty() => {
+                let wi = rng.below(self.workspaces.len());
+                self.add_store(root, wi)
+            }
+            12 if !self.stores.is_empty() => {
+                let id = self.stores[rng.below(self.stores.len())].id.clone();
+                self.modify_store(root, &id)
+            }
+            // Keep a few stores for new layers to go in.
+            13 if self.stores.len() > 3 => {
+                let id = self.stores[rng.below(self.stores.len())].id.clone();
+                self.delete_store(root, &id)
+            }
+            14 if !self.groups.is_empty() => {
+                let id = self.groups[rng.below(self.groups.len())].id.clone();
+                self.modify_group(root, &id)
+            }
+            15 if !self.groups.is_empty() => {
+                let id = self.groups[rng.below(self.groups.len())].id.clone();
+                self.delete_group(root, &id)
+            }
+            16 if !self.workspaces.is_empty() => {
+                let name = self.workspaces[rng.below(self.workspaces.len())]
+                    .name
+                    .clone();
+                self.modify_workspace(root, &name)
+            }
             _ => self.add_workspace(root, &format!("espace_{serial}")),
         }
     }

@@ -68,19 +68,21 @@ pub const LOGGING_XML: &str = "<logging>\n  <level>PRODUCTION_LOGGING</level>\n 
 
 pub fn workspace_xml(ws: &Workspace) -> String {
     format!(
-        "<workspace>\n  <id>{}</id>\n  <name>{}</name>\n  <isolated>false</isolated>\n</workspace>",
+        "<workspace>\n  <id>{}</id>\n  <name>{}</name>\n  <isolated>{}</isolated>\n</workspace>",
         esc(&ws.id),
-        esc(&ws.name)
+        esc(&ws.name),
+        ws.isolated
     )
 }
 
 pub fn namespace_xml(ws: &Workspace) -> String {
     format!(
         "<namespace>\n  <id>{}</id>\n  <prefix>{}</prefix>\n  <uri>http://example.org/{}</uri>\n  \
-<isolated>false</isolated>\n</namespace>",
+<isolated>{}</isolated>\n</namespace>",
         esc(&ws.namespace_id),
         esc(&ws.name),
-        esc(&ws.name)
+        esc(&ws.name),
+        ws.isolated
     )
 }
 
