@@ -22,7 +22,8 @@
 //! `GSCLUSTER_BENCH_QUICK=1` (same as `--quick`), `GSCLUSTER_BENCH_TRIALS=N` (latency trials,
 //! at least 20 outside quick mode; default 50), `GSCLUSTER_BENCH_ONLY=a,b` (run only these
 //! sections: `binary`, `startup`, `cluster`, `catchup`, `bootstrap`, `airgap`, `peers`,
-//! `rolling`, `chaos`; the results file then holds only their rows).
+//! `rolling`, `chaos`, `scale`; the results file then holds only their rows),
+//! `GSCLUSTER_BENCH_LAYERS=1000,10000,100000` (the `scale` section's catalog sizes).
 //!
 //! The `peers` section (benches/cluster/peers.rs) runs the same scenarios — idle, bootstrap of an
 //! empty target, one new layer, a burst of 1,000 new layers — against gscluster with 3 slaves,
@@ -38,6 +39,11 @@
 //! seeded rounds of random faults on every broker setup this machine has, until 10,000 edits
 //! and at least 100 faults of each kind, and reports divergences and convergence times. It runs
 //! only when named (`GSCLUSTER_BENCH_ONLY=chaos`): it takes an hour or more.
+//!
+//! The `scale` section (benches/cluster/scale.rs) is issue 15's table: idle RSS, start-up, full
+//! rescan, detection, bootstrap (beside `cp -r` + `sync`) and the catch-up of 10,000 changes at
+//! each size of `GSCLUSTER_BENCH_LAYERS` (default 1,000, 10,000 and 100,000 layers). It runs
+//! only when named (`GSCLUSTER_BENCH_ONLY=scale`).
 
 #[path = "cluster/airgap.rs"]
 mod airgap;
@@ -47,6 +53,8 @@ mod chaos;
 mod peers;
 #[path = "cluster/rolling.rs"]
 mod rolling;
+#[path = "cluster/scale.rs"]
+mod scale;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -98,6 +106,8 @@ struct Opts {
     rolling: rolling::RollingOpts,
     /// The chaos section (only when named).
     chaos: chaos::ChaosOpts,
+    /// The scale section (only when named).
+    scale: scale::ScaleOpts,
     /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
     only: Vec<String>,
     binary: PathBuf,
@@ -238,6 +248,9 @@ fn main() {
     if opts.named("chaos") {
         chaos::chaos_figures(&opts, &opts.chaos, &mut report);
     }
+    if opts.named("scale") {
+        scale::scale_figures(&opts, &opts.scale, &mut report);
+    }
 
     let elapsed = started.elapsed();
     let md = render(&opts, &report, elapsed);
@@ -290,6 +303,11 @@ fn quick_opts(
             round_edits: 60,
             round_faults: 6,
             budget: Duration::from_secs(600),
+        },
+        scale: scale::ScaleOpts {
+            layers: vec![100],
+            catchup: (100, 10),
+            restarts: 1,
         },
         only,
         binary,
@@ -363,6 +381,12 @@ fn full_opts(
             round_edits: 1000,
             round_faults: 200,
             budget: Duration::from_secs(150 * 60),
+        },
+        // Issue 15's table: 1,000, 10,000 and 100,000 layers (GSCLUSTER_BENCH_LAYERS).
+        scale: scale::ScaleOpts {
+            layers: vec![1_000, 10_000, 100_000],
+            catchup: (10_000, 20),
+            restarts: 3,
         },
         only,
         binary,
@@ -1051,13 +1075,13 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
         let mut changer = Changer::new(c.master_data.path(), &c.catalog.layers);
         let mut made = 0u64;
         for &(n, burst) in &opts.catchups {
-            catchup_figure(&mut c, &mut changer, n, burst, &mut made, report);
+            catchup_figure(&mut c, &mut changer, n, burst, &mut made, report, "");
         }
     }
     if !opts.runs("bootstrap") {
         return;
     }
-    bootstrap_figure(&c, &configure_node, report, "", None);
+    bootstrap_figure(&c, &configure_node, report, "", "", None);
     drop(c);
     for spec in &opts.bootstraps[1..] {
         eprintln!("== recovery: master on {} layers", layers(spec));
@@ -1071,7 +1095,7 @@ fn recovery_figures(opts: &Opts, report: &mut Report) {
         // The goal's idle figures are for this size: the master and the slave it just
         // bootstrapped, once both are quiet.
         let idle = Some((opts.idle_settle, opts.idle_window));
-        bootstrap_figure(&c, &configure_node, report, "", idle);
+        bootstrap_figure(&c, &configure_node, report, "", "", idle);
         detection_figures(opts, &c, report);
     }
 }
@@ -1354,6 +1378,7 @@ fn catchup_figure(
     burst: usize,
     made: &mut u64,
     report: &mut Report,
+    key: &str,
 ) {
     eprintln!("== catch-up of a slave that missed {n} changes");
     let master_dir = c.master_data.path().to_path_buf();
@@ -1383,7 +1408,7 @@ fn catchup_figure(
     });
     settle_reload(&slave.node, &slave.gs, t0 + converged);
     let lines = tail.lines();
-    save_logs(&format!("catchup-{n}"), &[&c.master, &slave.node]);
+    save_logs(&format!("{key}catchup-{n}"), &[&c.master, &slave.node]);
 
     // 3. What its reloads and its log say about how it caught up.
     let allowed = catalog_problems(&master_dir);
@@ -1451,7 +1476,7 @@ fn catchup_figure(
     // 4. The figures.
     let mib = |b: u64| b as f64 / 1048576.0;
     report.add(
-        &format!("catchup_{n}_ms"),
+        &format!("{key}catchup_{n}_ms"),
         &format!("catch-up of a slave that missed {n} changes: restart → converged (ms)"),
         converged.as_millis(),
         format!(
@@ -1477,7 +1502,7 @@ fn catchup_figure(
         ),
     );
     report.add(
-        &format!("catchup_{n}_reloads"),
+        &format!("{key}catchup_{n}_reloads"),
         &format!("reloads of the slave during the catch-up of {n} changes"),
         reloads.len(),
         format!(
@@ -1487,7 +1512,7 @@ fn catchup_figure(
         ),
     );
     report.add(
-        &format!("catchup_{n}_path"),
+        &format!("{key}catchup_{n}_path"),
         &format!("catch-up of {n} changes came from"),
         path,
         format!(
@@ -1598,6 +1623,7 @@ fn bootstrap_figure(
     configure_node: &dyn Fn(&mut NodeConfig),
     report: &mut Report,
     key: &str,
+    who: &str,
     idle: Option<(Duration, Duration)>,
 ) -> (Duration, usize) {
     let master_dir = c.master_data.path();
@@ -1647,11 +1673,6 @@ fn bootstrap_figure(
         .count();
     let ms = |x: Option<(i64, &str)>| x.map_or("-".to_string(), |(t, _)| t.to_string());
     let round = last_line(&lines, " complete in ", wall0);
-    let who = if key.is_empty() {
-        ""
-    } else {
-        "3-slave cluster, "
-    };
     let reload_at: Vec<String> = (lines.iter())
         .filter(|l| l.contains("GeoServer reloaded"))
         .filter_map(|l| log_offset_ms(l, wall0))

@@ -234,8 +234,14 @@ fn gscluster_figures(opts: &Opts, po: &PeerOpts, report: &mut Report) -> Figures
     f.idle_rss_kib = Some(total_rss);
 
     // Bootstrap of a fourth, empty slave, on the untouched tree.
-    let (boot, boot_reloads) =
-        bootstrap_figure(&c, &configure_node, report, "peers_gscluster_", None);
+    let (boot, boot_reloads) = bootstrap_figure(
+        &c,
+        &configure_node,
+        report,
+        "peers_gscluster_",
+        "3-slave cluster, ",
+        None,
+    );
     f.bootstrap_ms = Some(ms(boot));
     f.bootstrap_reloads = Some(boot_reloads);
 
