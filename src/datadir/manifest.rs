@@ -93,12 +93,67 @@ impl Entry {
 }
 
 /// Path → entry for every replicated path this node knows, live or tombstoned.
+///
+/// Read and changed through its methods only, never as a map: they are the operations an
+/// on-disk store must serve when the manifest leaves the heap (issue 15) — a lookup, a walk in
+/// path order, a walk of one folder, a count.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    pub entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl FromIterator<(String, Entry)> for Manifest {
+    fn from_iter<I: IntoIterator<Item = (String, Entry)>>(iter: I) -> Manifest {
+        Manifest {
+            entries: iter.into_iter().collect(),
+        }
+    }
 }
 
 impl Manifest {
+    /// The entry at `path`, live or tombstoned.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Every entry, tombstones included, in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// The entries at `rel` or below it (`rel/…`), in path order.
+    pub fn within<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = (&'a String, &'a Entry)> {
+        use std::ops::Bound;
+        let inside =
+            move |p: &str| p == rel || (p.starts_with(rel) && p[rel.len()..].starts_with('/'));
+        // In path order, `rel/…` comes after `rel` and after siblings such as `rel.xml` or
+        // `rel-old` (bytes below '/'), and before anything above `rel/`.
+        let below = format!("{rel}/");
+        (self
+            .entries
+            .range::<str, _>((Bound::Included(rel), Bound::Unbounded)))
+        .take_while(move |(p, _)| inside(p) || p.as_str() <= below.as_str())
+        .filter(move |(p, _)| inside(p))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Record `entry` at `path` (the state's commit does this, nothing else should).
+    pub fn set(&mut self, path: String, entry: Entry) {
+        self.entries.insert(path, entry);
+    }
+
+    /// Drop the entry at `path` entirely (no tombstone).
+    pub fn forget(&mut self, path: &str) {
+        self.entries.remove(path);
+    }
+
     /// The entries whose file should exist (not tombstones).
     pub fn live(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.entries.iter().filter(|(_, e)| !e.deleted)
@@ -207,8 +262,9 @@ pub fn diff_with_stats(
 /// Records stat-only updates from [`diff_with_stats`] in the manifest.
 pub fn refresh_stats(manifest: &mut Manifest, updates: &[StatUpdate]) {
     for u in updates {
-        if let Some(e) = manifest.entries.get_mut(&u.path).filter(|e| !e.deleted) {
+        if let Some(mut e) = manifest.live_entry(&u.path).cloned() {
             e.set_stat(&u.stat);
+            manifest.set(u.path.clone(), e);
         }
     }
 }
@@ -236,7 +292,7 @@ mod tests {
     }
 
     fn manifest_of(t: &Tree) -> Manifest {
-        let entries = t
+        let entries: Vec<(String, Entry)> = t
             .iter()
             .map(|(p, b)| {
                 let s = stat_of(b, 1);
@@ -253,7 +309,7 @@ mod tests {
                 (p.clone(), e)
             })
             .collect();
-        Manifest { entries }
+        entries.into_iter().collect()
     }
 
     fn scan_of(t: &Tree, gen: i64) -> BTreeMap<String, FileStat> {
@@ -310,7 +366,9 @@ mod tests {
     fn reappearing_file_after_tombstone_is_a_write() {
         let t: Tree = [("a.xml".to_string(), b"x".to_vec())].into();
         let mut m = manifest_of(&t);
-        m.entries.get_mut("a.xml").unwrap().deleted = true;
+        let mut gone = m.get("a.xml").unwrap().clone();
+        gone.deleted = true;
+        m.set("a.xml".into(), gone);
         let out = diff(&m, &scan_of(&t, 1), |p| Ok(sha(&t[p])));
         assert!(matches!(&out[..], [LocalChange::Write { path, .. }] if path == "a.xml"));
         assert_eq!(m.live().count(), 0);

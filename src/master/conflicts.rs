@@ -59,7 +59,7 @@ pub fn report_lost(sh: &Shared, delta: &Delta) {
         delta.changes.len()
     );
     for c in &delta.changes {
-        let Some(mine) = state.manifest.entries.get(&c.path) else {
+        let Some(mine) = state.manifest.get(&c.path) else {
             continue;
         };
         // A path merged field by field loses only when another node's settings edit is newer

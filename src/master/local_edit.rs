@@ -38,7 +38,7 @@ pub fn write(manifest: &Manifest, path: String, bytes: Vec<u8>, version: &Versio
 pub fn delete(manifest: &Manifest, path: String, version: &Version) -> Change {
     let merged = update_sequence::merged(&path).then(|| Merged {
         settings: version.clone(),
-        counter: (manifest.entries.get(&path))
+        counter: (manifest.get(&path))
             .and_then(|e| e.merged.as_ref().map(|m| m.counter))
             .unwrap_or(0),
     });

@@ -520,20 +520,10 @@ pub fn adopt_uncommitted(
 /// The manifest entries at or below the given paths: what a scan of just those paths is
 /// compared with (an entry there that the scan no longer finds is a deletion).
 fn manifest_within(manifest: &datadir::Manifest, rels: &BTreeSet<String>) -> datadir::Manifest {
-    let mut part = datadir::Manifest::default();
-    for rel in rels {
-        let below = format!("{rel}/");
-        for (path, entry) in manifest.entries.range(rel.clone()..) {
-            if path != rel && !path.starts_with(&below) {
-                if path.as_str() > below.as_str() {
-                    break;
-                }
-                continue;
-            }
-            part.entries.insert(path.clone(), entry.clone());
-        }
-    }
-    part
+    (rels.iter())
+        .flat_map(|rel| manifest.within(rel))
+        .map(|(path, entry)| (path.clone(), entry.clone()))
+        .collect()
 }
 
 /// A file's bytes as read, or put back to the counter this node holds (and its new stat).
@@ -559,12 +549,11 @@ mod tests {
             "styles0/c.sld",
             "workspaces/w/workspace.xml",
         ] {
-            m.entries
-                .insert(p.to_string(), Entry::tombstone(Version::new(1, "a")));
+            m.set(p.to_string(), Entry::tombstone(Version::new(1, "a")));
         }
         let rels: BTreeSet<String> = ["styles".to_string(), "global.xml".to_string()].into();
         let part = manifest_within(&m, &rels);
-        let keys: Vec<&str> = part.entries.keys().map(|s| s.as_str()).collect();
+        let keys: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(
             keys,
             ["global.xml", "styles", "styles/a.sld", "styles/x/b.png"]

@@ -160,7 +160,7 @@ pub fn plan(
     let mut known = BTreeSet::new();
     for item in remote {
         known.insert(item.path.as_str());
-        let local_entry = local.entries.get(&item.path);
+        let local_entry = local.get(&item.path);
         let disk = on_disk(&item.path);
         if crate::update_sequence::merged(&item.path) {
             // Merged field by field: a lower version may still bring a settings edit or a
@@ -230,7 +230,7 @@ pub fn plan(
             .iter()
             .filter(|path| !known.contains(path.as_str()))
             .filter(|path| {
-                (local.entries.get(path.as_str()))
+                (local.get(path.as_str()))
                     .is_none_or(|e| e.version.origin == responder && e.version.hlc <= newest)
             })
             .cloned()
@@ -349,7 +349,7 @@ mod tests {
         );
         // Different bytes: fetched (and joined) even though the version here is higher.
         let mut local = Manifest::default();
-        local.entries.insert("global.xml".into(), entry(9, "mine"));
+        local.set("global.xml".into(), entry(9, "mine"));
         let p = plan(&local, &remote, |_| Some(h("mine")), &BTreeSet::new(), None);
         assert_eq!(
             p.fetch,
@@ -360,8 +360,8 @@ mod tests {
     #[test]
     fn newer_local_versions_win_and_up_to_date_files_are_left_alone() {
         let mut local = Manifest::default();
-        local.entries.insert("a.xml".into(), entry(5, "mine"));
-        local.entries.insert("b.xml".into(), entry(2, "b"));
+        local.set("a.xml".into(), entry(5, "mine"));
+        local.set("b.xml".into(), entry(2, "b"));
         let remote = vec![item("a.xml", 4, "theirs"), item("b.xml", 2, "b")];
         let disk = |p: &str| Some(if p == "a.xml" { h("mine") } else { h("b") });
         let p = plan(&local, &remote, disk, &BTreeSet::new(), Some("m"));
@@ -395,8 +395,8 @@ mod tests {
             version: Version::new(5, "gs-both"),
             ..entry(5, "x")
         };
-        local.entries.insert("theirs.xml".into(), theirs);
-        local.entries.insert("mine.xml".into(), entry(3, "x"));
+        local.set("theirs.xml".into(), theirs);
+        local.set("mine.xml".into(), entry(3, "x"));
         let remote = vec![item("a.xml", 9, "a")];
         let on_disk: BTreeSet<String> = ["a.xml", "theirs.xml", "mine.xml", "stray.xml"]
             .iter()
@@ -416,8 +416,8 @@ mod tests {
     #[test]
     fn a_file_the_responder_made_after_its_manifest_is_not_forgotten() {
         let mut local = Manifest::default();
-        local.entries.insert("old.xml".into(), entry(3, "x"));
-        local.entries.insert("new.xml".into(), entry(12, "x"));
+        local.set("old.xml".into(), entry(3, "x"));
+        local.set("new.xml".into(), entry(12, "x"));
         let remote = vec![item("a.xml", 9, "a")];
         let on_disk: BTreeSet<String> = ["a.xml", "old.xml", "new.xml"]
             .iter()

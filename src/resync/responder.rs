@@ -95,10 +95,7 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
                     },
                 );
             }
-            let items = state
-                .manifest
-                .entries
-                .iter()
+            let items = (state.manifest.iter())
                 .map(|(path, e)| Item {
                     path: path.clone(),
                     version: e.version.clone(),

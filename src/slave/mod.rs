@@ -222,7 +222,7 @@ fn local_edit(sh: &Shared, state: &State, step: &apply::Step) -> bool {
     if crate::update_sequence::merged(path) {
         return false;
     }
-    let recorded = state.manifest.entries.get(path).filter(|e| !e.deleted);
+    let recorded = state.manifest.live_entry(path);
     let intended = state.intent.get(path);
     let meta = match std::fs::symlink_metadata(sh.data_dir.join(path)) {
         Ok(m) => m,

@@ -245,11 +245,11 @@ impl State {
     fn apply(&mut self, rec: Record) {
         for (path, entry) in rec.entries {
             self.intent.remove(&path);
-            self.manifest.entries.insert(path, entry);
+            self.manifest.set(path, entry);
         }
         for path in rec.forget {
             self.intent.remove(&path);
-            self.manifest.entries.remove(&path);
+            self.manifest.forget(&path);
         }
         self.intent.extend(rec.intent);
         self.synced |= rec.synced;
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(s.next_seq, 5);
         assert_eq!(s.hlc, 99);
         assert_eq!(s.applied["b"], Position { epoch: 3, seq: 9 });
-        assert_eq!(s.manifest.entries["global.xml"], entry(1));
+        assert_eq!(s.manifest.get("global.xml"), Some(&entry(1)));
     }
 
     #[test]
@@ -514,7 +514,7 @@ mod tests {
         f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
         drop(f);
         let mut s = State::open(dir.path()).unwrap();
-        assert!(s.manifest.entries.contains_key("a.xml"));
+        assert!(s.manifest.get("a.xml").is_some());
         s.commit(Record {
             entries: vec![("b.xml".into(), entry(2))],
             ..Default::default()
@@ -522,7 +522,7 @@ mod tests {
         .unwrap();
         drop(s);
         let s = State::open(dir.path()).unwrap();
-        assert!(s.manifest.entries.contains_key("b.xml"));
+        assert!(s.manifest.get("b.xml").is_some());
     }
 
     #[test]
@@ -569,7 +569,7 @@ mod tests {
         s.compact().unwrap();
         drop(s);
         let s = State::open(dir.path()).unwrap();
-        assert_eq!(s.manifest.entries.len(), 50);
+        assert_eq!(s.manifest.len(), 50);
         assert_eq!(s.next_seq, 50);
     }
 }

@@ -116,14 +116,14 @@ pub fn plan(
     let mut deletes = Vec::new();
     for c in changes {
         if update_sequence::merged(&c.path) {
-            match merged_step(manifest.entries.get(&c.path), c, held) {
+            match merged_step(manifest.get(&c.path), c, held) {
                 Some(step @ Step::Write { .. }) => writes.push(step),
                 Some(step) => deletes.push(step),
                 None => {}
             }
             continue;
         }
-        if let Some(current) = manifest.entries.get(&c.path) {
+        if let Some(current) = manifest.get(&c.path) {
             if c.version < current.version || (c.version == current.version && equal == Equal::Skip)
             {
                 continue;

@@ -79,7 +79,7 @@ fn deletes_come_first_in_reverse_catalog_order_then_writes_in_order() {
 #[test]
 fn older_or_equal_versions_are_skipped() {
     let mut m = Manifest::default();
-    m.entries.insert(
+    m.set(
         "styles/roads.sld".into(),
         Entry::tombstone(Version::new(10, "a")),
     );
@@ -127,7 +127,7 @@ fn a_counter_bump_merges_into_a_newer_settings_edit_instead_of_replacing_it() {
     node.receive(&[global_change(20, "b", 20, "edited", 11)]);
     node.receive(&[global_change(30, "a", 5, "old", 12)]);
     assert_eq!(node.files["global.xml"], global("edited", 12));
-    let e = &node.manifest.entries["global.xml"];
+    let e = node.manifest.get("global.xml").unwrap();
     assert_eq!(e.version, Version::new(30, "a"));
     assert_eq!(e.merged.as_deref().unwrap().settings, Version::new(20, "b"));
     // The same changes again, or a lower counter, change nothing.
@@ -232,9 +232,7 @@ impl ModelNode {
         let steps = plan(&self.manifest, changes, &filter(), Equal::Skip, &held).unwrap();
         for step in steps {
             let change = step.into_change();
-            self.manifest
-                .entries
-                .insert(change.path.clone(), change.entry());
+            self.manifest.set(change.path.clone(), change.entry());
             match change.op {
                 Op::Write { bytes, .. } => self.files.insert(change.path, bytes),
                 Op::Delete => self.files.remove(&change.path),
@@ -345,7 +343,7 @@ proptest! {
         for node in &nodes {
             prop_assert_eq!(&node.files, &want_files);
             for (path, (version, _)) in &want {
-                prop_assert_eq!(&node.manifest.entries[path].version, version);
+                prop_assert_eq!(&node.manifest.get(path).unwrap().version, version);
             }
         }
     }
