@@ -303,6 +303,7 @@ fn quick_opts(
             round_edits: 60,
             round_faults: 6,
             budget: Duration::from_secs(600),
+            rounds_each: 0,
         },
         scale: scale::ScaleOpts {
             layers: vec![100],
@@ -381,6 +382,7 @@ fn full_opts(
             round_edits: 1000,
             round_faults: 200,
             budget: Duration::from_secs(150 * 60),
+            rounds_each: 2,
         },
         // Issue 15's table: 1,000, 10,000 and 100,000 layers (GSCLUSTER_BENCH_LAYERS).
         scale: scale::ScaleOpts {

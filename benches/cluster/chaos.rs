@@ -8,9 +8,13 @@
 //! `<target dir>/bench-logs/chaos-<seed>.log`; replay it with `GSCLUSTER_CHAOS_SEED=<seed>` and
 //! the matching test in tests/it/chaos.rs.
 //!
+//! Every setup runs at least `rounds_each` rounds, so that a long run also kills the embedded
+//! broker and ActiveMQ, whose setups bring no fault kind of their own.
+//!
 //! Only run when named: `GSCLUSTER_BENCH_ONLY=chaos` (it takes an hour or more in full).
 //! `GSCLUSTER_BENCH_CHAOS_MINUTES` sets the budget (default 150), `GSCLUSTER_CHAOS_SEED` the
-//! first seed (each round takes the next).
+//! first seed (each round takes the next), `GSCLUSTER_BENCH_CHAOS_SETUPS=embedded,activemq`
+//! the setups to run (`disks`, `partitions`, `embedded`, `activemq`; all by default).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,10 +31,14 @@ pub struct ChaosOpts {
     pub round_edits: usize,
     pub round_faults: usize,
     pub budget: Duration,
+    /// Rounds each setup runs at least.
+    pub rounds_each: usize,
 }
 
 /// One broker setup a round can run on, and the fault kinds only it brings.
 struct Setup {
+    /// Its name in `GSCLUSTER_BENCH_CHAOS_SETUPS`.
+    key: &'static str,
     name: &'static str,
     broker: BrokerKind,
     partitions: bool,
@@ -54,7 +62,8 @@ const BASE_KINDS: [&str; 11] = [
 ];
 
 fn setups() -> Vec<Setup> {
-    let setup = |name, broker, partitions, disks, own_kinds| Setup {
+    let setup = |key, name, broker, partitions, disks, own_kinds| Setup {
+        key,
         name,
         broker,
         partitions,
@@ -64,6 +73,7 @@ fn setups() -> Vec<Setup> {
     };
     vec![
         setup(
+            "disks",
             "Mosquitto, small disks",
             BrokerKind::Mosquitto,
             false,
@@ -71,15 +81,48 @@ fn setups() -> Vec<Setup> {
             &["DataFull", "StateFull"],
         ),
         setup(
+            "partitions",
             "Mosquitto pair, partitions",
             BrokerKind::Mosquitto,
             true,
             false,
             &["Partition", "CutFromFirst"],
         ),
-        setup("embedded broker", BrokerKind::Embedded, false, false, &[]),
-        setup("ActiveMQ", BrokerKind::ActiveMq, false, false, &[]),
+        setup(
+            "embedded",
+            "embedded broker",
+            BrokerKind::Embedded,
+            false,
+            false,
+            &[],
+        ),
+        setup(
+            "activemq",
+            "ActiveMQ",
+            BrokerKind::ActiveMq,
+            false,
+            false,
+            &[],
+        ),
     ]
+}
+
+/// The setups `GSCLUSTER_BENCH_CHAOS_SETUPS` names (every one when unset); an unknown name is
+/// an error that lists the known ones.
+fn chosen_setups() -> Vec<Setup> {
+    let all = setups();
+    let Ok(names) = std::env::var("GSCLUSTER_BENCH_CHAOS_SETUPS") else {
+        return all;
+    };
+    let names: Vec<&str> = names.split(',').map(str::trim).collect();
+    let known: Vec<&str> = all.iter().map(|s| s.key).collect();
+    for n in &names {
+        assert!(
+            known.contains(n),
+            "GSCLUSTER_BENCH_CHAOS_SETUPS: unknown setup {n:?} (known: {known:?})"
+        );
+    }
+    all.into_iter().filter(|s| names.contains(&s.key)).collect()
 }
 
 pub fn chaos_figures(opts: &Opts, c: &ChaosOpts, report: &mut Report) {
@@ -100,7 +143,7 @@ pub fn chaos_figures(opts: &Opts, c: &ChaosOpts, report: &mut Report) {
         budget.as_secs() / 60
     );
     let started = Instant::now();
-    let mut setups = setups();
+    let mut setups = chosen_setups();
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
     let (mut edits, mut rounds, mut failovers) = (0usize, 0usize, 0usize);
     let mut converged: Vec<Duration> = Vec::new();
@@ -117,22 +160,30 @@ pub fn chaos_figures(opts: &Opts, c: &ChaosOpts, report: &mut Report) {
         let runnable: Vec<usize> = (0..setups.len())
             .filter(|&i| setups[i].skipped.is_none())
             .collect();
+        let rounds_of = |i: usize| per_setup.get(setups[i].name).copied().unwrap_or(0);
         let done = edits >= c.edits
             && !lacking(&BASE_KINDS, &faults)
             && runnable
                 .iter()
-                .all(|&i| !lacking(setups[i].own_kinds, &faults));
+                .all(|&i| !lacking(setups[i].own_kinds, &faults) && rounds_of(i) >= c.rounds_each);
         if done || runnable.is_empty() || started.elapsed() > budget {
             break;
         }
-        // The setup whose own kinds are furthest behind; otherwise take turns.
-        let i = (runnable.iter().copied())
-            .filter(|&i| lacking(setups[i].own_kinds, &faults))
-            .min_by_key(|&i| {
-                (setups[i].own_kinds.iter())
-                    .map(|k| faults.get(*k).copied().unwrap_or(0))
-                    .min()
-                    .unwrap_or(0)
+        // A setup that has not had its rounds yet; then the one whose own kinds are furthest
+        // behind; otherwise take turns.
+        let short = (runnable.iter().copied())
+            .filter(|&i| rounds_of(i) < c.rounds_each)
+            .min_by_key(|&i| rounds_of(i));
+        let i = short
+            .or_else(|| {
+                (runnable.iter().copied())
+                    .filter(|&i| lacking(setups[i].own_kinds, &faults))
+                    .min_by_key(|&i| {
+                        (setups[i].own_kinds.iter())
+                            .map(|k| faults.get(*k).copied().unwrap_or(0))
+                            .min()
+                            .unwrap_or(0)
+                    })
             })
             .unwrap_or_else(|| {
                 turn += 1;
