@@ -33,6 +33,9 @@ pub struct Shared {
     /// Keys that sign what this node sends and verify what it receives.
     pub auth: Auth,
     pub state: Mutex<State>,
+    /// The Deltas this node knows it skipped, described (`State::lacking`; the reload gate
+    /// reads it without the state lock).
+    pub lacking: Arc<Mutex<Option<String>>>,
     pub clock: Mutex<Clock>,
     pub catalog: Mutex<CatalogIndex>,
     pub gate: Mutex<Gate>,
@@ -87,6 +90,7 @@ impl Shared {
             topics: Topics::new(&cfg.mqtt.topic_prefix, &cfg.node.group),
             auth,
             clock: Mutex::new(Clock::starting_after(state.hlc)),
+            lacking: Arc::clone(&state.lacking),
             state: Mutex::new(state),
             catalog: Mutex::new(catalog),
             gate: Mutex::new(Gate::default()),
@@ -115,6 +119,7 @@ impl Shared {
             self.backlog.load(Ordering::Relaxed),
             &catalog,
             &self.data_dir,
+            || self.lacking.lock().unwrap().clone(),
         )
     }
 

@@ -97,7 +97,7 @@ impl Worker {
             let state = self.shared.state.lock().unwrap();
             if !state.synced {
                 (r.resync).request("this node has not completed a resync yet (bootstrap)");
-            } else if let Some(lacking) = crate::resync::asker::describe_holes(&state.holes) {
+            } else if let Some(lacking) = crate::state::holes::describe_holes(&state.holes) {
                 (r.resync).request(&format!(
                     "deltas skipped before this node stopped are still missing ({lacking})"
                 ));

@@ -378,8 +378,16 @@ fn references_resolve(
     now: Instant,
     settings: ReloadSettings,
 ) -> bool {
-    let Readiness::Wait(missing) = ready() else {
-        return true;
+    let missing = match ready() {
+        Readiness::Ready => return true,
+        Readiness::AwaitResync(why) => {
+            match schedule.on_awaiting_resync(now) {
+                Held::Started => info!("reload held back until a resync completes: {why}"),
+                _ => debug!("reload still held back until a resync completes: {why}"),
+            }
+            return false;
+        }
+        Readiness::Wait(missing) => missing,
     };
     match schedule.on_not_ready(now) {
         Held::Started => info!("reload held back until references resolve: {missing}"),

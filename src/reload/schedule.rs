@@ -158,6 +158,22 @@ impl Schedule {
         }
     }
 
+    /// The readiness check said "wait for a resync" (one runs, or this node lacks Deltas it
+    /// skipped): held with no time limit, and the bounded wait for references starts again once
+    /// that is over.
+    pub(crate) fn on_awaiting_resync(&mut self, now: Instant) -> Held {
+        let started = self.hold.is_none();
+        self.hold = Some(Hold {
+            since: now,
+            recheck_at: now + self.settings.recheck,
+        });
+        if started {
+            Held::Started
+        } else {
+            Held::Continues
+        }
+    }
+
     /// What was owed was applied without a reload (per object): nothing is owed any more.
     pub(crate) fn on_covered(&mut self) {
         self.pending = None;
@@ -252,6 +268,21 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(t0 + ms(1900)));
         assert!(!s.is_due(t0 + ms(1000)));
         assert!(s.is_due(t0 + ms(1900)));
+    }
+
+    #[test]
+    fn a_hold_for_skipped_deltas_never_expires_and_restarts_the_reference_wait() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(ReloadSettings::default());
+        let wait = ReloadSettings::default().reference_wait;
+        assert_eq!(s.on_awaiting_resync(t0), Held::Started);
+        // Long past the bounded wait for references, still held.
+        assert_eq!(s.on_awaiting_resync(t0 + wait * 10), Held::Continues);
+        // The Deltas arrived, references still do not resolve: the bounded wait counts from
+        // the last hold for skipped Deltas, not from the first hold.
+        assert_eq!(s.on_not_ready(t0 + wait * 10 + ms(100)), Held::Continues);
+        assert_eq!(s.on_not_ready(t0 + wait * 11 - ms(100)), Held::Continues);
+        assert_eq!(s.on_not_ready(t0 + wait * 11 + ms(100)), Held::Expired);
     }
 
     #[test]

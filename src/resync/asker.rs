@@ -16,7 +16,7 @@ use crate::delta::{Change, Op, Part};
 use crate::hlc::Version;
 use crate::mqtt::connection::Link;
 use crate::slave::{self, apply};
-use crate::state::{Hole, Position, Record};
+use crate::state::{holes, Hole, Position, Record};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -586,7 +586,7 @@ fn finish(
         synced: true,
         ..Default::default()
     })?;
-    Ok((removed, describe_holes(&state.holes)))
+    Ok((removed, holes::describe_holes(&state.holes)))
 }
 
 /// The holes in `holes` a manifest from `responder` with covered `positions` does not cover,
@@ -598,25 +598,6 @@ fn uncovered(
 ) -> Vec<String> {
     (holes.iter())
         .filter(|(origin, h)| !h.covered_by(origin, responder, positions))
-        .map(|(origin, h)| describe_hole(origin, h))
+        .map(|(origin, h)| holes::describe_hole(origin, h))
         .collect()
-}
-
-fn describe_hole(origin: &str, h: &Hole) -> String {
-    match h.to {
-        u64::MAX => format!(
-            "seqs from {} of epoch {} of {origin}, and of its later epoch",
-            h.from, h.epoch
-        ),
-        to if to == h.from => format!("seq {to} of epoch {} of {origin}", h.epoch),
-        to => format!("seqs {}–{to} of epoch {} of {origin}", h.from, h.epoch),
-    }
-}
-
-/// All of `holes`, described (`None`: there are none).
-pub fn describe_holes(holes: &BTreeMap<String, Hole>) -> Option<String> {
-    let all: Vec<String> = (holes.iter())
-        .map(|(origin, h)| describe_hole(origin, h))
-        .collect();
-    (!all.is_empty()).then(|| all.join(", "))
 }

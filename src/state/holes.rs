@@ -97,6 +97,26 @@ pub fn widen(old: Option<Hole>, new: Hole) -> Hole {
     }
 }
 
+/// One hole, described for a log line or a status.
+pub fn describe_hole(origin: &str, h: &Hole) -> String {
+    match h.to {
+        u64::MAX => format!(
+            "seqs from {} of epoch {} of {origin}, and of its later epoch",
+            h.from, h.epoch
+        ),
+        to if to == h.from => format!("seq {to} of epoch {} of {origin}", h.epoch),
+        to => format!("seqs {}–{to} of epoch {} of {origin}", h.from, h.epoch),
+    }
+}
+
+/// All of `holes`, described (`None`: there are none).
+pub fn describe_holes(holes: &BTreeMap<String, Hole>) -> Option<String> {
+    let all: Vec<String> = (holes.iter())
+        .map(|(origin, h)| describe_hole(origin, h))
+        .collect();
+    (!all.is_empty()).then(|| all.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub mod holes;
 mod outbox;
@@ -111,6 +112,9 @@ pub struct State {
     pub imported: BTreeMap<String, Imported>,
     /// Per origin, the Deltas of its stream this node skipped and still lacks (see [`holes`]).
     pub holes: BTreeMap<String, Hole>,
+    /// The same holes, described, readable without the state lock: the reload gate asks while
+    /// it holds the catalog index, which an apply takes while it holds the state.
+    pub lacking: Arc<Mutex<Option<String>>>,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
     journal: File,
@@ -188,11 +192,13 @@ impl State {
             imported: snap.imported,
             holes: snap.holes,
             uncommitted: Vec::new(),
+            lacking: Default::default(),
             journal: durable::open_append(&dir.join(JOURNAL))?,
             journal_len: 0,
             _lock: lock,
         };
         state.replay()?;
+        *state.lacking.lock().unwrap() = holes::describe_holes(&state.holes);
         // Never reuse a sequence number that an outbox file already carries.
         state.uncommitted = state
             .outbox()
@@ -261,11 +267,15 @@ impl State {
         for (origin, pos) in rec.applied {
             self.applied.insert(origin, pos);
         }
+        let holes_changed = !rec.holes.is_empty();
         for (origin, hole) in rec.holes {
             match hole {
                 Some(h) => self.holes.insert(origin, h),
                 None => self.holes.remove(&origin),
             };
+        }
+        if holes_changed {
+            *self.lacking.lock().unwrap() = holes::describe_holes(&self.holes);
         }
     }
 

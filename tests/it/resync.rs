@@ -85,8 +85,15 @@ fn last_seq(node: &Node) -> u64 {
 
 /// Modify a layer on `member` and wait until the broker acknowledged the Delta it makes.
 fn publish_one(member: &Member, catalog: &mut Catalog, layer: &str) {
+    publish(member, || {
+        catalog.modify_layer(member.data.path(), layer);
+    });
+}
+
+/// Make one edit on `member` and wait until the broker acknowledged the Delta it makes.
+fn publish(member: &Member, edit: impl FnOnce()) {
     let before = last_seq(&member.node);
-    catalog.modify_layer(member.data.path(), layer);
+    edit();
     wait_until_logs("a Delta cut", CONVERGE, &[&member.node], || {
         last_seq(&member.node) > before
     });
@@ -166,4 +173,136 @@ fn a_slave_that_skipped_deltas_resyncs_from_a_node_that_holds_them_not_the_first
                     && n["applied"]["gs-both"].get("missing").is_none()
             })
     });
+}
+
+/// Found by issue 14's chaos rounds (embedded broker, seed 1796600516209250): a slave whose
+/// broker lost the Delta that took layers out of a group applied the later deletion of one of
+/// those layers, could not resync (nobody answered), and once `reference_wait_ms` was over it
+/// reloaded GeoServer with the group listing a deleted layer. A node that knows it lacks Deltas
+/// now holds the reload until a resync brings them, however long.
+#[test]
+fn a_slave_that_skipped_deltas_does_not_reload_a_half_applied_catalog_while_it_cannot_resync() {
+    let Some(broker) = Mosquitto::start(MosquittoOpts {
+        // Mosquitto drops the newest Deltas past the queue: the slave skips the fifth.
+        max_queued_messages: 4,
+        ..MosquittoOpts::default()
+    }) else {
+        return;
+    };
+    let origin = tempfile::tempdir().unwrap();
+    let mut catalog = generate(origin.path(), &Spec::small(), 64);
+    let proxy = Proxy::start(broker.port);
+    let through_proxy = vec![format!("mqtt://127.0.0.1:{}", proxy.port())];
+    let master = start_member("gs-master", "master", origin.path(), &through_proxy, |_| {});
+    let servers = vec![broker.url()];
+    let mut slave = start_member("gs-slave", "slave", origin.path(), &servers, |cfg| {
+        cfg.geoserver_extra = vec!["reference_wait_ms = 1000".into()];
+    });
+    wait_for_subscriptions(&slave.node, 1);
+    // Every node, for the waits' failure messages (re-borrowed: the slave restarts).
+    macro_rules! nodes {
+        () => {
+            [&master.node, &slave.node]
+        };
+    }
+    wait_until_logs("bootstrap round complete", CONVERGE, &nodes!(), || {
+        slave.node.log_contents().contains(" complete in ")
+    });
+    let (root, there) = (master.data.path(), slave.data.path());
+
+    // 1. A group over a few layers reaches the slave.
+    publish(&master, || {
+        catalog.add_group(root, "groupe_trou");
+    });
+    let group = catalog.groups.last().unwrap().clone();
+    wait_until_logs("the group on the slave", CONVERGE, &nodes!(), || {
+        there.join(group.file()).is_file()
+    });
+
+    // 2. While the slave is down, edits fill its queue at the broker (four messages: Deltas and
+    //    the master's statuses); what follows, the deletion of the group among it, is dropped.
+    let seen = subscriptions(&slave.node);
+    slave.node.stop();
+    let others: Vec<String> = (catalog.layers.iter())
+        .filter(|l| !group.layers.contains(&l.id))
+        .map(|l| l.id.clone())
+        .collect();
+    for layer in others.iter().cycle().take(6) {
+        publish_one(&master, &mut catalog, layer);
+    }
+    publish(&master, || {
+        catalog.delete_group(root, &group.id);
+    });
+
+    // 3. The master's way back from the broker is held (half-open: it still publishes, it hears
+    //    nothing, so it answers no resync). The slave comes back with what was queued, misses
+    //    the rest, and then the master deletes a layer of the group: the slave applies that on
+    //    top of the hole, and the resync it asks for goes unanswered.
+    proxy.set(Faults {
+        half_open: true,
+        ..Faults::default()
+    });
+    slave.node.restart();
+    wait_for_subscriptions(&slave.node, seen + 1);
+    let layer = catalog.layer(&group.layers[0]).clone();
+    catalog.delete_layer(root, &layer.id);
+    wait_until_logs(
+        "the deletion applied on the slave",
+        CONVERGE,
+        &nodes!(),
+        || !there.join(layer.layer_file()).exists(),
+    );
+    assert!(
+        there.join(group.file()).exists(),
+        "the group's deletion was not dropped by the broker; the test's premise failed\n{}",
+        logs_of(&nodes!())
+    );
+
+    // 4. The group now lists a deleted layer on the slave, which knows it lacks the Delta that
+    //    deleted the group. Well past reference_wait_ms (the resync re-asked twice, 3 s apart),
+    //    GeoServer has not been reloaded with that catalog.
+    let after_gap = |log: &str| {
+        let at = log.rfind("gap in deltas from gs-master");
+        at.map_or(String::new(), |at| log[at..].to_string())
+    };
+    wait_until_logs("the resync asked again twice", CONVERGE, &nodes!(), || {
+        after_gap(&slave.node.log_contents())
+            .matches("asking again")
+            .count()
+            >= 2
+    });
+    let gs = slave.gs.as_ref().unwrap();
+    let bad: Vec<_> = (gs.successful_reloads().into_iter())
+        .filter(|r| !r.problems.is_empty())
+        .map(|r| r.problems)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "a reload saw {bad:?}\n{}",
+        logs_of(&nodes!())
+    );
+    let log = after_gap(&slave.node.log_contents());
+    assert!(
+        log.contains("reload held back until a resync completes"),
+        "{}",
+        logs_of(&nodes!())
+    );
+
+    // 5. The master hears again: the resync brings the group's deletion, and the reload that
+    //    follows sees a whole catalog.
+    let healed = std::time::Instant::now();
+    proxy.heal();
+    assert_converged(root, &[there], CONVERGE);
+    wait_until_logs("a reload after the resync", CONVERGE, &nodes!(), || {
+        gs.successful_reloads().iter().any(|r| r.at > healed)
+    });
+    let bad: Vec<_> = (gs.successful_reloads().into_iter())
+        .filter(|r| !r.problems.is_empty())
+        .map(|r| r.problems)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "a reload saw {bad:?}\n{}",
+        logs_of(&nodes!())
+    );
 }
