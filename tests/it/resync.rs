@@ -153,7 +153,9 @@ fn a_slave_that_skipped_deltas_resyncs_from_a_node_that_holds_them_not_the_first
         since_start().contains("from gs-both complete in")
     });
     assert!(
-        since_start().contains("gs-master does not hold seqs"),
+        // "seq N" or "seqs N–M": which Deltas the slave skipped depends on timing (the both
+        // node's start-up Delta may go out before the slave's first subscription).
+        since_start().contains("gs-master does not hold seq"),
         "the pure master's manifest must be passed over:\n{}",
         logs_of(&nodes)
     );
