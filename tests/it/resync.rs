@@ -83,6 +83,16 @@ fn last_seq(node: &Node) -> u64 {
         .unwrap_or(0)
 }
 
+/// Mosquitto keeping at most `n` messages queued for a client that is away (Deltas and statuses
+/// alike): it drops the newest past that, so a slave that was down skips Deltas. `None` where
+/// Mosquitto is not installed.
+fn mosquitto_dropping_past(n: u32) -> Option<Mosquitto> {
+    Mosquitto::start(MosquittoOpts {
+        max_queued_messages: n,
+        ..MosquittoOpts::default()
+    })
+}
+
 /// Modify a layer on `member` and wait until the broker acknowledged the Delta it makes.
 fn publish_one(member: &Member, catalog: &mut Catalog, layer: &str) {
     publish(member, || {
@@ -109,11 +119,7 @@ fn publish(member: &Member, edit: impl FnOnce()) {
 /// answered by a node that holds what was skipped — here the slow `both` node itself.
 #[test]
 fn a_slave_that_skipped_deltas_resyncs_from_a_node_that_holds_them_not_the_first_to_answer() {
-    let Some(broker) = Mosquitto::start(MosquittoOpts {
-        // Mosquitto drops the newest Deltas past the queue: the slave skips the last ones.
-        max_queued_messages: 4,
-        ..MosquittoOpts::default()
-    }) else {
+    let Some(broker) = mosquitto_dropping_past(4) else {
         return;
     };
     let origin = tempfile::tempdir().unwrap();
@@ -184,11 +190,7 @@ fn a_slave_that_skipped_deltas_resyncs_from_a_node_that_holds_them_not_the_first
 /// now holds the reload until a resync brings them, however long.
 #[test]
 fn a_slave_that_skipped_deltas_does_not_reload_a_half_applied_catalog_while_it_cannot_resync() {
-    let Some(broker) = Mosquitto::start(MosquittoOpts {
-        // Mosquitto drops the newest Deltas past the queue: the slave skips the fifth.
-        max_queued_messages: 4,
-        ..MosquittoOpts::default()
-    }) else {
+    let Some(broker) = mosquitto_dropping_past(4) else {
         return;
     };
     let origin = tempfile::tempdir().unwrap();
