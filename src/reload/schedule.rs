@@ -147,15 +147,7 @@ impl Schedule {
         if now >= since + self.settings.reference_wait {
             return Held::Expired;
         }
-        self.hold = Some(Hold {
-            since,
-            recheck_at: now + self.settings.recheck,
-        });
-        if started {
-            Held::Started
-        } else {
-            Held::Continues
-        }
+        self.hold_since(since, now, started)
     }
 
     /// The readiness check said "wait for a resync" (one runs, or this node lacks Deltas it
@@ -163,8 +155,13 @@ impl Schedule {
     /// that is over.
     pub(crate) fn on_awaiting_resync(&mut self, now: Instant) -> Held {
         let started = self.hold.is_none();
+        self.hold_since(now, now, started)
+    }
+
+    /// Hold the due reload (counted from `since`) and recheck it after `recheck`.
+    fn hold_since(&mut self, since: Instant, now: Instant, started: bool) -> Held {
         self.hold = Some(Hold {
-            since: now,
+            since,
             recheck_at: now + self.settings.recheck,
         });
         if started {
