@@ -24,6 +24,7 @@ use crate::master::local_edit::{self, Cutter};
 use crate::reload::GeoServer;
 use crate::slave::{self, apply};
 use crate::state::{Record, State};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -266,30 +267,30 @@ fn wanted<'a>(
     state: &'a State,
     scan: &'a BTreeMap<String, datadir::FileStat>,
     bundle: &'a Bundle,
-) -> BTreeMap<&'a str, Option<&'a [u8]>> {
+) -> BTreeMap<Cow<'a, str>, Option<&'a [u8]>> {
     let same = |path: &str, sha: &[u8]| {
         state.manifest.live_entry(path).is_some_and(|e| {
             e.sha256.as_slice() == sha && scan.get(path).is_some_and(|s| e.same_stat(s))
         })
     };
     let present = |path: &str| scan.contains_key(path) || state.manifest.live_entry(path).is_some();
-    let mut wanted: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+    let mut wanted: BTreeMap<Cow<str>, Option<&[u8]>> = BTreeMap::new();
     for c in &bundle.changes {
         match &c.op {
             Op::Write { bytes, sha256 } if !same(&c.path, sha256) => {
-                wanted.insert(&c.path, Some(bytes));
+                wanted.insert(Cow::Borrowed(&c.path), Some(bytes));
             }
             Op::Delete if present(&c.path) => {
-                wanted.insert(&c.path, None);
+                wanted.insert(Cow::Borrowed(&c.path), None);
             }
             _ => {}
         }
     }
     if bundle.header.base.is_none() {
         let held: HashSet<&str> = bundle.changes.iter().map(|c| c.path.as_str()).collect();
-        let here = (scan.keys().map(String::as_str))
-            .chain(state.manifest.live().map(|(p, _)| p.as_str()))
-            .filter(|p| !held.contains(p) && !crate::durable::is_temp_path(p));
+        let here = (scan.keys().map(|p| Cow::Borrowed(p.as_str())))
+            .chain(state.manifest.live().map(|(p, _)| Cow::Owned(p)))
+            .filter(|p| !held.contains(p.as_ref()) && !crate::durable::is_temp_path(p));
         for p in here {
             wanted.insert(p, None);
         }
@@ -328,7 +329,7 @@ fn publish(
 /// exporting node could not resolve either.
 fn unresolved_after(
     sh: &Shared,
-    wanted: &BTreeMap<&str, Option<&[u8]>>,
+    wanted: &BTreeMap<Cow<str>, Option<&[u8]>>,
     dangling: &[String],
 ) -> Vec<String> {
     let mut catalog = sh.catalog.lock().unwrap().clone();

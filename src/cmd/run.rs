@@ -107,10 +107,7 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     if let Some(detector) = d.detector {
         let _ = tokio::task::spawn_blocking(move || detector.join()).await;
     }
-    let mut state = d.shared.state.lock().unwrap();
-    state
-        .compact()
-        .map_err(|e| format!("cannot flush state to {}: {e}", state.dir().display()))?;
+    // Every state change was committed as it happened: nothing is left to flush.
     log::info!("stopped cleanly");
     Ok(())
 }

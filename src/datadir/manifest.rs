@@ -10,6 +10,7 @@ use crate::hlc;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 /// What the cluster agreed one path holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,74 +95,233 @@ impl Entry {
 
 /// Path → entry for every replicated path this node knows, live or tombstoned.
 ///
-/// Read and changed through its methods only, never as a map: they are the operations an
-/// on-disk store must serve when the manifest leaves the heap (issue 15) — a lookup, a walk in
-/// path order, a walk of one folder, a count.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Read and changed through its methods only, never as a map. A node's manifest lives on disk
+/// in the state's database ([`Manifest::stored`]): resident memory is bounded by the database's
+/// page cache, not by the catalog (a 100,000-layer catalog has ~330,000 entries). A manifest
+/// in memory ([`Manifest::default`], [`FromIterator`]) serves tests and the partial manifests
+/// of a rescan of a few folders.
+///
+/// Lookups return owned entries: a stored entry is decoded from its bytes on every read.
+#[derive(Default)]
 pub struct Manifest {
-    entries: BTreeMap<String, Entry>,
+    store: Store,
+}
+
+enum Store {
+    Memory(BTreeMap<String, Entry>),
+    Disk {
+        db: Arc<redb::Database>,
+        /// One read transaction serves every lookup until the next commit changes the table
+        /// ([`Manifest::changed`]): opening one per lookup would cost more than the lookup.
+        read: Mutex<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>>,
+    },
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::Memory(BTreeMap::new())
+    }
+}
+
+/// The manifest's table in the state's database: path → CBOR of its [`Entry`].
+pub(crate) const TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("manifest");
+
+/// A stored manifest that cannot be read is a broken state dir: the daemon stops (and its
+/// supervisor restarts it) rather than take a file it cannot see for a missing one.
+fn broken(what: impl std::fmt::Display) -> ! {
+    panic!("state database unreadable ({what}): restore the state dir or remove it to resync")
+}
+
+fn decode(path: &str, bytes: &[u8]) -> Entry {
+    crate::cbor::decode(bytes).unwrap_or_else(|e| broken(format!("manifest entry {path}: {e}")))
 }
 
 impl FromIterator<(String, Entry)> for Manifest {
     fn from_iter<I: IntoIterator<Item = (String, Entry)>>(iter: I) -> Manifest {
         Manifest {
-            entries: iter.into_iter().collect(),
+            store: Store::Memory(iter.into_iter().collect()),
         }
     }
 }
 
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.store {
+            Store::Memory(m) => f.debug_map().entries(m).finish(),
+            Store::Disk { .. } => write!(f, "Manifest(stored, {} entries)", self.len()),
+        }
+    }
+}
+
+type Entries<'a> = Box<dyn Iterator<Item = (String, Entry)> + 'a>;
+
 impl Manifest {
+    /// The manifest kept in `db` (its table is created by the state's first commit).
+    pub(crate) fn stored(db: Arc<redb::Database>) -> Manifest {
+        Manifest {
+            store: Store::Disk {
+                db,
+                read: Mutex::new(None),
+            },
+        }
+    }
+
+    /// The database a stored manifest lives in.
+    pub(crate) fn database(&self) -> Option<&redb::Database> {
+        match &self.store {
+            Store::Memory(_) => None,
+            Store::Disk { db, .. } => Some(db),
+        }
+    }
+
+    /// Run `f` on the stored table (None: not created yet), through the cached read
+    /// transaction.
+    fn with_table<T>(
+        db: &redb::Database,
+        read: &Mutex<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>>,
+        f: impl FnOnce(Option<&redb::ReadOnlyTable<&'static str, &'static [u8]>>) -> T,
+    ) -> T {
+        use redb::ReadableDatabase;
+        let mut cached = read.lock().unwrap();
+        if cached.is_none() {
+            let txn = db.begin_read().unwrap_or_else(|e| broken(e));
+            match txn.open_table(TABLE) {
+                Ok(t) => *cached = Some(t),
+                Err(redb::TableError::TableDoesNotExist(_)) => return f(None),
+                Err(e) => broken(e),
+            }
+        }
+        f(cached.as_ref())
+    }
+
+    /// The stored table changed (a commit): later reads see the change.
+    pub(crate) fn changed(&self) {
+        if let Store::Disk { read, .. } = &self.store {
+            *read.lock().unwrap() = None;
+        }
+    }
+
     /// The entry at `path`, live or tombstoned.
-    pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(path)
+    pub fn get(&self, path: &str) -> Option<Entry> {
+        use redb::ReadableTable;
+        match &self.store {
+            Store::Memory(m) => m.get(path).cloned(),
+            Store::Disk { db, read } => Self::with_table(db, read, |t| {
+                let v = t?.get(path).unwrap_or_else(|e| broken(e))?;
+                Some(decode(path, v.value()))
+            }),
+        }
+    }
+
+    /// The entries from `from` on (all with `Unbounded`), tombstones included, in path order.
+    fn from(&self, from: std::ops::Bound<&str>) -> Entries<'_> {
+        match &self.store {
+            Store::Memory(m) => Box::new(
+                m.range::<str, _>((from, std::ops::Bound::Unbounded))
+                    .map(|(p, e)| (p.clone(), e.clone())),
+            ),
+            Store::Disk { db, read } => {
+                let range = Self::with_table(db, read, |t| {
+                    t.map(|t| {
+                        let r = t.range_owned((from, std::ops::Bound::Unbounded));
+                        r.unwrap_or_else(|e| broken(e))
+                    })
+                });
+                Box::new(range.into_iter().flatten().map(|kv| {
+                    let (k, v) = kv.unwrap_or_else(|e| broken(e));
+                    let path = k.value().to_string();
+                    let entry = decode(&path, v.value());
+                    (path, entry)
+                }))
+            }
+        }
     }
 
     /// Every entry, tombstones included, in path order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter()
+    pub fn iter(&self) -> Entries<'_> {
+        self.from(std::ops::Bound::Unbounded)
+    }
+
+    /// The entries after `path` (exclusive), in path order: where a walk interrupted at
+    /// `path` goes on.
+    pub fn after(&self, path: &str) -> Entries<'_> {
+        self.from(std::ops::Bound::Excluded(path))
     }
 
     /// The entries at `rel` or below it (`rel/…`), in path order.
-    pub fn within<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = (&'a String, &'a Entry)> {
-        use std::ops::Bound;
+    pub fn within<'a>(&'a self, rel: &'a str) -> Entries<'a> {
         let inside =
             move |p: &str| p == rel || (p.starts_with(rel) && p[rel.len()..].starts_with('/'));
         // In path order, `rel/…` comes after `rel` and after siblings such as `rel.xml` or
         // `rel-old` (bytes below '/'), and before anything above `rel/`.
         let below = format!("{rel}/");
-        (self
-            .entries
-            .range::<str, _>((Bound::Included(rel), Bound::Unbounded)))
-        .take_while(move |(p, _)| inside(p) || p.as_str() <= below.as_str())
-        .filter(move |(p, _)| inside(p))
+        Box::new(
+            self.from(std::ops::Bound::Included(rel))
+                .take_while(move |(p, _)| inside(p) || p.as_str() <= below.as_str())
+                .filter(move |(p, _)| inside(p)),
+        )
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        use redb::ReadableTableMetadata;
+        match &self.store {
+            Store::Memory(m) => m.len(),
+            Store::Disk { db, read } => Self::with_table(db, read, |t| {
+                t.map_or(0, |t| t.len().unwrap_or_else(|e| broken(e)) as usize)
+            }),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    /// Record `entry` at `path` (the state's commit does this, nothing else should).
+    /// Record `entry` at `path` in a manifest in memory (a stored one changes only through
+    /// the state's commit, [`Manifest::write`]).
     pub fn set(&mut self, path: String, entry: Entry) {
-        self.entries.insert(path, entry);
+        match &mut self.store {
+            Store::Memory(m) => {
+                m.insert(path, entry);
+            }
+            Store::Disk { .. } => unreachable!("a stored manifest changes through its state"),
+        }
     }
 
-    /// Drop the entry at `path` entirely (no tombstone).
+    /// Drop the entry at `path` entirely (no tombstone), in a manifest in memory.
     pub fn forget(&mut self, path: &str) {
-        self.entries.remove(path);
+        match &mut self.store {
+            Store::Memory(m) => {
+                m.remove(path);
+            }
+            Store::Disk { .. } => unreachable!("a stored manifest changes through its state"),
+        }
+    }
+
+    /// Set `entries` and drop `forget` in the stored table, within the caller's transaction
+    /// (the state's commit: one transaction per record).
+    pub(crate) fn write(
+        txn: &redb::WriteTransaction,
+        entries: &[(String, Entry)],
+        forget: &[String],
+    ) -> Result<(), redb::Error> {
+        let mut t = txn.open_table(TABLE)?;
+        for (path, entry) in entries {
+            t.insert(path.as_str(), crate::cbor::encode(entry).as_slice())?;
+        }
+        for path in forget {
+            t.remove(path.as_str())?;
+        }
+        Ok(())
     }
 
     /// The entries whose file should exist (not tombstones).
-    pub fn live(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter().filter(|(_, e)| !e.deleted)
+    pub fn live(&self) -> Entries<'_> {
+        Box::new(self.iter().filter(|(_, e)| !e.deleted))
     }
 
     /// The live entry at `path`, if any.
-    pub fn live_entry(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(path).filter(|e| !e.deleted)
+    pub fn live_entry(&self, path: &str) -> Option<Entry> {
+        self.get(path).filter(|e| !e.deleted)
     }
 }
 
@@ -227,6 +387,7 @@ pub fn diff_with_stats(
     let mut restat = Vec::new();
     for (path, stat) in scan {
         let live = manifest.live_entry(path);
+        let live = live.as_ref();
         if live.is_some_and(|e| e.same_stat(stat)) {
             continue;
         }
@@ -251,8 +412,8 @@ pub fn diff_with_stats(
         }
     }
     for (path, _) in manifest.live() {
-        if !scan.contains_key(path) {
-            changes.push(LocalChange::Delete { path: path.clone() });
+        if !scan.contains_key(&path) {
+            changes.push(LocalChange::Delete { path });
         }
     }
     sort_for_apply(&mut changes, |c| (c.path(), c.is_delete()));
@@ -262,7 +423,7 @@ pub fn diff_with_stats(
 /// Records stat-only updates from [`diff_with_stats`] in the manifest.
 pub fn refresh_stats(manifest: &mut Manifest, updates: &[StatUpdate]) {
     for u in updates {
-        if let Some(mut e) = manifest.live_entry(&u.path).cloned() {
+        if let Some(mut e) = manifest.live_entry(&u.path) {
             e.set_stat(&u.stat);
             manifest.set(u.path.clone(), e);
         }

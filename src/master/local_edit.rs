@@ -21,8 +21,8 @@ use std::io;
 /// `path` now holds `bytes`: the change that says so, at `version`.
 pub fn write(manifest: &Manifest, path: String, bytes: Vec<u8>, version: &Version) -> Change {
     let merged = update_sequence::merged(&path).then(|| {
-        let before =
-            (manifest.live_entry(&path)).and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
+        let held = manifest.live_entry(&path);
+        let before = (held.as_ref()).and_then(|e| e.merged.as_deref().map(|m| (&e.sha256, m)));
         update_sequence::local_write(before, &bytes, version)
     });
     Change {

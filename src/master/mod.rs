@@ -420,7 +420,7 @@ impl Detector {
     ) -> std::io::Result<Aligned> {
         use crate::update_sequence as us;
         let held = (manifest.live_entry(path))
-            .and_then(|e| e.merged.as_deref())
+            .and_then(|e| e.merged)
             .map(|m| m.counter);
         let (Some(held), Some((_, now))) = (held, us::counter(&bytes).filter(|_| us::merged(path)))
         else {
@@ -553,7 +553,7 @@ mod tests {
         }
         let rels: BTreeSet<String> = ["styles".to_string(), "global.xml".to_string()].into();
         let part = manifest_within(&m, &rels);
-        let keys: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
+        let keys: Vec<String> = part.iter().map(|(s, _)| s).collect();
         assert_eq!(
             keys,
             ["global.xml", "styles", "styles/a.sld", "styles/x/b.png"]

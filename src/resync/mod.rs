@@ -161,6 +161,7 @@ pub fn plan(
     for item in remote {
         known.insert(item.path.as_str());
         let local_entry = local.get(&item.path);
+        let local_entry = local_entry.as_ref();
         let disk = on_disk(&item.path);
         if crate::update_sequence::merged(&item.path) {
             // Merged field by field: a lower version may still bring a settings edit or a

@@ -223,6 +223,7 @@ fn local_edit(sh: &Shared, state: &State, step: &apply::Step) -> bool {
         return false;
     }
     let recorded = state.manifest.live_entry(path);
+    let recorded = recorded.as_ref();
     let intended = state.intent.get(path);
     let meta = match std::fs::symlink_metadata(sh.data_dir.join(path)) {
         Ok(m) => m,

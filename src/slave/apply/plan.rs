@@ -116,7 +116,7 @@ pub fn plan(
     let mut deletes = Vec::new();
     for c in changes {
         if update_sequence::merged(&c.path) {
-            match merged_step(manifest.get(&c.path), c, held) {
+            match merged_step(manifest.get(&c.path).as_ref(), c, held) {
                 Some(step @ Step::Write { .. }) => writes.push(step),
                 Some(step) => deletes.push(step),
                 None => {}

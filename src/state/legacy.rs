@@ -1,0 +1,152 @@
+//! The state layout before the database (`state.cbor` + `journal`), read once to migrate a
+//! state dir in place (see `State::open`).
+//!
+//! - `state.cbor` — a snapshot of everything but the outbox;
+//! - `journal`    — records appended since the snapshot, each framed as length (u32 LE),
+//!   FNV-1a checksum (u64 LE), CBOR body; a torn record at the tail ends the replay.
+
+use super::holes::Hole;
+use super::position::Position;
+use super::record::{Imported, Record};
+use crate::datadir::Entry;
+use crate::file_error::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+pub const SNAPSHOT: &str = "state.cbor";
+pub const JOURNAL: &str = "journal";
+const FORMAT: u16 = 1;
+
+/// What the old layout held: the node's position data and its whole manifest.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub format: u16,
+    pub epoch: u64,
+    pub next_seq: u64,
+    pub hlc: u64,
+    pub applied: BTreeMap<String, Position>,
+    pub manifest: Entries,
+    #[serde(default)]
+    pub intent: BTreeMap<String, Option<[u8; 32]>>,
+    #[serde(default)]
+    pub synced: bool,
+    #[serde(default)]
+    pub imported: BTreeMap<String, Imported>,
+    #[serde(default)]
+    pub holes: BTreeMap<String, Hole>,
+}
+
+/// The manifest as the old snapshot encoded it.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Entries {
+    pub entries: BTreeMap<String, Entry>,
+}
+
+/// Whether `dir` holds a state in the old layout.
+pub fn present(dir: &Path) -> bool {
+    dir.join(SNAPSHOT).exists() || dir.join(JOURNAL).exists()
+}
+
+/// Read the old layout in `dir`: the snapshot, then every whole record of the journal.
+pub fn load(dir: &Path) -> io::Result<Snapshot> {
+    let path = dir.join(SNAPSHOT);
+    let mut snap = match fs::read(&path) {
+        Ok(bytes) => {
+            let s: Snapshot = crate::cbor::decode(&bytes).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: unreadable: {e}", path.display()),
+                )
+            })?;
+            if s.format != FORMAT {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: state format {} unknown", path.display(), s.format),
+                ));
+            }
+            s
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Snapshot {
+            format: FORMAT,
+            next_seq: 1,
+            ..Default::default()
+        },
+        Err(e) => return Err(e).at("read", &path),
+    };
+    let path = dir.join(JOURNAL);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).at("read", &path),
+    };
+    let mut at = 0usize;
+    while at + 12 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let sum = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+        let Some(body) = bytes.get(at + 12..at + 12 + len) else {
+            break;
+        };
+        if checksum(body) != sum {
+            break;
+        }
+        let Ok(rec) = crate::cbor::decode::<Record>(body) else {
+            break;
+        };
+        snap.apply(rec);
+        at += 12 + len;
+    }
+    if at < bytes.len() {
+        log::warn!(
+            "{}: dropped a torn record at byte {at} (an interrupted write; the change it held is redone)",
+            path.display()
+        );
+    }
+    Ok(snap)
+}
+
+impl Snapshot {
+    fn apply(&mut self, rec: Record) {
+        for (path, entry) in rec.entries {
+            self.intent.remove(&path);
+            self.manifest.entries.insert(path, entry);
+        }
+        for path in rec.forget {
+            self.intent.remove(&path);
+            self.manifest.entries.remove(&path);
+        }
+        self.intent.extend(rec.intent);
+        self.synced |= rec.synced;
+        self.imported.extend(rec.imported);
+        if let Some(n) = rec.next_seq {
+            self.next_seq = self.next_seq.max(n);
+        }
+        self.hlc = self.hlc.max(rec.hlc);
+        self.applied.extend(rec.applied);
+        for (origin, hole) in rec.holes {
+            match hole {
+                Some(h) => self.holes.insert(origin, h),
+                None => self.holes.remove(&origin),
+            };
+        }
+    }
+}
+
+/// Frame `rec` as the old journal did (tests write old state dirs with it).
+#[cfg(test)]
+pub fn frame(rec: &Record) -> Vec<u8> {
+    let body = crate::cbor::encode(rec);
+    let mut framed = Vec::with_capacity(body.len() + 12);
+    framed.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    framed.extend_from_slice(&checksum(&body).to_le_bytes());
+    framed.extend_from_slice(&body);
+    framed
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
+}
