@@ -362,6 +362,10 @@ pub struct StatUpdate {
 /// Compares the manifest with a scan: the local writes and deletes, in apply order
 /// (see [`super::catalog::sort_for_apply`]).
 ///
+/// `scan` comes in path order (a [`super::walk`], or a map's iteration): the two are merged
+/// in one pass, so that neither is held whole — a full rescan of 330,000 files keeps one
+/// folder's listing and one entry at a time, plus the changes it finds.
+///
 /// Stat first: a live entry with equal size, mtime, ctime and inode is unchanged and not hashed.
 /// Otherwise the file is hashed and reported only if the hash differs. A file that vanished between
 /// scan and hash (`NotFound`) is skipped: the next scan reports its deletion. Any other hash error
@@ -369,29 +373,41 @@ pub struct StatUpdate {
 /// Stat-only differences are dropped here; use [`diff_with_stats`] to get them.
 pub fn diff(
     manifest: &Manifest,
-    scan: &BTreeMap<String, FileStat>,
+    scan: impl IntoIterator<Item = (String, FileStat)>,
     hash: impl FnMut(&str) -> io::Result<[u8; 32]>,
 ) -> Vec<LocalChange> {
     diff_with_stats(manifest, scan, hash).0
 }
 
-/// [`diff`] plus the stat-only updates, for [`refresh_stats`]. They are returned rather than
+/// [`diff`] plus the stat-only updates, for the caller to record. They are returned rather than
 /// recomputed from the scan later because only the diff knows the content was hashed and equal;
 /// copying stats without that knowledge could hide a change made in between.
 pub fn diff_with_stats(
     manifest: &Manifest,
-    scan: &BTreeMap<String, FileStat>,
+    scan: impl IntoIterator<Item = (String, FileStat)>,
     mut hash: impl FnMut(&str) -> io::Result<[u8; 32]>,
 ) -> (Vec<LocalChange>, Vec<StatUpdate>) {
     let mut changes = Vec::new();
     let mut restat = Vec::new();
+    let mut recorded = manifest.live().peekable();
+    let mut previous: Option<String> = None;
     for (path, stat) in scan {
-        let live = manifest.live_entry(path);
-        let live = live.as_ref();
-        if live.is_some_and(|e| e.same_stat(stat)) {
+        if cfg!(debug_assertions) {
+            assert!(
+                previous.as_ref().is_none_or(|p| *p < path),
+                "scan out of path order at {path}"
+            );
+            previous = Some(path.clone());
+        }
+        // Live entries before this path are files gone from the disk.
+        while let Some((gone, _)) = recorded.next_if(|(p, _)| *p < path) {
+            changes.push(LocalChange::Delete { path: gone });
+        }
+        let live = recorded.next_if(|(p, _)| *p == path).map(|(_, e)| e);
+        if live.as_ref().is_some_and(|e| e.same_stat(&stat)) {
             continue;
         }
-        let sha256 = match hash(path) {
+        let sha256 = match hash(&path) {
             Ok(h) => h,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -400,34 +416,15 @@ pub fn diff_with_stats(
             }
         };
         match live {
-            Some(e) if e.sha256 == sha256 => restat.push(StatUpdate {
-                path: path.clone(),
-                stat: *stat,
-            }),
-            _ => changes.push(LocalChange::Write {
-                path: path.clone(),
-                sha256,
-                stat: *stat,
-            }),
+            Some(e) if e.sha256 == sha256 => restat.push(StatUpdate { path, stat }),
+            _ => changes.push(LocalChange::Write { path, sha256, stat }),
         }
     }
-    for (path, _) in manifest.live() {
-        if !scan.contains_key(&path) {
-            changes.push(LocalChange::Delete { path });
-        }
+    for (gone, _) in recorded {
+        changes.push(LocalChange::Delete { path: gone });
     }
     sort_for_apply(&mut changes, |c| (c.path(), c.is_delete()));
     (changes, restat)
-}
-
-/// Records stat-only updates from [`diff_with_stats`] in the manifest.
-pub fn refresh_stats(manifest: &mut Manifest, updates: &[StatUpdate]) {
-    for u in updates {
-        if let Some(mut e) = manifest.live_entry(&u.path) {
-            e.set_stat(&u.stat);
-            manifest.set(u.path.clone(), e);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -498,7 +495,7 @@ mod tests {
     fn unchanged_stat_is_not_hashed() {
         let t: Tree = [("global.xml".to_string(), b"x".to_vec())].into();
         let m = manifest_of(&t);
-        let out = diff(&m, &scan_of(&t, 1), |_| panic!("hashed an unchanged file"));
+        let out = diff(&m, scan_of(&t, 1), |_| panic!("hashed an unchanged file"));
         assert!(out.is_empty());
     }
 
@@ -507,17 +504,21 @@ mod tests {
         let t: Tree = [("global.xml".to_string(), b"x".to_vec())].into();
         let mut m = manifest_of(&t);
         let scan = scan_of(&t, 2);
-        let (changes, restat) = diff_with_stats(&m, &scan, |p| Ok(sha(&t[p])));
+        let (changes, restat) = diff_with_stats(&m, scan.clone(), |p| Ok(sha(&t[p])));
         assert!(changes.is_empty());
         assert_eq!(restat.len(), 1);
-        refresh_stats(&mut m, &restat);
-        assert!(diff(&m, &scan, |_| panic!("hashed again")).is_empty());
+        for u in &restat {
+            let mut e = m.live_entry(&u.path).unwrap();
+            e.set_stat(&u.stat);
+            m.set(u.path.clone(), e);
+        }
+        assert!(diff(&m, scan, |_| panic!("hashed again")).is_empty());
     }
 
     #[test]
     fn file_gone_before_hashing_is_skipped() {
         let t: Tree = [("a.xml".to_string(), b"x".to_vec())].into();
-        let out = diff(&Manifest::default(), &scan_of(&t, 1), |_| {
+        let out = diff(&Manifest::default(), scan_of(&t, 1), |_| {
             Err(io::Error::from(io::ErrorKind::NotFound))
         });
         assert!(out.is_empty());
@@ -530,7 +531,7 @@ mod tests {
         let mut gone = m.get("a.xml").unwrap().clone();
         gone.deleted = true;
         m.set("a.xml".into(), gone);
-        let out = diff(&m, &scan_of(&t, 1), |p| Ok(sha(&t[p])));
+        let out = diff(&m, scan_of(&t, 1), |p| Ok(sha(&t[p])));
         assert!(matches!(&out[..], [LocalChange::Write { path, .. }] if path == "a.xml"));
         assert_eq!(m.live().count(), 0);
     }
@@ -547,7 +548,7 @@ mod tests {
         .iter()
         .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
         .collect();
-        let out = diff(&Manifest::default(), &scan_of(&b, 1), |p| Ok(sha(&b[p])));
+        let out = diff(&Manifest::default(), scan_of(&b, 1), |p| Ok(sha(&b[p])));
         let order: Vec<_> = out.iter().map(|c| c.path()).collect();
         assert_eq!(
             order,
@@ -573,7 +574,7 @@ mod tests {
             // gen 2: every file looks touched, so the hash decides; gen 1 would let equal stats
             // (same bytes) skip hashing, which must also give B.
             for gen in [1, 2] {
-                let changes = diff(&m, &scan_of(&b, gen), |p| Ok(sha(&b[p])));
+                let changes = diff(&m, scan_of(&b, gen), |p| Ok(sha(&b[p])));
                 prop_assert_eq!(apply(a.clone(), &changes, &b), b.clone());
                 for c in &changes {
                     if let LocalChange::Write { path, .. } = c {

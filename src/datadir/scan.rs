@@ -33,24 +33,41 @@ impl FileStat {
     }
 }
 
-/// Lists the regular files under `data_dir` that `filter` replicates, keyed by relative path.
-///
-/// * Directories the filter cannot match below (`data/`, `logs/`, the GWC tile cache) and
-///   `skip_dirs` (absolute paths, e.g. our own state dir) are never entered.
-/// * Symlinks are never followed. A symlinked directory could loop or lead outside data_dir; a
-///   symlinked file would be replicated as a regular file on slaves (its target is node-local,
-///   and writing through it on a slave would write outside data_dir), so both are skipped.
-/// * An unreadable subdirectory is logged and skipped so one bad permission does not stop
-///   replication of everything else; only an unreadable data_dir itself is an error.
-/// * Names that are not UTF-8 or not valid relative paths cannot travel in a Delta: logged, skipped.
+/// Lists the regular files under `data_dir` that `filter` replicates, keyed by relative path:
+/// [`walk`], collected. For a small tree, or a caller that needs every file at once; a caller
+/// that can take them one by one walks instead, in memory bounded by one folder's listing.
 pub fn scan(
     data_dir: &Path,
     filter: &Filter,
     skip_dirs: &[PathBuf],
 ) -> io::Result<BTreeMap<String, FileStat>> {
+    Ok(walk(data_dir, filter, skip_dirs, None)?.collect())
+}
+
+/// The regular files under `data_dir` that `filter` replicates, one at a time in path order
+/// (the byte order of their relative paths, the manifest's order), from the first path after
+/// `after` (all with `None`).
+///
+/// * Directories the filter cannot match below (`data/`, `logs/`, the GWC tile cache),
+///   `skip_dirs` (absolute paths, e.g. our own state dir) and folders wholly at or before
+///   `after` are never entered.
+/// * Symlinks are never followed. A symlinked directory could loop or lead outside data_dir; a
+///   symlinked file would be replicated as a regular file on slaves (its target is node-local,
+///   and writing through it on a slave would write outside data_dir), so both are skipped.
+/// * An unreadable subdirectory is logged and skipped so one bad permission does not stop
+///   replication of everything else; only an unreadable data_dir itself is an error.
+/// * Names that are not UTF-8 or not valid relative paths cannot travel in a Delta: logged,
+///   skipped.
+pub fn walk<'a>(
+    data_dir: &'a Path,
+    filter: &'a Filter,
+    skip_dirs: &[PathBuf],
+    after: Option<&str>,
+) -> io::Result<Walk<'a>> {
     let mut walk = Walk::new(data_dir, filter, skip_dirs);
-    walk.dir(data_dir.to_path_buf(), true)?;
-    Ok(walk.out)
+    walk.after = after.map(str::to_string);
+    walk.list(data_dir, true)?;
+    Ok(walk)
 }
 
 /// Like [`scan`], limited to the given relative paths: a file is stat'ed, a folder is walked,
@@ -63,30 +80,41 @@ pub fn scan_paths<'a>(
     skip_dirs: &[PathBuf],
 ) -> io::Result<BTreeMap<String, FileStat>> {
     let mut walk = Walk::new(data_dir, filter, skip_dirs);
+    let mut out = BTreeMap::new();
     for rel in rels {
         let abs = data_dir.join(rel);
         match fs::symlink_metadata(&abs) {
             Ok(md) if md.is_dir() => {
                 if !walk.skipped(&abs, rel) && filter.may_contain(rel) {
-                    walk.dir(abs, false)?;
+                    walk.list(&abs, false)?;
+                    out.extend(&mut walk);
                 }
             }
-            Ok(md) => walk.entry(rel.clone(), md),
+            Ok(md) => out.extend(walk.file(rel.clone(), &md)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("scan: cannot stat {}: {e}", abs.display()),
         }
     }
-    Ok(walk.out)
+    Ok(out)
 }
 
-/// One walk over (part of) the data directory.
-struct Walk<'a> {
+/// A walk over (part of) the data directory, in path order (see [`walk`]).
+pub struct Walk<'a> {
     data_dir: &'a Path,
     canon_root: PathBuf,
     skip: Vec<PathBuf>,
     filter: &'a Filter,
-    stack: Vec<PathBuf>,
-    out: BTreeMap<String, FileStat>,
+    after: Option<String>,
+    /// Per folder being walked, its entries not visited yet, the next one last.
+    stack: Vec<Vec<Listed>>,
+}
+
+/// One entry of a folder's listing.
+struct Listed {
+    /// The relative path, with a `/` after a folder's: sorting by it puts the folder's
+    /// content where its paths sort (`a.xml` < `a/b.xml` < `a0.xml`).
+    key: String,
+    md: fs::Metadata,
 }
 
 impl<'a> Walk<'a> {
@@ -105,8 +133,8 @@ impl<'a> Walk<'a> {
             canon_root,
             skip,
             filter,
+            after: None,
             stack: Vec::new(),
-            out: BTreeMap::new(),
         }
     }
 
@@ -114,70 +142,98 @@ impl<'a> Walk<'a> {
         self.skip.iter().any(|s| s == abs) || self.skip.contains(&self.canon_root.join(rel))
     }
 
-    /// Walk `start` and everything below it. Only an unreadable `start` that is the data
-    /// directory itself is an error.
-    fn dir(&mut self, start: PathBuf, is_root: bool) -> io::Result<()> {
-        self.stack.push(start);
-        let mut first = is_root;
-        while let Some(dir) = self.stack.pop() {
-            let entries = match fs::read_dir(&dir) {
+    /// List `dir` for the walk to visit next. Only an unreadable `dir` that `must` be read
+    /// (the data directory itself) is an error; another is logged and skipped.
+    fn list(&mut self, dir: &Path, must: bool) -> io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if must => return Err(e).at("list", dir),
+            Err(e) => {
+                log::warn!(
+                    "scan: cannot read directory {}: {e}; skipping it",
+                    dir.display()
+                );
+                return Ok(());
+            }
+        };
+        let mut listed = Vec::new();
+        for entry in entries {
+            let entry = match entry {
                 Ok(e) => e,
-                Err(e) if first => return Err(e).at("list", &dir),
                 Err(e) => {
-                    log::warn!(
-                        "scan: cannot read directory {}: {e}; skipping it",
-                        dir.display()
-                    );
+                    log::warn!("scan: error listing {}: {e}", dir.display());
                     continue;
                 }
             };
-            first = false;
-            for entry in entries {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        log::warn!("scan: error listing {}: {e}", dir.display());
-                        continue;
-                    }
-                };
-                let abs = entry.path();
-                // Describes a link itself, never its target; stats relative to the open folder
-                // rather than resolving the whole path again.
-                let md = match entry.metadata() {
-                    Ok(md) => md,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        log::warn!("scan: cannot stat {}: {e}", abs.display());
-                        continue;
-                    }
-                };
-                let Some(rel) = to_rel(self.data_dir, &abs) else {
-                    log::warn!("scan: skipping {} (name is not UTF-8)", abs.display());
+            let abs = entry.path();
+            // Describes a link itself, never its target; stats relative to the open folder
+            // rather than resolving the whole path again.
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    log::warn!("scan: cannot stat {}: {e}", abs.display());
                     continue;
-                };
-                if md.is_dir() {
-                    if !self.skipped(&abs, &rel) && self.filter.may_contain(&rel) {
-                        self.stack.push(abs);
-                    }
-                } else {
-                    self.entry(rel, md);
                 }
+            };
+            let Some(mut key) = to_rel(self.data_dir, &abs) else {
+                log::warn!("scan: skipping {} (name is not UTF-8)", abs.display());
+                continue;
+            };
+            if md.is_dir() {
+                // Wholly at or before `after`: every path below sorts before `key0`.
+                let below_after =
+                    (self.after.as_deref()).is_some_and(|a| format!("{key}0").as_str() <= a);
+                if below_after || self.skipped(&abs, &key) || !self.filter.may_contain(&key) {
+                    continue;
+                }
+                key.push('/');
             }
+            listed.push(Listed { key, md });
         }
+        listed.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+        self.stack.push(listed);
         Ok(())
     }
 
-    /// Record a non-directory entry if it is a regular file the filter replicates.
-    fn entry(&mut self, rel: String, md: fs::Metadata) {
+    /// A non-directory entry, if it is a regular file the filter replicates.
+    fn file(&self, rel: String, md: &fs::Metadata) -> Option<(String, FileStat)> {
         let ft = md.file_type();
         if ft.is_symlink() {
             log::debug!("scan: skipping symlink {rel} (links are not replicated)");
         } else if ft.is_file() && self.filter.matches(&rel) {
             if let Err(e) = check_normal(&rel) {
                 log::warn!("scan: skipping file: {e}");
-                return;
+                return None;
             }
-            self.out.insert(rel, FileStat::from_metadata(&md));
+            return Some((rel, FileStat::from_metadata(md)));
+        }
+        None
+    }
+}
+
+impl Iterator for Walk<'_> {
+    type Item = (String, FileStat);
+
+    fn next(&mut self) -> Option<(String, FileStat)> {
+        loop {
+            let frame = self.stack.last_mut()?;
+            let Some(Listed { mut key, md }) = frame.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            if md.is_dir() {
+                key.pop();
+                let abs = self.data_dir.join(&key);
+                let _ = self.list(&abs, false);
+                continue;
+            }
+            if (self.after.as_deref()).is_some_and(|a| key.as_str() <= a) {
+                continue;
+            }
+            if let Some(found) = self.file(key, &md) {
+                return Some(found);
+            }
         }
     }
 }
@@ -260,6 +316,51 @@ mod tests {
             ]
         );
         assert_eq!(got["global.xml"].size, 9);
+    }
+
+    /// The walk yields paths in the manifest's order (bytes), which is not the order of a
+    /// folder-by-folder walk: `a.xml` < `a/b.xml` < `a0.xml`, `a-b/c.xml` < `a/b.xml`. From a
+    /// path on, it yields exactly what follows it.
+    #[test]
+    fn the_walk_goes_in_path_order_and_resumes_after_any_path() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let files = [
+            "styles/a.xml",
+            "styles/a/b.xml",
+            "styles/a/c/d.xml",
+            "styles/a0.xml",
+            "styles/a-b/c.xml",
+            "styles/a.b/c.xml",
+            "styles/z.xml",
+            "global.xml",
+            "workspaces/w/workspace.xml",
+        ];
+        for f in files {
+            touch(r, f, "x");
+        }
+        let filter = Filter::defaults();
+        let walked: Vec<String> = walk(r, &filter, &[], None)
+            .unwrap()
+            .map(|(p, _)| p)
+            .collect();
+        let mut sorted: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        sorted.sort();
+        assert_eq!(walked, sorted);
+        let mut afters: Vec<String> = sorted.clone();
+        afters.extend([
+            "styles/a/".into(),
+            "styles/a/c".into(),
+            "a".into(),
+            "zzz".into(),
+        ]);
+        for after in afters {
+            let rest: Vec<String> = (walk(r, &filter, &[], Some(&after)).unwrap())
+                .map(|(p, _)| p)
+                .collect();
+            let want: Vec<String> = sorted.iter().filter(|p| **p > after).cloned().collect();
+            assert_eq!(rest, want, "after {after}");
+        }
     }
 
     #[test]

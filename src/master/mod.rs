@@ -251,23 +251,31 @@ impl Detector {
         // The state lock also keeps the slave side of a "both" node from writing while we
         // compare: its writes are recorded in the manifest before we can see them.
         let mut state = sh.state.lock().unwrap();
-        let (mut scan, partial) = match scope {
-            Scope::Full => (
-                datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?,
-                None,
-            ),
-            Scope::Paths(rels) => (
-                datadir::scan_paths(&sh.data_dir, rels, &sh.filter, &sh.skip_dirs)?,
-                Some(manifest_within(&state.manifest, rels)),
-            ),
+        // A full rescan walks the tree and the manifest side by side, in path order: neither
+        // is held whole. A notification's few paths are looked at alone.
+        let mut seen = 0usize;
+        let (mut changes, restat) = match scope {
+            Scope::Full => {
+                let walk = datadir::walk(&sh.data_dir, &sh.filter, &sh.skip_dirs, None)?;
+                let files = walk
+                    .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
+                    .inspect(|_| seen += 1);
+                // Hashes are streamed: the content is read again, one Delta at a time, when
+                // the Deltas are built, so a start-up scan of tens of thousands of files never
+                // holds them all.
+                datadir::diff_with_stats(&state.manifest, files, |rel| {
+                    datadir::sha256_file(&sh.data_dir.join(rel))
+                })
+            }
+            Scope::Paths(rels) => {
+                let mut scan = datadir::scan_paths(&sh.data_dir, rels, &sh.filter, &sh.skip_dirs)?;
+                scan.retain(|rel, _| !crate::durable::is_temp_path(rel));
+                seen = scan.len();
+                datadir::diff_with_stats(&manifest_within(&state.manifest, rels), scan, |rel| {
+                    datadir::sha256_file(&sh.data_dir.join(rel))
+                })
+            }
         };
-        scan.retain(|rel, _| !crate::durable::is_temp_path(rel));
-        let manifest = partial.as_ref().unwrap_or(&state.manifest);
-        // Hashes are streamed: the content is read again, one Delta at a time, when the Deltas
-        // are built, so a start-up scan of tens of thousands of files never holds them all.
-        let (mut changes, restat) = datadir::diff_with_stats(manifest, &scan, |rel| {
-            datadir::sha256_file(&sh.data_dir.join(rel))
-        });
         // What an apply of this node left unrecorded when it was interrupted is not a local
         // edit: the redelivered Delta or a resync records it.
         changes.retain(|c| !state.intended(c));
@@ -291,11 +299,7 @@ impl Detector {
             })?;
         }
         if changes.is_empty() {
-            log::trace!(
-                "{why}: no change ({} files, {:?})",
-                scan.len(),
-                started.elapsed()
-            );
+            log::trace!("{why}: no change ({seen} files, {:?})", started.elapsed());
             return Ok(Some(Vec::new()));
         }
         if let Some(mode) = self.drift {

@@ -324,10 +324,7 @@ fn put_node(txn: &redb::WriteTransaction, node: &Node) -> Result<(), redb::Error
 }
 
 /// The node's values and the intent, as the database holds them.
-fn read_node(
-    db: &redb::Database,
-    path: &Path,
-) -> io::Result<(Node, Intent)> {
+fn read_node(db: &redb::Database, path: &Path) -> io::Result<(Node, Intent)> {
     use redb::{ReadableDatabase, ReadableTable};
     let err = |e: redb::Error| db_error(path, "read", e);
     let txn = db.begin_read().map_err(|e| err(e.into()))?;
