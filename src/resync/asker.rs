@@ -1,24 +1,22 @@
 //! The asking side of a resync: one round at a time, driven by the inbound worker.
 //!
-//! A round asks for manifests, takes the first complete answer that covers this node's holes
-//! (`state::holes`: Deltas it knows it skipped; every answer does when there are none),
-//! fetches what is missing one bounded batch at a time from that responder, and finishes by
-//! adopting identical files, deleting, recording positions, filling the holes covered and
-//! asking for one reload. When no answer covers within [`CHOOSE`] of the first, the best one
+//! A round asks for manifests, takes the first answer that covers this node's holes
+//! (`state::holes`: Deltas it knows it skipped; every answer does when there are none), and
+//! then, one page of that responder's manifest at a time: fetches what is missing one
+//! bounded batch at a time, adopts identical files, deletes, and asks for the next page.
+//! After the last page it records positions, fills the holes covered and asks for one
+//! reload. The blocking work is in [`super::local`]. When no answer covers within [`CHOOSE`] of the first, the best one
 //! is taken all the same and the round is asked again, with back-off, until one does (the
 //! origin may be down). A round that stops getting answers is abandoned after
 //! [`ANSWER_TIMEOUT`] and asked again with back-off.
 
-use super::{batches, decode_answer, encode_ask, plan, Answer, Ask, Plan};
+use super::local::{self, Range, RoundError};
+use super::{batches, decode_answer, encode_ask, newest, Answer, Ask, Item, Plan};
 use crate::context::Shared;
-use crate::datadir::{self, Entry};
-use crate::delta::{Change, Op, Part};
-use crate::hlc::Version;
+use crate::delta::Part;
 use crate::mqtt::connection::Link;
-use crate::slave::{self, apply};
-use crate::state::{holes, Hole, Position, Record};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io;
+use crate::state::{holes, Hole, Position};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,14 +50,34 @@ pub struct Ctx {
 
 enum Stage {
     Manifest,
-    Fetch {
-        responder: String,
-        positions: BTreeMap<String, Position>,
-        plan: Plan,
-        pending: VecDeque<Vec<String>>,
-        fetched: usize,
-        written: usize,
-    },
+    /// Working through the chosen responder's manifest, one page at a time.
+    Fetch(Box<Paging>),
+}
+
+/// A round's progress through its responder's manifest.
+struct Paging {
+    responder: String,
+    positions: BTreeMap<String, Position>,
+    /// The responder's clock for `forget_unknown` (see `resync::plan`).
+    newest: u64,
+    /// The current page's plan and the batches of it still to fetch.
+    plan: Plan,
+    pending: VecDeque<Vec<String>>,
+    /// The current page's range; its `high` is where the next page starts.
+    range: Range,
+    done: Done,
+}
+
+/// What a round did so far, over all its pages.
+#[derive(Default)]
+struct Done {
+    pages: usize,
+    fetched: usize,
+    written: usize,
+    adopted: usize,
+    deleted: usize,
+    forgotten: usize,
+    removed: usize,
 }
 
 struct Round {
@@ -74,12 +92,15 @@ struct Round {
     fallback: Option<(Instant, Manifest)>,
 }
 
-/// One manifest answer: its responder, covered positions and items, and which holes of
-/// this node it leaves uncovered.
+/// One manifest answer (its first page): its responder, covered positions, clock and items,
+/// whether more pages follow, and which holes of this node it leaves uncovered.
 struct Manifest {
     responder: String,
     positions: BTreeMap<String, Position>,
-    items: Vec<super::Item>,
+    /// None: a whole manifest from a node before paging.
+    clock: Option<u64>,
+    items: Vec<Item>,
+    more: bool,
     lacking: Vec<String>,
 }
 
@@ -213,127 +234,208 @@ impl Resync {
                 return;
             }
         };
-        let result = match (&mut round.stage, answer) {
-            (Stage::Manifest, Answer::Manifest { positions, items }) => {
-                log::info!(
-                    "resync round {}: manifest of {} entries from {}",
-                    round.id,
-                    items.len(),
-                    header.origin
-                );
-                let lacking = {
-                    let state = ctx.shared.state.lock().unwrap();
-                    uncovered(&state.holes, &header.origin, &positions)
-                };
-                let m = Manifest {
-                    responder: header.origin.clone(),
-                    positions,
-                    items,
-                    lacking,
-                };
-                if !m.lacking.is_empty() {
-                    log::info!(
-                        "resync round {}: {} does not hold {}; waiting up to {} s for a manifest that does",
-                        round.id,
-                        m.responder,
-                        m.lacking.join(", "),
-                        CHOOSE.as_secs()
-                    );
-                    let since = round.fallback.as_ref().map_or_else(Instant::now, |f| f.0);
-                    // The newest of the best: a manifest kept for seconds goes stale.
-                    if (round.fallback.as_ref())
-                        .is_none_or(|(_, f)| m.lacking.len() <= f.lacking.len())
-                    {
-                        round.fallback = Some((since, m));
-                    }
-                    return;
+        let (positions, clock, items, more) = match answer {
+            Answer::Manifest { positions, items } => (positions, None, items, false),
+            Answer::Page {
+                positions,
+                clock,
+                items,
+                more,
+            } if matches!(round.stage, Stage::Manifest) => (positions, Some(clock), items, more),
+            answer => {
+                if let Some(result) = self.on_page_or_files(ctx, &header, answer).await {
+                    self.proceed(ctx, result).await;
                 }
-                return {
-                    let result = self.take(ctx, m).await;
-                    self.proceed(ctx, result).await
-                };
+                return;
             }
-            (
-                Stage::Fetch {
-                    responder,
-                    fetched,
-                    written,
-                    ..
-                },
-                Answer::Files { changes },
-            ) if *responder == header.origin => {
-                *fetched += changes.len();
-                let count = changes.len();
-                let (waited, t) = (round.asked_at.elapsed(), Instant::now());
-                let sh = ctx.shared.clone();
-                match tokio::task::spawn_blocking(move || write_batch(&sh, &changes)).await {
-                    Ok(Ok(n)) => {
-                        *written += n;
-                        log::debug!(
-                            "resync round {}: batch {}: {count} file(s) arrived {} ms after the ask, written in {} ms",
-                            round.id,
-                            round.batch,
-                            waited.as_millis(),
-                            t.elapsed().as_millis()
-                        );
-                        Ok(())
-                    }
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(RoundError::Task(e.to_string())),
-                }
-            }
-            _ => return,
         };
+        if !matches!(round.stage, Stage::Manifest) {
+            return; // a first answer from a second responder, once the round chose one
+        }
+        log::info!(
+            "resync round {}: manifest of {}{} entries from {}",
+            round.id,
+            items.len(),
+            if more { "+" } else { "" },
+            header.origin
+        );
+        let lacking = {
+            let state = ctx.shared.state.lock().unwrap();
+            uncovered(&state.holes, &header.origin, &positions)
+        };
+        let m = Manifest {
+            responder: header.origin.clone(),
+            positions,
+            clock,
+            items,
+            more,
+            lacking,
+        };
+        if !m.lacking.is_empty() {
+            log::info!(
+                "resync round {}: {} does not hold {}; waiting up to {} s for a manifest that does",
+                round.id,
+                m.responder,
+                m.lacking.join(", "),
+                CHOOSE.as_secs()
+            );
+            let since = round.fallback.as_ref().map_or_else(Instant::now, |f| f.0);
+            // The newest of the best: a manifest kept for seconds goes stale.
+            if (round.fallback.as_ref()).is_none_or(|(_, f)| m.lacking.len() <= f.lacking.len()) {
+                round.fallback = Some((since, m));
+            }
+            return;
+        }
+        let result = self.take(ctx, m).await;
         self.proceed(ctx, result).await;
     }
 
-    /// Plan the round from manifest `m` (blocking work on its own thread).
+    /// A batch of files, or the next page, from the chosen responder. `None`: not an answer
+    /// this round waits for.
+    async fn on_page_or_files(
+        &mut self,
+        ctx: &Ctx,
+        header: &Part,
+        answer: Answer,
+    ) -> Option<Result<(), RoundError>> {
+        let round = self.round.as_mut().expect("a round runs");
+        let Stage::Fetch(paging) = &mut round.stage else {
+            return None;
+        };
+        let Paging {
+            responder,
+            newest,
+            plan,
+            pending,
+            range,
+            done,
+            ..
+        } = &mut **paging;
+        if *responder != header.origin {
+            return None;
+        }
+        Some(match answer {
+            Answer::Files { changes } => {
+                done.fetched += changes.len();
+                let count = changes.len();
+                let (waited, t) = (round.asked_at.elapsed(), Instant::now());
+                let sh = ctx.shared.clone();
+                let n = match blocking(move || local::write_batch(&sh, &changes)).await {
+                    Ok(n) => n,
+                    Err(e) => return Some(Err(e)),
+                };
+                done.written += n;
+                log::debug!(
+                    "resync round {}: batch {}: {count} file(s) arrived {} ms after the ask, written in {} ms",
+                    round.id,
+                    round.batch,
+                    waited.as_millis(),
+                    t.elapsed().as_millis()
+                );
+                Ok(())
+            }
+            Answer::Page { items, more, .. } => {
+                let next = Range {
+                    low: range.high.clone(),
+                    high: more.then(|| items.last().map(|i| i.path.clone())).flatten(),
+                };
+                if more && next.high.is_none() {
+                    let e = "an empty manifest page with more to follow";
+                    return Some(Err(RoundError::Refused(e.into())));
+                }
+                let sh = ctx.shared.clone();
+                let forget = ctx.forget_unknown.then(|| (responder.clone(), *newest));
+                let asked = next.clone();
+                let planned = blocking(move || {
+                    let forget = forget.as_ref().map(|(r, n)| (r.as_str(), *n));
+                    local::plan_page(&sh, &items, &asked, forget)
+                })
+                .await;
+                *plan = match planned {
+                    Ok(p) => p,
+                    Err(e) => return Some(Err(e)),
+                };
+                *pending = batches(&plan.fetch).into();
+                *range = next;
+                done.pages += 1;
+                Ok(())
+            }
+            Answer::Manifest { .. } => return None,
+        })
+    }
+
+    /// Plan the round's first page, from manifest `m` (blocking work on its own thread).
     async fn take(&mut self, ctx: &Ctx, m: Manifest) -> Result<(), RoundError> {
         let round = self.round.as_mut().expect("a round runs");
         round.fallback = None;
         let sh = ctx.shared.clone();
-        let forget = ctx.forget_unknown.then(|| m.responder.clone());
-        let items = m.items;
-        match tokio::task::spawn_blocking(move || make_plan(&sh, &items, forget.as_deref())).await {
-            Ok(Ok(plan)) => {
-                let pending: VecDeque<_> = batches(&plan.fetch).into();
-                round.stage = Stage::Fetch {
-                    responder: m.responder,
-                    positions: m.positions,
-                    plan,
-                    pending,
-                    fetched: 0,
-                    written: 0,
-                };
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(RoundError::Task(e.to_string())),
+        let newest = newest(&m.responder, m.clock, &m.items);
+        let forget = ctx.forget_unknown.then(|| (m.responder.clone(), newest));
+        let range = Range {
+            low: None,
+            high: m
+                .more
+                .then(|| m.items.last().map(|i| i.path.clone()))
+                .flatten(),
+        };
+        if m.more && range.high.is_none() {
+            return Err(RoundError::Refused(
+                "an empty manifest page with more to follow".into(),
+            ));
         }
+        let (items, asked) = (m.items, range.clone());
+        let plan = blocking(move || {
+            let forget = forget.as_ref().map(|(r, n)| (r.as_str(), *n));
+            local::plan_page(&sh, &items, &asked, forget)
+        })
+        .await?;
+        round.stage = Stage::Fetch(Box::new(Paging {
+            responder: m.responder,
+            positions: m.positions,
+            newest,
+            pending: batches(&plan.fetch).into(),
+            plan,
+            range,
+            done: Done {
+                pages: 1,
+                ..Done::default()
+            },
+        }));
+        Ok(())
     }
 
     /// After an answer was handled: ask for what comes next, or start over on a failure.
     async fn proceed(&mut self, ctx: &Ctx, result: Result<(), RoundError>) {
-        if let Err(e) = result {
-            let id = self.round.as_ref().map_or(0, |r| r.id);
-            log::error!("resync round {id}: {e}; starting over");
-            self.abandon(ctx);
-            self.wanted = Some("previous round failed".into());
-            self.not_before = Instant::now() + backoff(1);
-            return;
+        match result {
+            Ok(()) => self.next_request(ctx).await,
+            Err(e) => self.fail(ctx, e),
         }
-        self.next_request(ctx).await;
     }
 
-    /// Ask for the next batch, or finish the round.
+    /// The round failed: start over after a back-off.
+    fn fail(&mut self, ctx: &Ctx, e: RoundError) {
+        let id = self.round.as_ref().map_or(0, |r| r.id);
+        log::error!("resync round {id}: {e}; starting over");
+        self.abandon(ctx);
+        self.wanted = Some("previous round failed".into());
+        self.not_before = Instant::now() + backoff(1);
+    }
+
+    /// Ask for the next batch; at the end of a page, settle it and ask for the next page; after
+    /// the last, finish the round.
     async fn next_request(&mut self, ctx: &Ctx) {
         let round = self.round.as_mut().expect("a round runs");
-        let Stage::Fetch {
-            responder, pending, ..
-        } = &mut round.stage
-        else {
+        let Stage::Fetch(paging) = &mut round.stage else {
             return;
         };
+        let Paging {
+            responder,
+            plan,
+            pending,
+            range,
+            done,
+            ..
+        } = &mut **paging;
         if let Some(paths) = pending.pop_front() {
             round.batch += 1;
             round.asked_at = Instant::now();
@@ -345,25 +447,47 @@ impl Resync {
             send_ask(ctx, id, batch, &ask).await;
             return;
         }
+        let page = std::mem::take(plan);
+        done.adopted += page.adopt.len();
+        done.deleted += page.delete.len();
+        done.forgotten += page.forget.len();
+        let sh = ctx.shared.clone();
+        match blocking(move || local::settle(&sh, page)).await {
+            Ok(n) => done.removed += n,
+            Err(e) => return self.fail(ctx, e),
+        }
+        if let Some(after) = range.high.clone() {
+            round.batch += 1;
+            round.asked_at = Instant::now();
+            let ask = Ask::Page {
+                to: responder.clone(),
+                after,
+            };
+            let (id, batch) = (round.id, round.batch);
+            send_ask(ctx, id, batch, &ask).await;
+            return;
+        }
+        self.finish(ctx).await;
+    }
+
+    /// After the last page: record the positions, and say what the round did.
+    async fn finish(&mut self, ctx: &Ctx) {
         let round = self.round.take().expect("a round runs");
-        let Stage::Fetch {
-            responder,
-            positions,
-            plan,
-            fetched,
-            written,
-            ..
-        } = round.stage
-        else {
+        let Stage::Fetch(paging) = round.stage else {
             unreachable!()
         };
+        let Paging {
+            responder,
+            positions,
+            done,
+            ..
+        } = *paging;
         let sh = ctx.shared.clone();
-        let (adopt, delete, forget) = (plan.adopt.len(), plan.delete.len(), plan.forget.len());
         let from = responder.clone();
-        let result = tokio::task::spawn_blocking(move || finish(&sh, plan, &from, positions)).await;
+        let result = blocking(move || local::conclude(&sh, &from, positions)).await;
         ctx.shared.resyncing.store(false, Ordering::SeqCst);
         match result {
-            Ok(Ok((removed, lacking))) => {
+            Ok(lacking) => {
                 match lacking {
                     None => self.failures = 0,
                     Some(lacking) => {
@@ -382,19 +506,26 @@ impl Resync {
                 crate::telemetry::record_resync();
                 // Positions moved: the node's status says so now, not at its next refresh.
                 ctx.shared.board.changed.notify_one();
-                crate::telemetry::record_files_written((written + removed) as u64);
+                crate::telemetry::record_files_written((done.written + done.removed) as u64);
                 ctx.shared.current.store(true, Ordering::SeqCst);
                 *ctx.shared.stale_until.lock().unwrap() = None;
                 log::info!(
-                    "resync round {} from {responder} complete in {} ms: {fetched} file(s) fetched ({written} written), {adopt} already identical, {removed} removed ({delete} deleted upstream, {forget} unknown upstream)",
+                    "resync round {} from {responder} complete in {} ms: {} file(s) fetched ({} written), {} already identical, {} removed ({} deleted upstream, {} unknown upstream){}",
                     round.id,
-                    round.started.elapsed().as_millis()
+                    round.started.elapsed().as_millis(),
+                    done.fetched,
+                    done.written,
+                    done.adopted,
+                    done.removed,
+                    done.deleted,
+                    done.forgotten,
+                    if done.pages > 1 { format!(", {} manifest pages", done.pages) } else { String::new() }
                 );
-                if written + removed > 0 {
+                if done.written + done.removed > 0 {
                     (ctx.notify)();
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 log::error!(
                     "resync round {}: cannot finish: {e}; starting over",
                     round.id
@@ -402,44 +533,17 @@ impl Resync {
                 self.wanted = Some("previous round failed".into());
                 self.not_before = Instant::now() + backoff(1);
             }
-            Err(e) => log::error!("resync round {}: {e}", round.id),
         }
     }
 }
 
-/// Why a resync round failed (it starts over after a back-off).
-#[derive(Debug)]
-enum RoundError {
-    /// Reading the data directory or the journal failed; the error names the file.
-    Io(io::Error),
-    /// Writing what the responder sent failed (or the node is stopping).
-    Apply(slave::ApplyError),
-    /// What the responder sent does not fit this node (outside its filter, unsafe paths).
-    Refused(String),
-    /// The blocking task died.
-    Task(String),
-}
-
-impl std::fmt::Display for RoundError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RoundError::Io(e) => write!(f, "{e}"),
-            RoundError::Apply(e) => write!(f, "{e}"),
-            RoundError::Refused(e) => f.write_str(e),
-            RoundError::Task(e) => write!(f, "resync task failed: {e}"),
-        }
-    }
-}
-
-impl From<io::Error> for RoundError {
-    fn from(e: io::Error) -> Self {
-        RoundError::Io(e)
-    }
-}
-
-impl From<slave::ApplyError> for RoundError {
-    fn from(e: slave::ApplyError) -> Self {
-        RoundError::Apply(e)
+/// Run blocking work of a round on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RoundError> + Send + 'static,
+) -> Result<T, RoundError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(RoundError::Task(e.to_string())),
     }
 }
 
@@ -459,134 +563,6 @@ async fn send_ask(ctx: &Ctx, id: u64, batch: u64, ask: &Ask) {
             return;
         }
     }
-}
-
-/// Compare the responder's manifest with this node's manifest and files (blocking).
-fn make_plan(
-    sh: &Shared,
-    items: &[super::Item],
-    forget_unknown: Option<&str>,
-) -> Result<Plan, RoundError> {
-    let state = sh.state.lock().unwrap();
-    let scan = datadir::scan(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
-    let on_disk = |path: &str| -> Option<[u8; 32]> {
-        let stat = scan.get(path)?;
-        match state.manifest.live_entry(path) {
-            Some(e) if e.same_stat(stat) => Some(e.sha256),
-            _ => datadir::sha256_file(&sh.data_dir.join(path)).ok(),
-        }
-    };
-    let replicated: BTreeSet<String> = scan.keys().cloned().collect();
-    // Only paths this node replicates are planned; others are not ours to fetch.
-    let items: Vec<super::Item> = items
-        .iter()
-        .filter(|i| sh.filter.matches(&i.path))
-        .cloned()
-        .collect();
-    Ok(plan(
-        &state.manifest,
-        &items,
-        on_disk,
-        &replicated,
-        forget_unknown,
-    ))
-}
-
-/// Write one batch of fetched files (blocking); returns how many were written.
-fn write_batch(sh: &Shared, changes: &[Change]) -> Result<usize, RoundError> {
-    let mut state = sh.state.lock().unwrap();
-    let keep = slave::LocalEdits::Keep;
-    match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)? {
-        Ok(w) => {
-            state.commit(Record {
-                entries: w.entries,
-                ..Default::default()
-            })?;
-            Ok(w.steps.len())
-        }
-        Err(why) => Err(RoundError::Refused(format!("answer refused: {why}"))),
-    }
-}
-
-/// Adopt, delete, forget, record positions and fill the holes `responder` covers (blocking).
-/// Returns how many files were removed, and the holes left, described.
-fn finish(
-    sh: &Shared,
-    plan: Plan,
-    responder: &str,
-    positions: BTreeMap<String, Position>,
-) -> Result<(usize, Option<String>), RoundError> {
-    let mut state = sh.state.lock().unwrap();
-    let deletes: Vec<Change> = plan
-        .delete
-        .iter()
-        .map(|(path, version)| Change {
-            path: path.clone(),
-            version: version.clone(),
-            op: Op::Delete,
-            merged: None,
-        })
-        .collect();
-    let keep = slave::LocalEdits::Keep;
-    let (mut removed, mut entries) =
-        match slave::write_changes(sh, &mut state, &deletes, apply::Equal::Rewrite, keep)? {
-            Ok(w) => (w.steps.len(), w.entries),
-            Err(why) => return Err(RoundError::Refused(format!("deletions refused: {why}"))),
-        };
-    for (path, version, sha256, merged) in plan.adopt {
-        let Ok(stat) = std::fs::symlink_metadata(sh.data_dir.join(&path)) else {
-            continue;
-        };
-        let stat = datadir::FileStat::from_metadata(&stat);
-        let mut e = Entry::live(sha256, stat.size, version).with_merged(merged);
-        e.set_stat(&stat);
-        entries.push((path, e));
-    }
-    // Files no responder knows: remove them the way a deletion would, and forget them.
-    let steps: Vec<apply::Step> = plan
-        .forget
-        .iter()
-        .map(|p| apply::Step::Delete {
-            path: p.clone(),
-            version: Version::new(0, ""),
-            merged: None,
-        })
-        .collect();
-    if !steps.is_empty() {
-        slave::record_intent(&mut state, &steps)?;
-        let _writing = sh.files.blocking_write();
-        apply::execute(&sh.data_dir, &steps)?;
-        removed += steps.len();
-        for p in &plan.forget {
-            log::info!("resync: removed {p}, which no master has");
-        }
-    }
-    let holes: Vec<(String, Option<Hole>)> = (state.holes.iter())
-        .filter(|(origin, h)| h.covered_by(origin, responder, &positions))
-        .map(|(origin, _)| (origin.clone(), None))
-        .collect();
-    let mut applied = Vec::new();
-    for (origin, remote) in positions {
-        if origin == sh.node_id {
-            continue;
-        }
-        let keep_local = state
-            .applied
-            .get(&origin)
-            .is_some_and(|l| l.epoch == remote.epoch && l.seq >= remote.seq);
-        if !keep_local {
-            applied.push((origin, remote));
-        }
-    }
-    state.commit(Record {
-        entries,
-        forget: plan.forget,
-        applied,
-        holes,
-        synced: true,
-        ..Default::default()
-    })?;
-    Ok((removed, holes::describe_holes(&state.holes)))
 }
 
 /// The holes in `holes` a manifest from `responder` with covered `positions` does not cover,

@@ -8,20 +8,26 @@
 //!
 //! The protocol (docs/resync.md), over `{prefix}/{group}/sync/ask/{asker}` and
 //! `{prefix}/{group}/sync/answer/{asker}`:
-//! 1. the asker sends `Ask::Manifest`; every publishing node answers with its manifest (path →
-//!    version, SHA-256, size, or tombstone) and its stream positions, taken under one lock;
-//! 2. the asker takes the first complete answer and plans ([`plan`], pure): which files it must
-//!    fetch, which it already has byte-identical (adopt), which it must delete;
-//! 3. it fetches the files in batches of bounded size (`Ask::Files`, answered with the same
-//!    `Change` type Deltas carry) — one batch at a time, which is the flow control that keeps a
-//!    bootstrap from overrunning a broker's in-memory log;
-//! 4. it applies them with the Delta machinery (versions decide), deletes, records the
-//!    positions, and asks for one reload.
+//! 1. the asker sends `Ask::Manifest`; every publishing node answers with the first page of
+//!    its manifest (path → version, SHA-256, size, or tombstone), its stream positions and its
+//!    clock, taken under one lock;
+//! 2. the asker takes the first answer that covers its holes and plans that page ([`plan`],
+//!    pure): which files it must fetch, which it already has byte-identical (adopt), which it
+//!    must delete;
+//! 3. it fetches the page's files in batches of bounded size (`Ask::Files`, answered with the
+//!    same `Change` type Deltas carry) — one batch at a time, which is the flow control that
+//!    keeps a bootstrap from overrunning a broker's in-memory log — settles the page, and asks
+//!    the same responder for the next page (`Ask::Page`);
+//! 4. after the last page it records the positions and asks for one reload.
+//!
+//! Pages keep every message and every plan bounded whatever the catalog's size: a whole
+//! 100,000-layer manifest is 57 MB, over any message limit.
 //!
 //! Live Deltas keep flowing meanwhile and are applied as usual: per-file versions make every
 //! order safe, and positions only ever move forward.
 
 pub mod asker;
+mod local;
 pub mod responder;
 
 use crate::datadir::Manifest;
@@ -37,6 +43,23 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Most paths asked for in one batch (keeps the ask itself well under one message).
 pub const BATCH_PATHS: usize = 2000;
+/// Most manifest entries in one page of an answer (~150 bytes each: about 1 MB).
+pub const PAGE_ITEMS: usize = 6000;
+
+/// Entries per page: [`PAGE_ITEMS`], or `GSCLUSTER_PAGE_ITEMS` (a test hook, like
+/// `crashpoint`: small pages make a small tree take many).
+pub fn page_items() -> usize {
+    static ITEMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ITEMS.get_or_init(|| {
+        (std::env::var("GSCLUSTER_PAGE_ITEMS").ok())
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .inspect(|n| {
+                log::warn!("GSCLUSTER_PAGE_ITEMS={n}: manifest pages of {n} entries (a test hook)")
+            })
+            .unwrap_or(PAGE_ITEMS)
+    })
+}
 
 /// What an asker wants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +68,8 @@ pub enum Ask {
     Manifest,
     /// "Send me these files." Answered only by the node named in `to`.
     Files { to: String, paths: Vec<String> },
+    /// "Send me the page of your manifest after this path." Answered only by `to`.
+    Page { to: String, after: String },
 }
 
 /// One manifest line of an answer.
@@ -64,12 +89,24 @@ pub struct Item {
 /// What a responder sends back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
+    /// A whole manifest in one answer: what nodes before paging sent to `Ask::Manifest`.
+    /// Taken as one last page.
     Manifest {
         positions: BTreeMap<String, Position>,
         items: Vec<Item>,
     },
     Files {
         changes: Vec<Change>,
+    },
+    /// One page of a manifest, in path order. The first (to `Ask::Manifest`) carries the
+    /// responder's positions and its clock: no version of its own in any page is above that
+    /// clock unless made after the first page. A page to `Ask::Page` carries neither.
+    Page {
+        positions: BTreeMap<String, Position>,
+        clock: u64,
+        items: Vec<Item>,
+        /// More pages follow, after the last item's path.
+        more: bool,
     },
 }
 
@@ -114,12 +151,20 @@ pub fn decode_answer(body: &[u8]) -> Result<Answer, DecodeError> {
     let answer: Answer = delta::decode_cbor(body)?;
     match &answer {
         Answer::Files { changes } => delta::verify_changes(changes)?,
-        Answer::Manifest { items, .. } => {
+        Answer::Manifest { items, .. } | Answer::Page { items, .. } => {
             for i in items {
                 crate::datadir::normalize(&i.path).map_err(|e| DecodeError::Change {
                     path: i.path.clone(),
                     reason: e.to_string(),
                 })?;
+            }
+            // The asker plans a page as the whole of its range: an entry out of order would
+            // hide the files around it.
+            if let Some(w) = items.windows(2).find(|w| w[0].path >= w[1].path) {
+                return Err(DecodeError::Change {
+                    path: w[1].path.clone(),
+                    reason: "manifest entries out of path order".into(),
+                });
             }
         }
     }
@@ -148,13 +193,18 @@ pub struct Plan {
 /// `forget_unknown` (pure slaves: `Some(responder)`) deletes replicated files the responder
 /// does not know of — but only those this node has no record of, or recorded from the responder
 /// itself: a file another publisher made is not the responder's to deny (a pure master applies
-/// nothing, so its manifest never lists the other publishers' files).
+/// nothing, so its manifest never lists the other publishers' files). Nor is a file recorded
+/// from the responder with a version above `newest`, the responder's clock when it answered
+/// ([`Newest`]): it was made after the answer (a Delta applied while the answer travelled, or
+/// while the asker waited for a manifest covering its holes), not denied by it.
+///
+/// For a page, `remote` is the page and `replicated_on_disk` the files within its range.
 pub fn plan(
     local: &Manifest,
     remote: &[Item],
     on_disk: impl Fn(&str) -> Option<[u8; 32]>,
     replicated_on_disk: &BTreeSet<String>,
-    forget_unknown: Option<&str>,
+    forget_unknown: Option<(&str, u64)>,
 ) -> Plan {
     let mut p = Plan::default();
     let mut known = BTreeSet::new();
@@ -218,15 +268,7 @@ pub fn plan(
                 .push((item.path.clone(), item.version.clone(), item.size)),
         }
     }
-    if let Some(responder) = forget_unknown {
-        // The responder's newest own version in this manifest: a file recorded from it with a
-        // later one was made after the manifest (a Delta applied while the answer travelled,
-        // or while the asker waited for a manifest covering its holes), not denied by it.
-        let newest = (remote.iter())
-            .filter(|i| i.version.origin == responder)
-            .map(|i| i.version.hlc)
-            .max()
-            .unwrap_or(0);
+    if let Some((responder, newest)) = forget_unknown {
         p.forget = replicated_on_disk
             .iter()
             .filter(|path| !known.contains(path.as_str()))
@@ -238,6 +280,18 @@ pub fn plan(
             .collect();
     }
     p
+}
+
+/// The responder's clock as far as `forget_unknown` of [`plan`] needs it: from a page, its
+/// clock; from a whole manifest of a node before paging, its newest own version in it.
+pub fn newest(responder: &str, clock: Option<u64>, remote: &[Item]) -> u64 {
+    clock.unwrap_or_else(|| {
+        (remote.iter())
+            .filter(|i| i.version.origin == responder)
+            .map(|i| i.version.hlc)
+            .max()
+            .unwrap_or(0)
+    })
 }
 
 /// Split the paths to fetch into batches of bounded bytes and count.
@@ -300,7 +354,7 @@ mod tests {
             &remote,
             |_| None,
             &BTreeSet::new(),
-            Some("m"),
+            Some(("m", newest("m", None, &remote))),
         );
         assert_eq!(p.fetch.len(), 2);
         assert!(p.delete.is_empty() && p.adopt.is_empty() && p.forget.is_empty());
@@ -314,7 +368,7 @@ mod tests {
             &remote,
             |_| Some(h("a")),
             &BTreeSet::new(),
-            Some("m"),
+            Some(("m", newest("m", None, &remote))),
         );
         assert!(p.fetch.is_empty());
         assert_eq!(
@@ -365,7 +419,13 @@ mod tests {
         local.set("b.xml".into(), entry(2, "b"));
         let remote = vec![item("a.xml", 4, "theirs"), item("b.xml", 2, "b")];
         let disk = |p: &str| Some(if p == "a.xml" { h("mine") } else { h("b") });
-        let p = plan(&local, &remote, disk, &BTreeSet::new(), Some("m"));
+        let p = plan(
+            &local,
+            &remote,
+            disk,
+            &BTreeSet::new(),
+            Some(("m", newest("m", None, &remote))),
+        );
         assert_eq!(p, Plan::default());
     }
 
@@ -379,7 +439,13 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
-        let p = plan(&Manifest::default(), &remote, disk, &on_disk, Some("m"));
+        let p = plan(
+            &Manifest::default(),
+            &remote,
+            disk,
+            &on_disk,
+            Some(("m", newest("m", None, &remote))),
+        );
         assert_eq!(p.delete, vec![("old.xml".into(), Version::new(9, "m"))]);
         assert_eq!(p.forget, vec!["stray.xml".to_string()]);
         let p = plan(&Manifest::default(), &remote, disk, &on_disk, None);
@@ -404,7 +470,13 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
-        let p = plan(&local, &remote, disk, &on_disk, Some("m"));
+        let p = plan(
+            &local,
+            &remote,
+            disk,
+            &on_disk,
+            Some(("m", newest("m", None, &remote))),
+        );
         assert_eq!(
             p.forget,
             vec!["mine.xml".to_string(), "stray.xml".to_string()]
@@ -425,8 +497,61 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
-        let p = plan(&local, &remote, disk, &on_disk, Some("m"));
+        let p = plan(
+            &local,
+            &remote,
+            disk,
+            &on_disk,
+            Some(("m", newest("m", None, &remote))),
+        );
         assert_eq!(p.forget, vec!["old.xml".to_string()]);
+    }
+
+    /// A page carries the responder's clock: a file recorded from it above that clock was
+    /// made after the page, whatever the page's own items say.
+    #[test]
+    fn a_page_s_clock_decides_what_the_responder_made_after_it() {
+        let mut local = Manifest::default();
+        local.set("new.xml".into(), entry(12, "x"));
+        local.set("old.xml".into(), entry(3, "x"));
+        let remote = vec![item("a.xml", 2, "a")];
+        let on_disk: BTreeSet<String> = ["a.xml", "old.xml", "new.xml"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
+        let p = plan(
+            &local,
+            &remote,
+            disk,
+            &on_disk,
+            Some(("m", newest("m", Some(11), &remote))),
+        );
+        assert_eq!(p.forget, vec!["old.xml".to_string()]);
+        let p = plan(
+            &local,
+            &remote,
+            disk,
+            &on_disk,
+            Some(("m", newest("m", Some(12), &remote))),
+        );
+        assert_eq!(p.forget, vec!["new.xml".to_string(), "old.xml".to_string()]);
+    }
+
+    #[test]
+    fn a_page_out_of_path_order_is_rejected() {
+        let page = |paths: &[&str]| Answer::Page {
+            positions: BTreeMap::new(),
+            clock: 1,
+            items: paths.iter().map(|p| item(p, 1, "x")).collect(),
+            more: true,
+        };
+        let ok = page(&["a.xml", "a/b.xml", "b.xml"]);
+        assert_eq!(decode_answer(&crate::cbor::encode(&ok)).unwrap(), ok);
+        for bad in [&["b.xml", "a.xml"][..], &["a.xml", "a.xml"][..]] {
+            let e = decode_answer(&crate::cbor::encode(&page(bad))).unwrap_err();
+            assert!(e.to_string().contains("out of path order"), "{e}");
+        }
     }
 
     #[test]

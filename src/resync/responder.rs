@@ -4,7 +4,7 @@
 //! the PUBACK accounting that the outbox publisher relies on (it pairs every QoS 1 packet id the
 //! connection reports with its own outbox parts).
 
-use super::{encode_answer, Answer, Ask, Item};
+use super::{encode_answer, page_items, Answer, Ask, Item};
 use crate::context::Shared;
 use crate::delta::{Change, Op};
 use crate::mqtt::connection::Link;
@@ -57,6 +57,13 @@ pub async fn run(
                 items.len(),
                 asked.asker
             ),
+            Answer::Page { items, more, .. } => log::info!(
+                "resync: sending a page of my manifest to {} ({} entries{}{})",
+                asked.asker,
+                items.len(),
+                (items.first()).map_or(String::new(), |i| format!(" from {}", i.path)),
+                if *more { "; more follow" } else { "; the last" }
+            ),
             Answer::Files { changes } => log::debug!(
                 "resync: sending {} file(s) to {} (batch {})",
                 changes.len(),
@@ -95,18 +102,24 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
                     },
                 );
             }
-            let items = (state.manifest.iter())
-                .map(|(path, e)| Item {
-                    path: path.clone(),
-                    version: e.version.clone(),
-                    sha256: e.sha256.to_vec(),
-                    size: e.size,
-                    deleted: e.deleted,
-                    merged: e.merged.as_deref().cloned(),
-                })
-                .collect();
-            Some(Answer::Manifest { positions, items })
+            let (items, more) = page(state.manifest.iter());
+            Some(Answer::Page {
+                positions,
+                clock: state.hlc,
+                items,
+                more,
+            })
         }
+        Ask::Page { to, after } if *to == sh.node_id => {
+            let (items, more) = page(state.manifest.after(after));
+            Some(Answer::Page {
+                positions: BTreeMap::new(),
+                clock: 0,
+                items,
+                more,
+            })
+        }
+        Ask::Page { .. } => None,
         Ask::Files { to, paths } if *to == sh.node_id => {
             let mut changes = Vec::with_capacity(paths.len());
             for path in paths {
@@ -129,4 +142,20 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
         }
         Ask::Files { .. } => None,
     }
+}
+
+/// The first [`page_items`] of `entries` as answer items, and whether more follow.
+fn page(entries: impl Iterator<Item = (String, crate::datadir::Entry)>) -> (Vec<Item>, bool) {
+    let mut entries = entries.peekable();
+    let items = (entries.by_ref().take(page_items()))
+        .map(|(path, e)| Item {
+            path,
+            version: e.version,
+            sha256: e.sha256.to_vec(),
+            size: e.size,
+            deleted: e.deleted,
+            merged: e.merged.map(|m| *m),
+        })
+        .collect();
+    (items, entries.peek().is_some())
 }

@@ -5,7 +5,9 @@ use crate::support::cluster::{
     start_member, subscriptions, wait_for_subscriptions, Cluster, Member,
 };
 use crate::support::generator::{generate, Catalog, Spec};
-use crate::support::node::{assert_converged, logs_of, wait_until, wait_until_logs, Node};
+use crate::support::node::{
+    assert_converged, logs_of, replicated_tree, wait_until, wait_until_logs, Node,
+};
 use crate::support::proxy::{Faults, Proxy};
 use crate::support::run::run;
 use std::path::Path;
@@ -46,6 +48,63 @@ fn new_empty_slave_bootstraps_the_whole_replicated_tree() {
         "{:?}",
         reloads[0]
     );
+}
+
+/// A manifest comes in pages (here of 5 entries: a small tree takes dozens), each planned
+/// against the files within its range only: files the slave lacks are fetched, identical ones
+/// adopted, a file deleted upstream removed, and replicated files nobody knows forgotten,
+/// wherever they fall between pages.
+#[test]
+fn a_slave_bootstraps_from_a_manifest_that_comes_in_many_pages() {
+    let mut c = Cluster::start_with(&Spec::small(), 23, 0, |cfg| cfg.page_items = Some(5));
+    let root = c.master_dir().to_path_buf();
+    let layer = c.catalog.layers[0].id.clone();
+    let gone = c.catalog.delete_layer(&root, &layer);
+    assert!(!gone.is_empty());
+    c.catalog.add_layer(&root, 0, 0, "after the copy");
+    // The master's manifest holds the deletion (tombstones) before the slave asks.
+    wait_until_logs("the edits published", CONVERGE, &[&c.master], || {
+        let seq = last_seq(&c.master);
+        seq > 0
+            && (c.master.log_contents()).contains(&format!("seq {seq} acknowledged by the broker"))
+    });
+    let deleted_upstream = gone[0].clone();
+    c.add_slave_prepared("gs-new", |dir| {
+        // Deleted upstream, still here (the copy predates the deletion).
+        let file = dir.join(&deleted_upstream);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "<old/>").unwrap();
+        // Replicated paths nobody knows, first, last and between pages.
+        for stray in [
+            "layergroups/stray.xml",
+            "styles/stray.sld",
+            "workspaces/zz-stray/workspace.xml",
+        ] {
+            let p = dir.join(stray);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "<stray/>").unwrap();
+        }
+    });
+    c.converge(CONVERGE);
+    let log = c.slaves[0].node.log_contents();
+    let done = (log.lines())
+        .find(|l| l.contains(" complete in "))
+        .expect("the bootstrap round");
+    let pages: usize = (done.rsplit(", ").next())
+        .and_then(|t| t.strip_suffix(" manifest pages"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no page count in: {done}"));
+    let files = replicated_tree(c.master_dir()).len();
+    assert!(pages > files / 5, "{pages} pages for {files} files: {done}");
+    // The three strays, and the file deleted upstream when the master's detector had not
+    // recorded its deletion yet (otherwise its tombstone removes it).
+    let unknown: usize = (done.split(" unknown upstream").next())
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no unknown count in: {done}"));
+    assert!((3..=4).contains(&unknown), "{done}");
+    let master_log = c.master.log_contents();
+    assert!(master_log.contains("more follow"), "{master_log}");
 }
 
 #[test]

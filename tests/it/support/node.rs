@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub pause_at: Option<String>,
     /// `GSCLUSTER_CLOCK_OFFSET_MS`: the node's wall clock this far ahead (negative: behind).
     pub clock_offset_ms: Option<i64>,
+    /// `GSCLUSTER_PAGE_ITEMS`: entries per page of the node's resync answers.
+    pub page_items: Option<usize>,
     /// `[security] key_file`, when set.
     pub key_file: Option<PathBuf>,
     /// Extra `key = value` lines for `[mqtt]` and `[broker]` (TLS, credentials…).
@@ -117,6 +119,7 @@ impl NodeConfig {
             crash_at: None,
             pause_at: None,
             clock_offset_ms: None,
+            page_items: None,
             key_file: None,
             mqtt_extra: Vec::new(),
             broker_extra: Vec::new(),
@@ -251,6 +254,9 @@ impl Node {
             .env_remove("GSCLUSTER_CRASH_AT")
             .env_remove("GSCLUSTER_PAUSE_AT")
             .env_remove("GSCLUSTER_CLOCK_OFFSET_MS");
+        if let Some(n) = self.cfg.page_items {
+            command.env("GSCLUSTER_PAGE_ITEMS", n.to_string());
+        }
         if let Some(ms) = self.cfg.clock_offset_ms {
             command.env("GSCLUSTER_CLOCK_OFFSET_MS", ms.to_string());
         }
