@@ -112,12 +112,12 @@ impl Shared {
     /// Whether GeoServer may reload now (the policy is `reload::Gate`). Clears the gate when it
     /// may.
     pub fn readiness(&self) -> Readiness {
-        let catalog = self.catalog.lock().unwrap();
+        let mut catalog = self.catalog.lock().unwrap();
         let mut gate = self.gate.lock().unwrap();
         gate.readiness(
             self.resyncing.load(Ordering::SeqCst),
             self.backlog.load(Ordering::Relaxed),
-            &catalog,
+            &mut catalog,
             &self.data_dir,
             || self.lacking.lock().unwrap().clone(),
         )

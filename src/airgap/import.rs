@@ -332,18 +332,16 @@ fn unresolved_after(
     wanted: &BTreeMap<Cow<str>, Option<&[u8]>>,
     dangling: &[String],
 ) -> Vec<String> {
-    let mut catalog = sh.catalog.lock().unwrap().clone();
-    for (path, bytes) in wanted {
-        catalog.update(path, *bytes);
-    }
+    let updates: Vec<(&str, Option<&[u8]>)> =
+        (wanted.iter()).map(|(p, b)| (p.as_ref(), *b)).collect();
     let touched: Vec<String> = wanted.keys().map(|p| p.to_string()).collect();
     let exists = |rel: &str| match wanted.get(rel) {
         Some(b) => b.is_some(),
         None => sh.data_dir.join(rel).is_file(),
     };
     let dangling: HashSet<&str> = dangling.iter().map(String::as_str).collect();
-    catalog
-        .unresolved(&touched, exists)
+    (sh.catalog.lock().unwrap())
+        .unresolved_if(&updates, &touched, exists)
         .into_iter()
         .filter(|u| !dangling.contains(u.missing.as_str()))
         .map(|u| format!("{} refers to missing {}", u.path, u.missing))

@@ -54,6 +54,8 @@ pub fn open_node(cfg: &Config, mut state: State) -> Result<Shared, String> {
             "removed {leftovers} temporary file(s) an interrupted run left in the data directory"
         );
     }
-    let catalog = CatalogIndex::build(data_dir, &filter);
+    let skip = [cfg.node.state_dir.clone()];
+    let catalog = CatalogIndex::open(&state.catalog_file(), data_dir, &filter, &skip)
+        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
     Ok(Shared::new(cfg, state, auth, filter, catalog))
 }

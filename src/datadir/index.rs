@@ -1,18 +1,34 @@
 //! [`CatalogIndex`]: which catalog object lives in which file and what it refers to, so a slave
 //! can tell, before asking GeoServer to reload, whether the objects a Delta touched are complete.
 //!
-//! Memory: a 10,000-layer catalog is ~40,000 files, most of them XML. Per indexed file we keep the
-//! path once (shared with the id map through an `Arc<str>`), the id, and each reference as an
-//! interned id plus a one-byte element tag. Ids are interned, so an id referenced by many layers
-//! (a popular style) is stored once. That is roughly 150–250 bytes per file, a few MB in all. XML is
-//! not kept; non-XML files (bodies, icons) are not indexed; callers answer "does this file exist"
-//! with the manifest they already have.
+//! The index is a redb database of its own: on disk beside the state (`state_dir/catalog.redb`)
+//! for a daemon, so that memory does not grow with the catalog and a restart does not read
+//! every XML file again; in memory for `gscluster check` and for tests. It is derived data:
+//! every indexed XML file is recorded with the stat it had when read, and opening the index
+//! walks the data directory and reads again only the files whose stat differs (or that it
+//! lacks), and forgets the ones gone. A crash, a failed write or a lost file costs a re-read,
+//! never a wrong answer for long.
+//!
+//! Tables (keys joined by `\0`, which neither paths nor XML text can hold):
+//! - `nodes`: path → the file's stat, its object's id, its references (element, id) and the
+//!   files it needs beside it (a style's body), CBOR;
+//! - `ids`: id `\0` path — which file holds an id;
+//! - `refs`: referenced id `\0` path — who refers to an id;
+//! - `files`: needed file `\0` path — who needs a file.
+//!
+//! XML is not kept; non-XML files (bodies, icons) are not indexed; callers answer "does this
+//! file exist" themselves.
 
-use super::catalog::{parse_object_checked, CatalogObject};
+use super::catalog::parse_object_checked;
 use super::filter::Filter;
+use super::scan::FileStat;
+use crate::file_error::Context;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
-use std::sync::Arc;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// A reference of a touched object (or of an object that referred to a deleted one) that does not
 /// resolve.
@@ -26,179 +42,411 @@ pub struct Unresolved {
     pub via: String,
 }
 
-#[derive(Clone)]
-struct Node {
-    id: Option<Arc<str>>,
-    refs: Box<[(u8, Arc<str>)]>,
-    /// Resolved relative paths of files this object needs (style bodies).
-    file_refs: Box<[Box<str>]>,
-}
+type Tbl = TableDefinition<'static, &'static str, &'static [u8]>;
+const NODES: Tbl = TableDefinition::new("nodes");
+const IDS: Tbl = TableDefinition::new("ids");
+const REFS: Tbl = TableDefinition::new("refs");
+const FILES: Tbl = TableDefinition::new("files");
 
-/// In-memory index of the catalog: path → (id, refs, file refs) and id → path(s).
-#[derive(Default, Clone)]
-pub struct CatalogIndex {
-    nodes: HashMap<Arc<str>, Node>,
-    by_id: HashMap<Arc<str>, Vec<Arc<str>>>,
-    /// Ids and element names, stored once.
-    ids: HashSet<Arc<str>>,
-    elements: Vec<Box<str>>,
-    /// Path → id of indexed files since removed, so [`Self::unresolved`] can find objects that
-    /// still refer to them. Cleared by [`Self::clear_removed`] once a check cycle is done.
-    removed: HashMap<Arc<str>, Arc<str>>,
+/// The index's page cache, on disk: lookups touch a few pages each.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// Files read and indexed per transaction while opening.
+const OPEN_BATCH: usize = 2000;
+
+/// One indexed file.
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+struct Node {
+    /// The stat of the file when it was read (all zero: unknown, read again at the next open).
+    stat: FileStat,
+    id: Option<String>,
+    /// (element, id) of each reference.
+    refs: Vec<(String, String)>,
+    /// Resolved relative paths of files this object needs (style bodies).
+    file_refs: Vec<String>,
 }
 
 /// The one file whose root `<id>` is a copy of another object's id: it names the default
 /// workspace, so it is indexed as a reference to that workspace.
 const DEFAULT_WORKSPACE: &str = "workspaces/default.xml";
 
+fn join(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
+}
+
+/// The keys of `table` that start with `a\0`, as what follows it.
+fn under<T: ReadableTable<&'static str, &'static [u8]>>(table: &T, a: &str) -> Vec<String> {
+    let (from, to) = (format!("{a}\0"), format!("{a}\u{1}"));
+    let Ok(range) = table.range(from.as_str()..to.as_str()) else {
+        return Vec::new();
+    };
+    (range.flatten())
+        .map(|(k, _)| k.value()[from.len()..].to_string())
+        .collect()
+}
+
+/// A new file's content as a node (None: not well-formed; logged).
+fn parse(rel_path: &str, bytes: &[u8], stat: FileStat) -> Node {
+    let obj = match parse_object_checked(bytes) {
+        Ok(o) => o,
+        Err(e) => {
+            log::warn!("catalog index: {rel_path} is not well-formed XML ({e}); ignoring it");
+            None
+        }
+    };
+    let Some(mut obj) = obj else {
+        return Node {
+            stat,
+            ..Node::default()
+        };
+    };
+    if rel_path == DEFAULT_WORKSPACE {
+        if let Some(id) = obj.id.take() {
+            obj.refs.push(super::catalog::Reference {
+                id,
+                element: "workspace".into(),
+            });
+        }
+    }
+    let dir = rel_path.rsplit_once('/').map_or("", |(d, _)| d);
+    Node {
+        stat,
+        id: obj.id,
+        refs: obj.refs.into_iter().map(|r| (r.element, r.id)).collect(),
+        file_refs: (obj.file_refs.into_iter())
+            .map(|f| {
+                if dir.is_empty() {
+                    f
+                } else {
+                    format!("{dir}/{f}")
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The four tables, read through one transaction (read-only, or a write transaction's).
+struct Tables<T> {
+    nodes: T,
+    ids: T,
+    refs: T,
+    files: T,
+}
+
+impl<T: ReadableTable<&'static str, &'static [u8]>> Tables<T> {
+    fn node(&self, path: &str) -> Option<Node> {
+        let v = self.nodes.get(path).ok()??;
+        crate::cbor::decode(v.value()).ok()
+    }
+
+    fn has_id(&self, id: &str) -> bool {
+        let (from, to) = (format!("{id}\0"), format!("{id}\u{1}"));
+        (self.ids.range(from.as_str()..to.as_str())).is_ok_and(|mut r| r.next().is_some())
+    }
+}
+
+type Writing<'t> = Tables<redb::Table<'t, &'static str, &'static [u8]>>;
+
+impl Writing<'_> {
+    fn open(txn: &redb::WriteTransaction) -> Result<Writing<'_>, redb::Error> {
+        Ok(Tables {
+            nodes: txn.open_table(NODES)?,
+            ids: txn.open_table(IDS)?,
+            refs: txn.open_table(REFS)?,
+            files: txn.open_table(FILES)?,
+        })
+    }
+
+    /// Drop the node at `path` and its keys; returns it.
+    fn remove(&mut self, path: &str) -> Result<Option<Node>, redb::Error> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        self.nodes.remove(path)?;
+        if let Some(id) = &node.id {
+            self.ids.remove(join(id, path).as_str())?;
+        }
+        for (_, id) in &node.refs {
+            self.refs.remove(join(id, path).as_str())?;
+        }
+        for f in &node.file_refs {
+            self.files.remove(join(f, path).as_str())?;
+        }
+        Ok(Some(node))
+    }
+
+    fn insert(&mut self, path: &str, node: &Node) -> Result<(), redb::Error> {
+        self.nodes
+            .insert(path, crate::cbor::encode(node).as_slice())?;
+        if let Some(id) = &node.id {
+            self.ids.insert(join(id, path).as_str(), [].as_slice())?;
+        }
+        for (_, id) in &node.refs {
+            self.refs.insert(join(id, path).as_str(), [].as_slice())?;
+        }
+        for f in &node.file_refs {
+            self.files.insert(join(f, path).as_str(), [].as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Record new content (with the stat it was read at) or the deletion of `path`; returns
+    /// the id the path held before, if it held one.
+    fn update(
+        &mut self,
+        path: &str,
+        content: Option<(&[u8], FileStat)>,
+    ) -> Result<Option<String>, redb::Error> {
+        let before = self.remove(path)?.and_then(|n| n.id);
+        if let Some((bytes, stat)) = content.filter(|_| path.ends_with(".xml")) {
+            self.insert(path, &parse(path, bytes, stat))?;
+        }
+        Ok(before)
+    }
+}
+
+/// New content of a path, with the stat it was read at (None: a deletion).
+pub type Content<'a> = Option<(Cow<'a, [u8]>, FileStat)>;
+
+/// The catalog index; see the module documentation.
+pub struct CatalogIndex {
+    db: redb::Database,
+    /// The database file, when on disk (reopened after a failed write).
+    file: Option<PathBuf>,
+    /// What the last open read again and forgot (see [`Self::open`]).
+    opened: (usize, usize),
+    /// Path → id of indexed files since removed, so [`Self::unresolved`] can find objects that
+    /// still refer to them. Dropped by [`Self::forget_removed`] once the check is done.
+    removed: HashMap<String, String>,
+}
+
+impl Default for CatalogIndex {
+    /// An empty index in memory.
+    fn default() -> Self {
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an in-memory database");
+        CatalogIndex {
+            db,
+            file: None,
+            opened: (0, 0),
+            removed: HashMap::new(),
+        }
+    }
+}
+
 impl CatalogIndex {
-    /// Indexes every `.xml` file of `data_dir` that `filter` replicates. Unreadable or malformed
-    /// files are logged and left out; GeoServer would skip them too.
+    /// Indexes every `.xml` file of `data_dir` that `filter` replicates, in memory (a one-off
+    /// check). Unreadable or malformed files are logged and left out; GeoServer would skip
+    /// them too.
     pub fn build(data_dir: &Path, filter: &Filter) -> CatalogIndex {
         let mut index = CatalogIndex::default();
-        let files = match super::scan::scan(data_dir, filter, &[]) {
-            Ok(f) => f,
-            Err(e) => {
-                log::warn!("catalog index: cannot scan {}: {e}", data_dir.display());
-                return index;
-            }
-        };
-        for rel in files.keys().filter(|p| p.ends_with(".xml")) {
-            match std::fs::read(data_dir.join(rel)) {
-                Ok(bytes) => index.update(rel, Some(&bytes)),
-                Err(e) => log::warn!("catalog index: cannot read {rel}: {e}"),
-            }
+        if let Err(e) = index.reconcile(data_dir, filter, &[]) {
+            log::warn!("catalog index: {e}");
         }
         index
     }
 
-    /// Number of indexed catalog files.
+    /// The index kept in `file`, brought up to date with `data_dir` (see the module
+    /// documentation). An unreadable index file is removed and built again.
+    pub fn open(
+        file: &Path,
+        data_dir: &Path,
+        filter: &Filter,
+        skip_dirs: &[PathBuf],
+    ) -> io::Result<CatalogIndex> {
+        let db = match open_file(file) {
+            Ok(db) => db,
+            Err(e) => {
+                log::warn!("{}: {e}; building the catalog index again", file.display());
+                crate::durable::remove_file(file)?;
+                open_file(file)?
+            }
+        };
+        let mut index = CatalogIndex {
+            db,
+            file: Some(file.to_path_buf()),
+            opened: (0, 0),
+            removed: HashMap::new(),
+        };
+        let started = std::time::Instant::now();
+        let (read, forgotten) = index.reconcile(data_dir, filter, skip_dirs)?;
+        index.opened = (read, forgotten);
+        log::info!(
+            "catalog index: {} file(s), {read} read again and {forgotten} forgotten in {} ms",
+            index.len(),
+            started.elapsed().as_millis()
+        );
+        Ok(index)
+    }
+
+    /// Walk the data directory and the index side by side (both in path order): read the XML
+    /// files the index lacks or holds with another stat, drop the ones gone. Returns how many
+    /// were read and dropped.
+    fn reconcile(
+        &mut self,
+        data_dir: &Path,
+        filter: &Filter,
+        skip_dirs: &[PathBuf],
+    ) -> io::Result<(usize, usize)> {
+        let indexed: Vec<(String, FileStat)> = {
+            let err = |e: redb::Error| self.error("read", e);
+            let txn = self.db.begin_read().map_err(|e| err(e.into()))?;
+            match txn.open_table(NODES) {
+                Ok(t) => (t.iter().map_err(|e| err(e.into()))?)
+                    .flatten()
+                    .map(|(k, v)| {
+                        let stat = (crate::cbor::decode::<Node>(v.value()))
+                            .map_or_else(|_| FileStat::default(), |n| n.stat);
+                        (k.value().to_string(), stat)
+                    })
+                    .collect(),
+                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+                Err(e) => return Err(err(e.into())),
+            }
+        };
+        let mut indexed = indexed.into_iter().peekable();
+        let walk = super::scan::walk(data_dir, filter, skip_dirs, None)?;
+        let (mut read, mut forgotten) = (0, 0);
+        let mut batch: Vec<(String, Content)> = Vec::new();
+        for (path, stat) in walk.filter(|(p, _)| p.ends_with(".xml")) {
+            while let Some((gone, _)) = indexed.next_if(|(p, _)| *p < path) {
+                batch.push((gone, None));
+                forgotten += 1;
+            }
+            let known = indexed.next_if(|(p, _)| *p == path).map(|(_, s)| s);
+            if known.is_some_and(|s| s == stat && s != FileStat::default()) {
+                continue;
+            }
+            match std::fs::read(data_dir.join(&path)) {
+                Ok(bytes) => batch.push((path, Some((Cow::Owned(bytes), stat)))),
+                Err(e) => log::warn!("catalog index: cannot read {path}: {e}"),
+            }
+            read += 1;
+            if batch.len() >= OPEN_BATCH {
+                self.write(std::mem::take(&mut batch), false)?;
+            }
+        }
+        for (gone, _) in indexed {
+            batch.push((gone, None));
+            forgotten += 1;
+        }
+        self.write(batch, false)?;
+        Ok((read, forgotten))
+    }
+
+    fn error(&self, what: &str, e: redb::Error) -> io::Error {
+        let name = (self.file.as_deref()).map_or("catalog index (in memory)".into(), |f| {
+            f.display().to_string()
+        });
+        io::Error::other(format!("{name}: cannot {what}: {e}"))
+    }
+
+    /// Apply `updates` in one transaction. `removed`: remember the ids of removed files for
+    /// [`Self::unresolved`].
+    fn write(&mut self, updates: Vec<(String, Content)>, removed: bool) -> io::Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let result = (|| -> Result<Vec<(String, String)>, redb::Error> {
+            let txn = self.db.begin_write()?;
+            let mut gone = Vec::new();
+            {
+                let mut t = Writing::open(&txn)?;
+                for (path, content) in &updates {
+                    let content = content.as_ref().map(|(b, s)| (&**b, *s));
+                    let had = t.update(path, content)?;
+                    if let (Some(id), None) = (had, content) {
+                        gone.push((path.clone(), id));
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(gone)
+        })();
+        match result {
+            Ok(gone) => {
+                if removed {
+                    self.removed.extend(gone);
+                    for (path, _) in updates.iter().filter(|(_, c)| c.is_some()) {
+                        self.removed.remove(path);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = self.error("write", e);
+                self.reopen();
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed write the database refuses everything until reopened; what it missed
+    /// is read again at the next open (the stats differ).
+    fn reopen(&mut self) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let placeholder = CatalogIndex::default().db;
+        drop(std::mem::replace(&mut self.db, placeholder));
+        match open_file(&file) {
+            Ok(db) => self.db = db,
+            Err(e) => log::error!(
+                "{}: cannot reopen the catalog index ({e}); reference checks see an empty catalog until the next start",
+                file.display()
+            ),
+        }
+    }
+
+    /// Records new content (`Some`, with the stat it was read at) or the deletion (`None`) of
+    /// each path, in one transaction. A failure is logged: the index is derived data, and the
+    /// next open reads those files again.
+    pub fn update_many(&mut self, updates: Vec<(String, Content)>) {
+        if let Err(e) = self.write(updates, true) {
+            log::error!("catalog index: {e}; those files are read again at the next start");
+        }
+    }
+
+    /// Records new content (`Some`) or the deletion (`None`) of one relative path, its stat
+    /// unknown (read again at the next open).
+    pub fn update(&mut self, rel_path: &str, bytes: Option<&[u8]>) {
+        let content = bytes.map(|b| (Cow::Borrowed(b), FileStat::default()));
+        self.update_many(vec![(rel_path.to_string(), content)]);
+    }
+
+    /// Number of indexed XML files.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        (self.db.begin_read().ok())
+            .and_then(|t| t.open_table(NODES).ok())
+            .and_then(|t| t.len().ok())
+            .unwrap_or(0) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.len() == 0
     }
 
     /// The paths holding the object with this id (normally one).
-    pub fn paths_of(&self, id: &str) -> impl Iterator<Item = &str> {
-        self.by_id.get(id).into_iter().flatten().map(|p| &**p)
-    }
-
-    /// Records new content (`Some`) or the deletion (`None`) of one relative path.
-    pub fn update(&mut self, rel_path: &str, bytes: Option<&[u8]>) {
-        let obj = match bytes {
-            Some(b) if rel_path.ends_with(".xml") => match parse_object_checked(b) {
-                Ok(o) => o,
-                Err(e) => {
-                    log::warn!(
-                        "catalog index: {rel_path} is not well-formed XML ({e}); ignoring it"
-                    );
-                    None
-                }
-            },
-            _ => None,
-        };
-        if let Some(Some(id)) = self.remove_node(rel_path) {
-            self.removed.insert(rel_path.into(), id);
-        }
-        let Some(mut obj) = obj else { return };
-        if rel_path == DEFAULT_WORKSPACE {
-            if let Some(id) = obj.id.take() {
-                obj.refs.push(super::catalog::Reference {
-                    id,
-                    element: "workspace".into(),
-                });
-            }
-        }
-        self.insert_node(rel_path, obj);
+    pub fn paths_of(&self, id: &str) -> Vec<String> {
+        (self.db.begin_read().ok())
+            .and_then(|t| t.open_table(IDS).ok())
+            .map_or_else(Vec::new, |t| under(&t, id))
     }
 
     /// Whether some indexed object needs the file `rel_path` beside it (a style's body, which
     /// its `<filename>` names).
     pub fn is_needed_file(&self, rel_path: &str) -> bool {
-        (self.nodes.values()).any(|n| n.file_refs.iter().any(|f| &**f == rel_path))
+        (self.db.begin_read().ok())
+            .and_then(|t| t.open_table(FILES).ok())
+            .is_some_and(|t| !under(&t, rel_path).is_empty())
     }
 
-    /// Forgets which deleted files held which ids (see [`Self::unresolved`]).
-    pub fn clear_removed(&mut self) {
-        self.removed.clear();
-        self.ids.retain(|id| Arc::strong_count(id) > 1);
-    }
-
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.ids.get(s) {
-            return a.clone();
+    /// Forgets which ids the deleted `paths` held (see [`Self::unresolved`]), once the check
+    /// that touched them is done.
+    pub fn forget_removed<'a>(&mut self, paths: impl IntoIterator<Item = &'a String>) {
+        for p in paths {
+            self.removed.remove(p);
         }
-        let a: Arc<str> = s.into();
-        self.ids.insert(a.clone());
-        a
-    }
-
-    fn element_tag(&mut self, name: &str) -> u8 {
-        if let Some(i) = self.elements.iter().position(|e| &**e == name) {
-            return i as u8;
-        }
-        if self.elements.len() < u8::MAX as usize {
-            self.elements.push(name.into());
-            (self.elements.len() - 1) as u8
-        } else {
-            u8::MAX // only reachable with hundreds of distinct reference element names
-        }
-    }
-
-    fn insert_node(&mut self, rel_path: &str, obj: CatalogObject) {
-        let path: Arc<str> = rel_path.into();
-        let dir = rel_path.rsplit_once('/').map_or("", |(d, _)| d);
-        let file_refs = obj
-            .file_refs
-            .iter()
-            .map(|f| {
-                if dir.is_empty() {
-                    f.clone()
-                } else {
-                    format!("{dir}/{f}")
-                }
-                .into_boxed_str()
-            })
-            .collect();
-        let refs = obj
-            .refs
-            .iter()
-            .map(|r| (self.element_tag(&r.element), self.intern(&r.id)))
-            .collect();
-        let id = obj.id.as_deref().map(|id| self.intern(id));
-        if let Some(id) = &id {
-            self.by_id.entry(id.clone()).or_default().push(path.clone());
-        }
-        self.removed.remove(rel_path);
-        self.nodes.insert(
-            path,
-            Node {
-                id,
-                refs,
-                file_refs,
-            },
-        );
-    }
-
-    /// Removes the node at `rel_path`; `Some(id)` if one was indexed there.
-    fn remove_node(&mut self, rel_path: &str) -> Option<Option<Arc<str>>> {
-        let node = self.nodes.remove(rel_path)?;
-        if let Some(id) = &node.id {
-            if let Some(paths) = self.by_id.get_mut(id) {
-                paths.retain(|p| &**p != rel_path);
-                if paths.is_empty() {
-                    self.by_id.remove(id);
-                }
-            }
-        }
-        Some(node.id)
-    }
-
-    fn element_name(&self, tag: u8) -> &str {
-        self.elements.get(tag as usize).map_or("?", |e| e)
     }
 
     /// References that do not resolve, among the objects in `touched` (the paths a Delta wrote or
@@ -212,73 +460,159 @@ impl CatalogIndex {
         touched: &[String],
         file_exists: impl Fn(&str) -> bool,
     ) -> Vec<Unresolved> {
-        let mut out = BTreeSet::new();
-        let mut gone_ids: HashSet<&str> = HashSet::new();
-        let mut gone_files: HashSet<&str> = HashSet::new();
-        let touched_set: HashSet<&str> = touched.iter().map(String::as_str).collect();
-        for t in touched {
-            if let Some(node) = self.nodes.get(t.as_str()) {
-                self.check_node(
-                    t,
-                    node,
-                    &|id| !self.by_id.contains_key(id),
-                    &|f| !file_exists(f),
-                    &mut out,
-                );
-                continue;
-            }
-            if let Some(id) = self.removed.get(t.as_str()) {
-                if !self.by_id.contains_key(id) {
-                    gone_ids.insert(id);
+        let read = || -> Result<Vec<Unresolved>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let open = |t: Tbl| match txn.open_table(t) {
+                Ok(t) => Ok(Some(t)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match (open(NODES)?, open(IDS)?, open(REFS)?, open(FILES)?) {
+                (Some(nodes), Some(ids), Some(refs), Some(files)) => {
+                    let t = Tables {
+                        nodes,
+                        ids,
+                        refs,
+                        files,
+                    };
+                    Ok(check(&t, &self.removed, touched, &file_exists))
                 }
+                // Never written to: no object to check, nothing to refer to.
+                _ => Ok(Vec::new()),
             }
-            if !file_exists(t) {
-                gone_files.insert(t);
-            }
-        }
-        if !gone_ids.is_empty() || !gone_files.is_empty() {
-            for (path, node) in &self.nodes {
-                if !touched_set.contains(&**path) {
-                    self.check_node(
-                        path,
-                        node,
-                        &|id| gone_ids.contains(id),
-                        &|f| gone_files.contains(f),
-                        &mut out,
-                    );
-                }
-            }
-        }
-        out.into_iter().collect()
+        };
+        read().unwrap_or_else(|e| {
+            log::error!("{}", self.error("read", e));
+            Vec::new()
+        })
     }
 
-    fn check_node(
+    /// What [`Self::unresolved`] would say of `touched` once `updates` are applied, without
+    /// applying them (an import's check before it writes anything): the updates go into a
+    /// transaction that is never committed.
+    pub fn unresolved_if(
         &self,
-        path: &str,
-        node: &Node,
-        id_missing: &dyn Fn(&str) -> bool,
-        file_missing: &dyn Fn(&str) -> bool,
-        out: &mut BTreeSet<Unresolved>,
-    ) {
-        for (tag, id) in node.refs.iter() {
-            if id_missing(id) {
-                out.insert(Unresolved {
-                    path: path.to_string(),
-                    missing: id.to_string(),
-                    via: self.element_name(*tag).to_string(),
-                });
+        updates: &[(&str, Option<&[u8]>)],
+        touched: &[String],
+        file_exists: impl Fn(&str) -> bool,
+    ) -> Vec<Unresolved> {
+        let run = || -> Result<Vec<Unresolved>, redb::Error> {
+            let txn = self.db.begin_write()?;
+            let out = {
+                let mut t = Writing::open(&txn)?;
+                let mut removed = self.removed.clone();
+                for (path, bytes) in updates {
+                    let content = bytes.map(|b| (b, FileStat::default()));
+                    match t.update(path, content)? {
+                        Some(id) if bytes.is_none() => {
+                            removed.insert(path.to_string(), id);
+                        }
+                        _ => {}
+                    }
+                }
+                check(&t, &removed, touched, &file_exists)
+            };
+            txn.abort()?;
+            Ok(out)
+        };
+        run().unwrap_or_else(|e| {
+            log::error!("{}", self.error("check", e));
+            Vec::new()
+        })
+    }
+}
+
+fn open_file(file: &Path) -> io::Result<redb::Database> {
+    if let Some(dir) = file.parent() {
+        crate::durable::create_dirs(dir)?;
+    }
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(file)
+        .map_err(|e| io::Error::other(e.to_string()))
+        .at("open the catalog index", file)
+}
+
+fn check<T: ReadableTable<&'static str, &'static [u8]>>(
+    t: &Tables<T>,
+    removed: &HashMap<String, String>,
+    touched: &[String],
+    file_exists: &dyn Fn(&str) -> bool,
+) -> Vec<Unresolved> {
+    let mut out = BTreeSet::new();
+    let mut gone_ids: HashSet<&str> = HashSet::new();
+    let mut gone_files: HashSet<&str> = HashSet::new();
+    let touched_set: HashSet<&str> = touched.iter().map(String::as_str).collect();
+    for path in touched {
+        if let Some(node) = t.node(path) {
+            check_node(
+                path,
+                &node,
+                &|id| !t.has_id(id),
+                &|f| !file_exists(f),
+                &mut out,
+            );
+            continue;
+        }
+        if let Some(id) = removed.get(path.as_str()) {
+            if !t.has_id(id) {
+                gone_ids.insert(id);
             }
         }
-        for f in node.file_refs.iter() {
-            // A `<filename>` that is not a clean relative path (`../x.sld`) never resolves, and
-            // must not reach a caller's file_exists as a path outside data_dir.
-            if super::path::normalize(f).is_err() || file_missing(f) {
-                out.insert(Unresolved {
-                    path: path.to_string(),
-                    missing: f.to_string(),
-                    via: "filename".into(),
-                });
-            }
+        if !file_exists(path) {
+            gone_files.insert(path);
+        }
+    }
+    // The objects that refer to what is gone, found through the reverse keys.
+    let mut referrers: BTreeSet<String> = BTreeSet::new();
+    for id in &gone_ids {
+        referrers.extend(under(&t.refs, id));
+    }
+    for f in &gone_files {
+        referrers.extend(under(&t.files, f));
+    }
+    for path in referrers
+        .iter()
+        .filter(|p| !touched_set.contains(p.as_str()))
+    {
+        if let Some(node) = t.node(path) {
+            check_node(
+                path,
+                &node,
+                &|id| gone_ids.contains(id),
+                &|f| gone_files.contains(f),
+                &mut out,
+            );
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn check_node(
+    path: &str,
+    node: &Node,
+    id_missing: &dyn Fn(&str) -> bool,
+    file_missing: &dyn Fn(&str) -> bool,
+    out: &mut BTreeSet<Unresolved>,
+) {
+    for (element, id) in &node.refs {
+        if id_missing(id) {
+            out.insert(Unresolved {
+                path: path.to_string(),
+                missing: id.to_string(),
+                via: element.clone(),
+            });
+        }
+    }
+    for f in &node.file_refs {
+        // A `<filename>` that is not a clean relative path (`../x.sld`) never resolves, and
+        // must not reach a caller's file_exists as a path outside data_dir.
+        if super::path::normalize(f).is_err() || file_missing(f) {
+            out.insert(Unresolved {
+                path: path.to_string(),
+                missing: f.to_string(),
+                via: "filename".into(),
+            });
         }
     }
 }
@@ -330,10 +664,7 @@ mod tests {
             "workspaces/ws/st/roads/layer.xml",
         ]);
         assert_eq!(ix.unresolved(&t, |_| true), []);
-        assert_eq!(
-            ix.paths_of("L-1").collect::<Vec<_>>(),
-            ["workspaces/ws/st/roads/layer.xml"]
-        );
+        assert_eq!(ix.paths_of("L-1"), ["workspaces/ws/st/roads/layer.xml"]);
     }
 
     #[test]
@@ -396,7 +727,8 @@ mod tests {
             "workspaces/ws/st/streets/layer.xml",
         ]);
         assert_eq!(ix.unresolved(&t, |_| true), []);
-        ix.clear_removed();
+        ix.forget_removed(&t);
+        assert!(ix.removed.is_empty());
         assert_eq!(ix.len(), 6);
     }
 
@@ -404,7 +736,7 @@ mod tests {
     fn default_workspace_file_refers_to_the_workspace() {
         let mut ix = full();
         ix.update("workspaces/default.xml", Some(WS.as_bytes()));
-        assert_eq!(ix.paths_of("WS-1").count(), 1);
+        assert_eq!(ix.paths_of("WS-1").len(), 1);
         ix.update("workspaces/ws/workspace.xml", None);
         let got = ix.unresolved(&touched(&["workspaces/ws/workspace.xml"]), |_| true);
         let paths: Vec<_> = got.iter().map(|u| u.path.as_str()).collect();
@@ -424,10 +756,64 @@ mod tests {
         assert_eq!(got[0].missing, "styles/../../etc/passwd");
     }
 
+    fn write(root: &Path, rel: &str, body: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    /// On disk, the index is read again only where the data directory changed while it was
+    /// closed; an unreadable index file is built again from the tree.
+    #[test]
+    fn an_index_on_disk_reads_again_only_what_changed_while_closed() {
+        let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = data.path();
+        write(root, "workspaces/ws/workspace.xml", WS);
+        write(root, "workspaces/ws/st/datastore.xml", STORE);
+        write(root, "workspaces/ws/st/roads/featuretype.xml", FT);
+        write(root, "workspaces/ws/st/roads/layer.xml", LAYER);
+        write(root, "styles/roads.xml", STYLE);
+        write(root, "styles/roads.sld", "<sld/>");
+        let file = state.path().join("catalog.redb");
+        let filter = Filter::defaults();
+        let open = || CatalogIndex::open(&file, root, &filter, &[]).unwrap();
+        let ix = open();
+        assert_eq!((ix.len(), ix.opened), (5, (5, 0)), "XML only");
+        assert!(ix.is_needed_file("styles/roads.sld"));
+        drop(ix);
+        assert_eq!(open().opened, (0, 0), "nothing changed");
+        // Closed: a layer loses its resource, the store is rewritten.
+        std::fs::remove_file(root.join("workspaces/ws/st/roads/featuretype.xml")).unwrap();
+        write(root, "workspaces/ws/st/datastore.xml", STORE);
+        let ix = open();
+        assert_eq!(ix.opened, (1, 1));
+        let t = touched(&["workspaces/ws/st/roads/layer.xml"]);
+        assert_eq!(ix.unresolved(&t, |_| true)[0].missing, "FT-1");
+        drop(ix);
+        std::fs::write(&file, b"not a database").unwrap();
+        let ix = open();
+        assert_eq!((ix.len(), ix.opened), (4, (4, 0)), "built again");
+    }
+
+    /// An import's what-if check sees its updates, and leaves the index as it was.
+    #[test]
+    fn a_what_if_check_changes_nothing() {
+        let ix = full();
+        let t = touched(&["workspaces/ws/st/roads/featuretype.xml"]);
+        let got = ix.unresolved_if(
+            &[("workspaces/ws/st/roads/featuretype.xml", None)],
+            &t,
+            |_| true,
+        );
+        assert_eq!(got[0].path, "workspaces/ws/st/roads/layer.xml");
+        assert_eq!(ix.paths_of("FT-1").len(), 1, "still indexed");
+        assert!(ix.unresolved(&t, |_| true).is_empty());
+    }
+
     #[test]
     fn malformed_update_drops_the_old_node() {
         let mut ix = full();
         ix.update("workspaces/ws/st/roads/layer.xml", Some(b"<layer><id>L-1"));
-        assert_eq!(ix.paths_of("L-1").count(), 0);
+        assert_eq!(ix.paths_of("L-1").len(), 0);
     }
 }

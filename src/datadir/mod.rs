@@ -21,7 +21,7 @@ pub mod scan;
 
 pub use catalog::{apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogObject, Reference};
 pub use filter::{default_exclude, default_include, Filter};
-pub use index::{CatalogIndex, Unresolved};
+pub use index::{CatalogIndex, Content, Unresolved};
 pub use manifest::{diff, diff_with_stats, Entry, LocalChange, Manifest, StatUpdate};
 pub use path::{normalize, to_rel, PathError};
 pub use scan::{scan, scan_paths, sha256_file, walk, FileStat, Walk};

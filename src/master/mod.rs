@@ -20,6 +20,7 @@ use crate::hlc::Version;
 use crate::state::Record;
 use local_edit::Cutter;
 use notify::{RecursiveMode, Watcher};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -343,25 +344,35 @@ impl Detector {
         let sh = &self.shared;
         let mut catalog = sh.catalog.lock().unwrap();
         let mut touched = Vec::with_capacity(changes.len());
+        let mut updates = Vec::new();
         for change in changes {
             match change {
-                LocalChange::Write { path, .. } => {
-                    if let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) {
-                        catalog.update(path, Some(&bytes));
+                LocalChange::Write { path, stat, .. } => {
+                    // Only XML is indexed: other files are not read here.
+                    if path.ends_with(".xml") {
+                        if let Ok(bytes) = std::fs::read(sh.data_dir.join(path)) {
+                            updates.push((path.clone(), Some((Cow::Owned(bytes), *stat))));
+                        }
                     }
                     touched.push(path.clone());
                 }
                 LocalChange::Delete { path } => {
-                    catalog.update(path, None);
+                    updates.push((path.clone(), None));
                     touched.push(path.clone());
                 }
             }
+            // Bounded memory whatever the batch: a first scan finds every file.
+            if updates.len() >= 1000 {
+                catalog.update_many(std::mem::take(&mut updates));
+            }
         }
+        catalog.update_many(updates);
         let missing: HashSet<String> = catalog
             .unresolved(&touched, |rel| sh.data_dir.join(rel).is_file())
             .into_iter()
             .map(|u| u.missing)
             .collect();
+        catalog.forget_removed(&touched);
         missing.into_iter().collect()
     }
 

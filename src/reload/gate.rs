@@ -43,7 +43,7 @@ impl Gate {
         &mut self,
         resyncing: bool,
         backlog: usize,
-        catalog: &CatalogIndex,
+        catalog: &mut CatalogIndex,
         data_dir: &Path,
         lacking: impl FnOnce() -> Option<String>,
     ) -> Readiness {
@@ -61,6 +61,7 @@ impl Gate {
             .map(|u| format!("{} refers to missing {}", u.path, u.missing))
             .collect();
         if missing.is_empty() {
+            catalog.forget_removed(&self.touched);
             self.touched.clear();
             self.dangling.clear();
             return Readiness::Ready;
@@ -97,8 +98,8 @@ mod tests {
 
     #[test]
     fn unresolved_references_wait_and_say_what_is_missing() {
-        let (mut gate, catalog) = layer_without_its_style();
-        let got = gate.readiness(false, 0, &catalog, Path::new("/"), || None);
+        let (mut gate, mut catalog) = layer_without_its_style();
+        let got = gate.readiness(false, 0, &mut catalog, Path::new("/"), || None);
         let Readiness::Wait(why) = got else {
             panic!("{got:?}")
         };
@@ -110,9 +111,9 @@ mod tests {
     /// now says so, and the reload task holds such a wait without a limit.
     #[test]
     fn unresolved_references_on_a_node_that_skipped_deltas_wait_for_them() {
-        let (mut gate, catalog) = layer_without_its_style();
+        let (mut gate, mut catalog) = layer_without_its_style();
         let lacking = || Some("seqs 324–373 of epoch 7 of gs-master".to_string());
-        let got = gate.readiness(false, 0, &catalog, Path::new("/"), lacking);
+        let got = gate.readiness(false, 0, &mut catalog, Path::new("/"), lacking);
         let Readiness::AwaitResync(why) = got else {
             panic!("{got:?}")
         };
@@ -129,7 +130,13 @@ mod tests {
     #[test]
     fn a_resync_in_progress_holds_a_reload_without_a_time_limit() {
         let mut gate = Gate::default();
-        let got = gate.readiness(true, 0, &CatalogIndex::default(), Path::new("/"), || None);
+        let got = gate.readiness(
+            true,
+            0,
+            &mut CatalogIndex::default(),
+            Path::new("/"),
+            || None,
+        );
         assert_eq!(
             got,
             Readiness::AwaitResync("a resync is in progress".into())
@@ -145,7 +152,13 @@ mod tests {
             asked.set(true);
             Some("seq 9 of epoch 7 of gs-master".to_string())
         };
-        let got = gate.readiness(false, 0, &CatalogIndex::default(), Path::new("/"), lacking);
+        let got = gate.readiness(
+            false,
+            0,
+            &mut CatalogIndex::default(),
+            Path::new("/"),
+            lacking,
+        );
         assert_eq!(got, Readiness::Ready);
         assert!(
             !asked.get(),

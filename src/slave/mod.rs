@@ -163,6 +163,19 @@ pub fn write_changes(
         .collect();
     record_intent(state, &steps)?;
     let mut entries = apply::execute(&sh.data_dir, &steps)?;
+    // The stat each written file got: the catalog index records what it read with it.
+    let stats: std::collections::HashMap<&str, crate::datadir::FileStat> = (entries.iter())
+        .map(|(p, e)| (p.as_str(), e.stat()))
+        .collect();
+    let indexed: Vec<(String, crate::datadir::Content)> = (steps.iter())
+        .map(|step| match step {
+            apply::Step::Write { path, bytes, .. } => {
+                let stat = stats.get(path.as_str()).copied().unwrap_or_default();
+                (path.clone(), Some((Cow::Borrowed(&bytes[..]), stat)))
+            }
+            apply::Step::Delete { path, .. } => (path.clone(), None),
+        })
+        .collect();
     for step in &kept {
         let (path, entry) = match step {
             apply::Step::Write {
@@ -189,12 +202,9 @@ pub fn write_changes(
         sh.clock.lock().unwrap().observe(hlc);
     }
     let mut catalog = sh.catalog.lock().unwrap();
+    catalog.update_many(indexed);
     let mut gate = sh.gate.lock().unwrap();
     for step in &steps {
-        match step {
-            apply::Step::Write { path, bytes, .. } => catalog.update(path, Some(bytes)),
-            apply::Step::Delete { path, .. } => catalog.update(path, None),
-        }
         gate.touched.insert(step.path().to_string());
     }
     drop(gate);

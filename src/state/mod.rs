@@ -8,6 +8,8 @@
 //!   holes, imports). Every [`Record`] is one transaction, fsynced before [`State::commit`]
 //!   returns: after a crash at any instant the database holds every committed record and no
 //!   part of the one in progress;
+//! - `catalog.redb` — the catalog index (`datadir::CatalogIndex`): derived from the data
+//!   directory, checked against it at every start, rebuilt if lost;
 //! - `outbox/`      — one file per unacknowledged Delta (its encoded MQTT payloads);
 //! - `lock`         — held while a daemon runs, so two daemons never share a state dir.
 //!
@@ -39,6 +41,7 @@ pub use record::{Imported, Record};
 const DATABASE: &str = "state.redb";
 const OUTBOX: &str = "outbox";
 const LOCK: &str = "lock";
+const CATALOG: &str = "catalog.redb";
 const STATE_FORMAT: u16 = 2;
 /// The database's page cache: what the manifest may hold in memory, whatever its size.
 /// 16 MiB keeps a 100,000-layer manifest's lookups and walks within a few ms of an in-memory
@@ -314,6 +317,11 @@ impl State {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the catalog index of this state dir is kept.
+    pub fn catalog_file(&self) -> PathBuf {
+        self.dir.join(CATALOG)
     }
 }
 
