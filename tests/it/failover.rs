@@ -42,6 +42,15 @@ fn now_ms_of_day() -> i64 {
 }
 
 /// The first line after `from` (ms of day) containing `needle`, as ms after `from`.
+/// The member (index in `urls`) a node was last connected to before `at` (log time, ms).
+fn on_before(n: &Node, urls: &[String], at: i64) -> Option<usize> {
+    let log = n.log_contents();
+    let line = (log.lines().rev())
+        .find(|l| l.contains("connected to broker ") && log_ms(l).is_some_and(|t| t < at))?;
+    urls.iter()
+        .position(|u| line.contains(&format!("connected to broker {u} ")))
+}
+
 fn first_after(log: &str, needle: &str, from: i64) -> Option<i64> {
     log.lines()
         .filter(|l| l.contains(needle))
@@ -416,15 +425,23 @@ fn nats_three_member_cluster_member_killed_mid_burst_sessions_move_and_nothing_i
         cfg.mqtt_extra.push("failback_s = 0".into())
     });
     c.converge(CONVERGE);
-    let (killed_at, _) = burst_with_kill(&mut c, 800, || nats.kill9(0));
-    let nodes = nodes(&c.master, &c.slaves);
-    // The next member that answers: the second, or the third if the second is still busy
-    // electing new stream leaders.
+    // The member the master is on (member 0 unless it was still starting when the master
+    // connected) is the one killed; every node on it must move, the others stay where they are.
+    let target = on_before(&c.master, &urls, i64::MAX).expect("the master is connected");
+    let (killed_at, _) = burst_with_kill(&mut c, 800, || nats.kill9(target));
+    let all = nodes(&c.master, &c.slaves);
+    let nodes: Vec<&Node> = all
+        .iter()
+        .copied()
+        .filter(|n| on_before(n, &urls, killed_at) == Some(target))
+        .collect();
+    // The next member that answers, or the one after if it is still busy electing new stream
+    // leaders.
     let moved = |n: &Node| {
         let log = n.log_contents();
-        urls[1..]
-            .iter()
-            .filter_map(|u| first_after(&log, &format!("connected to broker {u}"), killed_at))
+        (urls.iter().enumerate())
+            .filter(|(i, _)| *i != target)
+            .filter_map(|(_, u)| first_after(&log, &format!("connected to broker {u}"), killed_at))
             .min()
     };
     wait_until_logs(
@@ -441,7 +458,11 @@ fn nats_three_member_cluster_member_killed_mid_burst_sessions_move_and_nothing_i
             moved(n).unwrap()
         );
     }
-    for s in &c.slaves {
+    for s in c
+        .slaves
+        .iter()
+        .filter(|s| nodes.iter().any(|n| n.config().id == s.node.config().id))
+    {
         let log = s.node.log_contents();
         let last = log.rfind("connected to broker ").unwrap();
         assert!(
