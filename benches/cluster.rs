@@ -145,9 +145,37 @@ struct Row {
 #[derive(Default)]
 struct Report {
     rows: Vec<Row>,
+    /// Bounds a figure broke (see `Report::bound`): the run fails once the report is written.
+    broken: Vec<String>,
 }
 
 impl Report {
+    /// The value of the figure `key`, if measured.
+    fn value(&self, key: &str) -> Option<&str> {
+        (self.rows.iter().rev())
+            .find(|r| r.key == key)
+            .map(|r| r.value.as_str())
+    }
+
+    /// Check that figure `key` (a number) is at most `bound`, as a row of its own; a figure
+    /// over it fails the run (after the report is written).
+    fn bound(&mut self, key: &str, metric: &str, bound: f64, why: &str) {
+        let Some(value) = self.value(key).and_then(|v| v.parse::<f64>().ok()) else {
+            self.broken.push(format!("{metric}: not measured"));
+            return;
+        };
+        let within = value <= bound;
+        if !within {
+            self.broken.push(format!("{metric}: {value} > {bound}"));
+        }
+        self.add(
+            &format!("{key}_bound"),
+            &format!("{metric}: at most {bound}"),
+            if within { "within" } else { "EXCEEDED" },
+            why,
+        );
+    }
+
     fn add(&mut self, key: &str, metric: &str, value: impl ToString, note: impl ToString) {
         let row = Row {
             key: key.into(),
@@ -265,6 +293,11 @@ fn main() {
     fs::write(&md_path, &md).unwrap();
     fs::write(target.join(format!("{stem}.jsonl")), report.json_lines()).unwrap();
     eprintln!("written {} in {elapsed:.1?}", md_path.display());
+    assert!(
+        report.broken.is_empty(),
+        "bounds broken: {}",
+        report.broken.join("; ")
+    );
 }
 
 /// What the bench measures: `--quick` checks that every scenario runs, on tiny sizes.

@@ -36,6 +36,14 @@ fn names_a_file(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<FileError>())
 }
 
+/// A file whose content cannot be taken: `path: what` (kind `InvalidData`).
+pub fn invalid(path: &Path, what: impl fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
+}
+
 /// Name the operation and the file of an I/O result's error.
 pub trait Context<T> {
     /// `op` is a verb the message starts with: "read", "write", "create", "remove",

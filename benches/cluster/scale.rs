@@ -30,6 +30,9 @@ pub struct ScaleOpts {
     pub restarts: usize,
 }
 
+/// From this size on, idle RSS over issue 15's goals fails the run.
+const RSS_BOUND_FROM: usize = 100_000;
+
 /// A start-up or a rescan on 100,000 layers is measured in seconds; give each a wide deadline.
 const DEADLINE: Duration = Duration::from_secs(1800);
 
@@ -133,6 +136,19 @@ fn one_size(opts: &Opts, s: &ScaleOpts, layers: usize, report: &mut Report) {
     let yardstick = copy_and_sync(c.master_dir());
     let idle = Some((opts.idle_settle, opts.idle_window));
     let (took, _) = bootstrap_figure(&c, &configure_node, report, &format!("{key}_"), "", idle);
+    // Issue 15's memory goals, as bounds where a tree is large enough that memory growing with
+    // the catalog would break them (the heap design held 349 MiB on the master at 100,000
+    // layers); below that, the rows say how far from them a size is.
+    if idle.is_some() && layers >= RSS_BOUND_FROM {
+        for (who, mb) in [("master", 96.0), ("slave", 64.0)] {
+            report.bound(
+                &format!("idle_{layers}_rss_{who}_kib"),
+                &format!("idle RSS of the {who}, {layers} layers (KiB)"),
+                mb * 1e6 / 1024.0,
+                &format!("{mb} MB, issue 15's goal (the {who} after the bootstrap above)"),
+            );
+        }
+    }
     report.add(
         &format!("{key}_cp_sync_ms"),
         &format!("{layers} layers: `cp -r` of the tree + one `sync`, same disk (ms)"),

@@ -483,59 +483,36 @@ mod tests {
         );
     }
 
-    /// Found by issue 14's chaos rounds: a pure slave that planned from a manifest a few
-    /// seconds old removed the files the responder had published since, which it had already
-    /// applied from the responder's Deltas.
-    #[test]
-    fn a_file_the_responder_made_after_its_manifest_is_not_forgotten() {
+    /// What a pure slave holding `old.xml` (the responder's, version 3) and `new.xml` (12)
+    /// forgets from a manifest holding only `a.xml`, at version `hlc`, answered with `clock`.
+    fn forgotten_after(hlc: u64, clock: Option<u64>) -> Vec<String> {
         let mut local = Manifest::default();
         local.set("old.xml".into(), entry(3, "x"));
         local.set("new.xml".into(), entry(12, "x"));
-        let remote = vec![item("a.xml", 9, "a")];
+        let remote = vec![item("a.xml", hlc, "a")];
         let on_disk: BTreeSet<String> = ["a.xml", "old.xml", "new.xml"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
-        let p = plan(
-            &local,
-            &remote,
-            disk,
-            &on_disk,
-            Some(("m", newest("m", None, &remote))),
-        );
-        assert_eq!(p.forget, vec!["old.xml".to_string()]);
+        let newest = newest("m", clock, &remote);
+        plan(&local, &remote, disk, &on_disk, Some(("m", newest))).forget
+    }
+
+    /// Found by issue 14's chaos rounds: a pure slave that planned from a manifest a few
+    /// seconds old removed the files the responder had published since, which it had already
+    /// applied from the responder's Deltas.
+    #[test]
+    fn a_file_the_responder_made_after_its_manifest_is_not_forgotten() {
+        assert_eq!(forgotten_after(9, None), ["old.xml"]);
     }
 
     /// A page carries the responder's clock: a file recorded from it above that clock was
     /// made after the page, whatever the page's own items say.
     #[test]
     fn a_page_s_clock_decides_what_the_responder_made_after_it() {
-        let mut local = Manifest::default();
-        local.set("new.xml".into(), entry(12, "x"));
-        local.set("old.xml".into(), entry(3, "x"));
-        let remote = vec![item("a.xml", 2, "a")];
-        let on_disk: BTreeSet<String> = ["a.xml", "old.xml", "new.xml"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let disk = |p: &str| Some(h(if p == "a.xml" { "a" } else { "x" }));
-        let p = plan(
-            &local,
-            &remote,
-            disk,
-            &on_disk,
-            Some(("m", newest("m", Some(11), &remote))),
-        );
-        assert_eq!(p.forget, vec!["old.xml".to_string()]);
-        let p = plan(
-            &local,
-            &remote,
-            disk,
-            &on_disk,
-            Some(("m", newest("m", Some(12), &remote))),
-        );
-        assert_eq!(p.forget, vec!["new.xml".to_string(), "old.xml".to_string()]);
+        assert_eq!(forgotten_after(2, Some(11)), ["old.xml"]);
+        assert_eq!(forgotten_after(2, Some(12)), ["new.xml", "old.xml"]);
     }
 
     #[test]

@@ -179,11 +179,17 @@ mod tests {
         };
         let pos = |epoch, seq| BTreeMap::from([("m".to_string(), Position { epoch, seq })]);
         assert!(h.covered_by("m", "m", &pos(5, 126)), "the origin");
-        assert!(h.covered_by("m", "m", &pos(6, 3)), "the origin, in a later epoch");
+        assert!(
+            h.covered_by("m", "m", &pos(6, 3)),
+            "the origin, in a later epoch"
+        );
         // Found by a chaos round: the origin's manifest, delayed on a faulty link, arrived
         // after Deltas it did not hold went missing here; taking it as covering them left
         // this node without their changes for good.
-        assert!(!h.covered_by("m", "m", &pos(5, 120)), "the origin, before the hole's end");
+        assert!(
+            !h.covered_by("m", "m", &pos(5, 120)),
+            "the origin, before the hole's end"
+        );
         assert!(h.covered_by("m", "b", &pos(5, 126)));
         assert!(!h.covered_by("m", "b", &pos(5, 125)), "one short");
         assert!(!h.covered_by("m", "b", &pos(6, 500)), "another epoch");

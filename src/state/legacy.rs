@@ -9,7 +9,7 @@ use super::holes::Hole;
 use super::position::Position;
 use super::record::{Imported, Record};
 use crate::datadir::Entry;
-use crate::file_error::Context;
+use crate::file_error::{invalid, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -55,17 +55,10 @@ pub fn load(dir: &Path) -> io::Result<Snapshot> {
     let path = dir.join(SNAPSHOT);
     let mut snap = match fs::read(&path) {
         Ok(bytes) => {
-            let s: Snapshot = crate::cbor::decode(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: unreadable: {e}", path.display()),
-                )
-            })?;
+            let s: Snapshot = (crate::cbor::decode(&bytes))
+                .map_err(|e| invalid(&path, format!("unreadable: {e}")))?;
             if s.format != FORMAT {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: state format {} unknown", path.display(), s.format),
-                ));
+                return Err(invalid(&path, format!("state format {} unknown", s.format)));
             }
             s
         }
