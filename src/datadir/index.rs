@@ -53,8 +53,6 @@ const FILES: Tbl = TableDefinition::new("files");
 const CACHE_BYTES: usize = 2 * 1024 * 1024;
 /// One commit in this many is made durable (see `CatalogIndex::write`).
 const DURABLE_EVERY: u64 = 32;
-/// Files read and indexed per transaction while opening.
-const OPEN_BATCH: usize = 2000;
 
 /// One indexed file.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
@@ -289,56 +287,81 @@ impl CatalogIndex {
     /// Walk the data directory and the index side by side (both in path order): read the XML
     /// files the index lacks or holds with another stat, drop the ones gone. Returns how many
     /// were read and dropped.
+    ///
+    /// One transaction for the whole walk: a catalog's reverse keys (ids, references) are in no
+    /// order a walk follows, so every commit rewrites most of their pages; committing once
+    /// writes each of them about once, whatever the number of files read. Memory stays
+    /// bounded: the index is read through a snapshot, the tree walked, one file at a time.
     fn reconcile(
         &mut self,
         data_dir: &Path,
         filter: &Filter,
         skip_dirs: &[PathBuf],
     ) -> io::Result<(usize, usize)> {
-        let indexed: Vec<(String, FileStat)> = {
-            let err = |e: redb::Error| self.error("read", e);
-            let txn = self.db.begin_read().map_err(|e| err(e.into()))?;
-            match txn.open_table(NODES) {
-                Ok(t) => (t.iter().map_err(|e| err(e.into()))?)
-                    .flatten()
-                    .map(|(k, v)| {
-                        let stat = (crate::cbor::decode::<Node>(v.value()))
-                            .map_or_else(|_| FileStat::default(), |n| n.stat);
-                        (k.value().to_string(), stat)
-                    })
-                    .collect(),
-                Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-                Err(e) => return Err(err(e.into())),
-            }
-        };
-        let mut indexed = indexed.into_iter().peekable();
         let walk = super::scan::walk(data_dir, filter, skip_dirs, None)?;
-        let (mut read, mut forgotten) = (0, 0);
-        let mut batch: Vec<(String, Content)> = Vec::new();
-        for (path, stat) in walk.filter(|(p, _)| p.ends_with(".xml")) {
-            while let Some((gone, _)) = indexed.next_if(|(p, _)| *p < path) {
-                batch.push((gone, None));
-                forgotten += 1;
+        let run = || -> Result<(usize, usize), redb::Error> {
+            // What the index held when the walk started, streamed from a read snapshot while
+            // the write transaction changes it.
+            let snapshot = self.db.begin_read()?;
+            let held = match snapshot.open_table(NODES) {
+                Ok(t) => Some(t.range_owned(..)?),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut indexed = (held.into_iter().flatten())
+                .filter_map(Result::ok)
+                .map(|(k, v)| {
+                    let stat = (crate::cbor::decode::<Node>(v.value()))
+                        .map_or_else(|_| FileStat::default(), |n| n.stat);
+                    (k.value().to_string(), stat)
+                })
+                .peekable();
+            let txn = self.db.begin_write()?;
+            let (mut read, mut forgotten) = (0, 0);
+            {
+                let mut t = Writing::open(&txn)?;
+                for (path, stat) in walk.filter(|(p, _)| p.ends_with(".xml")) {
+                    while let Some((gone, _)) = indexed.next_if(|(p, _)| *p < path) {
+                        t.update(&gone, None)?;
+                        forgotten += 1;
+                    }
+                    let known = indexed.next_if(|(p, _)| *p == path).map(|(_, s)| s);
+                    if known.is_some_and(|s| s == stat && s != FileStat::default()) {
+                        continue;
+                    }
+                    match std::fs::read(data_dir.join(&path)) {
+                        Ok(bytes) => {
+                            t.update(&path, Some((&bytes, stat)))?;
+                        }
+                        Err(e) => log::warn!("catalog index: cannot read {path}: {e}"),
+                    }
+                    read += 1;
+                }
+                for (gone, _) in indexed {
+                    t.update(&gone, None)?;
+                    forgotten += 1;
+                }
             }
-            let known = indexed.next_if(|(p, _)| *p == path).map(|(_, s)| s);
-            if known.is_some_and(|s| s == stat && s != FileStat::default()) {
-                continue;
-            }
-            match std::fs::read(data_dir.join(&path)) {
-                Ok(bytes) => batch.push((path, Some((Cow::Owned(bytes), stat)))),
-                Err(e) => log::warn!("catalog index: cannot read {path}: {e}"),
-            }
-            read += 1;
-            if batch.len() >= OPEN_BATCH {
-                self.write(std::mem::take(&mut batch), false)?;
-            }
-        }
-        for (gone, _) in indexed {
-            batch.push((gone, None));
-            forgotten += 1;
-        }
-        self.write(batch, false)?;
-        Ok((read, forgotten))
+            txn.commit()?;
+            Ok((read, forgotten))
+        };
+        let result = run();
+        result.map_err(|e| {
+            let e = self.error("bring up to date", e);
+            self.reopen();
+            e
+        })
+    }
+
+    /// Bring the index up to date with the data directory, as at an open (see
+    /// [`Self::open`]): after writing many files without indexing them (a bootstrap).
+    pub fn refresh(
+        &mut self,
+        data_dir: &Path,
+        filter: &Filter,
+        skip_dirs: &[PathBuf],
+    ) -> io::Result<(usize, usize)> {
+        self.reconcile(data_dir, filter, skip_dirs)
     }
 
     fn error(&self, what: &str, e: redb::Error) -> io::Error {

@@ -193,6 +193,7 @@ pub fn conclude(
     positions: BTreeMap<String, Position>,
 ) -> Result<Option<String>, RoundError> {
     let mut state = sh.state.lock().unwrap();
+    let bootstrapped = !state.synced;
     let holes: Vec<(String, Option<Hole>)> = (state.holes.iter())
         .filter(|(origin, h)| h.covered_by(origin, responder, &positions))
         .map(|(origin, _)| (origin.clone(), None))
@@ -209,6 +210,17 @@ pub fn conclude(
         if !keep_local {
             applied.push((origin, remote));
         }
+    }
+    if bootstrapped {
+        // The files this node wrote while it was not synced were not indexed one batch at a
+        // time (`slave::write_changes`): index them now, in one pass, before any reload.
+        let started = std::time::Instant::now();
+        let mut catalog = sh.catalog.lock().unwrap();
+        let (read, forgotten) = catalog.refresh(&sh.data_dir, &sh.filter, &sh.skip_dirs)?;
+        log::info!(
+            "catalog index: {read} file(s) indexed and {forgotten} forgotten after the bootstrap, in {} ms",
+            started.elapsed().as_millis()
+        );
     }
     state.commit(Record {
         applied,

@@ -202,7 +202,11 @@ pub fn write_changes(
         sh.clock.lock().unwrap().observe(hlc);
     }
     let mut catalog = sh.catalog.lock().unwrap();
-    catalog.update_many(indexed);
+    // A node still bootstrapping writes the whole tree: its resync indexes it once at the end
+    // (`resync::local::conclude`), which costs far less than batch after batch.
+    if state.synced {
+        catalog.update_many(indexed);
+    }
     let mut gate = sh.gate.lock().unwrap();
     for step in &steps {
         gate.touched.insert(step.path().to_string());

@@ -43,6 +43,24 @@ fn new_empty_slave_bootstraps_the_whole_replicated_tree() {
     );
     let reloads = c.slaves[0].gs.reloads();
     assert_eq!(reloads.len(), 1, "one reload for one bootstrap");
+    // Written without indexing batch by batch, the tree is indexed once, at the end of the
+    // round and before the reload: every XML file it wrote.
+    let log = c.slaves[0].node.log_contents();
+    let indexed: usize = (log.lines())
+        .find(|l| l.contains("indexed and 0 forgotten after the bootstrap"))
+        .and_then(|l| {
+            l.split("catalog index: ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no index line after the bootstrap:\n{log}"));
+    let xml = (replicated_tree(c.slaves[0].dir()).keys())
+        .filter(|p| p.ends_with(".xml"))
+        .count();
+    assert_eq!(indexed, xml);
     assert!(
         reloads[0].authorized && reloads[0].problems.is_empty(),
         "{:?}",
