@@ -5,9 +5,8 @@
 //! - `journal`    — records appended since the snapshot, each framed as length (u32 LE),
 //!   FNV-1a checksum (u64 LE), CBOR body; a torn record at the tail ends the replay.
 
-use super::holes::Hole;
-use super::position::Position;
-use super::record::{Imported, Record};
+use super::node::{apply_intent, Intent, Node};
+use super::record::Record;
 use crate::datadir::Entry;
 use crate::file_error::{invalid, Context};
 use serde::{Deserialize, Serialize};
@@ -23,20 +22,13 @@ const FORMAT: u16 = 1;
 /// What the old layout held: the node's position data and its whole manifest.
 #[derive(Serialize, Deserialize, Default)]
 pub struct Snapshot {
-    pub format: u16,
-    pub epoch: u64,
-    pub next_seq: u64,
-    pub hlc: u64,
-    pub applied: BTreeMap<String, Position>,
+    /// Format, epoch, next seq, clock, positions, synced, imports, holes: the same fields,
+    /// under the same names, as the database keeps.
+    #[serde(flatten)]
+    pub node: Node,
     pub manifest: Entries,
     #[serde(default)]
-    pub intent: BTreeMap<String, Option<[u8; 32]>>,
-    #[serde(default)]
-    pub synced: bool,
-    #[serde(default)]
-    pub imported: BTreeMap<String, Imported>,
-    #[serde(default)]
-    pub holes: BTreeMap<String, Hole>,
+    pub intent: Intent,
 }
 
 /// The manifest as the old snapshot encoded it.
@@ -57,14 +49,20 @@ pub fn load(dir: &Path) -> io::Result<Snapshot> {
         Ok(bytes) => {
             let s: Snapshot = (crate::cbor::decode(&bytes))
                 .map_err(|e| invalid(&path, format!("unreadable: {e}")))?;
-            if s.format != FORMAT {
-                return Err(invalid(&path, format!("state format {} unknown", s.format)));
+            if s.node.format != FORMAT {
+                return Err(invalid(
+                    &path,
+                    format!("state format {} unknown", s.node.format),
+                ));
             }
             s
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Snapshot {
-            format: FORMAT,
-            next_seq: 1,
+            node: Node {
+                format: FORMAT,
+                next_seq: 1,
+                ..Node::default()
+            },
             ..Default::default()
         },
         Err(e) => return Err(e).at("read", &path),
@@ -102,28 +100,14 @@ pub fn load(dir: &Path) -> io::Result<Snapshot> {
 
 impl Snapshot {
     fn apply(&mut self, rec: Record) {
-        for (path, entry) in rec.entries {
-            self.intent.remove(&path);
-            self.manifest.entries.insert(path, entry);
+        self.node.apply(&rec);
+        for (path, entry) in &rec.entries {
+            self.manifest.entries.insert(path.clone(), entry.clone());
         }
-        for path in rec.forget {
-            self.intent.remove(&path);
-            self.manifest.entries.remove(&path);
+        for path in &rec.forget {
+            self.manifest.entries.remove(path);
         }
-        self.intent.extend(rec.intent);
-        self.synced |= rec.synced;
-        self.imported.extend(rec.imported);
-        if let Some(n) = rec.next_seq {
-            self.next_seq = self.next_seq.max(n);
-        }
-        self.hlc = self.hlc.max(rec.hlc);
-        self.applied.extend(rec.applied);
-        for (origin, hole) in rec.holes {
-            match hole {
-                Some(h) => self.holes.insert(origin, h),
-                None => self.holes.remove(&origin),
-            };
-        }
+        apply_intent(&mut self.intent, rec);
     }
 }
 

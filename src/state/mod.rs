@@ -21,7 +21,6 @@
 use crate::datadir::{Entry, LocalChange, Manifest};
 use crate::durable;
 use crate::file_error::{invalid, Context};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
@@ -30,10 +29,13 @@ use std::sync::{Arc, Mutex};
 
 pub mod holes;
 mod legacy;
+mod node;
 mod outbox;
 mod position;
 mod record;
 pub use holes::Hole;
+pub use node::Intent;
+use node::{apply_intent, Node, STATE_FORMAT};
 pub use outbox::Outbox;
 pub use position::Position;
 pub use record::{Imported, Record};
@@ -42,33 +44,18 @@ const DATABASE: &str = "state.redb";
 const OUTBOX: &str = "outbox";
 const LOCK: &str = "lock";
 const CATALOG: &str = "catalog.redb";
-const STATE_FORMAT: u16 = 2;
 /// The database's page cache: what the manifest may hold in memory, whatever its size. Pages
 /// beyond it are read again from the file (the system's page cache holds them). Measured on
 /// 10,000 layers (BENCHMARKS.md): 16 MiB here and 8 for the catalog index left an idle slave at
 /// 54.8 MiB, 4 and 2 at 38.9 MiB, with full rescans no slower.
 pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The node's small values, one entry of the `meta` table, rewritten by every commit.
+/// The key of the node's small values ([`Node`]) in the `meta` table, rewritten by every
+/// commit.
 const NODE: &str = "node";
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
 /// Path → CBOR `Option<[u8; 32]>` (see [`Record::intent`]).
 const INTENT: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("intent");
-
-#[derive(Serialize, Deserialize, Default, Clone)]
-struct Node {
-    format: u16,
-    epoch: u64,
-    next_seq: u64,
-    hlc: u64,
-    applied: BTreeMap<String, Position>,
-    synced: bool,
-    imported: BTreeMap<String, Imported>,
-    holes: BTreeMap<String, Hole>,
-}
-
-/// Path → the hash an unfinished apply was writing there, or `None` for a deletion.
-pub type Intent = BTreeMap<String, Option<[u8; 32]>>;
 
 /// The node's durable state: the manifest on disk, the rest also in memory.
 pub struct State {
@@ -187,30 +174,14 @@ impl State {
         }
     }
 
+    /// Take a committed record into the in-memory state.
     fn apply(&mut self, rec: Record) {
-        for (path, _) in &rec.entries {
-            self.intent.remove(path);
-        }
-        for path in &rec.forget {
-            self.intent.remove(path);
-        }
-        self.intent.extend(rec.intent);
-        self.synced |= rec.synced;
-        self.imported.extend(rec.imported);
-        if let Some(n) = rec.next_seq {
-            self.next_seq = self.next_seq.max(n);
-        }
-        self.hlc = self.hlc.max(rec.hlc);
-        for (origin, pos) in rec.applied {
-            self.applied.insert(origin, pos);
-        }
-        let holes_changed = !rec.holes.is_empty();
-        for (origin, hole) in rec.holes {
-            match hole {
-                Some(h) => self.holes.insert(origin, h),
-                None => self.holes.remove(&origin),
-            };
-        }
+        let mut node = self.node();
+        node.apply(&rec);
+        let holes_changed = node.holes != self.holes;
+        (self.next_seq, self.hlc, self.synced) = (node.next_seq, node.hlc, node.synced);
+        (self.applied, self.imported, self.holes) = (node.applied, node.imported, node.holes);
+        apply_intent(&mut self.intent, rec);
         if holes_changed {
             *self.lacking.lock().unwrap() = holes::describe_holes(&self.holes);
         }
@@ -259,19 +230,7 @@ impl State {
             }
         }
         let mut node = self.node();
-        node.synced |= rec.synced;
-        node.imported.extend(rec.imported.iter().cloned());
-        if let Some(n) = rec.next_seq {
-            node.next_seq = node.next_seq.max(n);
-        }
-        node.hlc = node.hlc.max(rec.hlc);
-        node.applied.extend(rec.applied.iter().cloned());
-        for (origin, hole) in &rec.holes {
-            match hole {
-                Some(h) => node.holes.insert(origin.clone(), *h),
-                None => node.holes.remove(origin),
-            };
-        }
+        node.apply(rec);
         put_node(&txn, &node).map_err(|e| err("write", e))?;
         txn.commit().map_err(|e| err("commit", e.into()))
     }
@@ -376,8 +335,11 @@ fn create(dir: &Path) -> io::Result<()> {
         legacy::load(dir)?
     } else {
         legacy::Snapshot {
-            epoch: new_epoch(),
-            next_seq: 1,
+            node: Node {
+                epoch: new_epoch(),
+                next_seq: 1,
+                ..Node::default()
+            },
             ..Default::default()
         }
     };
@@ -389,6 +351,10 @@ fn create(dir: &Path) -> io::Result<()> {
             .map_err(|e| db_error(&building, "create the state database", e))?;
         let err = |e: redb::Error| db_error(&building, "write", e);
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        let node = Node {
+            format: STATE_FORMAT,
+            ..old.node
+        };
         let entries: Vec<(String, Entry)> = old.manifest.entries.into_iter().collect();
         Manifest::write(&txn, &entries, &[]).map_err(err)?;
         {
@@ -398,16 +364,6 @@ fn create(dir: &Path) -> io::Result<()> {
                     .map_err(|e| err(e.into()))?;
             }
         }
-        let node = Node {
-            format: STATE_FORMAT,
-            epoch: old.epoch,
-            next_seq: old.next_seq,
-            hlc: old.hlc,
-            applied: old.applied,
-            synced: old.synced,
-            imported: old.imported,
-            holes: old.holes,
-        };
         put_node(&txn, &node).map_err(err)?;
         txn.commit().map_err(|e| err(e.into()))?;
         if migrate {
@@ -433,6 +389,7 @@ fn create(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::hlc::Version;
+    use serde::Serialize;
 
     fn entry(n: u8) -> Entry {
         Entry {
@@ -564,13 +521,29 @@ mod tests {
         assert_eq!(s.covered()["m"].seq, 140);
     }
 
-    fn write_old_snapshot(dir: &Path, snap: &legacy::Snapshot) {
+    /// `state.cbor` exactly as the layout before the database wrote it: its fields flat, in
+    /// this order (what `legacy::Snapshot` must still read).
+    #[derive(Serialize, Default)]
+    struct OldSnapshot {
+        format: u16,
+        epoch: u64,
+        next_seq: u64,
+        hlc: u64,
+        applied: BTreeMap<String, Position>,
+        manifest: legacy::Entries,
+        intent: BTreeMap<String, Option<[u8; 32]>>,
+        synced: bool,
+        imported: BTreeMap<String, Imported>,
+        holes: BTreeMap<String, Hole>,
+    }
+
+    fn write_old_snapshot(dir: &Path, snap: &OldSnapshot) {
         std::fs::write(dir.join(legacy::SNAPSHOT), crate::cbor::encode(snap)).unwrap();
     }
 
     /// A snapshot of the layout before the database, holding `a.xml`.
-    fn old_snapshot(epoch: u64, next_seq: u64) -> legacy::Snapshot {
-        legacy::Snapshot {
+    fn old_snapshot(epoch: u64, next_seq: u64) -> OldSnapshot {
+        OldSnapshot {
             format: 1,
             epoch,
             next_seq,
@@ -586,7 +559,7 @@ mod tests {
     #[test]
     fn a_state_dir_of_the_old_layout_is_migrated_whole_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let snap = legacy::Snapshot {
+        let snap = OldSnapshot {
             hlc: 7,
             ..old_snapshot(42, 3)
         };
