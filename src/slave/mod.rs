@@ -202,9 +202,12 @@ pub fn write_changes(
         sh.clock.lock().unwrap().observe(hlc);
     }
     let mut catalog = sh.catalog.lock().unwrap();
-    // A node still bootstrapping writes the whole tree: its resync indexes it once at the end
-    // (`resync::local::conclude`), which costs far less than batch after batch.
-    if state.synced {
+    // A node bootstrapping (never synced, its first resync round running) writes the whole
+    // tree: the round indexes it once at its end (`resync::local::conclude`), which costs far
+    // less than batch after batch. Anything else is indexed as it is written — a pure master
+    // is never synced, and its imports must be indexed.
+    let bootstrapping = !state.synced && sh.resyncing.load(std::sync::atomic::Ordering::SeqCst);
+    if !bootstrapping {
         catalog.update_many(indexed);
     }
     let mut gate = sh.gate.lock().unwrap();
