@@ -244,7 +244,7 @@ impl CatalogIndex {
     /// them too.
     pub fn build(data_dir: &Path, filter: &Filter) -> CatalogIndex {
         let mut index = CatalogIndex::default();
-        if let Err(e) = index.reconcile(data_dir, filter, &[]) {
+        if let Err(e) = index.refresh(data_dir, filter, &[]) {
             log::warn!("catalog index: {e}");
         }
         index
@@ -274,7 +274,7 @@ impl CatalogIndex {
             removed: HashMap::new(),
         };
         let started = std::time::Instant::now();
-        let (read, forgotten) = index.reconcile(data_dir, filter, skip_dirs)?;
+        let (read, forgotten) = index.refresh(data_dir, filter, skip_dirs)?;
         index.opened = (read, forgotten);
         log::info!(
             "catalog index: {} file(s), {read} read again and {forgotten} forgotten in {} ms",
@@ -292,7 +292,8 @@ impl CatalogIndex {
     /// order a walk follows, so every commit rewrites most of their pages; committing once
     /// writes each of them about once, whatever the number of files read. Memory stays
     /// bounded: the index is read through a snapshot, the tree walked, one file at a time.
-    fn reconcile(
+    /// [`Self::open`] does this; so does a bootstrap, after writing the tree unindexed.
+    pub fn refresh(
         &mut self,
         data_dir: &Path,
         filter: &Filter,
@@ -351,17 +352,6 @@ impl CatalogIndex {
             self.reopen();
             e
         })
-    }
-
-    /// Bring the index up to date with the data directory, as at an open (see
-    /// [`Self::open`]): after writing many files without indexing them (a bootstrap).
-    pub fn refresh(
-        &mut self,
-        data_dir: &Path,
-        filter: &Filter,
-        skip_dirs: &[PathBuf],
-    ) -> io::Result<(usize, usize)> {
-        self.reconcile(data_dir, filter, skip_dirs)
     }
 
     fn error(&self, what: &str, e: redb::Error) -> io::Error {

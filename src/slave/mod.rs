@@ -163,19 +163,6 @@ pub fn write_changes(
         .collect();
     record_intent(state, &steps)?;
     let mut entries = apply::execute(&sh.data_dir, &steps)?;
-    // The stat each written file got: the catalog index records what it read with it.
-    let stats: std::collections::HashMap<&str, crate::datadir::FileStat> = (entries.iter())
-        .map(|(p, e)| (p.as_str(), e.stat()))
-        .collect();
-    let indexed: Vec<(String, crate::datadir::Content)> = (steps.iter())
-        .map(|step| match step {
-            apply::Step::Write { path, bytes, .. } => {
-                let stat = stats.get(path.as_str()).copied().unwrap_or_default();
-                (path.clone(), Some((Cow::Borrowed(&bytes[..]), stat)))
-            }
-            apply::Step::Delete { path, .. } => (path.clone(), None),
-        })
-        .collect();
     for step in &kept {
         let (path, entry) = match step {
             apply::Step::Write {
@@ -208,6 +195,19 @@ pub fn write_changes(
     // is never synced, and its imports must be indexed.
     let bootstrapping = !state.synced && sh.resyncing.load(std::sync::atomic::Ordering::SeqCst);
     if !bootstrapping {
+        // The stat each written file got: the index records what it read with it.
+        let stats: std::collections::HashMap<&str, crate::datadir::FileStat> = (entries.iter())
+            .map(|(p, e)| (p.as_str(), e.stat()))
+            .collect();
+        let indexed: Vec<(String, crate::datadir::Content)> = (steps.iter())
+            .map(|step| match step {
+                apply::Step::Write { path, bytes, .. } => {
+                    let stat = stats.get(path.as_str()).copied().unwrap_or_default();
+                    (path.clone(), Some((Cow::Borrowed(&bytes[..]), stat)))
+                }
+                apply::Step::Delete { path, .. } => (path.clone(), None),
+            })
+            .collect();
         catalog.update_many(indexed);
     }
     let mut gate = sh.gate.lock().unwrap();

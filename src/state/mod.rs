@@ -174,10 +174,8 @@ impl State {
         }
     }
 
-    /// Take a committed record into the in-memory state.
-    fn apply(&mut self, rec: Record) {
-        let mut node = self.node();
-        node.apply(&rec);
+    /// Take a committed record (and the node values it made) into the in-memory state.
+    fn apply(&mut self, rec: Record, node: Node) {
         let holes_changed = node.holes != self.holes;
         (self.next_seq, self.hlc, self.synced) = (node.next_seq, node.hlc, node.synced);
         (self.applied, self.imported, self.holes) = (node.applied, node.imported, node.holes);
@@ -191,19 +189,20 @@ impl State {
     /// Make `rec` durable (one fsynced transaction), then apply it to the in-memory state.
     pub fn commit(&mut self, rec: Record) -> io::Result<()> {
         let path = self.dir.join(DATABASE);
-        let result = self.write(&rec);
-        if let Err(e) = result {
+        let mut node = self.node();
+        node.apply(&rec);
+        if let Err(e) = self.write(&rec, &node) {
             // A failed write (a full disk) leaves the database refusing every later operation
             // until it is reopened; reopening rolls back to the last commit.
             self.reopen();
             return Err(e);
         }
-        self.apply(rec);
+        self.apply(rec, node);
         log::trace!("{}: committed", path.display());
         Ok(())
     }
 
-    fn write(&self, rec: &Record) -> io::Result<()> {
+    fn write(&self, rec: &Record, node: &Node) -> io::Result<()> {
         let path = self.dir.join(DATABASE);
         let err = |what: &str, e: redb::Error| db_error(&path, what, e);
         let db = (self.manifest.database()).expect("a state's manifest is stored");
@@ -229,9 +228,7 @@ impl State {
                     .map_err(|e| err("write", e.into()))?;
             }
         }
-        let mut node = self.node();
-        node.apply(rec);
-        put_node(&txn, &node).map_err(|e| err("write", e))?;
+        put_node(&txn, node).map_err(|e| err("write", e))?;
         txn.commit().map_err(|e| err("commit", e.into()))
     }
 
