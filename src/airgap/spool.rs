@@ -116,25 +116,28 @@ pub async fn serve(
         );
         return;
     }
-    // Woken at once by a notification of the spool folder; the poll is the fallback.
+    // Woken at once by a notification of the spool folder (never by opens and reads: this
+    // loop's own look at the folder is one); the poll is the fallback.
     let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel();
-    let _watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        // Not on opens and reads: this loop's own look at the folder is one, and waking on it
-        // would spin.
-        if !ev.is_ok_and(|ev| matches!(ev.kind, notify::EventKind::Access(_))) {
-            let _ = wake_tx.send(());
+    match crate::datadir::watch::Watch::folder(&spool) {
+        Ok(mut w) => {
+            std::thread::spawn(move || {
+                while !wake_tx.is_closed() {
+                    match w.next(Duration::from_secs(1)) {
+                        Ok(Some(_)) => {
+                            let _ = wake_tx.send(());
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            log::warn!("{e}; looking every {POLL:?}");
+                            return;
+                        }
+                    }
+                }
+            });
         }
-    })
-    .and_then(|mut w| {
-        notify::Watcher::watch(&mut w, &spool, notify::RecursiveMode::NonRecursive).map(|()| w)
-    })
-    .map_err(|e| {
-        log::warn!(
-            "{}: cannot watch ({e}); looking every {POLL:?}",
-            spool.display()
-        )
-    })
-    .ok();
+        Err(e) => log::warn!("{e}; looking every {POLL:?}"),
+    }
     loop {
         for path in look(&spool) {
             let (sh, gs, published) = (sh.clone(), gs.clone(), published.clone());

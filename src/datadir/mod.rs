@@ -3,6 +3,7 @@
 //! * [`path`]: the one accepted spelling of a relative path (what may cross the wire).
 //! * [`filter`]: which files are cluster configuration (the replicate filter and its defaults).
 //! * [`scan`]: walking data_dir into path → stat, and hashing files.
+//! * [`watch`]: inotify on the folders that can hold replicated files.
 //! * [`manifest`]: what this node believes each file holds, and the pure diff from a scan.
 //! * [`catalog`]: catalog ordering (what must be written first) and reference parsing;
 //!   `CatalogIndex` answers "does every object a Delta touched resolve?".
@@ -18,6 +19,7 @@ mod index;
 pub mod manifest;
 pub mod path;
 pub mod scan;
+pub mod watch;
 
 pub use catalog::{apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogObject, Reference};
 pub use filter::{default_exclude, default_include, Filter};

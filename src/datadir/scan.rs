@@ -101,8 +101,7 @@ pub fn scan_paths<'a>(
 /// A walk over (part of) the data directory, in path order (see [`walk`]).
 pub struct Walk<'a> {
     data_dir: &'a Path,
-    canon_root: PathBuf,
-    skip: Vec<PathBuf>,
+    skip: Skip,
     filter: &'a Filter,
     after: Option<String>,
     /// Per folder being walked, its entries not visited yet, the next one last.
@@ -117,8 +116,14 @@ struct Listed {
     md: fs::Metadata,
 }
 
-impl<'a> Walk<'a> {
-    fn new(data_dir: &'a Path, filter: &'a Filter, skip_dirs: &[PathBuf]) -> Self {
+/// Folders never looked into (the state dir), however their paths are spelled.
+pub(super) struct Skip {
+    canon_root: PathBuf,
+    skip: Vec<PathBuf>,
+}
+
+impl Skip {
+    pub(super) fn new(data_dir: &Path, skip_dirs: &[PathBuf]) -> Skip {
         // skip_dirs may be spelled differently from data_dir (symlinked /var, relative config
         // paths): compare canonical forms too, so the state dir is never scanned as configuration.
         let canon_root = data_dir
@@ -128,10 +133,22 @@ impl<'a> Walk<'a> {
             .iter()
             .flat_map(|s| [s.clone(), s.canonicalize().unwrap_or_else(|_| s.clone())])
             .collect();
+        Skip { canon_root, skip }
+    }
+
+    /// Is the folder at `abs` (relative path `rel`) one of them?
+    pub(super) fn skipped(&self, abs: &Path, rel: &str) -> bool {
+        !self.skip.is_empty()
+            && (self.skip.iter().any(|s| s == abs)
+                || self.skip.contains(&self.canon_root.join(rel)))
+    }
+}
+
+impl<'a> Walk<'a> {
+    fn new(data_dir: &'a Path, filter: &'a Filter, skip_dirs: &[PathBuf]) -> Self {
         Walk {
             data_dir,
-            canon_root,
-            skip,
+            skip: Skip::new(data_dir, skip_dirs),
             filter,
             after: None,
             stack: Vec::new(),
@@ -139,7 +156,7 @@ impl<'a> Walk<'a> {
     }
 
     fn skipped(&self, abs: &Path, rel: &str) -> bool {
-        self.skip.iter().any(|s| s == abs) || self.skip.contains(&self.canon_root.join(rel))
+        self.skip.skipped(abs, rel)
     }
 
     /// List `dir` for the walk to visit next. Only an unreadable `dir` that `must` be read

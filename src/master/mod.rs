@@ -13,17 +13,16 @@ pub mod publisher;
 
 use crate::config::{defaults, OnDrift};
 use crate::context::Shared;
+use crate::datadir::watch::{Event, Watch};
 use crate::datadir::{self, LocalChange};
 use crate::delta::{self, Change};
 use crate::file_error::Context;
 use crate::hlc::Version;
 use crate::state::Record;
 use local_edit::Cutter;
-use notify::{RecursiveMode, Watcher};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -46,26 +45,34 @@ enum Scope {
 
 impl Scope {
     /// Take in what an event names; an event that cannot be trusted widens to a full scan.
-    fn add(&mut self, ev: &notify::Result<notify::Event>, data_dir: &std::path::Path) {
+    fn add(&mut self, ev: Event) {
         let Scope::Paths(set) = self else { return };
-        let Ok(ev) = ev else {
-            *self = Scope::Full;
-            return;
-        };
-        if ev.need_rescan() || ev.paths.is_empty() {
-            *self = Scope::Full;
-            return;
+        match ev {
+            Event::Changed(rel) if !rel.is_empty() => {
+                set.insert(rel);
+            }
+            // The data directory itself, or lost notifications: look at everything.
+            Event::Changed(_) | Event::Rescan(_) => *self = Scope::Full,
         }
-        for p in &ev.paths {
-            match datadir::to_rel(data_dir, p) {
-                Some(rel) if !rel.is_empty() => {
-                    set.insert(rel);
-                }
-                // The data directory itself, or a name that is not UTF-8: look at everything.
-                _ => {
-                    *self = Scope::Full;
-                    return;
-                }
+    }
+}
+
+/// The data directory's notifications, or none (then waiting for one only waits).
+struct Events(Option<Watch>);
+
+impl Events {
+    /// The next event within `timeout`; `None` when none came.
+    fn next(&mut self, timeout: Duration) -> Option<Event> {
+        let Some(w) = &mut self.0 else {
+            std::thread::sleep(timeout);
+            return None;
+        };
+        match w.next(timeout) {
+            Ok(ev) => ev,
+            Err(e) => {
+                log::error!("{e}; looking at everything");
+                std::thread::sleep(timeout);
+                Some(Event::Rescan("notifications could not be read"))
             }
         }
     }
@@ -88,16 +95,17 @@ pub struct Detector {
 impl Detector {
     /// Run until the shared shutdown flag is set.
     pub fn run(self) {
-        let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
         let data_dir = self.shared.data_dir.clone();
-        let watcher = match notify::recommended_watcher(tx) {
-            Ok(mut w) => match w.watch(&data_dir, RecursiveMode::Recursive) {
-                Ok(()) => Some(w),
-                Err(e) => {
-                    log::warn!("cannot watch {} for changes: {e}", data_dir.display());
-                    None
-                }
-            },
+        let started = Instant::now();
+        let watcher = match Watch::new(&data_dir, &self.shared.filter, &self.shared.skip_dirs) {
+            Ok(w) => {
+                log::debug!(
+                    "watching {} folder(s), registered in {:?}",
+                    w.folders(),
+                    started.elapsed()
+                );
+                Some(w)
+            }
             Err(e) => {
                 log::warn!("filesystem notifications unavailable: {e}");
                 None
@@ -113,11 +121,12 @@ impl Detector {
                 } else {
                     defaults::RESCAN_UNWATCHED_S
                 }));
-        if watcher.is_some() {
+        if let Some(w) = &watcher {
             log::info!(
-                "watching {} for changes; full rescan every {} s",
+                "watching {} for changes; full rescan every {} s ({} folder(s) watched)",
                 data_dir.display(),
-                rescan_interval.as_secs()
+                rescan_interval.as_secs(),
+                w.folders()
             );
         } else {
             log::warn!(
@@ -126,58 +135,50 @@ impl Detector {
                 rescan_interval.as_secs()
             );
         }
-        self.detect_and_publish(&rx, "start-up scan", Scope::Full);
+        let mut rx = Events(watcher);
+        self.detect_and_publish(&mut rx, "start-up scan", Scope::Full);
         let mut next_rescan = Instant::now() + rescan_interval;
         while !self.shared.stopping.load(Ordering::SeqCst) {
             let wait = next_rescan
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(250));
-            match rx.recv_timeout(wait) {
-                Ok(first) => {
+            match rx.next(wait) {
+                Some(first) => {
                     if !self.relevant(&first) {
                         continue;
                     }
                     let mut scope = Scope::Paths(BTreeSet::new());
-                    scope.add(&first, &self.shared.data_dir);
-                    self.wait_quiet(&rx, &mut scope);
-                    self.detect_and_publish(&rx, "change", scope);
+                    scope.add(first);
+                    self.wait_quiet(&mut rx, &mut scope);
+                    self.detect_and_publish(&mut rx, "change", scope);
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                None => {
                     if Instant::now() >= next_rescan {
-                        self.detect_and_publish(&rx, "periodic rescan", Scope::Full);
+                        self.detect_and_publish(&mut rx, "periodic rescan", Scope::Full);
                         next_rescan = Instant::now() + rescan_interval;
                     }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(wait);
                 }
             }
         }
     }
 
     /// Events about our own temp files or excluded paths do not start a scan.
-    fn relevant(&self, ev: &notify::Result<notify::Event>) -> bool {
-        let Ok(ev) = ev else { return true };
-        if ev.need_rescan() {
-            return true;
+    fn relevant(&self, ev: &Event) -> bool {
+        match ev {
+            Event::Rescan(why) => {
+                log::info!("{why}: looking at the whole data directory");
+                true
+            }
+            Event::Changed(rel) => {
+                !crate::durable::is_temp_path(rel)
+                    && (self.shared.filter.matches(rel) || self.shared.filter.may_contain(rel))
+            }
         }
-        // Opens and reads (our own scans among them) change nothing; only writes, creations,
-        // removals and renames do.
-        if matches!(ev.kind, notify::EventKind::Access(_)) || ev.paths.is_empty() {
-            return false;
-        }
-        ev.paths.iter().any(|p| {
-            let Some(rel) = datadir::to_rel(&self.shared.data_dir, p) else {
-                return false;
-            };
-            !crate::durable::is_temp_path(&rel)
-                && (self.shared.filter.matches(&rel) || self.shared.filter.may_contain(&rel))
-        })
     }
 
     /// Drain events until no relevant one arrived for the quiet window (bounded by
     /// MAX_BATCH_WAIT, so a burst that never pauses is still published).
-    fn wait_quiet(&self, rx: &mpsc::Receiver<notify::Result<notify::Event>>, scope: &mut Scope) {
+    fn wait_quiet(&self, rx: &mut Events, scope: &mut Scope) {
         let give_up = Instant::now() + MAX_BATCH_WAIT;
         let mut quiet_until = Instant::now() + self.quiet;
         loop {
@@ -187,25 +188,20 @@ impl Detector {
             if left.is_zero() {
                 return;
             }
-            match rx.recv_timeout(left) {
-                Ok(ev) if self.relevant(&ev) => {
-                    scope.add(&ev, &self.shared.data_dir);
+            match rx.next(left) {
+                Some(ev) if self.relevant(&ev) => {
+                    scope.add(ev);
                     quiet_until = Instant::now() + self.quiet;
                 }
-                Ok(_) => {}
-                Err(_) => return,
+                Some(_) => {}
+                None => return,
             }
         }
     }
 
     /// Scan, diff and publish; errors are logged and retried at the next wake-up. A batch whose
     /// objects refer to missing ones waits (up to REFERENCE_GRACE) for more of the change.
-    fn detect_and_publish(
-        &self,
-        rx: &mpsc::Receiver<notify::Result<notify::Event>>,
-        why: &str,
-        mut scope: Scope,
-    ) {
+    fn detect_and_publish(&self, rx: &mut Events, why: &str, mut scope: Scope) {
         crate::memory::worked();
         let deadline = Instant::now() + REFERENCE_GRACE;
         loop {
@@ -219,11 +215,9 @@ impl Detector {
                 }
                 Ok(None) => {
                     // Wait for the next write of this change, then for its quiet window.
-                    if let Ok(ev) =
-                        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    {
+                    if let Some(ev) = rx.next(deadline.saturating_duration_since(Instant::now())) {
                         if self.relevant(&ev) {
-                            scope.add(&ev, &self.shared.data_dir);
+                            scope.add(ev);
                         }
                         self.wait_quiet(rx, &mut scope);
                     }
