@@ -107,7 +107,10 @@ async fn run_async(cfg: Config) -> Result<(), String> {
     if let Some(detector) = d.detector {
         let _ = tokio::task::spawn_blocking(move || detector.join()).await;
     }
-    // Every state change was committed as it happened: nothing is left to flush.
+    // Every state change was committed as it happened: nothing is left to flush. The catalog
+    // index is marked complete, so the next start need not walk the data directory for it.
+    let sh = &d.shared;
+    sh.catalog.lock().unwrap().close(&sh.data_dir, &sh.filter);
     log::info!("stopped cleanly");
     Ok(())
 }

@@ -298,6 +298,9 @@ impl Detector {
             return Ok(Some(Vec::new()));
         }
         if let Some(mode) = self.drift {
+            // The catalog index follows the disk, drift or not (it is trusted without a walk
+            // after a clean stop: what changed meanwhile reaches it through here).
+            self.unresolved(&changes);
             // Before the first completed resync the manifest does not cover the tree: what
             // differs is what the bootstrap is about to fix, not drift.
             if state.synced {

@@ -209,6 +209,8 @@ pub fn write_changes(
             })
             .collect();
         catalog.update_many(indexed);
+    } else {
+        catalog.skipped();
     }
     let mut gate = sh.gate.lock().unwrap();
     for step in &steps {
