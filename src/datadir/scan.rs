@@ -106,7 +106,13 @@ pub struct Walk<'a> {
     after: Option<String>,
     /// Per folder being walked, its entries not visited yet, the next one last.
     stack: Vec<Vec<Listed>>,
+    /// Told each folder's relative path just before the folder is listed (see
+    /// [`Walk::before_listing`]).
+    before_listing: Option<FolderHook<'a>>,
 }
+
+/// See [`Walk::before_listing`].
+type FolderHook<'a> = Box<dyn FnMut(&str) + 'a>;
 
 /// One entry of a folder's listing.
 struct Listed {
@@ -152,7 +158,16 @@ impl<'a> Walk<'a> {
             filter,
             after: None,
             stack: Vec::new(),
+            before_listing: None,
         }
+    }
+
+    /// Tell `f` the relative path of every folder below the root just before listing it, so
+    /// the one walk of a full scan also registers the folders' watches (a watch placed before
+    /// the listing misses nothing written after it).
+    pub fn before_listing(mut self, f: impl FnMut(&str) + 'a) -> Self {
+        self.before_listing = Some(Box::new(f));
+        self
     }
 
     fn skipped(&self, abs: &Path, rel: &str) -> bool {
@@ -242,6 +257,9 @@ impl Iterator for Walk<'_> {
             if md.is_dir() {
                 key.pop();
                 let abs = self.data_dir.join(&key);
+                if let Some(f) = &mut self.before_listing {
+                    f(&key);
+                }
                 let _ = self.list(&abs, false);
                 continue;
             }

@@ -45,6 +45,11 @@ pub struct Watch {
     folders: Folders,
     pending: VecDeque<Event>,
     buf: Vec<u8>,
+    /// The folders [`Watch::add_folder`] registered last, each below the one before: a walk's
+    /// current path, for finding a new folder's parent.
+    path: Vec<(String, i32)>,
+    /// Why folders could not be watched (out of watches), if they could not.
+    trouble: Option<String>,
 }
 
 /// Everything a watch reports. Opens and reads (our own scans among them) are not watched.
@@ -77,6 +82,46 @@ impl Watch {
         Watch::start(dir, None, &[])
     }
 
+    /// Watch `root` only, for now: the walk of a full scan adds every folder below it as it
+    /// goes ([`Self::add_folder`]), so the tree is listed once, not once more for the watches.
+    pub fn root(root: &Path, filter: &Filter, skip_dirs: &[PathBuf]) -> io::Result<Watch> {
+        let mut w = Watch::start(root, None, skip_dirs)?;
+        w.filter = Some(filter.clone());
+        Ok(w)
+    }
+
+    /// Watch the folder at `rel`, whose parent is the root or a folder added just before
+    /// (a walk's order). Watched already: kept as it is. Out of watches: noted in
+    /// [`Self::trouble`], and nothing more is added.
+    pub fn add_folder(&mut self, rel: &str) {
+        if self.trouble.is_some() {
+            return;
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        while self.path.len() > 1 && self.path.last().is_some_and(|(r, _)| r != parent) {
+            self.path.pop();
+        }
+        let Some(&(ref r, parent_wd)) = self.path.last() else {
+            return;
+        };
+        if r != parent {
+            return; // its parent vanished before it could be watched
+        }
+        match self.add_watch(&self.root.join(rel)) {
+            Ok(Some(wd)) => {
+                self.folders.insert(wd, parent_wd, name);
+                self.path.push((rel.to_string(), wd));
+            }
+            Ok(None) => {}
+            Err(e) => self.trouble = Some(e.to_string()),
+        }
+    }
+
+    /// Why some folders are not watched, when some are not.
+    pub fn trouble(&self) -> Option<&str> {
+        self.trouble.as_deref()
+    }
+
     fn start(root: &Path, filter: Option<Filter>, skip_dirs: &[PathBuf]) -> io::Result<Watch> {
         // SAFETY: inotify_init1 takes flags only and returns a new descriptor or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
@@ -92,11 +137,14 @@ impl Watch {
             folders: Folders::default(),
             pending: VecDeque::new(),
             buf: vec![0; BUF],
+            path: Vec::new(),
+            trouble: None,
         };
         w.add_tree(ROOT, "")?;
-        if w.folders.by_wd.is_empty() {
+        let Some((&wd, _)) = w.folders.by_wd.iter().find(|(_, f)| f.parent == ROOT) else {
             return Err(io::Error::from(io::ErrorKind::NotFound)).at("watch", root);
-        }
+        };
+        w.path.push((String::new(), wd));
         Ok(w)
     }
 
@@ -331,6 +379,9 @@ struct Folder {
 
 impl Folders {
     fn insert(&mut self, wd: i32, parent: i32, name: &str) {
+        if (self.by_wd.get(&wd)).is_some_and(|f| f.parent == parent && self.name(f) == name) {
+            return; // watched already (a rescan walks past it again)
+        }
         // The same folder watched again (moved back in) keeps its descriptor.
         self.remove(wd);
         if self.garbage > self.names.len() / 2 && self.garbage > 4096 {
@@ -470,6 +521,48 @@ mod tests {
                 "workspaces/w/s/l"
             ]
         );
+    }
+
+    #[test]
+    fn a_full_scan_walk_registers_the_folders_it_lists() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        mkdirs(
+            root,
+            &["workspaces/a/s", "workspaces/b", "styles", "data/x"],
+        );
+        fs::write(root.join("workspaces/a/s/f.xml"), "<f/>").unwrap();
+        let filter = Filter::defaults();
+        let mut w = Watch::root(root, &filter, &[]).unwrap();
+        assert_eq!(w.folders(), 1, "the root only");
+        let walk = crate::datadir::walk(root, &filter, &[], None).unwrap();
+        assert_eq!(walk.before_listing(|rel| w.add_folder(rel)).count(), 1);
+        let mut rels: Vec<_> = (w.folders.by_wd.keys())
+            .filter_map(|&wd| w.folders.rel(wd))
+            .collect();
+        rels.sort();
+        assert_eq!(
+            rels,
+            [
+                "",
+                "styles",
+                "workspaces",
+                "workspaces/a",
+                "workspaces/a/s",
+                "workspaces/b"
+            ]
+        );
+        // Walked again (a periodic rescan): nothing changes; a folder whose parent is not
+        // watched is not either.
+        let names = w.folders.names.len();
+        let walk = crate::datadir::walk(root, &filter, &[], None).unwrap();
+        walk.before_listing(|rel| w.add_folder(rel)).for_each(drop);
+        w.add_folder("nowhere/child");
+        assert_eq!((w.folders(), w.folders.names.len()), (6, names));
+        fs::write(root.join("workspaces/a/s/g.xml"), "<g/>").unwrap();
+        let want = changed("workspaces/a/s/g.xml");
+        let seen = events_until(&mut w, |s| s.contains(&want));
+        assert!(seen.contains(&want), "{seen:?}");
     }
 
     #[test]

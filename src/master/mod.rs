@@ -96,21 +96,21 @@ impl Detector {
     /// Run until the shared shutdown flag is set.
     pub fn run(self) {
         let data_dir = self.shared.data_dir.clone();
-        let started = Instant::now();
-        let watcher = match Watch::new(&data_dir, &self.shared.filter, &self.shared.skip_dirs) {
-            Ok(w) => {
-                log::debug!(
-                    "watching {} folder(s), registered in {:?}",
-                    w.folders(),
-                    started.elapsed()
-                );
-                Some(w)
-            }
+        // The start-up scan's walk watches every folder it lists.
+        let watcher = match Watch::root(&data_dir, &self.shared.filter, &self.shared.skip_dirs) {
+            Ok(w) => Some(w),
             Err(e) => {
                 log::warn!("filesystem notifications unavailable: {e}");
                 None
             }
         };
+        let mut rx = Events(watcher);
+        self.detect_and_publish(&mut rx, "start-up scan", Scope::Full);
+        if let Some(why) = rx.0.as_ref().and_then(Watch::trouble) {
+            log::warn!("filesystem notifications unavailable: {why}");
+            rx.0 = None;
+        }
+        let watcher = &rx.0;
         // Watched, a full rescan is only the safety net for what notifications miss (their
         // overflow is reported and starts one at once): on 10,000 layers it costs ~0.2 CPU s.
         // Unwatched, it is the detection itself.
@@ -135,8 +135,6 @@ impl Detector {
                 rescan_interval.as_secs()
             );
         }
-        let mut rx = Events(watcher);
-        self.detect_and_publish(&mut rx, "start-up scan", Scope::Full);
         let mut next_rescan = Instant::now() + rescan_interval;
         while !self.shared.stopping.load(Ordering::SeqCst) {
             let wait = next_rescan
@@ -206,7 +204,7 @@ impl Detector {
         let deadline = Instant::now() + REFERENCE_GRACE;
         loop {
             let may_defer = Instant::now() < deadline;
-            match self.detect(why, may_defer, &scope) {
+            match self.detect(why, may_defer, &scope, rx.0.as_mut()) {
                 Ok(Some(seqs)) => {
                     for seq in seqs {
                         let _ = self.published.send(seq);
@@ -234,12 +232,14 @@ impl Detector {
     }
 
     /// Detect and publish one batch. `None`: deferred, because the batch refers to objects that
-    /// do not exist yet and `may_defer` allowed waiting for them.
+    /// do not exist yet and `may_defer` allowed waiting for them. A full scan also watches each
+    /// folder it walks into (again, harmlessly, after the first).
     fn detect(
         &self,
         why: &str,
         may_defer: bool,
         scope: &Scope,
+        watch: Option<&mut Watch>,
     ) -> std::io::Result<Option<Vec<u64>>> {
         let sh = &self.shared;
         let started = Instant::now();
@@ -251,7 +251,10 @@ impl Detector {
         let mut seen = 0usize;
         let (mut changes, restat) = match scope {
             Scope::Full => {
-                let walk = datadir::walk(&sh.data_dir, &sh.filter, &sh.skip_dirs, None)?;
+                let mut walk = datadir::walk(&sh.data_dir, &sh.filter, &sh.skip_dirs, None)?;
+                if let Some(w) = watch {
+                    walk = walk.before_listing(|rel| w.add_folder(rel));
+                }
                 let files = walk
                     .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
                     .inspect(|_| seen += 1);
