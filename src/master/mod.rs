@@ -301,12 +301,13 @@ impl Detector {
             return Ok(Some(Vec::new()));
         }
         if let Some(mode) = self.drift {
-            // The catalog index follows the disk, drift or not (it is trusted without a walk
-            // after a clean stop: what changed meanwhile reaches it through here).
-            self.unresolved(&changes);
             // Before the first completed resync the manifest does not cover the tree: what
-            // differs is what the bootstrap is about to fix, not drift.
+            // differs is what the bootstrap is about to fix, not drift — and the bootstrap
+            // indexes the whole tree at its end.
             if state.synced {
+                // The catalog index follows the disk, drift or not (it is trusted without a
+                // walk after a clean stop: what changed meanwhile reaches it through here).
+                self.unresolved(&changes);
                 self.report_drift(&changes, mode);
             }
             return Ok(Some(Vec::new()));
