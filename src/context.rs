@@ -15,7 +15,7 @@ use crate::state::State;
 use crate::status::{Board, Status};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// State shared by the tasks of one node.
 pub struct Shared {
@@ -123,9 +123,26 @@ impl Shared {
         )
     }
 
+    /// The state, for async code: waiting for it does not stall the runtime. A full scan
+    /// holds it for seconds on a large catalog (the first start-up scan of a slave on a full
+    /// 100,000-layer data dir: ~20 s), and a worker thread blocked on it can drive nothing
+    /// else meanwhile — with both workers blocked, not even the MQTT connection.
+    pub fn lock_state(&self) -> MutexGuard<'_, State> {
+        if let Ok(state) = self.state.try_lock() {
+            return state;
+        }
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.state.lock().unwrap())
+        } else {
+            self.state.lock().unwrap()
+        }
+    }
+
     /// This node's status now, from its state, its board and its reload statistics.
     pub fn status(&self, role: &str, online: bool, reload: Option<&ReloadStats>) -> Status {
-        let state = self.state.lock().unwrap();
+        let state = self.lock_state();
         let mut s = self.board.status(&self.node_id, role, online, &state);
         drop(state);
         s.hlc = self.clock.lock().unwrap().peek();
@@ -134,5 +151,66 @@ impl Shared {
         s.lease = reload.and_then(|r| r.lease);
         s.keystore = crate::status::keystore_digest(&self.data_dir);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    /// While a scan holds the state, async code waiting for it leaves the runtime's workers to
+    /// the other tasks: with two workers and two waiters, a timer task still runs.
+    #[test]
+    fn waiting_for_the_state_does_not_stall_the_runtime() {
+        let (data, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cfg = crate::config::parse(&format!(
+            "[node]\nid = \"s\"\nrole = \"slave\"\nstate_dir = {:?}\n[geoserver]\ndata_dir = {:?}\n",
+            state.path(),
+            data.path()
+        ))
+        .unwrap();
+        let st = State::open(state.path()).unwrap();
+        let sh = Arc::new(crate::cmd::open_node(&cfg, st).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let released = Arc::new(AtomicBool::new(false));
+        let scan = {
+            let (sh, released) = (sh.clone(), released.clone());
+            std::thread::spawn(move || {
+                let _state = sh.state.lock().unwrap();
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_secs(2)); // the scan, holding the state
+                released.store(true, Ordering::SeqCst);
+            })
+        };
+        held.recv().unwrap();
+        let late = rt.block_on(async {
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let sh = sh.clone();
+                    tokio::spawn(async move { sh.lock_state().synced })
+                })
+                .collect();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                released.load(Ordering::SeqCst)
+            });
+            let late = timer.await.unwrap();
+            for w in waiters {
+                w.await.unwrap();
+            }
+            late
+        });
+        scan.join().unwrap();
+        assert!(
+            !late,
+            "the timer task ran only once the scan let the state go"
+        );
     }
 }

@@ -108,7 +108,7 @@ pub async fn serve(
     published: Option<UnboundedSender<u64>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let spool = sh.state.lock().unwrap().dir().join(SPOOL);
+    let spool = sh.lock_state().dir().join(SPOOL);
     if let Err(e) = crate::durable::create_dirs(&spool) {
         log::error!(
             "{}: {e}; `gscluster import` cannot reach this daemon",

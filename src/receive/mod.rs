@@ -94,7 +94,7 @@ impl Worker {
         };
         let ctx = self.resync_ctx();
         if self.role.applies() {
-            let state = self.shared.state.lock().unwrap();
+            let state = self.shared.lock_state();
             if !state.synced {
                 (r.resync).request("this node has not completed a resync yet (bootstrap)");
             } else if let Some(lacking) = crate::state::holes::describe_holes(&state.holes) {
@@ -191,7 +191,7 @@ impl Worker {
     /// Deltas: a hole, which a resync must cover.
     async fn check_stalls(&self, r: &mut Receiving) {
         let check = {
-            let state = self.shared.state.lock().unwrap();
+            let state = self.shared.lock_state();
             r.stalls.check(&state.applied, Instant::now())
         };
         for (origin, lag) in &check.lag {

@@ -204,7 +204,7 @@ impl Resync {
         });
         ctx.shared.resyncing.store(true, Ordering::SeqCst);
         let sh = &ctx.shared;
-        let synced = sh.state.lock().unwrap().synced;
+        let synced = sh.lock_state().synced;
         if synced && !sh.current.load(Ordering::SeqCst) {
             *sh.stale_until.lock().unwrap() = Some(now + STALE_GRACE);
         }
@@ -260,7 +260,7 @@ impl Resync {
             header.origin
         );
         let lacking = {
-            let state = ctx.shared.state.lock().unwrap();
+            let state = ctx.shared.lock_state();
             uncovered(&state.holes, &header.origin, &positions)
         };
         let m = Manifest {
