@@ -911,17 +911,21 @@ mod tests {
         let file = state.path().join("catalog.redb");
         let filter = Filter::defaults();
         let open = |f: &Filter| CatalogIndex::open(&file, root, f, &[]).unwrap();
+        // The store rewritten with another id.
+        let store = |id: &str| {
+            write(
+                root,
+                "workspaces/ws/st/datastore.xml",
+                &STORE.replace("DS-1", id),
+            )
+        };
         let mut ix = open(&filter);
         assert_eq!(ix.opened, (2, 0));
         ix.close(root, &filter);
         drop(ix);
         // Changed while stopped: a trusted index does not see it (the start-up scan does, and
         // indexes what it finds); the next open without a close walks and does.
-        write(
-            root,
-            "workspaces/ws/st/datastore.xml",
-            &STORE.replace("DS-1", "DS-2"),
-        );
+        store("DS-2");
         let ix = open(&filter);
         assert_eq!((ix.len(), ix.opened), (2, (0, 0)), "trusted");
         assert_eq!(ix.paths_of("DS-1"), ["workspaces/ws/st/datastore.xml"]);
@@ -934,7 +938,7 @@ mod tests {
         ix.close(root, &filter);
         drop(ix);
         let other = Filter::new(&["workspaces/**".into()], &[]).unwrap();
-        write(root, "workspaces/ws/st/datastore.xml", STORE);
+        store("DS-1");
         assert_eq!(open(&other).opened, (1, 0));
 
         // Files written unindexed (a bootstrap): no mark until a walk.
@@ -942,20 +946,12 @@ mod tests {
         ix.skipped();
         ix.close(root, &filter);
         drop(ix);
-        write(
-            root,
-            "workspaces/ws/st/datastore.xml",
-            &STORE.replace("DS-1", "DS-3"),
-        );
+        store("DS-3");
         let mut ix = open(&filter);
         assert_eq!(ix.opened, (1, 0), "not trusted");
         ix.close(root, &filter);
         drop(ix);
-        write(
-            root,
-            "workspaces/ws/st/datastore.xml",
-            &STORE.replace("DS-1", "DS-4"),
-        );
+        store("DS-4");
         assert_eq!(
             open(&filter).opened,
             (0, 0),

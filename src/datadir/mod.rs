@@ -10,7 +10,7 @@
 //!
 //! Boundaries: this module reads the data directory but never writes it, never talks to
 //! GeoServer, MQTT or the state dir, and holds no clocks; the master and slave tasks call it.
-//! Apart from `scan`, `sha256_file` and `CatalogIndex::build`, everything here is a pure function
+//! Apart from `scan`, `watch`, `sha256_file` and `CatalogIndex`, everything here is a pure function
 //! of its arguments so it can be unit- and property-tested.
 
 pub mod catalog;

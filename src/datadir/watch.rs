@@ -473,6 +473,22 @@ mod tests {
         seen
     }
 
+    /// The events until `want` comes (asserted to come within 10 s).
+    fn wait_for(w: &mut Watch, want: &Event) -> Vec<Event> {
+        let seen = events_until(w, |s| s.contains(want));
+        assert!(seen.contains(want), "no {want:?} in {seen:?}");
+        seen
+    }
+
+    /// The watched folders' relative paths, sorted.
+    fn watched(w: &Watch) -> Vec<String> {
+        let mut rels: Vec<_> = (w.folders.by_wd.keys())
+            .filter_map(|&wd| w.folders.rel(wd))
+            .collect();
+        rels.sort();
+        rels
+    }
+
     /// Everything that arrives within a short while.
     fn settle(w: &mut Watch) -> Vec<Event> {
         let mut seen = Vec::new();
@@ -503,15 +519,8 @@ mod tests {
         let w = Watch::new(root, &Filter::defaults(), &[root.join("state")]).unwrap();
         // root, workspaces, w, s, l, styles: not data/**, logs/**, nor the skipped state dir.
         assert_eq!(w.folders(), 6);
-        let mut rels: Vec<_> = w
-            .folders
-            .by_wd
-            .keys()
-            .filter_map(|&wd| w.folders.rel(wd))
-            .collect();
-        rels.sort();
         assert_eq!(
-            rels,
+            watched(&w),
             [
                 "",
                 "styles",
@@ -537,12 +546,8 @@ mod tests {
         assert_eq!(w.folders(), 1, "the root only");
         let walk = crate::datadir::walk(root, &filter, &[], None).unwrap();
         assert_eq!(walk.before_listing(|rel| w.add_folder(rel)).count(), 1);
-        let mut rels: Vec<_> = (w.folders.by_wd.keys())
-            .filter_map(|&wd| w.folders.rel(wd))
-            .collect();
-        rels.sort();
         assert_eq!(
-            rels,
+            watched(&w),
             [
                 "",
                 "styles",
@@ -560,9 +565,7 @@ mod tests {
         w.add_folder("nowhere/child");
         assert_eq!((w.folders(), w.folders.names.len()), (6, names));
         fs::write(root.join("workspaces/a/s/g.xml"), "<g/>").unwrap();
-        let want = changed("workspaces/a/s/g.xml");
-        let seen = events_until(&mut w, |s| s.contains(&want));
-        assert!(seen.contains(&want), "{seen:?}");
+        wait_for(&mut w, &changed("workspaces/a/s/g.xml"));
     }
 
     #[test]
@@ -594,14 +597,11 @@ mod tests {
         // Created with content before the watch can see inside: the folder itself is reported.
         mkdirs(root, &["workspaces/new/store"]);
         fs::write(root.join("workspaces/new/store/datastore.xml"), "<x/>").unwrap();
-        let seen = events_until(&mut w, |s| s.contains(&changed("workspaces/new")));
-        assert!(seen.contains(&changed("workspaces/new")), "{seen:?}");
+        wait_for(&mut w, &changed("workspaces/new"));
         settle(&mut w);
         assert_eq!(w.folders(), 4, "root, workspaces, new, store");
         fs::write(root.join("workspaces/new/store/again.xml"), "<y/>").unwrap();
-        let want = changed("workspaces/new/store/again.xml");
-        let seen = events_until(&mut w, |s| s.contains(&want));
-        assert!(seen.contains(&want), "{seen:?}");
+        wait_for(&mut w, &changed("workspaces/new/store/again.xml"));
     }
 
     #[test]
@@ -614,18 +614,14 @@ mod tests {
         assert_eq!(w.folders(), 6);
 
         fs::rename(root.join("workspaces/a"), root.join("workspaces/z")).unwrap();
-        let seen = events_until(&mut w, |s| s.contains(&changed("workspaces/z")));
+        let seen = wait_for(&mut w, &changed("workspaces/z"));
         assert!(seen.contains(&changed("workspaces/a")), "{seen:?}");
-        assert!(seen.contains(&changed("workspaces/z")), "{seen:?}");
         settle(&mut w);
         fs::write(root.join("workspaces/z/s/f.xml"), "<f/>").unwrap();
-        let want = changed("workspaces/z/s/f.xml");
-        let seen = events_until(&mut w, |s| s.contains(&want));
-        assert!(seen.contains(&want), "{seen:?}");
+        wait_for(&mut w, &changed("workspaces/z/s/f.xml"));
 
         fs::rename(root.join("workspaces/b"), outside.path().join("b")).unwrap();
-        let seen = events_until(&mut w, |s| s.contains(&changed("workspaces/b")));
-        assert!(seen.contains(&changed("workspaces/b")), "{seen:?}");
+        wait_for(&mut w, &changed("workspaces/b"));
         settle(&mut w);
         assert_eq!(w.folders(), 4, "b and b/s are no longer watched");
         fs::write(outside.path().join("b/s/f.xml"), "<f/>").unwrap();
@@ -641,8 +637,7 @@ mod tests {
         let mut w = Watch::new(root, &Filter::defaults(), &[]).unwrap();
         assert_eq!(w.folders(), 5);
         fs::remove_dir_all(root.join("workspaces/a")).unwrap();
-        let seen = events_until(&mut w, |s| s.contains(&changed("workspaces/a")));
-        assert!(seen.contains(&changed("workspaces/a")), "{seen:?}");
+        wait_for(&mut w, &changed("workspaces/a"));
         settle(&mut w);
         assert_eq!(w.folders(), 2);
     }
