@@ -113,7 +113,11 @@ impl Watch {
                 self.path.push((rel.to_string(), wd));
             }
             Ok(None) => {}
-            Err(e) => self.trouble = Some(e.to_string()),
+            Err(e) => {
+                // Said once here: a rescan after start-up meets it with nobody checking.
+                log::warn!("{e}; folders from here on are found by the periodic rescan only");
+                self.trouble = Some(e.to_string());
+            }
         }
     }
 

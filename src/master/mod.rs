@@ -246,34 +246,7 @@ impl Detector {
         // The state lock also keeps the slave side of a "both" node from writing while we
         // compare: its writes are recorded in the manifest before we can see them.
         let mut state = sh.state.lock().unwrap();
-        // A full rescan walks the tree and the manifest side by side, in path order: neither
-        // is held whole. A notification's few paths are looked at alone.
-        let mut seen = 0usize;
-        let (mut changes, restat) = match scope {
-            Scope::Full => {
-                let mut walk = datadir::walk(&sh.data_dir, &sh.filter, &sh.skip_dirs, None)?;
-                if let Some(w) = watch {
-                    walk = walk.before_listing(|rel| w.add_folder(rel));
-                }
-                let files = walk
-                    .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
-                    .inspect(|_| seen += 1);
-                // Hashes are streamed: the content is read again, one Delta at a time, when
-                // the Deltas are built, so a start-up scan of tens of thousands of files never
-                // holds them all.
-                datadir::diff_with_stats(&state.manifest, files, |rel| {
-                    datadir::sha256_file(&sh.data_dir.join(rel))
-                })
-            }
-            Scope::Paths(rels) => {
-                let mut scan = datadir::scan_paths(&sh.data_dir, rels, &sh.filter, &sh.skip_dirs)?;
-                scan.retain(|rel, _| !crate::durable::is_temp_path(rel));
-                seen = scan.len();
-                datadir::diff_with_stats(&manifest_within(&state.manifest, rels), scan, |rel| {
-                    datadir::sha256_file(&sh.data_dir.join(rel))
-                })
-            }
-        };
+        let (mut changes, restat, seen) = self.compare(&state, scope, watch)?;
         // What an apply of this node left unrecorded when it was interrupted is not a local
         // edit: the redelivered Delta or a resync records it.
         changes.retain(|c| !state.intended(c));
@@ -336,6 +309,47 @@ impl Detector {
             seqs.push(self.publish_batch(&mut state, last, &dangling, hlc, why, started)?);
         }
         Ok(Some(seqs))
+    }
+
+    /// What differs between the data directory (all of it, or the scope's paths) and the
+    /// manifest: the changes, the files whose stat alone changed, and how many files were
+    /// looked at.
+    fn compare(
+        &self,
+        state: &crate::state::State,
+        scope: &Scope,
+        watch: Option<&mut Watch>,
+    ) -> std::io::Result<(Vec<LocalChange>, Vec<datadir::StatUpdate>, usize)> {
+        let sh = &self.shared;
+        // A full rescan walks the tree and the manifest side by side, in path order: neither
+        // is held whole. A notification's few paths are looked at alone.
+        let mut seen = 0usize;
+        let (changes, restat) = match scope {
+            Scope::Full => {
+                let mut walk = datadir::walk(&sh.data_dir, &sh.filter, &sh.skip_dirs, None)?;
+                if let Some(w) = watch {
+                    walk = walk.before_listing(|rel| w.add_folder(rel));
+                }
+                let files = walk
+                    .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
+                    .inspect(|_| seen += 1);
+                // Hashes are streamed: the content is read again, one Delta at a time, when
+                // the Deltas are built, so a start-up scan of tens of thousands of files never
+                // holds them all.
+                datadir::diff_with_stats(&state.manifest, files, |rel| {
+                    datadir::sha256_file(&sh.data_dir.join(rel))
+                })
+            }
+            Scope::Paths(rels) => {
+                let mut scan = datadir::scan_paths(&sh.data_dir, rels, &sh.filter, &sh.skip_dirs)?;
+                scan.retain(|rel, _| !crate::durable::is_temp_path(rel));
+                seen = scan.len();
+                datadir::diff_with_stats(&manifest_within(&state.manifest, rels), scan, |rel| {
+                    datadir::sha256_file(&sh.data_dir.join(rel))
+                })
+            }
+        };
+        Ok((changes, restat, seen))
     }
 
     /// Bring the catalog index up to date with `changes` and return the references they leave
