@@ -29,7 +29,7 @@
 
 use super::catalog::parse_object_checked;
 use super::filter::Filter;
-use super::scan::FileStat;
+use super::listing::FileStat;
 use crate::file_error::Context;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -226,6 +226,8 @@ pub struct CatalogIndex {
     file: Option<PathBuf>,
     /// What the last open read again and forgot (see [`Self::open`]).
     opened: (usize, usize),
+    /// The last open found the mark of a clean stop (see [`Self::after_clean_stop`]).
+    after_clean_stop: bool,
     /// Commits made (see `DURABLE_EVERY`).
     commits: u64,
     /// A write failed, or files were written without being indexed, since the last walk: the
@@ -246,6 +248,7 @@ impl Default for CatalogIndex {
             db,
             file: None,
             opened: (0, 0),
+            after_clean_stop: false,
             commits: 0,
             incomplete: false,
             removed: HashMap::new(),
@@ -285,6 +288,7 @@ impl CatalogIndex {
             db,
             file: Some(file.to_path_buf()),
             opened: (0, 0),
+            after_clean_stop: false,
             commits: 0,
             incomplete: false,
             removed: HashMap::new(),
@@ -294,6 +298,7 @@ impl CatalogIndex {
             .take_closed_mark()
             .map_err(|e| index.error("open", e))?;
         if closed.as_deref() == Some(closed_for(data_dir, filter).as_bytes()) {
+            index.after_clean_stop = true;
             log::info!(
                 "catalog index: {} file(s), closed cleanly: trusted without a walk ({} ms)",
                 index.len(),
@@ -380,6 +385,12 @@ impl CatalogIndex {
             self.reopen();
             e
         })
+    }
+
+    /// Whether the last run on this data directory stopped cleanly (the index was trusted
+    /// without a walk): nothing it wrote was left half done.
+    pub fn after_clean_stop(&self) -> bool {
+        self.after_clean_stop
     }
 
     /// Files are being written without being indexed (a bootstrap indexes at its end): until
@@ -928,10 +939,12 @@ mod tests {
         store("DS-2");
         let ix = open(&filter);
         assert_eq!((ix.len(), ix.opened), (2, (0, 0)), "trusted");
+        assert!(ix.after_clean_stop());
         assert_eq!(ix.paths_of("DS-1"), ["workspaces/ws/st/datastore.xml"]);
         drop(ix);
         let mut ix = open(&filter);
         assert_eq!(ix.opened, (1, 0), "the mark was taken: walked");
+        assert!(!ix.after_clean_stop());
         assert_eq!(ix.paths_of("DS-2"), ["workspaces/ws/st/datastore.xml"]);
 
         // Another filter: walked.
@@ -949,6 +962,7 @@ mod tests {
         store("DS-3");
         let mut ix = open(&filter);
         assert_eq!(ix.opened, (1, 0), "not trusted");
+        assert!(!ix.after_clean_stop(), "a bootstrap was under way");
         ix.close(root, &filter);
         drop(ix);
         store("DS-4");
