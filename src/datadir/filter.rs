@@ -157,6 +157,9 @@ impl Glob {
 fn match_segs(pat: &[Seg], path: &[&str]) -> bool {
     match pat.split_first() {
         None => path.is_empty(),
+        // `**/x`, x a last segment (`**/*.tmp`, most excludes): only the path's last segment
+        // can be x, so there is no need to try every suffix.
+        Some((Seg::AnyDepth, [Seg::Chars(c)])) => path.last().is_some_and(|l| match_seg(c, l)),
         Some((Seg::AnyDepth, rest)) => {
             match_segs(rest, path) || (!path.is_empty() && match_segs(pat, &path[1..]))
         }
@@ -181,36 +184,25 @@ fn may_match_below(pat: &[Seg], dir: &[&str]) -> bool {
 }
 
 /// Wildcard match of one segment: `*` any run, `?` one char. Greedy with a single backtrack
-/// point, linear in practice.
+/// point, linear in practice. Called for every pattern and path segment of every scanned file,
+/// so it walks the name in place: no copy, no allocation.
 fn match_seg(pat: &[char], name: &str) -> bool {
-    // Called for every pattern and path segment of every scanned file: no allocation for the
-    // usual short names (a name of at most 64 bytes has at most 64 chars).
-    let mut buf = ['\0'; 64];
-    let heap: Vec<char>;
-    let name: &[char] = if name.len() <= buf.len() {
-        let mut n = 0;
-        for c in name.chars() {
-            buf[n] = c;
-            n += 1;
-        }
-        &buf[..n]
-    } else {
-        heap = name.chars().collect();
-        &heap
-    };
+    // `n` is a byte offset into `name`, always on a char boundary.
     let (mut p, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pat.len() && (pat[p] == '?' || pat[p] == name[n]) {
+    while let Some(c) = name[n..].chars().next() {
+        if p < pat.len() && (pat[p] == '?' || pat[p] == c) {
             p += 1;
-            n += 1;
+            n += c.len_utf8();
         } else if p < pat.len() && pat[p] == '*' {
             star = Some((p, n));
             p += 1;
         } else if let Some((sp, sn)) = star {
+            // Let the star take one more char (there is one: sn <= n < name.len()).
+            let taken = name[sn..].chars().next().map_or(1, char::len_utf8);
             p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
+            n = sn + taken;
+            star = Some((sp, n));
         } else {
             return false;
         }
@@ -275,6 +267,18 @@ mod tests {
     fn f(inc: &[&str], exc: &[&str]) -> Filter {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         Filter::new(&s(inc), &s(exc)).unwrap()
+    }
+
+    /// `?` is one character and `*` a run of characters, not of bytes: names in other
+    /// scripts (a layer called `Straßen` or `道路`) match as they read.
+    #[test]
+    fn wildcards_count_characters_not_bytes() {
+        assert!(f(&["styles/?.sld"], &[]).matches("styles/é.sld"));
+        assert!(!f(&["styles/??.sld"], &[]).matches("styles/é.sld"));
+        assert!(f(&["styles/*ßen.sld"], &[]).matches("styles/Straßen.sld"));
+        assert!(f(&["styles/*路*.sld"], &[]).matches("styles/道路路網.sld"));
+        assert!(!f(&["styles/*路?.sld"], &[]).matches("styles/道路.sld"));
+        assert!(f(&["**/*é"], &[]).matches("a/ééé"));
     }
 
     #[test]
@@ -396,6 +400,28 @@ mod tests {
             prop_assert!(match_seg(&['*'], &name));
             let pat: Vec<char> = name.chars().collect();
             prop_assert!(match_seg(&pat, &name));
+        }
+
+        /// The `**/x` shortcut decides as trying every suffix does.
+        #[test]
+        fn the_last_segment_shortcut_agrees_with_trying_every_suffix(
+            pat in "(\\*\\*/)?(([ab]|\\*|\\?)/)?(\\*\\*/)?(a|b\\*|\\*a|\\?)",
+            path in prop::collection::vec("[ab]{1,3}", 0..5),
+        ) {
+            fn every_suffix(pat: &[Seg], path: &[&str]) -> bool {
+                match pat.split_first() {
+                    None => path.is_empty(),
+                    Some((Seg::AnyDepth, rest)) => {
+                        every_suffix(rest, path) || (!path.is_empty() && every_suffix(pat, &path[1..]))
+                    }
+                    Some((Seg::Chars(c), rest)) => {
+                        !path.is_empty() && match_seg(c, path[0]) && every_suffix(rest, &path[1..])
+                    }
+                }
+            }
+            let g = Glob::parse(&pat).unwrap();
+            let p: Vec<&str> = path.iter().map(String::as_str).collect();
+            prop_assert_eq!(g.matches(&p), every_suffix(&g.segs, &p), "{} {:?}", pat, path);
         }
 
         #[test]
