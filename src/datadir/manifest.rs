@@ -5,7 +5,7 @@
 //! gives B" is tested without timing games on a real disk.
 
 use super::catalog::sort_for_apply;
-use super::scan::FileStat;
+use super::listing::FileStat;
 use crate::hlc;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

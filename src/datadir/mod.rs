@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod filter;
 mod index;
+mod listing;
 pub mod manifest;
 pub mod path;
 pub mod scan;
@@ -24,6 +25,7 @@ pub mod watch;
 pub use catalog::{apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogObject, Reference};
 pub use filter::{default_exclude, default_include, Filter};
 pub use index::{CatalogIndex, Content, Unresolved};
+pub use listing::FileStat;
 pub use manifest::{diff, diff_with_stats, Entry, LocalChange, Manifest, StatUpdate};
 pub use path::{normalize, to_rel, PathError};
-pub use scan::{scan, scan_paths, sha256_file, walk, FileStat, Walk};
+pub use scan::{scan, scan_paths, sha256_file, walk, walk_ahead, Walk};

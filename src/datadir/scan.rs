@@ -2,36 +2,16 @@
 //! the diff skip hashing unchanged files.
 
 use super::filter::Filter;
-use super::path::{check_normal, to_rel};
+use super::listing::FileStat;
+use super::listing::{Kind, Lister};
+use super::path::check_normal;
 use crate::file_error::Context;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// What the scan records per file. Any difference in these four fields makes the diff hash the
-/// file; equality lets it trust the manifest (GeoServer replaces files by rename, which always
-/// changes `ino` and `ctime`, so a rewrite with identical size and mtime is still noticed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileStat {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub ino: u64,
-}
-
-impl FileStat {
-    pub fn from_metadata(md: &fs::Metadata) -> FileStat {
-        FileStat {
-            size: md.size(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-            ino: md.ino(),
-        }
-    }
-}
 
 /// Lists the regular files under `data_dir` that `filter` replicates, keyed by relative path:
 /// [`walk`], collected. For a small tree, or a caller that needs every file at once; a caller
@@ -66,7 +46,7 @@ pub fn walk<'a>(
 ) -> io::Result<Walk<'a>> {
     let mut walk = Walk::new(data_dir, filter, skip_dirs);
     walk.after = after.map(str::to_string);
-    walk.list(data_dir, true)?;
+    walk.list(data_dir, "", true)?;
     Ok(walk)
 }
 
@@ -85,12 +65,12 @@ pub fn scan_paths<'a>(
         let abs = data_dir.join(rel);
         match fs::symlink_metadata(&abs) {
             Ok(md) if md.is_dir() => {
-                if !walk.skipped(&abs, rel) && filter.may_contain(rel) {
-                    walk.list(&abs, false)?;
+                if !walk.skip.skipped(&abs, rel) && filter.may_contain(rel) {
+                    walk.list(&abs, rel, false)?;
                     out.extend(&mut walk);
                 }
             }
-            Ok(md) => out.extend(walk.file(rel.clone(), &md)),
+            Ok(md) => out.extend(walk.file(rel.clone(), Kind::of(&md))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("scan: cannot stat {}: {e}", abs.display()),
         }
@@ -109,17 +89,18 @@ pub struct Walk<'a> {
     /// Told each folder's relative path just before the folder is listed (see
     /// [`Walk::before_listing`]).
     before_listing: Option<FolderHook<'a>>,
+    lister: Lister,
 }
 
 /// See [`Walk::before_listing`].
-type FolderHook<'a> = Box<dyn FnMut(&str) + 'a>;
+type FolderHook<'a> = Box<dyn FnMut(&str) + Send + 'a>;
 
 /// One entry of a folder's listing.
 struct Listed {
     /// The relative path, with a `/` after a folder's: sorting by it puts the folder's
     /// content where its paths sort (`a.xml` < `a/b.xml` < `a0.xml`).
     key: String,
-    md: fs::Metadata,
+    kind: Kind,
 }
 
 /// Folders never looked into (the state dir), however their paths are spelled.
@@ -148,6 +129,12 @@ impl Skip {
             && (self.skip.iter().any(|s| s == abs)
                 || self.skip.contains(&self.canon_root.join(rel)))
     }
+
+    /// [`Self::skipped`] for the folder `name` in `dir`, its path built only when there is
+    /// something to skip.
+    fn skipped_in(&self, dir: &Path, name: &str, rel: &str) -> bool {
+        !self.skip.is_empty() && self.skipped(&dir.join(name), rel)
+    }
 }
 
 impl<'a> Walk<'a> {
@@ -159,26 +146,57 @@ impl<'a> Walk<'a> {
             after: None,
             stack: Vec::new(),
             before_listing: None,
+            lister: Lister::default(),
         }
     }
 
     /// Tell `f` the relative path of every folder below the root just before listing it, so
     /// the one walk of a full scan also registers the folders' watches (a watch placed before
     /// the listing misses nothing written after it).
-    pub fn before_listing(mut self, f: impl FnMut(&str) + 'a) -> Self {
+    pub fn before_listing(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
         self.before_listing = Some(Box::new(f));
         self
     }
 
-    fn skipped(&self, abs: &Path, rel: &str) -> bool {
-        self.skip.skipped(abs, rel)
-    }
-
-    /// List `dir` for the walk to visit next. Only an unreadable `dir` that `must` be read
-    /// (the data directory itself) is an error; another is logged and skipped.
-    fn list(&mut self, dir: &Path, must: bool) -> io::Result<()> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
+    /// List `dir` (relative path `rel`) for the walk to visit next. Only an unreadable `dir`
+    /// that `must` be read (the data directory itself) is an error; another is logged and
+    /// skipped.
+    fn list(&mut self, dir: &Path, rel: &str, must: bool) -> io::Result<()> {
+        let Walk {
+            skip,
+            filter,
+            after,
+            lister,
+            ..
+        } = self;
+        let mut listed = Vec::new();
+        let each = |name: &OsStr, kind: Kind| {
+            let Some(name) = name.to_str() else {
+                let abs = dir.join(name);
+                log::warn!("scan: skipping {} (name is not UTF-8)", abs.display());
+                return;
+            };
+            let mut key = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if kind == Kind::Folder {
+                // Wholly at or before `after`: every path below sorts before `key0`.
+                let below_after =
+                    (after.as_deref()).is_some_and(|a| format!("{key}0").as_str() <= a);
+                if below_after || skip.skipped_in(dir, name, &key) || !filter.may_contain(&key) {
+                    return;
+                }
+                key.push('/');
+            }
+            listed.push(Listed { key, kind });
+        };
+        let trouble = |name: &OsStr, e: io::Error| {
+            log::warn!("scan: cannot stat {}: {e}", dir.join(name).display());
+        };
+        match lister.list(dir, each, trouble) {
+            Ok(()) => {}
             Err(e) if must => return Err(e).at("list", dir),
             Err(e) => {
                 log::warn!(
@@ -187,58 +205,24 @@ impl<'a> Walk<'a> {
                 );
                 return Ok(());
             }
-        };
-        let mut listed = Vec::new();
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    log::warn!("scan: error listing {}: {e}", dir.display());
-                    continue;
-                }
-            };
-            let abs = entry.path();
-            // Describes a link itself, never its target; stats relative to the open folder
-            // rather than resolving the whole path again.
-            let md = match entry.metadata() {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    log::warn!("scan: cannot stat {}: {e}", abs.display());
-                    continue;
-                }
-            };
-            let Some(mut key) = to_rel(self.data_dir, &abs) else {
-                log::warn!("scan: skipping {} (name is not UTF-8)", abs.display());
-                continue;
-            };
-            if md.is_dir() {
-                // Wholly at or before `after`: every path below sorts before `key0`.
-                let below_after =
-                    (self.after.as_deref()).is_some_and(|a| format!("{key}0").as_str() <= a);
-                if below_after || self.skipped(&abs, &key) || !self.filter.may_contain(&key) {
-                    continue;
-                }
-                key.push('/');
-            }
-            listed.push(Listed { key, md });
         }
         listed.sort_unstable_by(|a, b| b.key.cmp(&a.key));
         self.stack.push(listed);
         Ok(())
     }
 
-    /// A non-directory entry, if it is a regular file the filter replicates.
-    fn file(&self, rel: String, md: &fs::Metadata) -> Option<(String, FileStat)> {
-        let ft = md.file_type();
-        if ft.is_symlink() {
-            log::debug!("scan: skipping symlink {rel} (links are not replicated)");
-        } else if ft.is_file() && self.filter.matches(&rel) {
-            if let Err(e) = check_normal(&rel) {
-                log::warn!("scan: skipping file: {e}");
-                return None;
+    /// A non-folder entry, if it is a regular file the filter replicates.
+    fn file(&self, rel: String, kind: Kind) -> Option<(String, FileStat)> {
+        match kind {
+            Kind::Link => log::debug!("scan: skipping symlink {rel} (links are not replicated)"),
+            Kind::File(stat) if self.filter.matches(&rel) => {
+                if let Err(e) = check_normal(&rel) {
+                    log::warn!("scan: skipping file: {e}");
+                    return None;
+                }
+                return Some((rel, stat));
             }
-            return Some((rel, FileStat::from_metadata(md)));
+            _ => {}
         }
         None
     }
@@ -250,27 +234,65 @@ impl Iterator for Walk<'_> {
     fn next(&mut self) -> Option<(String, FileStat)> {
         loop {
             let frame = self.stack.last_mut()?;
-            let Some(Listed { mut key, md }) = frame.pop() else {
+            let Some(Listed { mut key, kind }) = frame.pop() else {
                 self.stack.pop();
                 continue;
             };
-            if md.is_dir() {
+            if kind == Kind::Folder {
                 key.pop();
                 let abs = self.data_dir.join(&key);
                 if let Some(f) = &mut self.before_listing {
                     f(&key);
                 }
-                let _ = self.list(&abs, false);
+                let _ = self.list(&abs, &key, false);
                 continue;
             }
             if (self.after.as_deref()).is_some_and(|a| key.as_str() <= a) {
                 continue;
             }
-            if let Some(found) = self.file(key, &md) {
+            if let Some(found) = self.file(key, kind) {
                 return Some(found);
             }
         }
     }
+}
+
+/// Runs `walk` on a helper thread, a batch of files ahead of `consume`: listing and stat'ing
+/// the tree (system calls) overlaps with what the caller does with each file (reading the
+/// manifest beside it), so on two cores a full scan takes about the longer of the two rather
+/// than their sum. Memory stays bounded by a few batches.
+pub fn walk_ahead<R>(
+    walk: Walk<'_>,
+    consume: impl FnOnce(&mut dyn Iterator<Item = (String, FileStat)>) -> R,
+) -> R {
+    const BATCH: usize = 256;
+    // Where the walk waits for its thread; taken back if no thread can be started.
+    let slot = std::sync::Mutex::new(Some(walk));
+    let take = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, FileStat)>>(8);
+        let walker = move || {
+            let Some(mut walk) = take() else { return };
+            loop {
+                let batch: Vec<_> = walk.by_ref().take(BATCH).collect();
+                let last = batch.len() < BATCH;
+                // The consumer stopped early: so does the walk.
+                if tx.send(batch).is_err() || last {
+                    break;
+                }
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("walk".into())
+            .spawn_scoped(s, walker);
+        match spawned {
+            Ok(_) => consume(&mut rx.into_iter().flatten()),
+            Err(e) => {
+                log::debug!("scan: walking without a helper thread ({e})");
+                consume(&mut take().into_iter().flatten())
+            }
+        }
+    })
 }
 
 /// SHA-256 of a file's content, streamed so large style bodies or icons need no big buffer.

@@ -330,14 +330,16 @@ impl Detector {
                 if let Some(w) = watch {
                     walk = walk.before_listing(|rel| w.add_folder(rel));
                 }
-                let files = walk
-                    .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
-                    .inspect(|_| seen += 1);
-                // Hashes are streamed: the content is read again, one Delta at a time, when
-                // the Deltas are built, so a start-up scan of tens of thousands of files never
-                // holds them all.
-                datadir::diff_with_stats(&state.manifest, files, |rel| {
-                    datadir::sha256_file(&sh.data_dir.join(rel))
+                datadir::walk_ahead(walk, |files| {
+                    let files = files
+                        .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
+                        .inspect(|_| seen += 1);
+                    // Hashes are streamed: the content is read again, one Delta at a time,
+                    // when the Deltas are built, so a start-up scan of tens of thousands of
+                    // files never holds them all.
+                    datadir::diff_with_stats(&state.manifest, files, |rel| {
+                        datadir::sha256_file(&sh.data_dir.join(rel))
+                    })
                 })
             }
             Scope::Paths(rels) => {
