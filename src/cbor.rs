@@ -29,14 +29,29 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// Decode one value from the start of `bytes` (trailing bytes are left unread; see
 /// [`decode_prefix`] to know where the value ended).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CborError> {
-    ciborium::from_reader(bytes).map_err(in_words)
+    with_scratch(|scratch| ciborium::from_reader_with_buffer(bytes, scratch)).map_err(in_words)
 }
 
 /// Decode one value from the start of `bytes` and return it with the bytes after it.
 pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CborError> {
     let mut rest = bytes;
-    let value = ciborium::from_reader(&mut rest).map_err(in_words)?;
+    let value = with_scratch(|scratch| ciborium::from_reader_with_buffer(&mut rest, scratch))
+        .map_err(in_words)?;
     Ok((value, rest))
+}
+
+/// The decoder's room for names and short strings, one per thread: a fresh one is 4 KiB to
+/// zero on every decode, and a rescan decodes a manifest entry per file (330,000 at 100,000
+/// layers).
+fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 4096]);
+    }
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        // A decode within a decode (none today): its own room.
+        Err(_) => f(&mut [0; 4096]),
+    })
 }
 
 /// A decoding error in words: input cut off (a truncated file or message) is the common case.

@@ -5,93 +5,11 @@
 //! gives B" is tested without timing games on a real disk.
 
 use super::catalog::sort_for_apply;
+use super::entry::Entry;
 use super::listing::FileStat;
-use crate::hlc;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
-
-/// What the cluster agreed one path holds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub sha256: [u8; 32],
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub ino: u64,
-    /// Version of the last change (write or delete) to this path; the conflict rule compares it.
-    pub version: hlc::Version,
-    /// A tombstone: the file was deleted at `version`. Kept so that an older write that arrives
-    /// late (a slow master, a replayed Delta) loses against the delete instead of resurrecting it.
-    pub deleted: bool,
-    /// For a path merged field by field (`global.xml`, see `update_sequence`): its settings version and
-    /// highest counter. Boxed: one file in thousands has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged: Option<Box<crate::update_sequence::Merged>>,
-}
-
-impl Entry {
-    /// Do the recorded stat fields equal `s`? Then the file is taken as unchanged without hashing.
-    pub fn same_stat(&self, s: &FileStat) -> bool {
-        self.size == s.size
-            && self.mtime_ns == s.mtime_ns
-            && self.ctime_ns == s.ctime_ns
-            && self.ino == s.ino
-    }
-
-    pub fn stat(&self) -> FileStat {
-        FileStat {
-            size: self.size,
-            mtime_ns: self.mtime_ns,
-            ctime_ns: self.ctime_ns,
-            ino: self.ino,
-        }
-    }
-
-    /// The entry recording that the path was deleted at `version`.
-    pub fn tombstone(version: hlc::Version) -> Entry {
-        Entry {
-            sha256: [0; 32],
-            size: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            ino: 0,
-            version,
-            deleted: true,
-            merged: None,
-        }
-    }
-
-    /// The entry of a file holding content with `sha256` and `size`, written at `version`; its
-    /// stat is unknown until [`Entry::set_stat`] (the next scan hashes the file once and keeps
-    /// it).
-    pub fn live(sha256: [u8; 32], size: u64, version: hlc::Version) -> Entry {
-        Entry {
-            sha256,
-            size,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            ino: 0,
-            version,
-            deleted: false,
-            merged: None,
-        }
-    }
-
-    /// This entry with the merge state of a path merged field by field.
-    pub fn with_merged(mut self, merged: Option<crate::update_sequence::Merged>) -> Entry {
-        self.merged = merged.map(Box::new);
-        self
-    }
-
-    pub fn set_stat(&mut self, s: &FileStat) {
-        self.size = s.size;
-        self.mtime_ns = s.mtime_ns;
-        self.ctime_ns = s.ctime_ns;
-        self.ino = s.ino;
-    }
-}
 
 /// Path → entry for every replicated path this node knows, live or tombstoned.
 ///
@@ -133,7 +51,7 @@ fn broken(what: impl std::fmt::Display) -> ! {
 }
 
 fn decode(path: &str, bytes: &[u8]) -> Entry {
-    crate::cbor::decode(bytes).unwrap_or_else(|e| broken(format!("manifest entry {path}: {e}")))
+    Entry::decode(bytes).unwrap_or_else(|e| broken(format!("manifest entry {path}: {e}")))
 }
 
 impl FromIterator<(String, Entry)> for Manifest {
@@ -319,6 +237,35 @@ impl Manifest {
         Box::new(self.iter().filter(|(_, e)| !e.deleted))
     }
 
+    /// The live entries after `after` (all with `None`) up to `until` (inclusive; to the end
+    /// with `None`), in path order: one part of a rescan split in two.
+    pub fn live_between<'a>(&'a self, after: Option<&str>, until: Option<&'a str>) -> Entries<'a> {
+        let from = match after {
+            Some(a) => self.after(a),
+            None => self.iter(),
+        };
+        Box::new(
+            from.take_while(move |(p, _)| until.is_none_or(|u| p.as_str() <= u))
+                .filter(|(_, e)| !e.deleted),
+        )
+    }
+
+    /// Tell `f` every path (tombstones included) in path order; reads keys only, no entry is
+    /// decoded.
+    pub fn for_each_path(&self, mut f: impl FnMut(&str)) {
+        use redb::ReadableTable;
+        match &self.store {
+            Store::Memory(m) => m.keys().for_each(|p| f(p)),
+            Store::Disk { db, read } => Self::with_table(db, read, |t| {
+                let Some(t) = t else { return };
+                for kv in t.iter().unwrap_or_else(|e| broken(e)) {
+                    let (k, _) = kv.unwrap_or_else(|e| broken(e));
+                    f(k.value());
+                }
+            }),
+        }
+    }
+
     /// The live entry at `path`, if any.
     pub fn live_entry(&self, path: &str) -> Option<Entry> {
         self.get(path).filter(|e| !e.deleted)
@@ -385,11 +332,24 @@ pub fn diff(
 pub fn diff_with_stats(
     manifest: &Manifest,
     scan: impl IntoIterator<Item = (String, FileStat)>,
+    hash: impl FnMut(&str) -> io::Result<[u8; 32]>,
+) -> (Vec<LocalChange>, Vec<StatUpdate>) {
+    let (mut changes, restat) = diff_part(manifest.live(), scan, hash);
+    sort_for_apply(&mut changes, |c| (c.path(), c.is_delete()));
+    (changes, restat)
+}
+
+/// [`diff_with_stats`] of one part of the tree: `recorded`, the live entries of that part, and
+/// `scan`, its files, both in path order. The changes come in path order, not yet sorted for
+/// applying.
+pub fn diff_part(
+    recorded: impl Iterator<Item = (String, Entry)>,
+    scan: impl IntoIterator<Item = (String, FileStat)>,
     mut hash: impl FnMut(&str) -> io::Result<[u8; 32]>,
 ) -> (Vec<LocalChange>, Vec<StatUpdate>) {
     let mut changes = Vec::new();
     let mut restat = Vec::new();
-    let mut recorded = manifest.live().peekable();
+    let mut recorded = recorded.peekable();
     let mut previous: Option<String> = None;
     for (path, stat) in scan {
         if cfg!(debug_assertions) {
@@ -423,7 +383,6 @@ pub fn diff_with_stats(
     for (gone, _) in recorded {
         changes.push(LocalChange::Delete { path: gone });
     }
-    sort_for_apply(&mut changes, |c| (c.path(), c.is_delete()));
     (changes, restat)
 }
 
@@ -460,7 +419,7 @@ mod tests {
                     mtime_ns: s.mtime_ns,
                     ctime_ns: s.ctime_ns,
                     ino: s.ino,
-                    version: hlc::Version::new(1, "a"),
+                    version: crate::hlc::Version::new(1, "a"),
                     deleted: false,
                     merged: None,
                 };

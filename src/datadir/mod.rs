@@ -14,18 +14,22 @@
 //! of its arguments so it can be unit- and property-tested.
 
 pub mod catalog;
+mod entry;
 pub mod filter;
 mod index;
 mod listing;
 pub mod manifest;
 pub mod path;
+mod rescan;
 pub mod scan;
 pub mod watch;
 
 pub use catalog::{apply_cmp, apply_rank, parse_object, sort_for_apply, CatalogObject, Reference};
+pub use entry::Entry;
 pub use filter::{default_exclude, default_include, Filter};
 pub use index::{CatalogIndex, Content, Unresolved};
 pub use listing::FileStat;
-pub use manifest::{diff, diff_with_stats, Entry, LocalChange, Manifest, StatUpdate};
+pub use manifest::{diff, diff_part, diff_with_stats, LocalChange, Manifest, StatUpdate};
 pub use path::{normalize, to_rel, PathError};
-pub use scan::{scan, scan_paths, sha256_file, walk, walk_ahead, Walk};
+pub use rescan::rescan;
+pub use scan::{scan, scan_paths, sha256_file, walk, Walk};

@@ -84,6 +84,8 @@ pub struct Walk<'a> {
     skip: Skip,
     filter: &'a Filter,
     after: Option<String>,
+    /// The last path to yield, if not the end of the tree (see [`Walk::until`]).
+    until: Option<String>,
     /// Per folder being walked, its entries not visited yet, the next one last.
     stack: Vec<Vec<Listed>>,
     /// Told each folder's relative path just before the folder is listed (see
@@ -93,7 +95,7 @@ pub struct Walk<'a> {
 }
 
 /// See [`Walk::before_listing`].
-type FolderHook<'a> = Box<dyn FnMut(&str) + Send + 'a>;
+type FolderHook<'a> = Box<dyn FnMut(&str) + 'a>;
 
 /// One entry of a folder's listing.
 struct Listed {
@@ -144,16 +146,24 @@ impl<'a> Walk<'a> {
             skip: Skip::new(data_dir, skip_dirs),
             filter,
             after: None,
+            until: None,
             stack: Vec::new(),
             before_listing: None,
             lister: Lister::default(),
         }
     }
 
+    /// Stop after `last`: no path sorting after it is yielded, no folder wholly after it
+    /// listed. With [`walk`]'s `after`, a walk covers one part of the tree.
+    pub fn until(mut self, last: &str) -> Self {
+        self.until = Some(last.to_string());
+        self
+    }
+
     /// Tell `f` the relative path of every folder below the root just before listing it, so
     /// the one walk of a full scan also registers the folders' watches (a watch placed before
     /// the listing misses nothing written after it).
-    pub fn before_listing(mut self, f: impl FnMut(&str) + Send + 'a) -> Self {
+    pub fn before_listing(mut self, f: impl FnMut(&str) + 'a) -> Self {
         self.before_listing = Some(Box::new(f));
         self
     }
@@ -238,6 +248,12 @@ impl Iterator for Walk<'_> {
                 self.stack.pop();
                 continue;
             };
+            // Everything from here on sorts after `until` (a folder's key, `a/b/`, sorts
+            // before all it contains).
+            if (self.until.as_deref()).is_some_and(|u| key.as_str() > u) {
+                self.stack.clear();
+                return None;
+            }
             if kind == Kind::Folder {
                 key.pop();
                 let abs = self.data_dir.join(&key);
@@ -255,44 +271,6 @@ impl Iterator for Walk<'_> {
             }
         }
     }
-}
-
-/// Runs `walk` on a helper thread, a batch of files ahead of `consume`: listing and stat'ing
-/// the tree (system calls) overlaps with what the caller does with each file (reading the
-/// manifest beside it), so on two cores a full scan takes about the longer of the two rather
-/// than their sum. Memory stays bounded by a few batches.
-pub fn walk_ahead<R>(
-    walk: Walk<'_>,
-    consume: impl FnOnce(&mut dyn Iterator<Item = (String, FileStat)>) -> R,
-) -> R {
-    const BATCH: usize = 256;
-    // Where the walk waits for its thread; taken back if no thread can be started.
-    let slot = std::sync::Mutex::new(Some(walk));
-    let take = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, FileStat)>>(8);
-        let walker = move || {
-            let Some(mut walk) = take() else { return };
-            loop {
-                let batch: Vec<_> = walk.by_ref().take(BATCH).collect();
-                let last = batch.len() < BATCH;
-                // The consumer stopped early: so does the walk.
-                if tx.send(batch).is_err() || last {
-                    break;
-                }
-            }
-        };
-        let spawned = std::thread::Builder::new()
-            .name("walk".into())
-            .spawn_scoped(s, walker);
-        match spawned {
-            Ok(_) => consume(&mut rx.into_iter().flatten()),
-            Err(e) => {
-                log::debug!("scan: walking without a helper thread ({e})");
-                consume(&mut take().into_iter().flatten())
-            }
-        }
-    })
 }
 
 /// SHA-256 of a file's content, streamed so large style bodies or icons need no big buffer.
@@ -417,6 +395,22 @@ mod tests {
                 .collect();
             let want: Vec<String> = sorted.iter().filter(|p| **p > after).cloned().collect();
             assert_eq!(rest, want, "after {after}");
+            // Up to a path, and between two: a part of the tree (a rescan in two parts).
+            let until = after;
+            let upto: Vec<String> = (walk(r, &filter, &[], None).unwrap().until(&until))
+                .map(|(p, _)| p)
+                .collect();
+            let want: Vec<String> = sorted.iter().filter(|p| **p <= until).cloned().collect();
+            assert_eq!(upto, want, "until {until}");
+            let between: Vec<String> = (walk(r, &filter, &[], Some("styles/a.xml")).unwrap())
+                .until(&until)
+                .map(|(p, _)| p)
+                .collect();
+            let want: Vec<String> = (sorted.iter())
+                .filter(|p| p.as_str() > "styles/a.xml" && **p <= until)
+                .cloned()
+                .collect();
+            assert_eq!(between, want, "after styles/a.xml until {until}");
         }
     }
 

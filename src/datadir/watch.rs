@@ -45,12 +45,16 @@ pub struct Watch {
     folders: Folders,
     pending: VecDeque<Event>,
     buf: Vec<u8>,
-    /// The folders [`Watch::add_folder`] registered last, each below the one before: a walk's
-    /// current path, for finding a new folder's parent.
-    path: Vec<(String, i32)>,
+    /// The root's watch descriptor.
+    root_wd: i32,
     /// Why folders could not be watched (out of watches), if they could not.
     trouble: Option<String>,
 }
+
+/// The folders a walk registered last ([`Watch::add_folder`]), each below the one before: the
+/// walk's current path, for finding a new folder's parent. One per walk, so that walks of two
+/// parts of the tree can register folders in turn.
+pub struct WalkPath(Vec<(String, i32)>);
 
 /// Everything a watch reports. Opens and reads (our own scans among them) are not watched.
 const MASK: u32 = libc::IN_CREATE
@@ -90,18 +94,24 @@ impl Watch {
         Ok(w)
     }
 
-    /// Watch the folder at `rel`, whose parent is the root or a folder added just before
-    /// (a walk's order). Watched already: kept as it is. Out of watches: noted in
-    /// [`Self::trouble`], and nothing more is added.
-    pub fn add_folder(&mut self, rel: &str) {
+    /// Where a walk that registers folders ([`Self::add_folder`]) starts: at the root.
+    pub fn walk_path(&self) -> WalkPath {
+        WalkPath(vec![(String::new(), self.root_wd)])
+    }
+
+    /// Watch the folder at `rel`, whose parent is the root or a folder added just before on
+    /// the same walk (`at`: a walk's order). Watched already: kept as it is. Out of watches:
+    /// noted in [`Self::trouble`], and nothing more is added.
+    pub fn add_folder(&mut self, at: &mut WalkPath, rel: &str) {
         if self.trouble.is_some() {
             return;
         }
+        let path = &mut at.0;
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-        while self.path.len() > 1 && self.path.last().is_some_and(|(r, _)| r != parent) {
-            self.path.pop();
+        while path.len() > 1 && path.last().is_some_and(|(r, _)| r != parent) {
+            path.pop();
         }
-        let Some(&(ref r, parent_wd)) = self.path.last() else {
+        let Some(&(ref r, parent_wd)) = path.last() else {
             return;
         };
         if r != parent {
@@ -110,7 +120,7 @@ impl Watch {
         match self.add_watch(&self.root.join(rel)) {
             Ok(Some(wd)) => {
                 self.folders.insert(wd, parent_wd, name);
-                self.path.push((rel.to_string(), wd));
+                path.push((rel.to_string(), wd));
             }
             Ok(None) => {}
             Err(e) => {
@@ -141,14 +151,14 @@ impl Watch {
             folders: Folders::default(),
             pending: VecDeque::new(),
             buf: vec![0; BUF],
-            path: Vec::new(),
+            root_wd: ROOT,
             trouble: None,
         };
         w.add_tree(ROOT, "")?;
         let Some((&wd, _)) = w.folders.by_wd.iter().find(|(_, f)| f.parent == ROOT) else {
             return Err(io::Error::from(io::ErrorKind::NotFound)).at("watch", root);
         };
-        w.path.push((String::new(), wd));
+        w.root_wd = wd;
         Ok(w)
     }
 
@@ -549,7 +559,12 @@ mod tests {
         let mut w = Watch::root(root, &filter, &[]).unwrap();
         assert_eq!(w.folders(), 1, "the root only");
         let walk = crate::datadir::walk(root, &filter, &[], None).unwrap();
-        assert_eq!(walk.before_listing(|rel| w.add_folder(rel)).count(), 1);
+        let mut at = w.walk_path();
+        assert_eq!(
+            walk.before_listing(|rel| w.add_folder(&mut at, rel))
+                .count(),
+            1
+        );
         assert_eq!(
             watched(&w),
             [
@@ -565,8 +580,11 @@ mod tests {
         // watched is not either.
         let names = w.folders.names.len();
         let walk = crate::datadir::walk(root, &filter, &[], None).unwrap();
-        walk.before_listing(|rel| w.add_folder(rel)).for_each(drop);
-        w.add_folder("nowhere/child");
+        let mut at = w.walk_path();
+        walk.before_listing(|rel| w.add_folder(&mut at, rel))
+            .for_each(drop);
+        let mut at = w.walk_path();
+        w.add_folder(&mut at, "nowhere/child");
         assert_eq!((w.folders(), w.folders.names.len()), (6, names));
         fs::write(root.join("workspaces/a/s/g.xml"), "<g/>").unwrap();
         wait_for(&mut w, &changed("workspaces/a/s/g.xml"));

@@ -323,35 +323,30 @@ impl Detector {
         let sh = &self.shared;
         // A full rescan walks the tree and the manifest side by side, in path order: neither
         // is held whole. A notification's few paths are looked at alone.
-        let mut seen = 0usize;
-        let (changes, restat) = match scope {
-            Scope::Full => {
-                let mut walk = datadir::walk(&sh.data_dir, &sh.filter, &sh.skip_dirs, None)?;
-                if let Some(w) = watch {
-                    walk = walk.before_listing(|rel| w.add_folder(rel));
-                }
-                datadir::walk_ahead(walk, |files| {
-                    let files = files
-                        .filter(|(rel, _)| !crate::durable::is_temp_path(rel))
-                        .inspect(|_| seen += 1);
-                    // Hashes are streamed: the content is read again, one Delta at a time,
-                    // when the Deltas are built, so a start-up scan of tens of thousands of
-                    // files never holds them all.
-                    datadir::diff_with_stats(&state.manifest, files, |rel| {
-                        datadir::sha256_file(&sh.data_dir.join(rel))
-                    })
-                })
-            }
+        match scope {
+            // Hashes are streamed: the content is read again, one Delta at a time, when the
+            // Deltas are built, so a start-up scan of tens of thousands of files never holds
+            // them all.
+            Scope::Full => datadir::rescan(
+                &sh.data_dir,
+                &sh.filter,
+                &sh.skip_dirs,
+                &state.manifest,
+                watch,
+                |rel| datadir::sha256_file(&sh.data_dir.join(rel)),
+            ),
             Scope::Paths(rels) => {
                 let mut scan = datadir::scan_paths(&sh.data_dir, rels, &sh.filter, &sh.skip_dirs)?;
                 scan.retain(|rel, _| !crate::durable::is_temp_path(rel));
-                seen = scan.len();
-                datadir::diff_with_stats(&manifest_within(&state.manifest, rels), scan, |rel| {
-                    datadir::sha256_file(&sh.data_dir.join(rel))
-                })
+                let seen = scan.len();
+                let (changes, restat) = datadir::diff_with_stats(
+                    &manifest_within(&state.manifest, rels),
+                    scan,
+                    |rel| datadir::sha256_file(&sh.data_dir.join(rel)),
+                );
+                Ok((changes, restat, seen))
             }
-        };
-        Ok((changes, restat, seen))
+        }
     }
 
     /// Bring the catalog index up to date with `changes` and return the references they leave
