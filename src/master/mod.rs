@@ -105,7 +105,16 @@ impl Detector {
             }
         };
         let mut rx = Events(watcher);
-        self.detect_and_publish(&mut rx, "start-up scan", Scope::Full);
+        // A slave's first resync writes the whole tree: until it is done, whatever a scan
+        // finds is the bootstrap at work, not drift, so no scan is made (at 100,000 layers a
+        // first scan hashes 330,000 files, and every file written raises a notification). One
+        // full rescan follows once the node is synced.
+        let mut after_bootstrap = self.bootstrapping(true);
+        if after_bootstrap {
+            log::info!("bootstrap under way: drift detection starts when it is done");
+        } else {
+            self.detect_and_publish(&mut rx, "start-up scan", Scope::Full);
+        }
         if let Some(why) = rx.0.as_ref().and_then(Watch::trouble) {
             log::warn!("filesystem notifications unavailable: {why}");
             rx.0 = None;
@@ -137,6 +146,18 @@ impl Detector {
         }
         let mut next_rescan = Instant::now() + rescan_interval;
         while !self.shared.stopping.load(Ordering::SeqCst) {
+            if after_bootstrap && !self.bootstrapping(false) {
+                after_bootstrap = false;
+                self.detect_and_publish(&mut rx, "after the bootstrap", Scope::Full);
+                next_rescan = Instant::now() + rescan_interval;
+            }
+            if after_bootstrap {
+                // The bootstrap's own writes: drained a quarter second at a time (a few
+                // thousand notifications per read instead of one), never scanned.
+                std::thread::sleep(Duration::from_millis(250));
+                while rx.next(Duration::ZERO).is_some() {}
+                continue;
+            }
             let wait = next_rescan
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(250));
@@ -158,6 +179,23 @@ impl Detector {
                 }
             }
         }
+    }
+
+    /// Is this a slave whose first resync is still writing the tree? Without `wait`, a state
+    /// busy (the resync committing) counts as yes: asked again a moment later.
+    fn bootstrapping(&self, wait: bool) -> bool {
+        if self.drift.is_none() {
+            return false;
+        }
+        let state = if wait {
+            self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        } else {
+            match self.shared.state.try_lock() {
+                Ok(s) => s,
+                Err(_) => return true,
+            }
+        };
+        !state.synced
     }
 
     /// Events about our own temp files or excluded paths do not start a scan.

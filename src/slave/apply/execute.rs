@@ -45,7 +45,12 @@ pub fn execute(data_dir: &Path, steps: &[Step]) -> io::Result<Vec<(String, Entry
             }
             Step::Write { bytes, .. } => {
                 if let Some(parent) = target.parent() {
-                    durable::create_dirs(parent)?;
+                    if bulk {
+                        // The filesystem flush below makes the new folders durable too.
+                        std::fs::create_dir_all(parent).at("create the folder", parent)?;
+                    } else {
+                        durable::create_dirs(parent)?;
+                    }
                 }
                 let tmp = if bulk {
                     durable::stage_unsynced(&target, bytes)?
