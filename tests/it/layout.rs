@@ -26,6 +26,9 @@ const PURE_CORE: &[&str] = &[
     "update_sequence.rs",
     // the diff, and what it knows of GeoServer's data directory
     "datadir/scan.rs",
+    "datadir/listing.rs",
+    "datadir/rescan.rs",
+    "datadir/entry.rs",
     "datadir/manifest.rs",
     "datadir/catalog.rs",
     "datadir/index.rs",
