@@ -11,14 +11,14 @@
 use std::fs;
 use std::process::Command;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::support::cluster::Cluster;
 use super::support::generator::Spec;
 use super::support::node::{replicated_tree, Node, NodeConfig};
 use super::{
-    bootstrap_figure, catchup_figure, configure, detection_figures, parse_debug_duration, Changer,
-    Opts, Report, Stats, PRODUCT_QUIET_MS,
+    bootstrap_figure, catchup_figure, configure, detection_figures, log_offset_ms,
+    parse_debug_duration, Changer, Opts, Report, Stats, PRODUCT_QUIET_MS,
 };
 
 pub struct ScaleOpts {
@@ -100,12 +100,15 @@ fn one_size(opts: &Opts, s: &ScaleOpts, layers: usize, report: &mut Report) {
     for i in 0..s.restarts {
         let n = 2 + i;
         c.master.stop();
-        let t = Instant::now();
+        let (t, wall) = (Instant::now(), SystemTime::now());
         c.master.restart();
         let line = wait_line(&c.master, "start-up scan: no change", 1 + i);
         ready.push(t.elapsed());
-        wait_line(&c.master, "connected to broker", n);
-        connected.push(t.elapsed());
+        // From the line's own timestamp: waited for after the scan's line, the wait alone
+        // would say "after the scan" whenever the connection came first.
+        let line_conn = wait_line(&c.master, "connected to broker", n);
+        let ms = log_offset_ms(&line_conn, wall).unwrap_or(-1).max(0) as u64;
+        connected.push(Duration::from_millis(ms));
         rescan.extend(rescan_time(&line));
     }
     assert_eq!(
