@@ -26,6 +26,7 @@ pub mod datadir;
 pub mod delta;
 pub mod durable;
 pub mod file_error;
+pub mod history;
 pub mod hlc;
 pub mod logging;
 pub mod master;
