@@ -2,8 +2,7 @@
 //! the diff skip hashing unchanged files.
 
 use super::filter::Filter;
-use super::listing::FileStat;
-use super::listing::{Kind, Lister};
+use super::listing::{FileStat, Kind, Lister};
 use super::path::check_normal;
 use crate::file_error::Context;
 use sha2::{Digest, Sha256};

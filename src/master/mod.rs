@@ -109,8 +109,9 @@ impl Detector {
         // finds is the bootstrap at work, not drift, so no scan is made (at 100,000 layers a
         // first scan hashes 330,000 files, and every file written raises a notification). One
         // full rescan follows once the node is synced.
-        let mut after_bootstrap = self.bootstrapping(true);
-        if after_bootstrap {
+        // Set while the full rescan that follows a bootstrap is still owed.
+        let mut bootstrap_pending = self.bootstrapping(true);
+        if bootstrap_pending {
             log::info!("bootstrap under way: drift detection starts when it is done");
         } else {
             self.detect_and_publish(&mut rx, "start-up scan", Scope::Full);
@@ -146,12 +147,12 @@ impl Detector {
         }
         let mut next_rescan = Instant::now() + rescan_interval;
         while !self.shared.stopping.load(Ordering::SeqCst) {
-            if after_bootstrap && !self.bootstrapping(false) {
-                after_bootstrap = false;
+            if bootstrap_pending && !self.bootstrapping(false) {
+                bootstrap_pending = false;
                 self.detect_and_publish(&mut rx, "after the bootstrap", Scope::Full);
                 next_rescan = Instant::now() + rescan_interval;
             }
-            if after_bootstrap {
+            if bootstrap_pending {
                 // The bootstrap's own writes: drained a quarter second at a time (a few
                 // thousand notifications per read instead of one), never scanned.
                 std::thread::sleep(Duration::from_millis(250));
