@@ -44,11 +44,18 @@
 //! rescan, detection, bootstrap (beside `cp -r` + `sync`) and the catch-up of 10,000 changes at
 //! each size of `GSCLUSTER_BENCH_LAYERS` (default 1,000, 10,000 and 100,000 layers). It runs
 //! only when named (`GSCLUSTER_BENCH_ONLY=scale`).
+//!
+//! The `history` section (benches/cluster/history.rs) is issue 16's: change latency and a
+//! 10,000-change catch-up with the history off and on, the history's size after them and after a
+//! month of catalog edits, and `gscluster log` over 100,000 changes. It runs only when named
+//! (`GSCLUSTER_BENCH_ONLY=history`).
 
 #[path = "cluster/airgap.rs"]
 mod airgap;
 #[path = "cluster/chaos.rs"]
 mod chaos;
+#[path = "cluster/history.rs"]
+mod history;
 #[path = "cluster/peers.rs"]
 mod peers;
 #[path = "cluster/rolling.rs"]
@@ -108,6 +115,8 @@ struct Opts {
     chaos: chaos::ChaosOpts,
     /// The scale section (only when named).
     scale: scale::ScaleOpts,
+    /// The history section (only when named).
+    history: history::HistoryOpts,
     /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
     only: Vec<String>,
     binary: PathBuf,
@@ -279,6 +288,9 @@ fn main() {
     if opts.named("scale") {
         scale::scale_figures(&opts, &opts.scale, &mut report);
     }
+    if opts.named("history") {
+        history::history_figures(&opts, &opts.history, &mut report);
+    }
 
     let elapsed = started.elapsed();
     let md = render(&opts, &report, elapsed);
@@ -342,6 +354,12 @@ fn quick_opts(
             layers: vec![100],
             catchup: (100, 10),
             restarts: 1,
+        },
+        history: history::HistoryOpts {
+            trials: 3,
+            catchup: (100, 10),
+            month_edits: 20,
+            log_groups: 2_000,
         },
         only,
         binary,
@@ -422,6 +440,14 @@ fn full_opts(
             layers: vec![1_000, 10_000, 100_000],
             catchup: (10_000, 20),
             restarts: 3,
+        },
+        // Issue 16: 10,000 changes caught up with the history off and on; a month of a busy
+        // site taken as 100 GeoServer saves a working day (2,000); log over 100,000 changes.
+        history: history::HistoryOpts {
+            trials: trials.unwrap_or(50).max(20),
+            catchup: (10_000, 20),
+            month_edits: 2_000,
+            log_groups: 100_000,
         },
         only,
         binary,

@@ -144,6 +144,12 @@ impl Shared {
     pub fn status(&self, role: &str, online: bool, reload: Option<&ReloadStats>) -> Status {
         let state = self.lock_state();
         let mut s = self.board.status(&self.node_id, role, online, &state);
+        if state.history {
+            s.history = crate::history::extent(state.database()).ok();
+            if let Some(e) = &s.history {
+                crate::telemetry::record_history(e);
+            }
+        }
         drop(state);
         s.hlc = self.clock.lock().unwrap().peek();
         let skipped = self.board.reloads_skipped();

@@ -8,7 +8,8 @@
 //! or a resync batch planned, nothing written yet), `file-written` (slave: after
 //! each file of a Delta), `delta-written` (slave: all files written, not yet recorded),
 //! `delta-recorded` (slave: recorded, not yet acknowledged), `journal-half` (any: half of a
-//! state record appended, then abort — a torn write).
+//! state record appended, then abort — a torn write), `history-pruned` (any: groups pruned from
+//! the history, the transaction not yet committed).
 //!
 //! `GSCLUSTER_PAUSE_AT=NAME:N:MS` makes the process sleep MS milliseconds the N-th time it
 //! reaches NAME (logged when the pause starts and ends), so a test can act at a known moment —

@@ -22,6 +22,16 @@ USAGE:
     gscluster import [-c FILE] [--force] [--wait S] BUNDLE
                                  verify a bundle and apply it as one batch with one reload;
                                  on a master it then flows to the site's slaves
+    gscluster log [-c FILE] [PATH...] [--since TIME] [--node ID] [--limit N] [--json]
+                                 this node's history of the group's changes, newest first:
+                                 change id, time, origin node, operation, path, object, size
+    gscluster show [-c FILE] CHANGE [--diff]
+                                 the files of one change; --diff: a unified diff of each
+                                 against the version before it
+    gscluster rollback [-c FILE] --to CHANGE|TIME [PATH...] [--dry-run] [--force]
+                                 on a master: put the replicated tree (or the PATHs) back to
+                                 what it was after change CHANGE or at TIME, published as a
+                                 new change that every node applies with one reload
     gscluster --version          print the version
     gscluster --help             print this help
 
@@ -36,6 +46,16 @@ OPTIONS:
     --force             import: apply even a bundle out of sequence, one after which
                         catalog references would not resolve, or on a pure slave
     --wait S            import: how long to wait for a running daemon to apply it (600)
+    --since TIME        log: only changes recorded since TIME
+    --node ID           log: only changes made by node ID
+    --limit N           log: at most N lines (50; 0: all)
+    --json              log: one JSON object per line (id, time, origin, kind, op, path, ...)
+    --diff              show: the changes as unified diffs
+    --to CHANGE|TIME    rollback: the point, a change id from `log` or a TIME
+    --dry-run           rollback: print what would change, write nothing
+    --force             rollback: even when catalog references would not resolve after it
+
+TIME is RFC 3339 (2026-12-04T10:00:00Z) or an age (90s, 10m, 2h, 3d).
 
 ENVIRONMENT:
     RUST_LOG            log filter, e.g. info (default), debug, gscluster=debug
@@ -56,6 +76,14 @@ struct Args {
     force: bool,
     wait_s: u64,
     file: Option<PathBuf>,
+    /// `log`/`rollback` paths, `show`'s change.
+    words: Vec<String>,
+    since_text: Option<String>,
+    node: Option<String>,
+    limit: usize,
+    diff: bool,
+    to: Option<String>,
+    dry_run: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,7 +91,10 @@ fn parse_args() -> Result<Args, String> {
     let mut command = None;
     let mut config = None;
     let mut json = false;
-    let (mut out, mut since, mut force, mut wait_s, mut file) = (None, None, false, 600, None);
+    let (mut out, mut since_text, mut force, mut wait_s, mut file) =
+        (None, None::<String>, false, 600, None);
+    let (mut words, mut node, mut limit, mut diff, mut to, mut dry_run) =
+        (Vec::new(), None, 50, false, None, false);
     let mut limits = cmd::status::Limits {
         max_lag_s: 60,
         max_lag_deltas: None,
@@ -78,7 +109,12 @@ fn parse_args() -> Result<Args, String> {
             "--json" => json = true,
             "--max-lag-s" => limits.max_lag_s = number("--max-lag-s", args.next())?,
             "--max-lag" => limits.max_lag_deltas = Some(number("--max-lag", args.next())?),
-            "--since" => since = Some(number("--since", args.next())?),
+            "--since" => since_text = Some(args.next().ok_or("--since needs a value")?),
+            "--node" => node = Some(args.next().ok_or("--node needs a node id")?),
+            "--limit" => limit = number("--limit", args.next())? as usize,
+            "--to" => to = Some(args.next().ok_or("--to needs a change id or a time")?),
+            "--diff" => diff = true,
+            "--dry-run" => dry_run = true,
             "--wait" => wait_s = number("--wait", args.next())?,
             "--force" => force = true,
             "--out" | "-o" => {
@@ -98,9 +134,18 @@ fn parse_args() -> Result<Args, String> {
             s if !s.starts_with('-') && command.as_deref() == Some("import") && file.is_none() => {
                 file = Some(PathBuf::from(s))
             }
+            s if !s.starts_with('-')
+                && matches!(command.as_deref(), Some("log" | "show" | "rollback")) =>
+            {
+                words.push(s.to_string())
+            }
             s => return Err(format!("unexpected argument {s:?}")),
         }
     }
+    let since = match (command.as_deref(), &since_text) {
+        (Some("export"), Some(t)) => Some(number("--since", Some(t.clone()))?),
+        _ => None,
+    };
     let config = config
         .or_else(|| std::env::var_os("GSCLUSTER_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
@@ -114,6 +159,13 @@ fn parse_args() -> Result<Args, String> {
         force,
         wait_s,
         file,
+        words,
+        since_text,
+        node,
+        limit,
+        diff,
+        to,
+        dry_run,
     })
 }
 
@@ -185,11 +237,84 @@ fn main() -> ExitCode {
                     .and_then(|cfg| cmd::import::run(&cfg, &opts)),
             )
         }
+        "log" | "show" | "rollback" => match history_request(&args) {
+            Err(e) => {
+                eprintln!("gscluster: {e}\n\n{USAGE}");
+                ExitCode::from(2)
+            }
+            Ok(req) => {
+                let result = config::load(&args.config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|cfg| cmd::history::run(&cfg, &req));
+                match result {
+                    // `log` and `show` print what they print; nothing added.
+                    Ok(text) => {
+                        print!("{text}");
+                        if !text.is_empty() && !text.ends_with('\n') {
+                            println!();
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("gscluster: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+        },
         other => {
             eprintln!("gscluster: unknown command {other:?}\n\n{USAGE}");
             ExitCode::from(2)
         }
     }
+}
+
+/// The history command the arguments ask for.
+fn history_request(args: &Args) -> Result<gscluster::control::Request, String> {
+    use gscluster::control::Request;
+    use gscluster::history::{time, view::LogQuery};
+    use gscluster::master::rollback::{self, Point};
+    let now = gscluster::clock::now_ms();
+    let since_ms = args
+        .since_text
+        .as_deref()
+        .map(|t| time::parse(t, now))
+        .transpose()?;
+    Ok(match args.command.as_str() {
+        "log" => Request::Log(LogQuery {
+            paths: args.words.clone(),
+            since_ms,
+            node: args.node.clone(),
+            limit: args.limit,
+            json: args.json,
+        }),
+        "show" => {
+            let [id] = args.words.as_slice() else {
+                return Err("show needs one change id (from `gscluster log`)".into());
+            };
+            let id = id.parse().map_err(|_| format!("{id:?}: not a change id"))?;
+            Request::Show {
+                id,
+                diff: args.diff,
+            }
+        }
+        _ => {
+            let to = args
+                .to
+                .as_deref()
+                .ok_or("rollback needs --to CHANGE|TIME")?;
+            let to = match to.parse() {
+                Ok(id) => Point::Change(id),
+                Err(_) => Point::Time(time::parse(to, now)?),
+            };
+            Request::Rollback(rollback::Request {
+                to,
+                paths: args.words.clone(),
+                dry_run: args.dry_run,
+                force: args.force,
+            })
+        }
+    })
 }
 
 /// Print a command's report (stdout) or its error (stderr) and turn it into the exit status.

@@ -72,6 +72,9 @@ pub struct Status {
     /// rounds: a deletion made just after lost to that start-up Delta's versions).
     #[serde(default)]
     pub hlc: u64,
+    /// What the node's history keeps (`None`: it keeps none, or an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::history::Extent>,
 }
 
 /// Where a node stands on one origin's stream.
@@ -132,6 +135,7 @@ impl Status {
             synced: false,
             hlc: 0,
             lease: None,
+            history: None,
         }
     }
 

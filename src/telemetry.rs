@@ -90,6 +90,18 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "Deltas an origin announced that this node has not applied yet, by origin"
     );
     describe_gauge!(
+        "gscluster_history_bytes",
+        "Bytes the node's history keeps (changes and content; [history])"
+    );
+    describe_gauge!(
+        "gscluster_history_changes",
+        "Changes (groups) the node's history keeps"
+    );
+    describe_gauge!(
+        "gscluster_history_oldest_timestamp_seconds",
+        "The oldest point the node can roll back to, Unix time (0: nothing recorded yet)"
+    );
+    describe_gauge!(
         "gscluster_broker_connected",
         "1 while connected to a broker, else 0"
     );
@@ -237,6 +249,12 @@ pub fn record_turn(state: u8) {
 
 pub fn record_lag(origin: &str, deltas: u64) {
     gauge!("gscluster_lag_deltas", "origin" => origin.to_string()).set(deltas as f64);
+}
+
+pub fn record_history(e: &crate::history::Extent) {
+    gauge!("gscluster_history_bytes").set(e.bytes as f64);
+    gauge!("gscluster_history_changes").set(e.groups as f64);
+    gauge!("gscluster_history_oldest_timestamp_seconds").set(e.oldest_ms as f64 / 1000.0);
 }
 
 pub fn record_connected(up: bool) {

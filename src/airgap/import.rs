@@ -18,15 +18,13 @@
 use super::{decode, Bundle, BundleError};
 use crate::context::Shared;
 use crate::datadir;
-use crate::delta::{Change, Op};
-use crate::hlc::Version;
-use crate::master::local_edit::{self, Cutter};
+use crate::delta::Op;
+use crate::master::local_edit::{self, EditError};
 use crate::reload::GeoServer;
-use crate::slave::{self, apply};
+use crate::slave::apply;
 use crate::state::{Record, State};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::io;
 use std::path::Path;
 use std::time::Instant;
 
@@ -139,7 +137,7 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         .map_err(|e| ImportError::Failed(format!("{}: {e}", sh.data_dir.display())))?;
     let wanted = wanted(&state, &scan, bundle);
     if !force {
-        let missing = unresolved_after(sh, &wanted, &bundle.dangling);
+        let missing = local_edit::unresolved_after(sh, &wanted, &bundle.dangling);
         if !missing.is_empty() {
             return Err(ImportError::Refused(format!(
                 "after it, {} catalog reference(s) would not resolve on this node ({}{}): the bundle does not fit this node's configuration; --force imports it anyway",
@@ -149,50 +147,9 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
             )));
         }
     }
-    // 3. The changes, with one new version of this node, as if made here.
-    let hlc = sh.clock.lock().unwrap().tick();
-    let version = Version::new(hlc, sh.node_id.clone());
-    let changes: Vec<Change> = (wanted.iter())
-        .map(|(path, bytes)| match bytes {
-            Some(b) => local_edit::write(&state.manifest, path.to_string(), b.to_vec(), &version),
-            None => local_edit::delete(&state.manifest, path.to_string(), &version),
-        })
-        .collect();
-    // 4. Written like a Delta (plan, confinement, intent, durable writes, catalog index),
-    //    except that an edit here the detector has not published yet is overwritten: the
-    //    administrator asked for these files.
-    let slave::Written {
-        steps,
-        entries,
-        reload,
-        ..
-    } = match slave::write_changes(
-        sh,
-        &mut state,
-        &changes,
-        apply::Equal::Rewrite,
-        slave::LocalEdits::Overwrite,
-    )
-    .map_err(|e| ImportError::Failed(format!("writing files: {e}")))?
-    {
-        Ok(written) => written,
-        Err(why) => return Err(ImportError::Refused(why.to_string())),
-    };
-    let mut applied = Applied {
-        reload,
-        ..Default::default()
-    };
-    for step in &steps {
-        match step {
-            apply::Step::Write { .. } => applied.written += 1,
-            apply::Step::Delete { .. } => applied.deleted += 1,
-        }
-    }
-    // 5. On a node that publishes, what was written (a merged `global.xml` may differ from
-    //    what the bundle held) goes to the outbox like the detector's Deltas; then one record.
-    let mut record = Record {
-        entries,
-        hlc,
+    // 3. Written and published as an edit made here (`local_edit::edit`), recorded with the
+    //    bundle's place.
+    let record = Record {
         imported: vec![(
             h.origin.clone(),
             crate::state::Imported {
@@ -202,14 +159,19 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         )],
         ..Default::default()
     };
-    if sh.publishes && !steps.is_empty() {
-        applied.seqs = publish(sh, &state, steps, &bundle.dangling)
-            .map_err(|e| ImportError::Failed(format!("outbox: {e}")))?;
-        record.next_seq = applied.seqs.last().map(|s| s + 1);
-    }
-    state
-        .commit(record)
-        .map_err(|e| ImportError::Failed(format!("state: {e}")))?;
+    let history = (h.origin.as_str(), crate::history::Kind::Import);
+    let edited = local_edit::edit(sh, &mut state, &wanted, &bundle.dangling, record, history)
+        .map_err(|e| match e {
+            EditError::Refused(why) => ImportError::Refused(why),
+            EditError::Failed(why) => ImportError::Failed(why),
+        })?;
+    let applied = Applied {
+        written: edited.written,
+        deleted: edited.deleted,
+        seqs: edited.seqs,
+        reload: edited.reload,
+        already: None,
+    };
     log::info!(
         "imported {}: {} file(s) written, {} deleted, published as {:?}",
         h.describe(),
@@ -264,7 +226,7 @@ fn place(
 /// from what this node holds, deletions of what it holds, and for a snapshot (the whole tree)
 /// the deletion of every replicated file it does not hold.
 fn wanted<'a>(
-    state: &'a State,
+    state: &State,
     scan: &'a BTreeMap<String, datadir::FileStat>,
     bundle: &'a Bundle,
 ) -> BTreeMap<Cow<'a, str>, Option<&'a [u8]>> {
@@ -296,54 +258,4 @@ fn wanted<'a>(
         }
     }
     wanted
-}
-
-/// The written steps as this node's Deltas in the outbox (`master::local_edit`); returns their
-/// sequence numbers.
-fn publish(
-    sh: &Shared,
-    state: &State,
-    steps: Vec<apply::Step>,
-    dangling: &[String],
-) -> io::Result<Vec<u64>> {
-    let mut seqs: Vec<u64> = Vec::new();
-    let mut cut = Cutter::default();
-    let mut put = |changes: Vec<Change>| -> io::Result<()> {
-        let seq = state.next_seq + seqs.len() as u64;
-        local_edit::enqueue(sh, state, seq, changes, dangling)?;
-        seqs.push(seq);
-        Ok(())
-    };
-    for step in steps {
-        if let Some((full, _)) = cut.push(step.into_change(), ()) {
-            put(full)?;
-        }
-    }
-    if let Some((last, _)) = cut.finish() {
-        put(last)?;
-    }
-    Ok(seqs)
-}
-
-/// The references that would not resolve once `wanted` is applied, leaving out those the
-/// exporting node could not resolve either.
-fn unresolved_after(
-    sh: &Shared,
-    wanted: &BTreeMap<Cow<str>, Option<&[u8]>>,
-    dangling: &[String],
-) -> Vec<String> {
-    let updates: Vec<(&str, Option<&[u8]>)> =
-        (wanted.iter()).map(|(p, b)| (p.as_ref(), *b)).collect();
-    let touched: Vec<String> = wanted.keys().map(|p| p.to_string()).collect();
-    let exists = |rel: &str| match wanted.get(rel) {
-        Some(b) => b.is_some(),
-        None => sh.data_dir.join(rel).is_file(),
-    };
-    let dangling: HashSet<&str> = dangling.iter().map(String::as_str).collect();
-    (sh.catalog.lock().unwrap())
-        .unresolved_if(&updates, &touched, exists)
-        .into_iter()
-        .filter(|u| !dangling.contains(u.missing.as_str()))
-        .map(|u| format!("{} refers to missing {}", u.path, u.missing))
-        .collect()
 }

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod export;
+pub mod history;
 pub mod import;
 pub mod run;
 pub mod status;
@@ -27,10 +28,35 @@ pub fn require_data_dir(cfg: &Config) -> Result<(), String> {
     }
 }
 
-/// Open the node's state directory (after [`require_data_dir`]).
+/// How long a starting daemon waits for a command that holds the state dir (`log`, `show`,
+/// an `import` or `rollback` run while no daemon did) to finish with it.
+const COMMAND_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Open the node's state directory (after [`require_data_dir`]) for the daemon: a command
+/// holding it is waited for a while; another daemon holding it is an error at once.
 pub fn open_state(cfg: &Config) -> Result<State, String> {
-    State::open(&cfg.node.state_dir)
-        .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))
+    let dir = &cfg.node.state_dir;
+    let started = std::time::Instant::now();
+    let mut said = false;
+    let state = loop {
+        match State::open(dir) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && !crate::state::held_by_daemon(dir)
+                    && started.elapsed() < COMMAND_HOLD =>
+            {
+                if !said {
+                    log::info!("{e}: waiting up to {COMMAND_HOLD:?} for it to finish");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => break r.map_err(|e| format!("[node] state_dir {}: {e}", dir.display()))?,
+        }
+    };
+    (state.hold_as_daemon())
+        .map_err(|e| format!("[node] state_dir {}: lock file: {e}", dir.display()))?;
+    Ok(state)
 }
 
 /// The node's shared context over its opened `state`: keys, recovery of an interrupted run,
@@ -44,6 +70,7 @@ pub fn open_node(cfg: &Config, mut state: State) -> Result<Shared, String> {
             cfg.node.group
         );
     }
+    state.history = cfg.history.is_some();
     crate::master::adopt_uncommitted(&mut state, &cfg.node.group, &auth)
         .map_err(|e| format!("[node] state_dir {}: {e}", cfg.node.state_dir.display()))?;
     let filter = cfg.filter()?;

@@ -118,10 +118,9 @@ async fn run_async(cfg: Config) -> Result<(), String> {
 /// Open the state and build the shared context (blocking work, on a blocking thread).
 async fn open(cfg: &Config) -> Result<Arc<Shared>, String> {
     super::require_data_dir(cfg)?;
-    let state = super::open_state(cfg)?;
     let shared = {
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || super::open_node(&cfg, state))
+        tokio::task::spawn_blocking(move || super::open_node(&cfg, super::open_state(&cfg)?))
             .await
             .map_err(|e| format!("start-up: {e}"))??
     };
@@ -331,6 +330,13 @@ impl Daemon {
     ) {
         let (sh, role) = (self.shared.clone(), self.cfg.node.role);
         // Air-gap bundles that `gscluster import` hands over while this daemon holds the state.
+        // `gscluster log`, `show` and `rollback` while this daemon holds the state.
+        self.tasks.push(tokio::spawn(crate::control::serve(
+            sh.clone(),
+            GeoServer::from_config(&self.cfg.geoserver),
+            imported.clone(),
+            self.shutdown.clone(),
+        )));
         self.tasks.push(tokio::spawn(crate::airgap::spool::serve(
             sh.clone(),
             GeoServer::from_config(&self.cfg.geoserver),
@@ -364,6 +370,10 @@ impl Daemon {
         self.tasks.push(tokio::spawn(receiving));
         self.tasks
             .push(tokio::spawn(crate::memory::run(self.shutdown.clone())));
+        if let Some(keep) = self.cfg.history {
+            let keeper = crate::upkeep::run(self.shared.clone(), keep, self.shutdown.clone());
+            self.tasks.push(tokio::spawn(keeper));
+        }
     }
 }
 

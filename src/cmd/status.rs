@@ -66,6 +66,8 @@ pub struct NodeReport {
     pub lagging: bool,
     /// Its reload turn (`max_concurrent_reloads`): waiting for one since, or holding one.
     pub lease: Option<crate::reload::Claim>,
+    /// What its history keeps (docs/history.md); `None`: it keeps none.
+    pub history: Option<crate::history::Extent>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -174,6 +176,7 @@ pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: 
             drift_events: s.drift_events,
             lagging,
             lease: s.lease.filter(|_| s.online),
+            history: s.history,
         });
     }
     if digests.len() > 1 {

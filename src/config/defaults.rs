@@ -33,3 +33,8 @@ pub const BROKER_MAX_PACKET_SIZE: usize = 1024 * 1024;
 pub const BROKER_SEGMENT_SIZE: usize = 4 * 1024 * 1024;
 pub const BROKER_SEGMENT_COUNT: usize = 4;
 pub const BROKER_MAX_CONNECTIONS: usize = 1000;
+/// `[history]`: a month of changes, within 512 MiB and 100,000 groups, whichever is reached
+/// first (BENCHMARKS.md: a month of a busy site's edits).
+pub const HISTORY_KEEP_DAYS: u64 = 30;
+pub const HISTORY_MAX_MB: u64 = 512;
+pub const HISTORY_MAX_CHANGES: u64 = 100_000;

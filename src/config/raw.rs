@@ -20,6 +20,17 @@ pub(super) struct RawConfig {
     pub(super) broker: Option<RawBroker>,
     pub(super) metrics: Option<RawMetrics>,
     pub(super) security: Option<RawSecurity>,
+    #[serde(default)]
+    pub(super) history: RawHistory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHistory {
+    pub(super) enabled: Option<bool>,
+    pub(super) keep_days: Option<u64>,
+    pub(super) max_mb: Option<u64>,
+    pub(super) max_changes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -18,6 +18,17 @@ pub struct Config {
     pub security: Option<Security>,
     /// `[metrics]`: where to serve `/metrics` and `/healthz`; `None` = no HTTP server.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `[history]`: what this node keeps of the changes it applies and publishes; `None` = off.
+    pub history: Option<History>,
+}
+
+/// `[history]` (docs/history.md): groups older than `keep_days` go, and the oldest while more
+/// than `max_mb` or `max_changes` groups are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct History {
+    pub keep_days: u64,
+    pub max_mb: u64,
+    pub max_changes: u64,
 }
 
 /// `[security]`: the group key (never printed).

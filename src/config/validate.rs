@@ -51,6 +51,7 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
             })?)
         }
     };
+    let history = validate_history(raw.history)?;
     if geoserver.data_dir.starts_with(&node.state_dir)
         || node.state_dir.starts_with(&geoserver.data_dir)
     {
@@ -69,7 +70,28 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
         broker,
         security,
         metrics,
+        history,
     })
+}
+
+fn validate_history(raw: RawHistory) -> Result<Option<History>, ConfigError> {
+    let h = History {
+        keep_days: raw.keep_days.unwrap_or(defaults::HISTORY_KEEP_DAYS),
+        max_mb: raw.max_mb.unwrap_or(defaults::HISTORY_MAX_MB),
+        max_changes: raw.max_changes.unwrap_or(defaults::HISTORY_MAX_CHANGES),
+    };
+    for (key, v) in [
+        ("keep_days", h.keep_days),
+        ("max_mb", h.max_mb),
+        ("max_changes", h.max_changes),
+    ] {
+        if v == 0 {
+            return err(format!(
+                "[history] {key}: must be at least 1 (to keep no history, set enabled = false)"
+            ));
+        }
+    }
+    Ok(raw.enabled.unwrap_or(true).then_some(h))
 }
 
 fn validate_security(raw: RawSecurity, base: Option<&Path>) -> Result<Security, ConfigError> {

@@ -92,6 +92,15 @@ impl Manifest {
         }
     }
 
+    /// The database a stored manifest lives in, shared: readers that must not hold the state
+    /// (the history's commands on a running daemon) read through it.
+    pub(crate) fn shared_database(&self) -> Option<Arc<redb::Database>> {
+        match &self.store {
+            Store::Memory(_) => None,
+            Store::Disk { db, .. } => Some(db.clone()),
+        }
+    }
+
     /// Run `f` on the stored table (None: not created yet), through the cached read
     /// transaction.
     fn with_table<T>(

@@ -1,5 +1,6 @@
 //! The one path from a local edit to Deltas in the outbox, taken by the detector (GeoServer
-//! saved files on this node) and by an import (an administrator brought a bundle here):
+//! saved files on this node) and by an administrator's edit through gscluster ([`edit`]: an
+//! import, a rollback):
 //!
 //! 1. each changed path becomes a [`Change`] with this node's new version — for a path merged
 //!    field by field (`global.xml`) with its merge state (`update_sequence::local_write`);
@@ -120,6 +121,141 @@ pub fn enqueue(
     let payloads = delta::encode(&d, &sh.auth);
     state.outbox().put(seq, &payloads)?;
     Ok((d, payloads.len()))
+}
+
+/// What [`edit`] did.
+#[derive(Debug, Default)]
+pub struct Edited {
+    pub written: usize,
+    pub deleted: usize,
+    /// Deltas this node published it as (empty on a pure slave or when nothing changed).
+    pub seqs: Vec<u64>,
+    /// The first written file GeoServer does not re-read by itself (`reload::need`): `None`
+    /// when this node's GeoServer needs no reload for it.
+    pub reload: Option<String>,
+}
+
+/// Why [`edit`] wrote nothing (refused), or failed while writing.
+#[derive(Debug)]
+pub enum EditError {
+    Refused(String),
+    Failed(String),
+}
+
+/// An edit an administrator makes through gscluster (an import, a rollback), under the state
+/// lock: `wanted` (path → new content; `None` deletes) gets one new version of this node, as
+/// if made here; it is written like a Delta (plan, confinement, intent, durable writes,
+/// catalog index), except that an edit here the detector has not published yet is
+/// overwritten — the administrator asked for these files; on a node that publishes, what was
+/// written (a merged `global.xml` may differ from what was asked) goes to the outbox like the
+/// detector's Deltas, with `dangling` (references the edit knowingly leaves unresolved); then
+/// one record: `record` (whatever the caller records with it) with the manifest entries, the
+/// sequence number and the history's group (`history`: origin and kind).
+pub fn edit(
+    sh: &Shared,
+    state: &mut State,
+    wanted: &std::collections::BTreeMap<std::borrow::Cow<str>, Option<&[u8]>>,
+    dangling: &[String],
+    mut record: crate::state::Record,
+    history: (&str, crate::history::Kind),
+) -> Result<Edited, EditError> {
+    use crate::slave::{self, apply};
+    let hlc = sh.clock.lock().unwrap().tick();
+    let version = Version::new(hlc, sh.node_id.clone());
+    let changes: Vec<Change> = (wanted.iter())
+        .map(|(path, bytes)| match bytes {
+            Some(b) => write(&state.manifest, path.to_string(), b.to_vec(), &version),
+            None => delete(&state.manifest, path.to_string(), &version),
+        })
+        .collect();
+    let written = slave::write_changes(
+        sh,
+        state,
+        &changes,
+        apply::Equal::Rewrite,
+        slave::LocalEdits::Overwrite,
+    )
+    .map_err(|e| EditError::Failed(format!("writing files: {e}")))?;
+    let slave::Written {
+        steps,
+        entries,
+        reload,
+        ..
+    } = written.map_err(|why| EditError::Refused(why.to_string()))?;
+    let mut edited = Edited {
+        reload,
+        ..Default::default()
+    };
+    for step in &steps {
+        match step {
+            apply::Step::Write { .. } => edited.written += 1,
+            apply::Step::Delete { .. } => edited.deleted += 1,
+        }
+    }
+    if state.history {
+        // The content went with the intent (`slave::record_intent`).
+        let paths = entries.iter().map(|(p, _)| p.clone()).collect();
+        let note = crate::history::note::Note::one(history.0, history.1, paths);
+        record.history = Some(Box::new(note));
+    }
+    record.entries = entries;
+    record.hlc = hlc;
+    if sh.publishes && !steps.is_empty() {
+        edited.seqs = publish(sh, state, steps, dangling)
+            .map_err(|e| EditError::Failed(format!("outbox: {e}")))?;
+        record.next_seq = edited.seqs.last().map(|s| s + 1);
+    }
+    (state.commit(record)).map_err(|e| EditError::Failed(format!("state: {e}")))?;
+    Ok(edited)
+}
+
+/// The references that would not resolve once `wanted` is applied, leaving out those the
+/// edit's origin could not resolve either (`dangling`).
+pub fn unresolved_after(
+    sh: &Shared,
+    wanted: &std::collections::BTreeMap<std::borrow::Cow<str>, Option<&[u8]>>,
+    dangling: &[String],
+) -> Vec<String> {
+    let updates: Vec<(&str, Option<&[u8]>)> =
+        (wanted.iter()).map(|(p, b)| (p.as_ref(), *b)).collect();
+    let touched: Vec<String> = wanted.keys().map(|p| p.to_string()).collect();
+    let exists = |rel: &str| match wanted.get(rel) {
+        Some(b) => b.is_some(),
+        None => sh.data_dir.join(rel).is_file(),
+    };
+    let dangling: std::collections::HashSet<&str> = dangling.iter().map(String::as_str).collect();
+    (sh.catalog.lock().unwrap())
+        .unresolved_if(&updates, &touched, exists)
+        .into_iter()
+        .filter(|u| !dangling.contains(u.missing.as_str()))
+        .map(|u| format!("{} refers to missing {}", u.path, u.missing))
+        .collect()
+}
+
+/// The written steps as this node's Deltas in the outbox; returns their sequence numbers.
+fn publish(
+    sh: &Shared,
+    state: &State,
+    steps: Vec<crate::slave::apply::Step>,
+    dangling: &[String],
+) -> io::Result<Vec<u64>> {
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut cut = Cutter::default();
+    let mut put = |changes: Vec<Change>| -> io::Result<()> {
+        let seq = state.next_seq + seqs.len() as u64;
+        enqueue(sh, state, seq, changes, dangling)?;
+        seqs.push(seq);
+        Ok(())
+    };
+    for step in steps {
+        if let Some((full, _)) = cut.push(step.into_change(), ()) {
+            put(full)?;
+        }
+    }
+    if let Some((last, _)) = cut.finish() {
+        put(last)?;
+    }
+    Ok(seqs)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod conflicts;
 mod drift;
 pub mod local_edit;
 pub mod publisher;
+pub mod rollback;
 
 use crate::config::{defaults, OnDrift};
 use crate::context::Shared;
@@ -17,6 +18,8 @@ use crate::datadir::watch::{Event, Watch};
 use crate::datadir::{self, LocalChange};
 use crate::delta::{self, Change};
 use crate::file_error::Context;
+use crate::history::note::Note;
+use crate::history::Kind;
 use crate::hlc::Version;
 use crate::state::Record;
 use local_edit::Cutter;
@@ -523,10 +526,16 @@ impl Detector {
         // (adopt_uncommitted); the reverse order could lose the changes.
         let (d, messages) = local_edit::enqueue(&self.shared, state, seq, changes, dangling)?;
         crate::crashpoint::hit("outbox-written");
+        let history = state.history.then(|| {
+            let mut note = Note::default();
+            note.changes(&self.shared.node_id, Kind::Local { seq }, &d.changes);
+            Box::new(note)
+        });
         state.commit(Record {
             entries,
             next_seq: Some(seq + 1),
             hlc,
+            history,
             ..Default::default()
         })?;
         log::info!(
@@ -572,10 +581,16 @@ pub fn adopt_uncommitted(
             .map(|c| c.version.hlc)
             .max()
             .unwrap_or(0);
+        let history = state.history.then(|| {
+            let mut note = Note::default();
+            note.changes(&delta.origin, Kind::Local { seq }, &delta.changes);
+            Box::new(note)
+        });
         state.commit(Record {
             entries,
             next_seq: Some(seq + 1),
             hlc,
+            history,
             ..Default::default()
         })?;
         log::info!("recovered seq {seq} from the outbox after an interrupted run");

@@ -119,8 +119,15 @@ pub fn write_batch(sh: &Shared, changes: &[Change]) -> Result<usize, RoundError>
     let keep = slave::LocalEdits::Keep;
     match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)? {
         Ok(w) => {
+            // The content went with the intent (`slave::record_intent`).
+            let history = state.history.then(|| {
+                let paths = w.entries.iter().map(|(p, _)| p.clone()).collect();
+                let kind = crate::history::Kind::Resync;
+                Box::new(crate::history::note::Note::one(&sh.node_id, kind, paths))
+            });
             state.commit(Record {
                 entries: w.entries,
+                history,
                 ..Default::default()
             })?;
             Ok(w.steps.len())
@@ -177,9 +184,17 @@ pub fn settle(sh: &Shared, plan: Plan) -> Result<usize, RoundError> {
             log::info!("resync: removed {p}, which no master has");
         }
     }
+    let history = state.history.then(|| {
+        let paths = entries.iter().map(|(p, _)| p.clone()).collect();
+        let mut note =
+            crate::history::note::Note::one(&sh.node_id, crate::history::Kind::Resync, paths);
+        note.read_missing(&sh.data_dir, &entries);
+        Box::new(note)
+    });
     state.commit(Record {
         entries,
         forget: plan.forget,
+        history,
         ..Default::default()
     })?;
     Ok(removed)

@@ -294,8 +294,19 @@ pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Resul
             apply::Step::Delete { path, .. } => (path.clone(), None),
         })
         .collect();
+    let history_content = if state.history {
+        (steps.iter())
+            .filter_map(|s| match s {
+                apply::Step::Write { sha256, bytes, .. } => Some((*sha256, bytes.clone())),
+                apply::Step::Delete { .. } => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     state.commit(Record {
         intent,
+        history_content,
         ..Default::default()
     })
 }
@@ -338,8 +349,25 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
                 .count();
         }
     }
-    // 4. One journal record: the manifest entries and every origin's new position.
+    // 4. One journal record: the manifest entries and every origin's new position, and for the
+    //    history a group per Delta of the changes it won.
+    let history = state.history.then(|| {
+        // The content went with the intent (`record_intent`).
+        let mut note = crate::history::note::Note::default();
+        for (delta, outcome) in deltas.iter().zip(&batch.outcomes) {
+            if let Outcome::Applied { .. } = outcome {
+                let kind = crate::history::Kind::Delta { seq: delta.seq };
+                let won = (delta.changes.iter())
+                    .filter(|c| won.get(c.path.as_str()) == Some(&&c.version))
+                    .map(|c| c.path.clone())
+                    .collect();
+                note.group(&delta.origin, kind, won);
+            }
+        }
+        Box::new(note)
+    });
     state.commit(Record {
+        history,
         entries: written,
         applied: batch.positions.into_iter().collect(),
         holes: batch.holes.into_iter().collect(),

@@ -81,6 +81,8 @@ pub struct State {
     pub lacking: Arc<Mutex<Option<String>>>,
     /// Outbox entries written but never recorded (a crash in between), found at open.
     pub uncommitted: Vec<u64>,
+    /// Records' history notes are kept (`[history] enabled`); off until the node says.
+    pub history: bool,
     _lock: File,
 }
 
@@ -118,18 +120,29 @@ impl State {
             .open(dir.join(LOCK))
             .at("open", &dir.join(LOCK))?;
         lock.try_lock().map_err(|_| {
+            let holder = std::fs::read_to_string(dir.join(LOCK)).unwrap_or_default();
+            let holder = holder.trim();
             io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
-                    "state dir {} is in use by another gscluster process",
-                    dir.display()
+                    "state dir {} is in use by another gscluster process{}",
+                    dir.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({holder})")
+                    }
                 ),
             )
         })?;
+        say_holder(&lock, "a command")?;
         let path = dir.join(DATABASE);
         if !path.exists() {
             create(dir)?;
         }
+        // The history keeps the content of every replicated file, `security/**` included
+        // when it is replicated: the database is the daemon's user's alone.
+        restrict(&path)?;
         let db = Arc::new(open_database(&path)?);
         let (node, intent) = read_node(&db, &path)?;
         let mut state = State {
@@ -144,6 +157,7 @@ impl State {
             imported: node.imported,
             holes: node.holes,
             uncommitted: Vec::new(),
+            history: false,
             lacking: Default::default(),
             _lock: lock,
         };
@@ -159,6 +173,12 @@ impl State {
             state.next_seq = max + 1;
         }
         Ok(state)
+    }
+
+    /// Say in the lock file that a daemon holds the state: a daemon starting meanwhile gives
+    /// up at once instead of waiting as it does for a command (`cmd::open_state`).
+    pub fn hold_as_daemon(&self) -> io::Result<()> {
+        say_holder(&self._lock, "the daemon")
     }
 
     fn node(&self) -> Node {
@@ -216,6 +236,15 @@ impl State {
             let _ = Manifest::write(&txn, half, &[]);
             crate::crashpoint::abort("journal-half");
         }
+        if self.history && !rec.history_content.is_empty() {
+            crate::history::keep_content(&txn, &rec.history_content)
+                .map_err(|e| err("write", e))?;
+        }
+        // Before the manifest changes: each change's group says what the path held until now.
+        if let Some(note) = rec.history.as_deref().filter(|_| self.history) {
+            let groups = self.groups(rec, note);
+            crate::history::write(&txn, &groups, &note.contents).map_err(|e| err("write", e))?;
+        }
         Manifest::write(&txn, &rec.entries, &rec.forget).map_err(|e| err("write", e))?;
         {
             let mut t = txn.open_table(INTENT).map_err(|e| err("write", e.into()))?;
@@ -230,6 +259,80 @@ impl State {
         }
         put_node(&txn, node).map_err(|e| err("write", e))?;
         txn.commit().map_err(|e| err("commit", e.into()))
+    }
+
+    /// The history groups `note` makes of `rec`'s entries: versions, hashes and sizes are the
+    /// entries', what each path held before is the manifest's. A change that leaves the
+    /// content as it was (a new version of the same bytes, a deletion of what was not there)
+    /// is no change to keep.
+    fn groups(
+        &self,
+        rec: &Record,
+        note: &crate::history::note::Note,
+    ) -> Vec<crate::history::Group> {
+        use crate::history::{Change, Group};
+        let entries: std::collections::HashMap<&str, &Entry> =
+            (rec.entries.iter()).map(|(p, e)| (p.as_str(), e)).collect();
+        let time_ms = crate::clock::now_ms();
+        let group = |n: &crate::history::note::Noted| Group {
+            time_ms,
+            origin: n.origin.clone(),
+            kind: n.kind.clone(),
+            changes: (n.paths.iter())
+                .filter_map(|path| {
+                    let e = entries.get(path.as_str())?;
+                    let before = self.manifest.live_entry(path).map(|b| b.sha256);
+                    let same = if e.deleted {
+                        before.is_none()
+                    } else {
+                        before == Some(e.sha256)
+                    };
+                    (!same).then(|| Change {
+                        path: path.clone(),
+                        deleted: e.deleted,
+                        version: e.version.clone(),
+                        sha256: e.sha256,
+                        size: e.size,
+                        before,
+                    })
+                })
+                .collect(),
+        };
+        (note.groups.iter())
+            .map(group)
+            .filter(|g| !g.changes.is_empty())
+            .collect()
+    }
+
+    /// Run `f` in one fsynced write transaction of the state's database (the history's
+    /// upkeep: filling its base, pruning it).
+    pub fn history_txn<T>(
+        &mut self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> io::Result<T> {
+        let path = self.dir.join(DATABASE);
+        let err = |what: &str, e: redb::Error| db_error(&path, what, e);
+        let result = (|| {
+            let mut txn = (self.database().begin_write()).map_err(|e| err("write", e.into()))?;
+            txn.set_quick_repair(true);
+            let out = f(&txn).map_err(|e| err("write the history in", e))?;
+            txn.commit().map_err(|e| err("commit", e.into()))?;
+            Ok(out)
+        })();
+        if result.is_err() {
+            self.reopen();
+        }
+        result
+    }
+
+    /// The state's database, shared: to read the history without holding the state.
+    pub fn shared_database(&self) -> Arc<redb::Database> {
+        (self.manifest.shared_database()).expect("a state's manifest is stored")
+    }
+
+    /// The state's database, where the history is kept too.
+    pub fn database(&self) -> &redb::Database {
+        (self.manifest.database()).expect("a state's manifest is stored")
     }
 
     /// Reopen the database after a failed write (see [`State::commit`]).
@@ -324,6 +427,34 @@ fn read_node(db: &redb::Database, path: &Path) -> io::Result<(Node, Intent)> {
 /// Make the database of a state dir that has none: empty, or migrated from the layout before
 /// it. Built under a temporary name and renamed into place, so that a crash midway leaves the
 /// old layout (or nothing) to start from again.
+/// Write who holds the lock (`"the daemon"`, `"a command"`) and its pid into the lock file.
+fn say_holder(mut lock: &File, who: &str) -> io::Result<()> {
+    use std::io::{Seek, Write};
+    lock.set_len(0)?;
+    lock.seek(io::SeekFrom::Start(0))?;
+    write!(lock, "{who}, pid {}", std::process::id())
+}
+
+/// Whether the lock file of `dir` says a daemon holds the state.
+pub fn held_by_daemon(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(LOCK)).is_ok_and(|s| s.starts_with("the daemon"))
+}
+
+/// Mode 0600 for the state's database (a state dir of an earlier version may have it wider).
+fn restrict(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .at("stat", path)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o600 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .at("set the permissions of", path)?;
+    }
+    Ok(())
+}
+
 fn create(dir: &Path) -> io::Result<()> {
     let path = dir.join(DATABASE);
     let building = dir.join(format!("{DATABASE}.new"));
@@ -608,6 +739,21 @@ mod tests {
         let _s = State::open(dir.path()).unwrap();
         let e = State::open(dir.path()).err().unwrap();
         assert!(e.to_string().contains("in use"), "{e}");
+    }
+
+    /// The database (which keeps the history's content) is the daemon's user's alone, also
+    /// when an earlier version left it readable by others.
+    #[test]
+    fn the_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DATABASE);
+        let mode = || std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        drop(State::open(dir.path()).unwrap());
+        assert_eq!(mode(), 0o600);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(State::open(dir.path()).unwrap());
+        assert_eq!(mode(), 0o600);
     }
 
     #[test]

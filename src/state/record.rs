@@ -42,4 +42,15 @@ pub struct Record {
     /// Holes in origins' streams set (`Some`) or filled (`None`); see [`super::holes`].
     #[serde(default)]
     pub holes: Vec<(String, Option<Hole>)>,
+    /// The groups of changes these entries make, for the history (recorded in the same
+    /// transaction when the node keeps one; see `history`).
+    #[serde(skip)]
+    pub history: Option<Box<crate::history::note::Note>>,
+    /// Content for the history, kept ahead of the changes that will refer to it: an apply's
+    /// intent carries what its files are about to hold, so the bulk of what the history
+    /// writes reaches the disk before any data file is touched (a full state directory is
+    /// found then, with nothing written). Content no change ends up referring to (the apply
+    /// failed for good) is swept at the next start.
+    #[serde(skip)]
+    pub history_content: Vec<([u8; 32], Vec<u8>)>,
 }

@@ -5,14 +5,13 @@
 //! and unsigned bundles are refused with nothing written; a bundle imported while B's daemon
 //! is down goes out when it starts.
 
-use crate::support::cluster::{copy_tree, wait_for_subscriptions, Cluster};
+use crate::support::cluster::Cluster;
 use crate::support::generator::{generate, Spec};
-use crate::support::geoserver::{assert_reloads_consistent, StandInGeoServer};
 use crate::support::node::{
-    assert_converged, converge, diff_summary, free_port, logs_of, replicated_tree, wait_until,
-    wait_until_logs, Node, NodeConfig,
+    assert_converged, converge, diff_summary, replicated_tree, Node, NodeConfig,
 };
 use crate::support::run::run;
+use crate::support::site::Site;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -56,128 +55,26 @@ fn key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
     path
 }
 
-/// Site B: a master with its own embedded broker and GeoServer, and a slave with its own.
-struct Site {
-    master: Node,
-    master_gs: StandInGeoServer,
-    master_data: tempfile::TempDir,
-    _master_state: tempfile::TempDir,
-    slave: Node,
-    slave_gs: StandInGeoServer,
-    slave_data: tempfile::TempDir,
-    _slave_state: tempfile::TempDir,
-}
-
-impl Site {
-    fn start(seed: u64, key: Option<PathBuf>) -> Site {
-        let master_data = tempfile::tempdir().unwrap();
-        let master_state = tempfile::tempdir().unwrap();
-        generate(master_data.path(), &Spec::small(), seed);
-        let port = free_port();
-        let servers = vec![format!("mqtt://127.0.0.1:{port}")];
-        let master_gs = StandInGeoServer::start(master_data.path(), "admin", "geoserver");
-        let mut cfg = NodeConfig::new(
-            "b-master",
-            "master",
-            master_data.path(),
-            master_state.path(),
-            servers.clone(),
-        );
-        cfg.broker_listen = Some(format!("127.0.0.1:{port}"));
-        cfg.geoserver_url = Some(master_gs.url());
-        cfg.key_file = key.clone();
-        let master = Node::start(cfg);
-        wait_until_logs("b-master connected", DEADLINE, &[&master], || {
-            master.log_contents().contains("connected to broker")
-        });
-        let slave_data = tempfile::tempdir().unwrap();
-        let slave_state = tempfile::tempdir().unwrap();
-        copy_tree(master_data.path(), slave_data.path());
-        let slave_gs = StandInGeoServer::start(slave_data.path(), "admin", "geoserver");
-        let mut cfg = NodeConfig::new(
-            "b-slave",
-            "slave",
-            slave_data.path(),
-            slave_state.path(),
-            servers,
-        );
-        cfg.geoserver_url = Some(slave_gs.url());
-        cfg.key_file = key;
-        let slave = Node::start(cfg);
-        wait_for_subscriptions(&slave, 1);
-        wait_until_logs("b-slave bootstrapped", DEADLINE, &[&slave], || {
-            slave.log_contents().contains(" complete in ")
-        });
-        Site {
-            master,
-            master_gs,
-            master_data,
-            _master_state: master_state,
-            slave,
-            slave_gs,
-            slave_data,
-            _slave_state: slave_state,
-        }
-    }
-
-    fn logs(&self) -> String {
-        logs_of(&[&self.master, &self.slave])
-    }
-
-    fn trees(&self) -> (BTreeMap<String, [u8; 32]>, BTreeMap<String, [u8; 32]>) {
-        (
-            replicated_tree(self.master_data.path()),
-            replicated_tree(self.slave_data.path()),
-        )
-    }
-
-    fn reloads(&self) -> (usize, usize) {
-        (
-            self.master_gs.successful_reloads().len(),
-            self.slave_gs.successful_reloads().len(),
-        )
-    }
-
-    /// Both nodes hold `expected` (global.xml aside: its updateSequence is the highest either
-    /// site had, see docs/conflicts.md) and the same bytes as each other, global.xml included.
-    fn converge_to(&self, expected: &Path) {
-        let without_global = |mut t: BTreeMap<String, [u8; 32]>| {
-            t.remove("global.xml");
-            t
-        };
-        let want = || without_global(replicated_tree(expected));
-        let have = || {
-            let (m, s) = self.trees();
-            vec![
-                ("site B's master".to_string(), without_global(m)),
-                ("site B's slave".to_string(), without_global(s)),
-            ]
-        };
-        converge("site A's tree on site B", DEADLINE, want, have, || {
-            self.logs()
-        });
-        // global.xml too: the same bytes on both of site B's nodes.
-        assert_converged(self.master_data.path(), &[self.slave_data.path()], DEADLINE);
-    }
-
-    /// Exactly one more successful reload on each node than `before`: waits for it, then
-    /// watches a further second (five reload quiet windows) for a second one.
-    fn one_reload_each_since(&self, before: (usize, usize)) {
-        wait_until("a reload on both of site B's nodes", DEADLINE, || {
-            let now = self.reloads();
-            now.0 > before.0 && now.1 > before.1
-        });
-        std::thread::sleep(Duration::from_secs(1));
-        let now = self.reloads();
-        assert_eq!(
-            (now.0 - before.0, now.1 - before.1),
-            (1, 1),
-            "reloads (master, slave) since the import\n{}",
-            self.logs()
-        );
-        assert_reloads_consistent(&self.master_gs, self.master_data.path(), "b-master");
-        assert_reloads_consistent(&self.slave_gs, self.master_data.path(), "b-slave");
-    }
+/// Both of site B's nodes hold `expected` (global.xml aside: its updateSequence is the highest
+/// either site had, see docs/conflicts.md) and the same bytes as each other, global.xml included.
+fn converge_to(site: &Site, expected: &Path) {
+    let without_global = |mut t: BTreeMap<String, [u8; 32]>| {
+        t.remove("global.xml");
+        t
+    };
+    let want = || without_global(replicated_tree(expected));
+    let have = || {
+        let (m, s) = site.trees();
+        vec![
+            ("site B's master".to_string(), without_global(m)),
+            ("site B's slave".to_string(), without_global(s)),
+        ]
+    };
+    converge("site A's tree on site B", DEADLINE, want, have, || {
+        site.logs()
+    });
+    // global.xml too: the same bytes on both of site B's nodes.
+    assert_converged(site.master_data.path(), &[site.slave_data.path()], DEADLINE);
 }
 
 #[test]
@@ -206,8 +103,8 @@ fn a_snapshot_then_its_changes_reach_both_nodes_of_another_cluster_with_one_relo
     assert!(out.contains("published as Delta"), "{out}");
     assert!(out.contains("GeoServer reloaded"), "{out}");
     assert!(err.contains("handing it over"), "{err}");
-    b.converge_to(a.master_dir());
-    b.one_reload_each_since(before);
+    converge_to(&b, a.master_dir());
+    b.one_reload_each_since(before, "the import");
 
     // Changes: a layer added, one modified, one deleted, a style added on A.
     let root = a.master_dir().to_path_buf();
@@ -223,8 +120,8 @@ fn a_snapshot_then_its_changes_reach_both_nodes_of_another_cluster_with_one_relo
     let (code, out, err) = import(&b_config, &second);
     assert_eq!(code, 0, "{out}{err}\n{}", b.logs());
     assert!(out.contains("imported changes 1→2"), "{out}");
-    b.converge_to(a.master_dir());
-    b.one_reload_each_since(before);
+    converge_to(&b, a.master_dir());
+    b.one_reload_each_since(before, "the import");
 
     // The same bundle again: nothing to do, no reload, still exit 0 (idempotent).
     let before = b.reloads();
@@ -326,7 +223,7 @@ fn damaged_tampered_wrong_group_and_wrongly_signed_bundles_are_refused_with_noth
         err.contains("its signature verified with the group key"),
         "{err}"
     );
-    b.converge_to(a.master_dir());
+    converge_to(&b, a.master_dir());
 }
 
 #[test]
@@ -385,7 +282,7 @@ fn a_bundle_imported_with_no_daemon_goes_out_when_it_starts_and_bundles_keep_the
 
     let logged = b.master.log_contents().len();
     b.master.restart();
-    b.converge_to(a.master_dir());
+    converge_to(&b, a.master_dir());
     assert!(
         !b.master.log_contents()[logged..].contains("start-up scan: seq"),
         "the imported files are recorded, not found again as local edits\n{}",
@@ -401,7 +298,7 @@ fn a_bundle_imported_with_no_daemon_goes_out_when_it_starts_and_bundles_keep_the
     let (code, out, err) = import(&b.master.config_path(), &fresh);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("imported snapshot 1 of gs-master"), "{out}");
-    b.converge_to(a.master_dir());
+    converge_to(&b, a.master_dir());
 }
 
 #[test]

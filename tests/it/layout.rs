@@ -36,6 +36,12 @@ const PURE_CORE: &[&str] = &[
     "datadir/filter.rs",
     // the apply plan
     "slave/apply/plan.rs",
+    // the history's store and what its commands print
+    "history/mod.rs",
+    "history/note.rs",
+    "history/diff.rs",
+    "history/time.rs",
+    "history/view.rs",
 ];
 
 /// Module path prefixes of the shell, which the pure core must not reach even transitively: the

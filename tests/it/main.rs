@@ -18,6 +18,7 @@ mod failover;
 mod fixtures_replication;
 mod full_disk;
 mod fuzz_decode;
+mod history;
 mod hostile;
 mod layout;
 mod metrics;

@@ -21,5 +21,6 @@ pub mod proxy;
 pub mod references;
 pub mod rest;
 pub mod run;
+pub mod site;
 pub mod smallfs;
 pub mod templates;

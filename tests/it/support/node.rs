@@ -88,6 +88,8 @@ pub struct NodeConfig {
     pub replicate_include: Option<Vec<String>>,
     /// The network namespace the process runs in (`ip netns exec`; support::netns).
     pub netns: Option<String>,
+    /// `key = value` lines for `[history]` (the section is left out when empty: the defaults).
+    pub history: Vec<String>,
 }
 
 impl NodeConfig {
@@ -128,6 +130,7 @@ impl NodeConfig {
             replicate_include: None,
             geoserver_extra: Vec::new(),
             netns: None,
+            history: Vec::new(),
         }
     }
 
@@ -189,6 +192,9 @@ impl NodeConfig {
         if let Some(include) = &self.replicate_include {
             let patterns: Vec<String> = include.iter().map(|p| q(p)).collect();
             out += &format!("[replicate]\ninclude = [{}]\n", patterns.join(", "));
+        }
+        if !self.history.is_empty() {
+            out += &format!("[history]\n{}\n", self.history.join("\n"));
         }
         out
     }

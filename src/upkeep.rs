@@ -1,0 +1,115 @@
+//! The daemon's upkeep of its history (`history`): once, keep the tree the history begins with (the
+//! base, read from the data directory in slices so no apply waits long), then prune to the
+//! retention at start and every [`PRUNE_EVERY`].
+
+use crate::config::History;
+use crate::context::Shared;
+use crate::history::{self, Sha};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Files read and kept per transaction of the base (under the state lock).
+const BASE_SLICE: usize = 500;
+/// Groups pruned per transaction (under the state lock).
+const PRUNE_SLICE: usize = 2000;
+
+/// The retention `[history]` asks for, at `now_ms`.
+pub fn retention(keep: &History, now_ms: u64) -> history::Retention {
+    history::Retention {
+        oldest_ms: now_ms.saturating_sub(keep.keep_days.saturating_mul(86_400_000)),
+        max_bytes: keep.max_mb.saturating_mul(1024 * 1024),
+        max_groups: keep.max_changes,
+    }
+}
+
+pub async fn run(sh: Arc<Shared>, keep: History, mut shutdown: watch::Receiver<bool>) {
+    let swept = tokio::task::spawn_blocking({
+        let sh = sh.clone();
+        move || (sh.state.lock().unwrap()).history_txn(history::sweep)
+    });
+    match swept.await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            log::info!("history: dropped the content of {n} file(s) an unfinished apply kept ahead")
+        }
+        Ok(Err(e)) => log::error!("history: {e}"),
+        Err(e) => log::error!("history: {e}"),
+    }
+    let base = tokio::task::spawn_blocking({
+        let sh = sh.clone();
+        move || fill_base(&sh)
+    });
+    match base.await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => log::info!("history: began with the {n} file(s) of the tree as they are"),
+        Ok(Err(e)) => log::error!("history: cannot keep the tree it begins with: {e}"),
+        Err(e) => log::error!("history: {e}"),
+    }
+    loop {
+        let sh = sh.clone();
+        match tokio::task::spawn_blocking(move || prune(&sh, &keep)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::info!("history: pruned {n} group(s) past the retention"),
+            Ok(Err(e)) => log::error!("history: pruning failed (retried later): {e}"),
+            Err(e) => log::error!("history: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Keep every replicated file as it is now, unless done before; returns how many were kept.
+/// Each slice is read under the state lock, so a file is kept as the manifest has it (a file
+/// that differs is left to its next change).
+pub fn fill_base(sh: &Shared) -> std::io::Result<usize> {
+    let db_err = |e: redb::Error| std::io::Error::other(format!("state database: {e}"));
+    if !history::base_pending(sh.state.lock().unwrap().database()).map_err(db_err)? {
+        return Ok(0);
+    }
+    let mut after: Option<String> = None;
+    let mut kept = 0;
+    loop {
+        let mut state = sh.state.lock().unwrap();
+        let slice: Vec<(String, Sha)> = (state.manifest.live_between(after.as_deref(), None))
+            .take(BASE_SLICE)
+            .map(|(p, e)| (p, e.sha256))
+            .collect();
+        let done = slice.len() < BASE_SLICE;
+        after = slice.last().map(|(p, _)| p.clone()).or(after);
+        let files: Vec<(String, Sha, Vec<u8>)> = (slice.into_iter())
+            .filter_map(|(path, sha)| {
+                let bytes = std::fs::read(sh.data_dir.join(&path)).ok()?;
+                let now: Sha = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+                (now == sha).then_some((path, sha, bytes))
+            })
+            .collect();
+        kept += files.len();
+        state.history_txn(|txn| history::fill_base(txn, &files, done))?;
+        if done || sh.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(kept);
+        }
+    }
+}
+
+/// Prune to the retention, a slice at a time; returns how many groups went.
+pub fn prune(sh: &Shared, keep: &History) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let retention = retention(keep, crate::clock::now_ms());
+        let n = sh.state.lock().unwrap().history_txn(|txn| {
+            let n = history::prune(txn, &retention, PRUNE_SLICE)?;
+            if n > 0 {
+                crate::crashpoint::hit("history-pruned");
+            }
+            Ok(n)
+        })?;
+        total += n;
+        if n < PRUNE_SLICE || sh.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(total);
+        }
+    }
+}
