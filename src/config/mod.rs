@@ -190,6 +190,55 @@ mod tests {
     }
 
     #[test]
+    fn history_is_on_by_default_and_its_limits_are_checked() {
+        use super::types::History;
+        let on = History {
+            keep_days: 30,
+            max_mb: 512,
+            max_changes: 100_000,
+        };
+        assert_eq!(parse(MIN).unwrap().history, Some(on));
+        let c = parse(&format!(
+            "{MIN}[history]
+keep_days = 7
+max_mb = 64
+"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.history.unwrap().keep_days, c.history.unwrap().max_mb),
+            (7, 64)
+        );
+        assert_eq!(
+            parse(&format!(
+                "{MIN}[history]
+enabled = false
+"
+            ))
+            .unwrap()
+            .history,
+            None
+        );
+        let e = parse(&format!(
+            "{MIN}[history]
+max_mb = 0
+"
+        ))
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("[history] max_mb: must be at least 1"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{MIN}[history]
+keep = 3
+"
+        ))
+        .unwrap_err();
+        assert!(e.0.contains("keep"), "{e}");
+    }
+
+    #[test]
     fn metrics_listen_is_an_address_and_port() {
         let c = parse(&format!("{MIN}[metrics]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
         assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));

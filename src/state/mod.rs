@@ -741,6 +741,69 @@ mod tests {
         assert!(e.to_string().contains("in use"), "{e}");
     }
 
+    /// A commit records its note's groups with what each path held before; a version that
+    /// leaves the content as it was is no change; with the history off nothing is recorded.
+    #[test]
+    fn a_commit_records_its_groups_with_what_each_path_held_before() {
+        use crate::history::{note::Note, Kind};
+        use crate::hlc::Version;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let live = |b: &[u8], hlc| {
+            let sha = <sha2::Sha256 as sha2::Digest>::digest(b).into();
+            Entry::live(sha, b.len() as u64, Version::new(hlc, "m"))
+        };
+        let commit = |s: &mut State, entries: Vec<(String, Entry)>| {
+            let paths = entries.iter().map(|(p, _)| p.clone()).collect();
+            s.commit(Record {
+                entries,
+                history: Some(Box::new(Note::one("m", Kind::Local { seq: 1 }, paths))),
+                ..Default::default()
+            })
+            .unwrap();
+        };
+        commit(&mut s, vec![("a.xml".into(), live(b"<a1/>", 1))]);
+        assert_eq!(
+            crate::history::extent(s.database()).unwrap().groups,
+            0,
+            "off"
+        );
+        s.history = true;
+        commit(
+            &mut s,
+            vec![
+                ("a.xml".into(), live(b"<a2/>", 2)),
+                ("b.xml".into(), live(b"<b/>", 2)),
+            ],
+        );
+        // a.xml again with the same bytes, b.xml deleted.
+        commit(
+            &mut s,
+            vec![
+                ("a.xml".into(), live(b"<a2/>", 3)),
+                ("b.xml".into(), Entry::tombstone(Version::new(3, "m"))),
+            ],
+        );
+        let got = crate::history::newest(s.database(), None, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        let ops = |i: usize| -> Vec<(String, &str)> {
+            (got[i].1.changes.iter())
+                .map(|c| (c.path.clone(), c.op()))
+                .collect()
+        };
+        assert_eq!(
+            ops(1),
+            [("a.xml".into(), "modify"), ("b.xml".into(), "create")]
+        );
+        assert_eq!(
+            ops(0),
+            [("b.xml".into(), "delete")],
+            "a.xml's same bytes: no change"
+        );
+        let a1: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"<a1/>").into();
+        assert_eq!(got[1].1.changes[0].before, Some(a1));
+    }
+
     /// The database (which keeps the history's content) is the daemon's user's alone, also
     /// when an earlier version left it readable by others.
     #[test]
