@@ -360,6 +360,7 @@ fn quick_opts(
             catchup: (100, 10),
             month_edits: 20,
             log_groups: 2_000,
+            bootstrap: tiny_spec(),
         },
         only,
         binary,
@@ -448,6 +449,14 @@ fn full_opts(
             catchup: (10_000, 20),
             month_edits: 2_000,
             log_groups: 100_000,
+            // 10 × 10 × 100 = 10,000 layers.
+            bootstrap: Spec {
+                workspaces: 10,
+                stores_per_workspace: 10,
+                layers_per_store: 100,
+                global_styles: 20,
+                layer_groups: 20,
+            },
         },
         only,
         binary,

@@ -113,3 +113,23 @@ pub fn prune(sh: &Shared, keep: &History) -> std::io::Result<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retention_counts_days_back_from_now_and_mebibytes() {
+        let keep = History {
+            keep_days: 30,
+            max_mb: 512,
+            max_changes: 7,
+        };
+        let now = 100 * 86_400_000;
+        let r = retention(&keep, now);
+        assert_eq!(r.oldest_ms, 70 * 86_400_000);
+        assert_eq!(r.max_bytes, 512 * 1024 * 1024);
+        assert_eq!(r.max_groups, 7);
+        assert_eq!(retention(&keep, 1000).oldest_ms, 0, "not before the epoch");
+    }
+}

@@ -14,9 +14,12 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::support::cluster::Cluster;
+use super::support::generator::Spec;
 use super::support::node::NodeConfig;
 use super::support::run::run;
-use super::{catchup_figure, configure, Changer, Opts, Report, Stats, PRODUCT_QUIET_MS};
+use super::{
+    bootstrap_figure, catchup_figure, configure, Changer, Opts, Report, Stats, PRODUCT_QUIET_MS,
+};
 
 pub struct HistoryOpts {
     pub trials: usize,
@@ -26,6 +29,8 @@ pub struct HistoryOpts {
     pub month_edits: usize,
     /// Changes in the history `log` reads.
     pub log_groups: u64,
+    /// The tree an empty slave bootstraps from, with the history off and on.
+    pub bootstrap: Spec,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -33,6 +38,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
     let mut latency = Vec::new();
     let mut catchup = Vec::new();
+    let mut bootstrap = Vec::new();
     for on in [false, true] {
         let tag = if on { "on" } else { "off" };
         eprintln!(
@@ -85,6 +91,22 @@ pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
             );
             month_figure(&mut c, h.month_edits, report);
         }
+        drop(c);
+        // The bootstrap of an empty slave: every file fetched is also kept, deflated.
+        let configure_node = {
+            let binary = opts.binary.clone();
+            move |cfg: &mut NodeConfig| {
+                configure(cfg, &binary, PRODUCT_QUIET_MS);
+                if !on {
+                    cfg.history = vec!["enabled = false".into()];
+                }
+            }
+        };
+        let c = Cluster::start_with(&h.bootstrap, 29, 0, configure_node.clone());
+        let key = format!("history_{tag}_");
+        let who = format!("history {tag}: ");
+        let (took, _) = bootstrap_figure(&c, &configure_node, report, &key, &who, None);
+        bootstrap.push(took.as_secs_f64() * 1000.0);
     }
     let slower = |v: &[f64]| (v[1] / v[0] - 1.0) * 100.0;
     report.add(
@@ -101,6 +123,12 @@ pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
         ),
         format!("{:+.1}", slower(&catchup)),
         "goal ≤ 10 %",
+    );
+    report.add(
+        "history_bootstrap_cost_percent",
+        "history on vs off: bootstrap of an empty slave (% slower)",
+        format!("{:+.1}", slower(&bootstrap)),
+        "no goal set; the history keeps every file it fetches",
     );
     log_figures(opts, h.log_groups, report);
 }
