@@ -227,11 +227,14 @@ fn log_figures(opts: &Opts, groups: u64, report: &mut Report) {
     let data = tempfile::tempdir().unwrap();
     write_history(state.path(), groups);
     let config = state.path().join("config.toml");
-    let mut cfg = NodeConfig::new("logger", "master", data.path(), state.path(), vec![]);
+    // `log` never connects: the broker's address only has to be valid.
+    let broker = vec!["mqtt://127.0.0.1:1".to_string()];
+    let mut cfg = NodeConfig::new("logger", "master", data.path(), state.path(), broker);
     cfg.binary = Some(opts.binary.clone());
     fs::write(&config, cfg.to_toml()).unwrap();
     let c = config.to_str().unwrap();
-    let one = "workspaces/ws3/store7/layer77/layer.xml";
+    // Layer 77's folder (see `write_history`): changed once every 10,000 changes.
+    let one = "workspaces/ws0/store0/layer77/layer.xml";
     for (key, what, args) in [
         (
             "log_default",
@@ -247,6 +250,11 @@ fn log_figures(opts: &Opts, groups: u64, report: &mut Report) {
             "log_path",
             "`log PATH` (one file's changes)",
             vec!["log", "--limit", "0", one, "-c", c],
+        ),
+        (
+            "log_node",
+            "`log --node ID` (a node that made none)",
+            vec!["log", "--node", "gs-b", "-c", c],
         ),
     ] {
         let mut times = Vec::new();
@@ -267,8 +275,14 @@ fn log_figures(opts: &Opts, groups: u64, report: &mut Report) {
             &format!("{what} over {groups} changes (ms)"),
             format!("{:.0}", s.median),
             format!(
-                "median of 5 (min {:.0}, max {:.0}); {lines} lines; goal ≤ 200 ms",
-                s.min, s.max
+                "median of 5 (min {:.0}, max {:.0}); {lines} lines{}",
+                s.min,
+                s.max,
+                if key == "log_all_json" {
+                    "; bounded by what it prints"
+                } else {
+                    "; goal ≤ 200 ms"
+                }
             ),
         );
     }
@@ -278,7 +292,9 @@ fn log_figures(opts: &Opts, groups: u64, report: &mut Report) {
 fn write_history(dir: &Path, groups: u64) {
     use gscluster::history::{write, Change, Group, Kind};
     use gscluster::hlc::Version;
-    let db = redb::Database::create(dir.join("state.redb")).unwrap();
+    // A node's state as its first start makes it, then the history written into it.
+    drop(gscluster::state::State::open(dir).unwrap());
+    let db = redb::Database::open(dir.join("state.redb")).unwrap();
     let t0 = gscluster::clock::now_ms() - groups * 1000;
     let mut id = 0;
     while id < groups {

@@ -357,6 +357,18 @@ fn decode_group(id: u64, bytes: &[u8]) -> Result<Group, redb::Error> {
 pub fn walk(
     db: &redb::Database,
     before: Option<u64>,
+    f: impl FnMut(u64, Group) -> bool,
+) -> Result<(), redb::Error> {
+    walk_where(db, before, |_| true, f)
+}
+
+/// [`walk`], decoding only the groups whose stored bytes `maybe` accepts: a filter that looks
+/// for a path or a node's name in them (CBOR keeps text as it is) skips the others at the cost
+/// of a byte search (100,000 groups: tens of milliseconds instead of a second of decoding).
+pub fn walk_where(
+    db: &redb::Database,
+    before: Option<u64>,
+    maybe: impl Fn(&[u8]) -> bool,
     mut f: impl FnMut(u64, Group) -> bool,
 ) -> Result<(), redb::Error> {
     let txn = db.begin_read()?;
@@ -367,6 +379,9 @@ pub fn walk(
     };
     for row in groups.range(..before.unwrap_or(u64::MAX))?.rev() {
         let (id, bytes) = row?;
+        if !maybe(bytes.value()) {
+            continue;
+        }
         if !f(id.value(), decode_group(id.value(), bytes.value())?) {
             break;
         }

@@ -49,7 +49,19 @@ pub fn log(db: &redb::Database, q: &LogQuery) -> Result<String, redb::Error> {
     let mut out = String::new();
     let mut lines = 0;
     let limit = if q.limit == 0 { usize::MAX } else { q.limit };
-    super::walk(db, None, |id, g| {
+    // Groups that cannot match are not decoded: they hold none of the paths, or not the node.
+    let needles: Vec<memchr::memmem::Finder> = (q.paths.iter())
+        .map(|p| memchr::memmem::Finder::new(p.trim_end_matches('/').as_bytes()))
+        .collect();
+    let node = q
+        .node
+        .as_deref()
+        .map(|n| memchr::memmem::Finder::new(n.as_bytes()));
+    let maybe = |raw: &[u8]| {
+        (needles.is_empty() || needles.iter().any(|n| n.find(raw).is_some()))
+            && node.as_ref().is_none_or(|n| n.find(raw).is_some())
+    };
+    super::walk_where(db, None, maybe, |id, g| {
         if q.since_ms.is_some_and(|s| g.time_ms < s) {
             return false;
         }
