@@ -7,14 +7,17 @@
 //! a crash never leaves an acknowledged change out of the history, nor a change in it that was
 //! not recorded. Tables:
 //! - `history_groups`: group id (increasing) → CBOR [`Group`];
-//! - `history_blobs`: SHA-256 → stored content ([`Blob`]: deflated when that is smaller), once
-//!   however many versions share it;
-//! - `history_refs`: SHA-256 → how many kept changes and base entries refer to it, so that
-//!   pruning frees the content nothing needs any more without a sweep;
+//! - `history_blobs`: SHA-256 → how many kept changes and base entries refer to it (so that
+//!   pruning frees the content nothing needs any more without a sweep) and the content
+//!   ([`Blob`]: deflated when that is smaller), once however many versions share it;
 //! - `history_base`: path → SHA-256 of its content at the oldest point kept: the tree when the
 //!   history began ([`fill_base`]), then each pruned group folded in ([`prune`]). With it every
 //!   version a kept change replaced is still here, so any kept point can be restored;
-//! - `history_meta`: the next group id, the bytes kept, where the history begins.
+//! - its counters (the next group id, the bytes kept, where the history begins) under the key
+//!   `history` of the state's own table of small values, which every commit writes anyway.
+//!
+//! Recording so adds two tables to a commit (each a B-tree of its own, whose path to the root
+//! the commit copies).
 //!
 //! The tree at point P (after group P) differs from today's only at the paths a later group
 //! changed, and each such path held there what the first of those changes found
@@ -34,19 +37,59 @@ pub mod view;
 pub type Sha = [u8; 32];
 
 const GROUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("history_groups");
+/// SHA-256 → references (u32, little-endian) then the stored content ([`Blob`]).
 const BLOBS: TableDefinition<&Sha, &[u8]> = TableDefinition::new("history_blobs");
-const REFS: TableDefinition<&Sha, u64> = TableDefinition::new("history_refs");
 const BASE: TableDefinition<&str, &Sha> = TableDefinition::new("history_base");
-const META: TableDefinition<&str, u64> = TableDefinition::new("history_meta");
-const NEXT_ID: &str = "next_id";
-const KEPT_BYTES: &str = "kept_bytes";
-/// When the history began (ms): the tree's state before that is not kept.
-const SINCE_MS: &str = "since_ms";
-/// The newest pruned group and its time: the oldest point that can still be restored.
-const FLOOR_ID: &str = "floor_id";
-const FLOOR_MS: &str = "floor_ms";
-/// Set once the tree the history began with is kept in the base ([`fill_base`]).
-const BASE_DONE: &str = "base_done";
+/// The state's table of small values (`state::META`): the counters live there.
+const STATE_META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const COUNTERS: &str = "history";
+
+/// The history's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Counters {
+    next_id: u64,
+    /// Bytes kept: groups and stored content.
+    kept: u64,
+    /// The bytes of the content the base refers to (per base entry; content two entries share
+    /// counts twice): what `max_mb` does not count, since no point can be restored without it.
+    base_bytes: u64,
+    /// When the history began (ms): the tree's state before that is not kept.
+    since_ms: u64,
+    /// The newest pruned group and its time: the oldest point that can still be restored.
+    floor_id: u64,
+    floor_ms: u64,
+    /// The tree the history began with is kept in the base ([`fill_base`]).
+    base_done: bool,
+}
+
+impl Counters {
+    fn load(txn: &WriteTransaction) -> Result<Counters, redb::Error> {
+        let meta = txn.open_table(STATE_META)?;
+        let c = meta.get(COUNTERS)?.map(|v| Counters::decode(v.value()));
+        c.unwrap_or(Ok(Counters::default()))
+    }
+
+    fn read(txn: &ReadTransaction) -> Result<Counters, redb::Error> {
+        match txn.open_table(STATE_META) {
+            Ok(meta) => {
+                let c = meta.get(COUNTERS)?.map(|v| Counters::decode(v.value()));
+                c.unwrap_or(Ok(Counters::default()))
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Counters::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Counters, redb::Error> {
+        crate::cbor::decode(bytes).map_err(|e| corrupted(format!("history counters: {e}")))
+    }
+
+    fn store(&self, txn: &WriteTransaction) -> Result<(), redb::Error> {
+        let mut meta = txn.open_table(STATE_META)?;
+        meta.insert(COUNTERS, crate::cbor::encode(self).as_slice())?;
+        Ok(())
+    }
+}
 
 /// Content at least this long is stored deflated when that makes it smaller.
 const DEFLATE_FROM: usize = 64;
@@ -121,12 +164,34 @@ pub struct Group {
     pub changes: Vec<Change>,
 }
 
-/// How a blob's bytes are stored: the first byte says, the rest is the content so encoded.
+/// How a blob's content is stored: the first byte (after the reference count) says, the rest
+/// is the content so encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Blob {
     Plain = 0,
     Deflate = 1,
+    /// Referred to by a change whose content was not at hand: nothing kept (yet).
+    Missing = 0xff,
+}
+
+/// The reference count at the start of a blob's value.
+const REFS_LEN: usize = 4;
+
+fn refs_of(value: &[u8]) -> u32 {
+    u32::from_le_bytes(value[..REFS_LEN].try_into().unwrap_or_default())
+}
+
+fn is_missing(value: &[u8]) -> bool {
+    value.get(REFS_LEN) == Some(&(Blob::Missing as u8))
+}
+
+/// A blob's value: `refs`, then `stored` (a [`stored_form`], or the `Missing` byte).
+fn blob_value(refs: u32, stored: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(REFS_LEN + stored.len());
+    v.extend_from_slice(&refs.to_le_bytes());
+    v.extend_from_slice(stored);
+    v
 }
 
 fn stored_form(bytes: &[u8]) -> Vec<u8> {
@@ -170,58 +235,55 @@ fn corrupted(what: String) -> redb::Error {
     redb::StorageError::Corrupted(what).into()
 }
 
-fn from_stored(stored: &[u8]) -> Result<Vec<u8>, redb::Error> {
-    match stored.split_first() {
-        Some((&b, rest)) if b == Blob::Plain as u8 => Ok(rest.to_vec()),
+/// The content a blob's value holds (`None`: `Missing`).
+fn from_stored(value: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
+    if is_missing(value) {
+        return Ok(None);
+    }
+    match value.get(REFS_LEN..).unwrap_or_default().split_first() {
+        Some((&b, rest)) if b == Blob::Plain as u8 => Ok(Some(rest.to_vec())),
         Some((&b, rest)) if b == Blob::Deflate as u8 => {
             miniz_oxide::inflate::decompress_to_vec_with_limit(
                 rest,
                 crate::delta::MAX_FILE_SIZE as usize,
             )
+            .map(Some)
             .map_err(|e| corrupted(format!("history content does not inflate: {e:?}")))
         }
         _ => Err(corrupted("history content of an unknown kind".into())),
     }
 }
 
-/// Keep `bytes` under `sha` unless already kept, and count one more reference to it; returns
-/// the bytes added.
+/// Count one more reference to `sha`, keeping `bytes` as its content unless kept already;
+/// returns the bytes added.
 fn keep(
     blobs: &mut redb::Table<&Sha, &[u8]>,
-    refs: &mut redb::Table<&Sha, u64>,
     sha: &Sha,
     bytes: Option<&[u8]>,
 ) -> Result<u64, redb::Error> {
-    let n = refs.get(sha)?.map_or(0, |v| v.value());
-    refs.insert(sha, n + 1)?;
-    match bytes {
-        Some(bytes) if blobs.get(sha)?.is_none() => {
-            let stored = stored_form(bytes);
-            blobs.insert(sha, stored.as_slice())?;
-            Ok(stored.len() as u64)
-        }
-        _ => Ok(0),
-    }
+    let old = blobs.get(sha)?.map(|v| v.value().to_vec());
+    let value = match (&old, bytes) {
+        (Some(v), Some(b)) if is_missing(v) => blob_value(refs_of(v) + 1, &stored_form(b)),
+        (Some(v), _) => blob_value(refs_of(v) + 1, &v[REFS_LEN..]),
+        (None, Some(b)) => blob_value(1, &stored_form(b)),
+        (None, None) => blob_value(1, &[Blob::Missing as u8]),
+    };
+    blobs.insert(sha, value.as_slice())?;
+    Ok((value.len() as u64).saturating_sub(old.map_or(0, |v| v.len() as u64)))
 }
 
 /// One reference fewer to `sha`; the content goes with the last. Returns the bytes freed.
-fn release(
-    blobs: &mut redb::Table<&Sha, &[u8]>,
-    refs: &mut redb::Table<&Sha, u64>,
-    sha: &Sha,
-) -> Result<u64, redb::Error> {
-    let n = refs.get(sha)?.map_or(0, |v| v.value());
-    if n > 1 {
-        refs.insert(sha, n - 1)?;
+fn release(blobs: &mut redb::Table<&Sha, &[u8]>, sha: &Sha) -> Result<u64, redb::Error> {
+    let Some(old) = blobs.get(sha)?.map(|v| v.value().to_vec()) else {
+        return Ok(0);
+    };
+    let refs = refs_of(&old);
+    if refs > 1 {
+        blobs.insert(sha, blob_value(refs - 1, &old[REFS_LEN..]).as_slice())?;
         return Ok(0);
     }
-    refs.remove(sha)?;
-    let freed = blobs.remove(sha)?.map_or(0, |v| v.value().len() as u64);
-    Ok(freed)
-}
-
-fn meta_get(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, redb::Error> {
-    Ok(meta.get(key)?.map_or(0, |v| v.value()))
+    blobs.remove(sha)?;
+    Ok(old.len() as u64)
 }
 
 /// Record `groups` within the caller's transaction (the state's commit), with the content of
@@ -232,32 +294,27 @@ pub fn write(
     groups: &[Group],
     contents: &BTreeMap<Sha, Vec<u8>>,
 ) -> Result<Vec<u64>, redb::Error> {
-    let mut meta = txn.open_table(META)?;
+    let mut n = Counters::load(txn)?;
     let mut table = txn.open_table(GROUPS)?;
     let mut blobs = txn.open_table(BLOBS)?;
-    let mut refs = txn.open_table(REFS)?;
-    let mut next = meta_get(&meta, NEXT_ID)?.max(1);
-    let mut kept = meta_get(&meta, KEPT_BYTES)?;
-    if meta.get(SINCE_MS)?.is_none() {
-        let first = groups
-            .first()
-            .map_or_else(crate::clock::now_ms, |g| g.time_ms);
-        meta.insert(SINCE_MS, first)?;
+    n.next_id = n.next_id.max(1);
+    if n.since_ms == 0 {
+        n.since_ms = (groups.first()).map_or_else(crate::clock::now_ms, |g| g.time_ms);
     }
     let mut ids = Vec::with_capacity(groups.len());
     for group in groups {
         for c in group.changes.iter().filter(|c| !c.deleted) {
             let bytes = contents.get(&c.sha256).map(Vec::as_slice);
-            kept += keep(&mut blobs, &mut refs, &c.sha256, bytes)?;
+            n.kept += keep(&mut blobs, &c.sha256, bytes)?;
         }
         let encoded = crate::cbor::encode(group);
-        kept += encoded.len() as u64;
-        table.insert(next, encoded.as_slice())?;
-        ids.push(next);
-        next += 1;
+        n.kept += encoded.len() as u64;
+        table.insert(n.next_id, encoded.as_slice())?;
+        ids.push(n.next_id);
+        n.next_id += 1;
     }
-    meta.insert(NEXT_ID, next)?;
-    meta.insert(KEPT_BYTES, kept)?;
+    drop((table, blobs));
+    n.store(txn)?;
     Ok(ids)
 }
 
@@ -267,47 +324,49 @@ pub fn keep_content(
     txn: &WriteTransaction,
     contents: &[(Sha, Vec<u8>)],
 ) -> Result<(), redb::Error> {
-    let mut meta = txn.open_table(META)?;
+    let mut n = Counters::load(txn)?;
     let mut blobs = txn.open_table(BLOBS)?;
-    let mut kept = meta_get(&meta, KEPT_BYTES)?;
     for (sha, bytes) in contents {
-        if blobs.get(sha)?.is_none() {
-            let stored = stored_form(bytes);
-            kept += stored.len() as u64;
-            blobs.insert(sha, stored.as_slice())?;
-        }
+        let old = blobs.get(sha)?.map(|v| v.value().to_vec());
+        let refs = match &old {
+            Some(v) if !is_missing(v) => continue,
+            Some(v) => refs_of(v),
+            None => 0,
+        };
+        let value = blob_value(refs, &stored_form(bytes));
+        n.kept = (n.kept + value.len() as u64).saturating_sub(old.map_or(0, |v| v.len() as u64));
+        blobs.insert(sha, value.as_slice())?;
     }
-    meta.insert(KEPT_BYTES, kept)?;
-    Ok(())
+    drop(blobs);
+    n.store(txn)
 }
 
 /// Drop content nothing refers to: kept ahead for an apply that never completed. Returns how
 /// many were dropped. Run where no apply is between its intent and its record (the daemon's
 /// start, under the state lock).
 pub fn sweep(txn: &WriteTransaction) -> Result<usize, redb::Error> {
-    let mut meta = txn.open_table(META)?;
+    let mut n = Counters::load(txn)?;
     let mut blobs = txn.open_table(BLOBS)?;
-    let refs = txn.open_table(REFS)?;
     let mut orphans = Vec::new();
     for row in blobs.iter()? {
-        let (sha, stored) = row?;
-        if refs.get(sha.value())?.is_none() {
-            orphans.push((*sha.value(), stored.value().len() as u64));
+        let (sha, value) = row?;
+        if refs_of(value.value()) == 0 {
+            orphans.push((*sha.value(), value.value().len() as u64));
         }
     }
-    let mut kept = meta_get(&meta, KEPT_BYTES)?;
     for (sha, len) in &orphans {
         blobs.remove(sha)?;
-        kept = kept.saturating_sub(*len);
+        n.kept = n.kept.saturating_sub(*len);
     }
-    meta.insert(KEPT_BYTES, kept)?;
+    drop(blobs);
+    n.store(txn)?;
     Ok(orphans.len())
 }
 
 /// Whether the tree the history began with still has to be kept ([`fill_base`]).
 pub fn base_pending(db: &redb::Database) -> Result<bool, redb::Error> {
     let txn = db.begin_read()?;
-    Ok(read_meta(&txn, BASE_DONE)? == 0)
+    Ok(!Counters::read(&txn)?.base_done)
 }
 
 /// Keep files of the tree as it was when the history began (path, content hash, content): the
@@ -318,34 +377,28 @@ pub fn fill_base(
     files: &[(String, Sha, Vec<u8>)],
     done: bool,
 ) -> Result<(), redb::Error> {
-    let mut meta = txn.open_table(META)?;
+    let mut n = Counters::load(txn)?;
     let mut blobs = txn.open_table(BLOBS)?;
-    let mut refs = txn.open_table(REFS)?;
     let mut base = txn.open_table(BASE)?;
-    let mut kept = meta_get(&meta, KEPT_BYTES)?;
-    if meta.get(SINCE_MS)?.is_none() {
-        meta.insert(SINCE_MS, crate::clock::now_ms())?;
+    if n.since_ms == 0 {
+        n.since_ms = crate::clock::now_ms();
     }
     for (path, sha, bytes) in files {
         if base.get(path.as_str())?.is_some() {
             continue;
         }
-        kept += keep(&mut blobs, &mut refs, sha, Some(bytes))?;
+        n.kept += keep(&mut blobs, sha, Some(bytes))?;
+        n.base_bytes += blob_len(&blobs, sha)?;
         base.insert(path.as_str(), sha)?;
     }
-    if done {
-        meta.insert(BASE_DONE, 1)?;
-    }
-    meta.insert(KEPT_BYTES, kept)?;
-    Ok(())
+    n.base_done |= done;
+    drop((blobs, base));
+    n.store(txn)
 }
 
-fn read_meta(txn: &ReadTransaction, key: &str) -> Result<u64, redb::Error> {
-    match txn.open_table(META) {
-        Ok(t) => meta_get(&t, key),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+/// The stored length of the content under `sha` (0: not kept).
+fn blob_len(blobs: &redb::Table<&Sha, &[u8]>, sha: &Sha) -> Result<u64, redb::Error> {
+    Ok(blobs.get(sha)?.map_or(0, |v| v.value().len() as u64))
 }
 
 fn decode_group(id: u64, bytes: &[u8]) -> Result<Group, redb::Error> {
@@ -425,10 +478,10 @@ pub fn content(db: &redb::Database, sha256: &Sha) -> Result<Option<Vec<u8>>, red
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let Some(stored) = blobs.get(sha256)? else {
+    let Some(value) = blobs.get(sha256)? else {
         return Ok(None);
     };
-    from_stored(stored.value()).map(Some)
+    from_stored(value.value())
 }
 
 /// How long and how much to keep.
@@ -440,17 +493,16 @@ pub struct Retention {
     pub max_groups: u64,
 }
 
-/// Drop the oldest groups while one is older than the retention allows or more bytes or
-/// groups are kept than it allows, at most `limit` of them; each dropped group is folded into
-/// the base, and content nothing refers to any more goes. One transaction, committed by the
-/// caller. Returns how many groups were dropped.
+/// Drop the oldest groups while one is older than the retention allows or more bytes (beyond
+/// the base's, which every kept point needs) or groups are kept than it allows, at most
+/// `limit` of them; each dropped group is folded into the base, and content nothing refers to
+/// any more goes. One transaction, committed by the caller. Returns how many groups were
+/// dropped.
 pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<usize, redb::Error> {
-    let mut meta = txn.open_table(META)?;
+    let mut n = Counters::load(txn)?;
     let mut groups = txn.open_table(GROUPS)?;
     let mut blobs = txn.open_table(BLOBS)?;
-    let mut refs = txn.open_table(REFS)?;
     let mut base = txn.open_table(BASE)?;
-    let mut kept = meta_get(&meta, KEPT_BYTES)?;
     let mut count = groups.len()?;
     let mut dropped = 0;
     while dropped < limit {
@@ -460,12 +512,16 @@ pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<u
             break;
         };
         let group = decode_group(id, &stored)?;
-        if group.time_ms >= keep.oldest_ms && kept <= keep.max_bytes && count <= keep.max_groups {
+        let beyond_base = n.kept.saturating_sub(n.base_bytes);
+        if group.time_ms >= keep.oldest_ms
+            && beyond_base <= keep.max_bytes
+            && count <= keep.max_groups
+        {
             break;
         }
         groups.remove(id)?;
         count -= 1;
-        kept = kept.saturating_sub(stored.len() as u64);
+        n.kept = n.kept.saturating_sub(stored.len() as u64);
         // The base now holds the tree as this group left it: its versions move there (their
         // references with them), and what they replaced in the base is released.
         for c in &group.changes {
@@ -474,16 +530,18 @@ pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<u
                 base.remove(c.path.as_str())?;
             } else {
                 base.insert(c.path.as_str(), &c.sha256)?;
+                n.base_bytes += blob_len(&blobs, &c.sha256)?;
             }
             if let Some(old) = old {
-                kept = kept.saturating_sub(release(&mut blobs, &mut refs, &old)?);
+                n.base_bytes = n.base_bytes.saturating_sub(blob_len(&blobs, &old)?);
+                n.kept = n.kept.saturating_sub(release(&mut blobs, &old)?);
             }
         }
-        meta.insert(FLOOR_ID, id)?;
-        meta.insert(FLOOR_MS, group.time_ms)?;
+        (n.floor_id, n.floor_ms) = (id, group.time_ms);
         dropped += 1;
     }
-    meta.insert(KEPT_BYTES, kept)?;
+    drop((groups, blobs, base));
+    n.store(txn)?;
     Ok(dropped)
 }
 
@@ -492,6 +550,9 @@ pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<u
 pub struct Extent {
     /// Bytes kept (groups and content).
     pub bytes: u64,
+    /// Of those, the content of the tree at the oldest point (which `max_mb` does not count).
+    #[serde(default)]
+    pub base_bytes: u64,
     pub groups: u64,
     /// The oldest point that can be restored: the newest pruned group (0: none pruned).
     pub floor_id: u64,
@@ -503,20 +564,21 @@ pub struct Extent {
 
 pub fn extent(db: &redb::Database) -> Result<Extent, redb::Error> {
     let txn = db.begin_read()?;
-    let floor_ms = read_meta(&txn, FLOOR_MS)?;
+    let n = Counters::read(&txn)?;
     let (groups, newest_id) = match txn.open_table(GROUPS) {
         Ok(t) => (t.len()?, t.last()?.map_or(0, |(id, _)| id.value())),
         Err(redb::TableError::TableDoesNotExist(_)) => (0, 0),
         Err(e) => return Err(e.into()),
     };
     Ok(Extent {
-        bytes: read_meta(&txn, KEPT_BYTES)?,
+        bytes: n.kept,
+        base_bytes: n.base_bytes,
         groups,
-        floor_id: read_meta(&txn, FLOOR_ID)?,
-        oldest_ms: if floor_ms > 0 {
-            floor_ms
+        floor_id: n.floor_id,
+        oldest_ms: if n.floor_ms > 0 {
+            n.floor_ms
         } else {
-            read_meta(&txn, SINCE_MS)?
+            n.since_ms
         },
         newest_id,
     })
@@ -715,8 +777,13 @@ mod tests {
             (1, 10, 3, 4)
         );
         assert_eq!(prune_to(&db, 0, u64::MAX), 0, "within both limits");
-        let all = kept_bytes(&db).unwrap();
-        assert_eq!(prune_to(&db, 0, all - 1), 1, "one group over the size");
+        let e = extent(&db).unwrap();
+        let beyond_base = e.bytes - e.base_bytes;
+        assert_eq!(
+            prune_to(&db, 0, beyond_base - 1),
+            1,
+            "one group over the size"
+        );
         assert_eq!(content(&db, &sha(b"<a1/>")).unwrap(), None);
         assert!(
             content(&db, &sha(b"<a2/>")).unwrap().is_some(),
@@ -735,7 +802,35 @@ mod tests {
         assert!(content(&db, &sha(b"<a2/>")).unwrap().is_some());
         let e = extent(&db).unwrap();
         assert_eq!((e.groups, e.floor_id, e.oldest_ms), (0, 4, 40));
-        assert_eq!(e.bytes, 6, "only <a2/> left, stored plain");
+        // 4 bytes of references, 1 of kind, 5 of content.
+        assert_eq!(
+            (e.bytes, e.base_bytes),
+            (10, 10),
+            "only <a2/> left, stored plain"
+        );
+    }
+
+    /// `max_bytes` counts what the history keeps beyond the base: a tree bigger than it does
+    /// not make every prune drop every change.
+    #[test]
+    fn a_base_bigger_than_the_size_limit_leaves_the_changes_within_it() {
+        let db = db();
+        let big: String = (0..4000).map(|i| format!("<l{i}/>")).collect();
+        base(&db, &[("big.xml", &big)]);
+        record(&db, &change(10, "a.xml", None, Some("<a1/>")));
+        record(&db, &change(20, "a.xml", Some("<a1/>"), Some("<a2/>")));
+        let e = extent(&db).unwrap();
+        assert!(e.base_bytes > 1000 && e.bytes > e.base_bytes, "{e:?}");
+        let changes = e.bytes - e.base_bytes;
+        assert_eq!(
+            prune_to(&db, 0, changes),
+            0,
+            "within the limit beyond the base"
+        );
+        assert_eq!(prune_to(&db, 0, changes - 1), 1);
+        // Group 1 folded into the base: a.xml's <a1/> now counts as base.
+        let e2 = extent(&db).unwrap();
+        assert_eq!(e2.base_bytes, e.base_bytes + 10, "{e2:?}");
     }
 
     /// The tree at a point: each path a later group changed, with what the first of those
@@ -819,10 +914,32 @@ mod tests {
         txn.commit().unwrap();
         assert_eq!(content(&db, &sha(b"<used/>")).unwrap().unwrap(), b"<used/>");
         assert_eq!(content(&db, &sha(b"<never/>")).unwrap(), None);
-        let group_bytes = kept_bytes(&db).unwrap() - 8;
+        let group_bytes = kept_bytes(&db).unwrap() - 12;
         assert!(
             group_bytes < 300,
-            "<used/> (8 bytes) and one group: {group_bytes}"
+            "<used/> (12 bytes stored) and one group: {group_bytes}"
+        );
+    }
+
+    /// A change recorded without its content holds its reference all the same: content a later
+    /// change brings stays while that later change is kept, whichever is pruned first.
+    #[test]
+    fn content_that_arrives_after_a_change_referring_to_it_is_counted_once_for_each() {
+        let db = db();
+        let mut first = change(10, "a.xml", None, Some("<x/>"));
+        first.contents.clear();
+        record(&db, &first);
+        assert_eq!(content(&db, &sha(b"<x/>")).unwrap(), None, "not at hand");
+        record(&db, &change(20, "b.xml", None, Some("<x/>")));
+        assert_eq!(content(&db, &sha(b"<x/>")).unwrap().unwrap(), b"<x/>");
+        assert_eq!(prune_to(&db, 15, u64::MAX), 1);
+        // Group 1 folded into the base: the base and group 2 both refer to <x/>.
+        assert_eq!(content(&db, &sha(b"<x/>")).unwrap().unwrap(), b"<x/>");
+        assert_eq!(prune_to(&db, u64::MAX, u64::MAX), 1);
+        assert_eq!(
+            content(&db, &sha(b"<x/>")).unwrap().unwrap(),
+            b"<x/>",
+            "the base's"
         );
     }
 
