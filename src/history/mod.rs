@@ -7,17 +7,20 @@
 //! a crash never leaves an acknowledged change out of the history, nor a change in it that was
 //! not recorded. Tables:
 //! - `history_groups`: group id (increasing) → CBOR [`Group`];
-//! - `history_blobs`: SHA-256 → how many kept changes and base entries refer to it (so that
-//!   pruning frees the content nothing needs any more without a sweep) and the content
-//!   ([`Blob`]: deflated when that is smaller), once however many versions share it;
+//! - `history_index`: SHA-256 → where its content is and how many kept changes and base
+//!   entries refer to it (so that pruning frees the content nothing needs any more without a
+//!   sweep);
+//! - `history_content`: content id → the content ([`Blob`]: deflated when that is smaller),
+//!   once however many versions share it;
 //! - `history_base`: path → SHA-256 of its content at the oldest point kept: the tree when the
 //!   history began ([`fill_base`]), then each pruned group folded in ([`prune`]). With it every
 //!   version a kept change replaced is still here, so any kept point can be restored;
 //! - its counters (the next group id, the bytes kept, where the history begins) under the key
 //!   `history` of the state's own table of small values, which every commit writes anyway.
 //!
-//! Recording so adds two tables to a commit (each a B-tree of its own, whose path to the root
-//! the commit copies).
+//! Recording so adds three tables to a commit: the groups and the content, both appended at
+//! their trees' ends, and the index, whose random keys are the price of keeping each content
+//! once (its entries are small, so they touch few pages).
 //!
 //! The tree at point P (after group P) differs from today's only at the paths a later group
 //! changed, and each such path held there what the first of those changes found
@@ -37,8 +40,13 @@ pub mod view;
 pub type Sha = [u8; 32];
 
 const GROUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("history_groups");
-/// SHA-256 → references (u32, little-endian) then the stored content ([`Blob`]).
-const BLOBS: TableDefinition<&Sha, &[u8]> = TableDefinition::new("history_blobs");
+/// SHA-256 → (content id, references). Small entries: the random keys of a batch of new
+/// content touch few pages of this tree.
+const INDEX: TableDefinition<&Sha, (u64, u32)> = TableDefinition::new("history_index");
+/// Content id → the content ([`Blob`]). Ids increase, so new content is appended at the end of
+/// this tree instead of rewriting pages all over it (content keyed by its hash made a
+/// 10,000-change catch-up 29 % slower, BENCHMARKS.md "History").
+const CONTENT: TableDefinition<u64, &[u8]> = TableDefinition::new("history_content");
 const BASE: TableDefinition<&str, &Sha> = TableDefinition::new("history_base");
 /// The state's table of small values (`state::META`): the counters live there.
 const STATE_META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -48,6 +56,9 @@ const COUNTERS: &str = "history";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Counters {
     next_id: u64,
+    /// The next content id.
+    #[serde(default)]
+    next_content: u64,
     /// Bytes kept: groups and stored content.
     kept: u64,
     /// The bytes of the content the base refers to (per base entry; content two entries share
@@ -164,34 +175,87 @@ pub struct Group {
     pub changes: Vec<Change>,
 }
 
-/// How a blob's content is stored: the first byte (after the reference count) says, the rest
-/// is the content so encoded.
+/// How content is stored: the first byte says, the rest is the content so encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Blob {
     Plain = 0,
     Deflate = 1,
-    /// Referred to by a change whose content was not at hand: nothing kept (yet).
-    Missing = 0xff,
 }
 
-/// The reference count at the start of a blob's value.
-const REFS_LEN: usize = 4;
-
-fn refs_of(value: &[u8]) -> u32 {
-    u32::from_le_bytes(value[..REFS_LEN].try_into().unwrap_or_default())
+/// A change's content in the history: where it is (`history_content`), and how many kept
+/// changes and base entries refer to it; the last one released frees it.
+struct Blobs<'t> {
+    index: redb::Table<'t, &'static Sha, (u64, u32)>,
+    content: redb::Table<'t, u64, &'static [u8]>,
 }
 
-fn is_missing(value: &[u8]) -> bool {
-    value.get(REFS_LEN) == Some(&(Blob::Missing as u8))
-}
+impl<'t> Blobs<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Blobs<'t>, redb::Error> {
+        Ok(Blobs {
+            index: txn.open_table(INDEX)?,
+            content: txn.open_table(CONTENT)?,
+        })
+    }
 
-/// A blob's value: `refs`, then `stored` (a [`stored_form`], or the `Missing` byte).
-fn blob_value(refs: u32, stored: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(REFS_LEN + stored.len());
-    v.extend_from_slice(&refs.to_le_bytes());
-    v.extend_from_slice(stored);
-    v
+    /// Store `bytes` under a new id; returns the id and the bytes added.
+    fn put(&mut self, n: &mut Counters, bytes: &[u8]) -> Result<(u64, u64), redb::Error> {
+        n.next_content = n.next_content.max(1);
+        let id = n.next_content;
+        n.next_content += 1;
+        let stored = stored_form(bytes);
+        self.content.insert(id, stored.as_slice())?;
+        Ok((id, stored.len() as u64))
+    }
+
+    /// Count `add` more references to `sha` (0: content kept ahead of its changes), keeping
+    /// `bytes` as its content unless kept already (id 0: a change whose content was not at
+    /// hand); returns the bytes added.
+    fn keep(
+        &mut self,
+        n: &mut Counters,
+        sha: &Sha,
+        bytes: Option<&[u8]>,
+        add: u32,
+    ) -> Result<u64, redb::Error> {
+        let (mut id, refs) = self.index.get(sha)?.map_or((0, 0), |v| v.value());
+        let mut added = 0;
+        if let (0, Some(b)) = (id, bytes) {
+            (id, added) = self.put(n, b)?;
+        }
+        if (id, refs + add) != (0, 0) {
+            self.index.insert(sha, (id, refs + add))?;
+        }
+        Ok(added)
+    }
+
+    /// One reference fewer to `sha`; the content goes with the last. Returns the bytes freed.
+    fn release(&mut self, sha: &Sha) -> Result<u64, redb::Error> {
+        let Some((id, refs)) = self.index.get(sha)?.map(|v| v.value()) else {
+            return Ok(0);
+        };
+        if refs > 1 {
+            self.index.insert(sha, (id, refs - 1))?;
+            return Ok(0);
+        }
+        self.index.remove(sha)?;
+        self.drop_content(id)
+    }
+
+    fn drop_content(&mut self, id: u64) -> Result<u64, redb::Error> {
+        Ok(self
+            .content
+            .remove(id)?
+            .map_or(0, |v| v.value().len() as u64))
+    }
+
+    /// The stored length of `sha`'s content (0: not kept).
+    fn len(&self, sha: &Sha) -> Result<u64, redb::Error> {
+        let Some((id, _)) = self.index.get(sha)?.map(|v| v.value()) else {
+            return Ok(0);
+        };
+        Ok(self.content.get(id)?.map_or(0, |v| v.value().len() as u64))
+    }
 }
 
 fn stored_form(bytes: &[u8]) -> Vec<u8> {
@@ -235,55 +299,19 @@ fn corrupted(what: String) -> redb::Error {
     redb::StorageError::Corrupted(what).into()
 }
 
-/// The content a blob's value holds (`None`: `Missing`).
-fn from_stored(value: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
-    if is_missing(value) {
-        return Ok(None);
-    }
-    match value.get(REFS_LEN..).unwrap_or_default().split_first() {
-        Some((&b, rest)) if b == Blob::Plain as u8 => Ok(Some(rest.to_vec())),
+/// The content a stored form holds.
+fn from_stored(stored: &[u8]) -> Result<Vec<u8>, redb::Error> {
+    match stored.split_first() {
+        Some((&b, rest)) if b == Blob::Plain as u8 => Ok(rest.to_vec()),
         Some((&b, rest)) if b == Blob::Deflate as u8 => {
             miniz_oxide::inflate::decompress_to_vec_with_limit(
                 rest,
                 crate::delta::MAX_FILE_SIZE as usize,
             )
-            .map(Some)
             .map_err(|e| corrupted(format!("history content does not inflate: {e:?}")))
         }
         _ => Err(corrupted("history content of an unknown kind".into())),
     }
-}
-
-/// Count one more reference to `sha`, keeping `bytes` as its content unless kept already;
-/// returns the bytes added.
-fn keep(
-    blobs: &mut redb::Table<&Sha, &[u8]>,
-    sha: &Sha,
-    bytes: Option<&[u8]>,
-) -> Result<u64, redb::Error> {
-    let old = blobs.get(sha)?.map(|v| v.value().to_vec());
-    let value = match (&old, bytes) {
-        (Some(v), Some(b)) if is_missing(v) => blob_value(refs_of(v) + 1, &stored_form(b)),
-        (Some(v), _) => blob_value(refs_of(v) + 1, &v[REFS_LEN..]),
-        (None, Some(b)) => blob_value(1, &stored_form(b)),
-        (None, None) => blob_value(1, &[Blob::Missing as u8]),
-    };
-    blobs.insert(sha, value.as_slice())?;
-    Ok((value.len() as u64).saturating_sub(old.map_or(0, |v| v.len() as u64)))
-}
-
-/// One reference fewer to `sha`; the content goes with the last. Returns the bytes freed.
-fn release(blobs: &mut redb::Table<&Sha, &[u8]>, sha: &Sha) -> Result<u64, redb::Error> {
-    let Some(old) = blobs.get(sha)?.map(|v| v.value().to_vec()) else {
-        return Ok(0);
-    };
-    let refs = refs_of(&old);
-    if refs > 1 {
-        blobs.insert(sha, blob_value(refs - 1, &old[REFS_LEN..]).as_slice())?;
-        return Ok(0);
-    }
-    blobs.remove(sha)?;
-    Ok(old.len() as u64)
 }
 
 /// Record `groups` within the caller's transaction (the state's commit), with the content of
@@ -296,7 +324,7 @@ pub fn write(
 ) -> Result<Vec<u64>, redb::Error> {
     let mut n = Counters::load(txn)?;
     let mut table = txn.open_table(GROUPS)?;
-    let mut blobs = txn.open_table(BLOBS)?;
+    let mut blobs = Blobs::open(txn)?;
     n.next_id = n.next_id.max(1);
     if n.since_ms == 0 {
         n.since_ms = (groups.first()).map_or_else(crate::clock::now_ms, |g| g.time_ms);
@@ -305,7 +333,7 @@ pub fn write(
     for group in groups {
         for c in group.changes.iter().filter(|c| !c.deleted) {
             let bytes = contents.get(&c.sha256).map(Vec::as_slice);
-            n.kept += keep(&mut blobs, &c.sha256, bytes)?;
+            n.kept += blobs.keep(&mut n, &c.sha256, bytes, 1)?;
         }
         let encoded = crate::cbor::encode(group);
         n.kept += encoded.len() as u64;
@@ -325,17 +353,9 @@ pub fn keep_content(
     contents: &[(Sha, Vec<u8>)],
 ) -> Result<(), redb::Error> {
     let mut n = Counters::load(txn)?;
-    let mut blobs = txn.open_table(BLOBS)?;
+    let mut blobs = Blobs::open(txn)?;
     for (sha, bytes) in contents {
-        let old = blobs.get(sha)?.map(|v| v.value().to_vec());
-        let refs = match &old {
-            Some(v) if !is_missing(v) => continue,
-            Some(v) => refs_of(v),
-            None => 0,
-        };
-        let value = blob_value(refs, &stored_form(bytes));
-        n.kept = (n.kept + value.len() as u64).saturating_sub(old.map_or(0, |v| v.len() as u64));
-        blobs.insert(sha, value.as_slice())?;
+        n.kept += blobs.keep(&mut n, sha, Some(bytes), 0)?;
     }
     drop(blobs);
     n.store(txn)
@@ -346,17 +366,17 @@ pub fn keep_content(
 /// start, under the state lock).
 pub fn sweep(txn: &WriteTransaction) -> Result<usize, redb::Error> {
     let mut n = Counters::load(txn)?;
-    let mut blobs = txn.open_table(BLOBS)?;
+    let mut blobs = Blobs::open(txn)?;
     let mut orphans = Vec::new();
-    for row in blobs.iter()? {
-        let (sha, value) = row?;
-        if refs_of(value.value()) == 0 {
-            orphans.push((*sha.value(), value.value().len() as u64));
+    for row in blobs.index.iter()? {
+        let (sha, v) = row?;
+        if v.value().1 == 0 {
+            orphans.push((*sha.value(), v.value().0));
         }
     }
-    for (sha, len) in &orphans {
-        blobs.remove(sha)?;
-        n.kept = n.kept.saturating_sub(*len);
+    for (sha, id) in &orphans {
+        blobs.index.remove(sha)?;
+        n.kept = n.kept.saturating_sub(blobs.drop_content(*id)?);
     }
     drop(blobs);
     n.store(txn)?;
@@ -378,7 +398,7 @@ pub fn fill_base(
     done: bool,
 ) -> Result<(), redb::Error> {
     let mut n = Counters::load(txn)?;
-    let mut blobs = txn.open_table(BLOBS)?;
+    let mut blobs = Blobs::open(txn)?;
     let mut base = txn.open_table(BASE)?;
     if n.since_ms == 0 {
         n.since_ms = crate::clock::now_ms();
@@ -387,18 +407,13 @@ pub fn fill_base(
         if base.get(path.as_str())?.is_some() {
             continue;
         }
-        n.kept += keep(&mut blobs, sha, Some(bytes))?;
-        n.base_bytes += blob_len(&blobs, sha)?;
+        n.kept += blobs.keep(&mut n, sha, Some(bytes), 1)?;
+        n.base_bytes += blobs.len(sha)?;
         base.insert(path.as_str(), sha)?;
     }
     n.base_done |= done;
     drop((blobs, base));
     n.store(txn)
-}
-
-/// The stored length of the content under `sha` (0: not kept).
-fn blob_len(blobs: &redb::Table<&Sha, &[u8]>, sha: &Sha) -> Result<u64, redb::Error> {
-    Ok(blobs.get(sha)?.map_or(0, |v| v.value().len() as u64))
 }
 
 fn decode_group(id: u64, bytes: &[u8]) -> Result<Group, redb::Error> {
@@ -473,15 +488,21 @@ pub fn group(db: &redb::Database, id: u64) -> Result<Option<Group>, redb::Error>
 /// The content kept under `sha256`, if any.
 pub fn content(db: &redb::Database, sha256: &Sha) -> Result<Option<Vec<u8>>, redb::Error> {
     let txn = db.begin_read()?;
-    let blobs = match txn.open_table(BLOBS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let (index, content) = match (txn.open_table(INDEX), txn.open_table(CONTENT)) {
+        (Ok(i), Ok(c)) => (i, c),
+        (Err(redb::TableError::TableDoesNotExist(_)), _)
+        | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(None),
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     };
-    let Some(value) = blobs.get(sha256)? else {
+    let Some((id, _)) = index.get(sha256)?.map(|v| v.value()) else {
         return Ok(None);
     };
-    from_stored(value.value())
+    let stored = content.get(id)?;
+    let found = match stored {
+        Some(stored) => from_stored(stored.value()).map(Some),
+        None => Ok(None),
+    };
+    found
 }
 
 /// How long and how much to keep.
@@ -501,7 +522,7 @@ pub struct Retention {
 pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<usize, redb::Error> {
     let mut n = Counters::load(txn)?;
     let mut groups = txn.open_table(GROUPS)?;
-    let mut blobs = txn.open_table(BLOBS)?;
+    let mut blobs = Blobs::open(txn)?;
     let mut base = txn.open_table(BASE)?;
     let mut count = groups.len()?;
     let mut dropped = 0;
@@ -530,11 +551,11 @@ pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<u
                 base.remove(c.path.as_str())?;
             } else {
                 base.insert(c.path.as_str(), &c.sha256)?;
-                n.base_bytes += blob_len(&blobs, &c.sha256)?;
+                n.base_bytes += blobs.len(&c.sha256)?;
             }
             if let Some(old) = old {
-                n.base_bytes = n.base_bytes.saturating_sub(blob_len(&blobs, &old)?);
-                n.kept = n.kept.saturating_sub(release(&mut blobs, &old)?);
+                n.base_bytes = n.base_bytes.saturating_sub(blobs.len(&old)?);
+                n.kept = n.kept.saturating_sub(blobs.release(&old)?);
             }
         }
         (n.floor_id, n.floor_ms) = (id, group.time_ms);
@@ -802,10 +823,10 @@ mod tests {
         assert!(content(&db, &sha(b"<a2/>")).unwrap().is_some());
         let e = extent(&db).unwrap();
         assert_eq!((e.groups, e.floor_id, e.oldest_ms), (0, 4, 40));
-        // 4 bytes of references, 1 of kind, 5 of content.
+        // 1 byte of kind, 5 of content.
         assert_eq!(
             (e.bytes, e.base_bytes),
-            (10, 10),
+            (6, 6),
             "only <a2/> left, stored plain"
         );
     }
@@ -830,7 +851,7 @@ mod tests {
         assert_eq!(prune_to(&db, 0, changes - 1), 1);
         // Group 1 folded into the base: a.xml's <a1/> now counts as base.
         let e2 = extent(&db).unwrap();
-        assert_eq!(e2.base_bytes, e.base_bytes + 10, "{e2:?}");
+        assert_eq!(e2.base_bytes, e.base_bytes + 6, "{e2:?}");
     }
 
     /// The tree at a point: each path a later group changed, with what the first of those
@@ -914,10 +935,10 @@ mod tests {
         txn.commit().unwrap();
         assert_eq!(content(&db, &sha(b"<used/>")).unwrap().unwrap(), b"<used/>");
         assert_eq!(content(&db, &sha(b"<never/>")).unwrap(), None);
-        let group_bytes = kept_bytes(&db).unwrap() - 12;
+        let group_bytes = kept_bytes(&db).unwrap() - 8;
         assert!(
             group_bytes < 300,
-            "<used/> (12 bytes stored) and one group: {group_bytes}"
+            "<used/> (8 bytes stored) and one group: {group_bytes}"
         );
     }
 
