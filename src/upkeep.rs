@@ -1,4 +1,5 @@
-//! The daemon's upkeep of its history (`history`): once, keep the tree the history begins with (the
+//! The daemon's upkeep of its history (`history`): content an unfinished apply kept ahead
+//! and nothing refers to swept at start; once, keep the tree the history begins with (the
 //! base, read from the data directory in slices so no apply waits long), then prune to the
 //! retention at start and every [`PRUNE_EVERY`].
 
@@ -10,6 +11,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often a bootstrapping node looks whether it is done, to begin its history.
+const BOOTSTRAP_POLL: Duration = Duration::from_secs(1);
 /// Files read and kept per transaction of the base (under the state lock).
 const BASE_SLICE: usize = 500;
 /// Groups pruned per transaction (under the state lock).
@@ -36,6 +39,19 @@ pub async fn run(sh: Arc<Shared>, keep: History, mut shutdown: watch::Receiver<b
         }
         Ok(Err(e)) => log::error!("history: {e}"),
         Err(e) => log::error!("history: {e}"),
+    }
+    // A node that bootstraps records nothing of it (`State::records_applies`): its history
+    // begins with the tree the bootstrap made.
+    let mut said = false;
+    while sh.applies && !sh.state.lock().unwrap().synced {
+        if !said {
+            log::info!("history: begins once the bootstrap is done");
+            said = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(BOOTSTRAP_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
     }
     let base = tokio::task::spawn_blocking({
         let sh = sh.clone();

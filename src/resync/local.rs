@@ -120,7 +120,7 @@ pub fn write_batch(sh: &Shared, changes: &[Change]) -> Result<usize, RoundError>
     match slave::write_changes(sh, &mut state, changes, apply::Equal::Rewrite, keep)? {
         Ok(w) => {
             // The content went with the intent (`slave::record_intent`).
-            let history = state.history.then(|| {
+            let history = state.records_applies().then(|| {
                 let paths = w.entries.iter().map(|(p, _)| p.clone()).collect();
                 let kind = crate::history::Kind::Resync;
                 Box::new(crate::history::note::Note::one(&sh.node_id, kind, paths))
@@ -184,7 +184,7 @@ pub fn settle(sh: &Shared, plan: Plan) -> Result<usize, RoundError> {
             log::info!("resync: removed {p}, which no master has");
         }
     }
-    let history = state.history.then(|| {
+    let history = state.records_applies().then(|| {
         let paths = entries.iter().map(|(p, _)| p.clone()).collect();
         let mut note =
             crate::history::note::Note::one(&sh.node_id, crate::history::Kind::Resync, paths);

@@ -294,7 +294,7 @@ pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Resul
             apply::Step::Delete { path, .. } => (path.clone(), None),
         })
         .collect();
-    let history_content = if state.history {
+    let history_content = if state.records_applies() {
         (steps.iter())
             .filter_map(|s| match s {
                 apply::Step::Write { sha256, bytes, .. } => Some((*sha256, bytes.clone())),
@@ -351,7 +351,7 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
     }
     // 4. One journal record: the manifest entries and every origin's new position, and for the
     //    history a group per Delta of the changes it won.
-    let history = state.history.then(|| {
+    let history = state.records_applies().then(|| {
         // The content went with the intent (`record_intent`).
         let mut note = crate::history::note::Note::default();
         for (delta, outcome) in deltas.iter().zip(&batch.outcomes) {

@@ -325,6 +325,13 @@ impl State {
         result
     }
 
+    /// Whether what a Delta or a resync writes here goes into the history: not while the node
+    /// bootstraps (its history begins with the tree the bootstrap made, kept afterwards by
+    /// `upkeep`, instead of every file being a change of its own).
+    pub fn records_applies(&self) -> bool {
+        self.history && self.synced
+    }
+
     /// The state's database, shared: to read the history without holding the state.
     pub fn shared_database(&self) -> Arc<redb::Database> {
         (self.manifest.shared_database()).expect("a state's manifest is stored")

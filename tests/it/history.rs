@@ -108,7 +108,7 @@ fn a_slave_logs_the_edits_of_two_publishers_with_their_origins_and_shows_their_d
     });
 
     let lines = log_json(&site.slave, &[]);
-    // The slave's bootstrap is in its history too (a resync of every file): not an edit.
+    // Only Deltas: the slave's bootstrap is not in its history (the tree it made is its base).
     let origin_of = |path: &str| -> Vec<(u64, String)> {
         (lines.iter())
             .filter(|l| l["path"] == path && l["kind"] == "delta")
