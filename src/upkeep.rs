@@ -105,6 +105,7 @@ pub fn fill_base(sh: &Shared) -> std::io::Result<usize> {
             .collect();
         kept += files.len();
         state.history_txn(|txn| history::fill_base(txn, &files, done))?;
+        state.base_done = done;
         if done || sh.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(kept);
         }

@@ -348,7 +348,7 @@ fn write_history(dir: &Path, groups: u64) {
             });
             id += 1;
         }
-        write(&txn, &batch, &contents).unwrap();
+        write(&txn, &batch, &contents, &Default::default()).unwrap();
         txn.commit().unwrap();
     }
 }

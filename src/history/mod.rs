@@ -208,24 +208,26 @@ impl<'t> Blobs<'t> {
         Ok((id, stored.len() as u64))
     }
 
-    /// Count `add` more references to `sha` (0: content kept ahead of its changes), keeping
-    /// `bytes` as its content unless kept already (id 0: a change whose content was not at
-    /// hand); returns the bytes added.
+    /// Count one more reference to `sha`, keeping its content unless kept already: the
+    /// content kept ahead under `ahead`'s id, else `bytes` (neither: id 0, a change whose
+    /// content was not at hand); returns the bytes added.
     fn keep(
         &mut self,
         n: &mut Counters,
         sha: &Sha,
         bytes: Option<&[u8]>,
-        add: u32,
+        ahead: Option<u64>,
     ) -> Result<u64, redb::Error> {
         let (mut id, refs) = self.index.get(sha)?.map_or((0, 0), |v| v.value());
         let mut added = 0;
-        if let (0, Some(b)) = (id, bytes) {
-            (id, added) = self.put(n, b)?;
+        if id == 0 {
+            match (ahead, bytes) {
+                (Some(a), _) => id = a,
+                (None, Some(b)) => (id, added) = self.put(n, b)?,
+                (None, None) => {}
+            }
         }
-        if (id, refs + add) != (0, 0) {
-            self.index.insert(sha, (id, refs + add))?;
-        }
+        self.index.insert(sha, (id, refs + 1))?;
         Ok(added)
     }
 
@@ -321,6 +323,7 @@ pub fn write(
     txn: &WriteTransaction,
     groups: &[Group],
     contents: &BTreeMap<Sha, Vec<u8>>,
+    ahead: &std::collections::HashMap<Sha, u64>,
 ) -> Result<Vec<u64>, redb::Error> {
     let mut n = Counters::load(txn)?;
     let mut table = txn.open_table(GROUPS)?;
@@ -333,7 +336,8 @@ pub fn write(
     for group in groups {
         for c in group.changes.iter().filter(|c| !c.deleted) {
             let bytes = contents.get(&c.sha256).map(Vec::as_slice);
-            n.kept += blobs.keep(&mut n, &c.sha256, bytes, 1)?;
+            let kept_ahead = ahead.get(&c.sha256).copied();
+            n.kept += blobs.keep(&mut n, &c.sha256, bytes, kept_ahead)?;
         }
         let encoded = crate::cbor::encode(group);
         n.kept += encoded.len() as u64;
@@ -346,19 +350,27 @@ pub fn write(
     Ok(ids)
 }
 
-/// Keep content ahead of the changes that will refer to it (see `Record::history_content`):
-/// stored unless kept already, with no reference yet.
+/// Keep content ahead of the changes that will refer to it (see `Record::history_content`),
+/// unless kept already: appended, not yet in the index (the record of the changes indexes it,
+/// given the ids returned here, so the index is written once). Returns the new content's ids.
 pub fn keep_content(
     txn: &WriteTransaction,
     contents: &[(Sha, Vec<u8>)],
-) -> Result<(), redb::Error> {
+) -> Result<Vec<(Sha, u64)>, redb::Error> {
     let mut n = Counters::load(txn)?;
     let mut blobs = Blobs::open(txn)?;
+    let mut ids = Vec::new();
     for (sha, bytes) in contents {
-        n.kept += blobs.keep(&mut n, sha, Some(bytes), 0)?;
+        if blobs.index.get(sha)?.is_some_and(|v| v.value().0 != 0) {
+            continue;
+        }
+        let (id, added) = blobs.put(&mut n, bytes)?;
+        n.kept += added;
+        ids.push((*sha, id));
     }
     drop(blobs);
-    n.store(txn)
+    n.store(txn)?;
+    Ok(ids)
 }
 
 /// Drop content nothing refers to: kept ahead for an apply that never completed. Returns how
@@ -367,15 +379,18 @@ pub fn keep_content(
 pub fn sweep(txn: &WriteTransaction) -> Result<usize, redb::Error> {
     let mut n = Counters::load(txn)?;
     let mut blobs = Blobs::open(txn)?;
-    let mut orphans = Vec::new();
+    let mut indexed = std::collections::HashSet::new();
     for row in blobs.index.iter()? {
-        let (sha, v) = row?;
-        if v.value().1 == 0 {
-            orphans.push((*sha.value(), v.value().0));
+        indexed.insert(row?.1.value().0);
+    }
+    let mut orphans = Vec::new();
+    for row in blobs.content.iter()? {
+        let id = row?.0.value();
+        if !indexed.contains(&id) {
+            orphans.push(id);
         }
     }
-    for (sha, id) in &orphans {
-        blobs.index.remove(sha)?;
+    for id in &orphans {
         n.kept = n.kept.saturating_sub(blobs.drop_content(*id)?);
     }
     drop(blobs);
@@ -407,7 +422,7 @@ pub fn fill_base(
         if base.get(path.as_str())?.is_some() {
             continue;
         }
-        n.kept += blobs.keep(&mut n, sha, Some(bytes), 1)?;
+        n.kept += blobs.keep(&mut n, sha, Some(bytes), None)?;
         n.base_bytes += blobs.len(sha)?;
         base.insert(path.as_str(), sha)?;
     }
@@ -698,7 +713,7 @@ mod tests {
 
     fn record(db: &redb::Database, p: &Pending) -> Vec<u64> {
         let txn = db.begin_write().unwrap();
-        let ids = write(&txn, &p.groups, &p.contents).unwrap();
+        let ids = write(&txn, &p.groups, &p.contents, &Default::default()).unwrap();
         txn.commit().unwrap();
         ids
     }
@@ -925,11 +940,19 @@ mod tests {
             (sha(b"<used/>"), b"<used/>".to_vec()),
             (sha(b"<never/>"), b"<never/>".to_vec()),
         ];
-        keep_content(&txn, &ahead).unwrap();
+        let ids: std::collections::HashMap<Sha, u64> =
+            keep_content(&txn, &ahead).unwrap().into_iter().collect();
         txn.commit().unwrap();
+        assert_eq!(ids.len(), 2);
+        // Already kept: not kept ahead again.
+        let txn = db.begin_write().unwrap();
         let mut p = change(10, "a.xml", None, Some("<used/>"));
         p.contents.clear();
-        record(&db, &p);
+        write(&txn, &p.groups, &p.contents, &ids).unwrap();
+        txn.commit().unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(keep_content(&txn, &ahead[..1]).unwrap().is_empty());
+        drop(txn);
         let txn = db.begin_write().unwrap();
         assert_eq!(sweep(&txn).unwrap(), 1);
         txn.commit().unwrap();
@@ -971,7 +994,7 @@ mod tests {
         record(&db, &writes(10, &[("a.xml", "<a/>")]));
         let txn = db.begin_write().unwrap();
         let p = writes(20, &[("b.xml", "<b/>")]);
-        write(&txn, &p.groups, &p.contents).unwrap();
+        write(&txn, &p.groups, &p.contents, &Default::default()).unwrap();
         drop(txn);
         assert_eq!(newest(&db, None, 10).unwrap().len(), 1);
         assert_eq!(content(&db, &sha(b"<b/>")).unwrap(), None);

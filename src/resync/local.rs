@@ -176,7 +176,7 @@ pub fn settle(sh: &Shared, plan: Plan) -> Result<usize, RoundError> {
         })
         .collect();
     if !steps.is_empty() {
-        slave::record_intent(&mut state, &steps)?;
+        slave::record_intent(&mut state, &sh.data_dir, &steps)?;
         let _writing = sh.files.blocking_write();
         apply::execute(&sh.data_dir, &steps)?;
         removed += steps.len();

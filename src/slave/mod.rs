@@ -161,7 +161,7 @@ pub fn write_changes(
         .filter(|s| state.manifest.live_entry(s.path()).is_some())
         .map(|s| s.path().to_string())
         .collect();
-    record_intent(state, &steps)?;
+    record_intent(state, &sh.data_dir, &steps)?;
     let mut entries = apply::execute(&sh.data_dir, &steps)?;
     for step in &kept {
         let (path, entry) = match step {
@@ -283,7 +283,11 @@ pub fn record_holes(state: &mut State, found: &[(String, Hole)]) -> std::io::Res
 
 /// Record what `steps` are about to do (see [`Record::intent`]). Nothing to record for an
 /// empty plan.
-pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Result<()> {
+pub fn record_intent(
+    state: &mut State,
+    data_dir: &std::path::Path,
+    steps: &[apply::Step],
+) -> std::io::Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
@@ -304,9 +308,25 @@ pub fn record_intent(state: &mut State, steps: &[apply::Step]) -> std::io::Resul
     } else {
         Vec::new()
     };
+    // Until the history's base is complete (the upkeep keeps it in the background), what the
+    // steps replace is kept as the base's now, read before it is overwritten.
+    let history_base = if state.history && !state.base_done {
+        (steps.iter())
+            .filter_map(|s| {
+                let path = s.path();
+                let held = state.manifest.live_entry(path)?;
+                let bytes = std::fs::read(data_dir.join(path)).ok()?;
+                let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+                (sha == held.sha256).then(|| (path.to_string(), sha, bytes))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     state.commit(Record {
         intent,
         history_content,
+        history_base,
         ..Default::default()
     })
 }

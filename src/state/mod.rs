@@ -83,6 +83,12 @@ pub struct State {
     pub uncommitted: Vec<u64>,
     /// Records' history notes are kept (`[history] enabled`); off until the node says.
     pub history: bool,
+    /// Content an apply's intent kept ahead for the history, by hash: its id, until the record
+    /// of the apply's changes indexes it (`history::keep_content`).
+    ahead: std::collections::HashMap<[u8; 32], u64>,
+    /// The history's base is complete (see `upkeep`): until then an apply keeps what it
+    /// replaces as the base's (`Record::history_base`).
+    pub base_done: bool,
     _lock: File,
 }
 
@@ -158,10 +164,13 @@ impl State {
             holes: node.holes,
             uncommitted: Vec::new(),
             history: false,
+            ahead: Default::default(),
+            base_done: false,
             lacking: Default::default(),
             _lock: lock,
         };
         *state.lacking.lock().unwrap() = holes::describe_holes(&state.holes);
+        state.base_done = crate::history::base_pending(state.database()).is_ok_and(|p| !p);
         // Never reuse a sequence number that an outbox file already carries.
         state.uncommitted = state
             .outbox()
@@ -211,18 +220,29 @@ impl State {
         let path = self.dir.join(DATABASE);
         let mut node = self.node();
         node.apply(&rec);
-        if let Err(e) = self.write(&rec, &node) {
-            // A failed write (a full disk) leaves the database refusing every later operation
-            // until it is reopened; reopening rolls back to the last commit.
-            self.reopen();
-            return Err(e);
+        let ahead = match self.write(&rec, &node) {
+            Ok(ahead) => ahead,
+            Err(e) => {
+                // A failed write (a full disk) leaves the database refusing every later
+                // operation until it is reopened; reopening rolls back to the last commit.
+                self.reopen();
+                self.ahead.clear();
+                return Err(e);
+            }
+        };
+        // Content kept ahead waits for the record of its changes, which indexes what it uses;
+        // what that record leaves is swept at the next start.
+        if rec.history.is_some() {
+            self.ahead.clear();
         }
+        self.ahead.extend(ahead);
         self.apply(rec, node);
         log::trace!("{}: committed", path.display());
         Ok(())
     }
 
-    fn write(&self, rec: &Record, node: &Node) -> io::Result<()> {
+    /// Write `rec` in one transaction; returns the ids of the content it kept ahead.
+    fn write(&self, rec: &Record, node: &Node) -> io::Result<Vec<([u8; 32], u64)>> {
         let path = self.dir.join(DATABASE);
         let err = |what: &str, e: redb::Error| db_error(&path, what, e);
         let db = (self.manifest.database()).expect("a state's manifest is stored");
@@ -236,14 +256,20 @@ impl State {
             let _ = Manifest::write(&txn, half, &[]);
             crate::crashpoint::abort("journal-half");
         }
+        if self.history && !rec.history_base.is_empty() {
+            crate::history::fill_base(&txn, &rec.history_base, false)
+                .map_err(|e| err("write", e))?;
+        }
+        let mut ahead = Vec::new();
         if self.history && !rec.history_content.is_empty() {
-            crate::history::keep_content(&txn, &rec.history_content)
+            ahead = crate::history::keep_content(&txn, &rec.history_content)
                 .map_err(|e| err("write", e))?;
         }
         // Before the manifest changes: each change's group says what the path held until now.
         if let Some(note) = rec.history.as_deref().filter(|_| self.history) {
             let groups = self.groups(rec, note);
-            crate::history::write(&txn, &groups, &note.contents).map_err(|e| err("write", e))?;
+            crate::history::write(&txn, &groups, &note.contents, &self.ahead)
+                .map_err(|e| err("write", e))?;
         }
         Manifest::write(&txn, &rec.entries, &rec.forget).map_err(|e| err("write", e))?;
         {
@@ -258,7 +284,8 @@ impl State {
             }
         }
         put_node(&txn, node).map_err(|e| err("write", e))?;
-        txn.commit().map_err(|e| err("commit", e.into()))
+        txn.commit().map_err(|e| err("commit", e.into()))?;
+        Ok(ahead)
     }
 
     /// The history groups `note` makes of `rec`'s entries: versions, hashes and sizes are the
@@ -312,6 +339,9 @@ impl State {
     ) -> io::Result<T> {
         let path = self.dir.join(DATABASE);
         let err = |what: &str, e: redb::Error| db_error(&path, what, e);
+        // Run between applies (under the state lock): what was kept ahead and not used belongs
+        // to an apply that failed, and a sweep may drop it.
+        self.ahead.clear();
         let result = (|| {
             let mut txn = (self.database().begin_write()).map_err(|e| err("write", e.into()))?;
             txn.set_quick_repair(true);

@@ -53,4 +53,8 @@ pub struct Record {
     /// failed for good) is swept at the next start.
     #[serde(skip)]
     pub history_content: Vec<([u8; 32], Vec<u8>)>,
+    /// Files (path, hash, content) an apply is about to replace while the history's base is
+    /// not complete: kept as the base's (see `history::fill_base`).
+    #[serde(skip)]
+    pub history_base: Vec<(String, [u8; 32], Vec<u8>)>,
 }
