@@ -19,7 +19,7 @@ use super::{decode, Bundle, BundleError};
 use crate::context::Shared;
 use crate::datadir;
 use crate::delta::Op;
-use crate::master::local_edit::{self, EditError};
+use crate::master::local_edit::{self, Edited};
 use crate::reload::GeoServer;
 use crate::slave::apply;
 use crate::state::{Record, State};
@@ -28,35 +28,23 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
-/// What applying a bundle did.
+/// What applying a bundle did: the edit (`written`, `deleted`, `seqs`, `reload` through it).
 #[derive(Debug, Default)]
 pub struct Applied {
-    pub written: usize,
-    pub deleted: usize,
-    /// Deltas this node published it as (empty on a pure slave or when nothing changed).
-    pub seqs: Vec<u64>,
+    pub edited: Edited,
     /// This bundle (or a later one of the same exporting node) was imported before.
     pub already: Option<u64>,
-    /// The first written file GeoServer does not re-read by itself (`reload::need`): `None`
-    /// when this node's GeoServer needs no reload for the import.
-    pub reload: Option<String>,
+}
+
+impl std::ops::Deref for Applied {
+    type Target = Edited;
+    fn deref(&self) -> &Edited {
+        &self.edited
+    }
 }
 
 /// Why a bundle was not applied: refused (nothing written) or a failure while writing.
-#[derive(Debug)]
-pub enum ImportError {
-    Refused(String),
-    Failed(String),
-}
-
-impl std::fmt::Display for ImportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ImportError::Refused(e) => write!(f, "refused: {e}; nothing was written"),
-            ImportError::Failed(e) => write!(f, "failed: {e}"),
-        }
-    }
-}
+pub use crate::master::local_edit::EditError as ImportError;
 
 /// The checks that need nothing but the bundle and this node's configuration.
 pub fn verify(
@@ -160,16 +148,9 @@ pub fn apply(sh: &Shared, bundle: &Bundle, force: bool) -> Result<Applied, Impor
         ..Default::default()
     };
     let history = (h.origin.as_str(), crate::history::Kind::Import);
-    let edited = local_edit::edit(sh, &mut state, &wanted, &bundle.dangling, record, history)
-        .map_err(|e| match e {
-            EditError::Refused(why) => ImportError::Refused(why),
-            EditError::Failed(why) => ImportError::Failed(why),
-        })?;
+    let edited = local_edit::edit(sh, &mut state, &wanted, &bundle.dangling, record, history)?;
     let applied = Applied {
-        written: edited.written,
-        deleted: edited.deleted,
-        seqs: edited.seqs,
-        reload: edited.reload,
+        edited,
         already: None,
     };
     log::info!(

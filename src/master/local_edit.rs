@@ -142,6 +142,15 @@ pub enum EditError {
     Failed(String),
 }
 
+impl std::fmt::Display for EditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EditError::Refused(e) => write!(f, "refused: {e}; nothing was written"),
+            EditError::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
 /// An edit an administrator makes through gscluster (an import, a rollback), under the state
 /// lock: `wanted` (path → new content; `None` deletes) gets one new version of this node, as
 /// if made here; it is written like a Delta (plan, confinement, intent, durable writes,

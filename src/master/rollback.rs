@@ -9,7 +9,7 @@
 //! kept, and — unless forced — when the resulting catalog would refer to objects that do not
 //! exist (named).
 
-use super::local_edit::{self, EditError};
+use super::local_edit;
 use crate::context::Shared;
 use crate::history::{self, view::within, Kind};
 use serde::{Deserialize, Serialize};
@@ -125,10 +125,7 @@ pub fn run(sh: &Shared, req: &Request) -> Result<RolledBack, String> {
         crate::state::Record::default(),
         (&sh.node_id, Kind::Rollback { to }),
     )
-    .map_err(|e| match e {
-        EditError::Refused(why) => format!("refused: {why}; nothing was written"),
-        EditError::Failed(why) => format!("failed: {why}"),
-    })?;
+    .map_err(|e| e.to_string())?;
     let published = match (edited.seqs.first(), edited.seqs.last()) {
         (Some(a), Some(b)) if a == b => format!("; published as Delta {a}"),
         (Some(a), Some(b)) => format!("; published as Deltas {a} to {b}"),
