@@ -58,8 +58,10 @@ pub async fn run(sh: Arc<Shared>, keep: History, mut shutdown: watch::Receiver<b
         move || fill_base(&sh)
     });
     match base.await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => log::info!("history: began with the {n} file(s) of the tree as they are"),
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(n))) => {
+            log::info!("history: began with the {n} file(s) of the tree as they are")
+        }
         Ok(Err(e)) => log::error!("history: cannot keep the tree it begins with: {e}"),
         Err(e) => log::error!("history: {e}"),
     }
@@ -78,13 +80,14 @@ pub async fn run(sh: Arc<Shared>, keep: History, mut shutdown: watch::Receiver<b
     }
 }
 
-/// Keep every replicated file as it is now, unless done before; returns how many were kept.
+/// Keep every replicated file as it is now, unless done before (`None`); returns how many were
+/// kept.
 /// Each slice is read under the state lock, so a file is kept as the manifest has it (a file
 /// that differs is left to its next change).
-pub fn fill_base(sh: &Shared) -> std::io::Result<usize> {
+pub fn fill_base(sh: &Shared) -> std::io::Result<Option<usize>> {
     let db_err = |e: redb::Error| std::io::Error::other(format!("state database: {e}"));
     if !history::base_pending(sh.state.lock().unwrap().database()).map_err(db_err)? {
-        return Ok(0);
+        return Ok(None);
     }
     let mut after: Option<String> = None;
     let mut kept = 0;
@@ -107,7 +110,7 @@ pub fn fill_base(sh: &Shared) -> std::io::Result<usize> {
         state.history_txn(|txn| history::fill_base(txn, &files, done))?;
         state.base_done = done;
         if done || sh.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(kept);
+            return Ok(Some(kept));
         }
     }
 }

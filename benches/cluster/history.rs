@@ -53,7 +53,7 @@ pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
             }
         };
         let mut c = Cluster::start_with(&opts.spec, 23, 1, configure_node);
-        settle(&[&c.master, &c.slaves[0].node]);
+        settle(&[&c.master, &c.slaves[0].node], on);
         let mut changer = Changer::new(c.master_data.path(), &c.catalog.layers);
         let s = change_latency(&c, &mut changer, h.trials);
         report.add(
@@ -104,7 +104,7 @@ pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
             }
         };
         let c = Cluster::start_with(&h.bootstrap, 29, 0, configure_node.clone());
-        settle(&[&c.master]);
+        settle(&[&c.master], on);
         let key = format!("history_{tag}_");
         let who = format!("history {tag}: ");
         let (took, _) = bootstrap_figure(&c, &configure_node, report, &key, &who, None);
@@ -137,10 +137,15 @@ pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
 
 /// Let freshly started nodes finish what a start does (a slave's bootstrap, with the history
 /// on the master's first scan and the tree it keeps as its base) and the disk write back what
-/// the generator and they wrote, before anything is timed: a node quiet in its log for 3 s,
-/// then one `sync`.
-fn settle(nodes: &[&super::support::node::Node]) {
+/// the generator and they wrote, before anything is timed: with the history on, its base
+/// kept; a node quiet in its log for 3 s; then one `sync`.
+fn settle(nodes: &[&super::support::node::Node], on: bool) {
     for node in nodes {
+        let deadline = Instant::now() + TIMEOUT * 5;
+        while on && !node.log_contents().contains("history: began with") {
+            assert!(Instant::now() < deadline, "{}: no base", node.config().id);
+            sleep(Duration::from_millis(100));
+        }
         super::wait_log_quiet(node, Duration::from_secs(3), TIMEOUT * 5);
     }
     let _ = std::process::Command::new("sync").status();
