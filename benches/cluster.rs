@@ -361,6 +361,7 @@ fn quick_opts(
             month_edits: 20,
             log_groups: 2_000,
             bootstrap: tiny_spec(),
+            pairs: 1,
         },
         only,
         binary,
@@ -449,6 +450,7 @@ fn full_opts(
             catchup: (10_000, 20),
             month_edits: 2_000,
             log_groups: 100_000,
+            pairs: 5,
             // 10 × 10 × 100 = 10,000 layers.
             bootstrap: Spec {
                 workspaces: 10,

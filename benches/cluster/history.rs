@@ -6,6 +6,9 @@
 //! save after another) and the history's size after it; and `gscluster log` over a history of
 //! 100,000 changes, written into a state directory with the history's own code.
 //!
+//! Last, the catch-up again, off and on in turn on two clusters alive side by side, `pairs`
+//! times each (`GSCLUSTER_BENCH_HISTORY=pairs` runs only that).
+//!
 //! Only run when named (`GSCLUSTER_BENCH_ONLY=history`).
 
 use std::fs;
@@ -31,11 +34,18 @@ pub struct HistoryOpts {
     pub log_groups: u64,
     /// The tree an empty slave bootstraps from, with the history off and on.
     pub bootstrap: Spec,
+    /// Catch-ups repeated on two clusters alive side by side, off and on in turn (the disk's
+    /// mood then weighs on both alike).
+    pub pairs: usize,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
+    // `GSCLUSTER_BENCH_HISTORY=pairs`: only the catch-ups in turn.
+    if std::env::var("GSCLUSTER_BENCH_HISTORY").is_ok_and(|v| v == "pairs") {
+        return catchup_pairs(opts, h, report);
+    }
     let mut latency = Vec::new();
     let mut catchup = Vec::new();
     let mut bootstrap = Vec::new();
@@ -133,6 +143,67 @@ pub fn history_figures(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
         "no goal set; the history keeps every file it fetches",
     );
     log_figures(opts, h.log_groups, report);
+    if h.pairs > 0 {
+        catchup_pairs(opts, h, report);
+    }
+}
+
+/// The catch-up, off and on in turn on two clusters alive side by side: the median of each
+/// side, and the ratio.
+fn catchup_pairs(opts: &Opts, h: &HistoryOpts, report: &mut Report) {
+    eprintln!("== history: {} catch-ups off and on in turn", h.pairs);
+    let mut sides: Vec<(Cluster, Changer)> = [false, true]
+        .into_iter()
+        .map(|on| {
+            let binary = opts.binary.clone();
+            let configure_node = move |cfg: &mut NodeConfig| {
+                configure(cfg, &binary, PRODUCT_QUIET_MS);
+                if !on {
+                    cfg.history = vec!["enabled = false".into()];
+                }
+            };
+            let c = Cluster::start_with(&opts.spec, 31 + on as u64, 1, configure_node);
+            settle(&[&c.master, &c.slaves[0].node], on);
+            let changer = Changer::new(c.master_data.path(), &c.catalog.layers);
+            (c, changer)
+        })
+        .collect();
+    let (n, burst) = h.catchup;
+    let mut ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..h.pairs {
+        for (side, (c, changer)) in sides.iter_mut().enumerate() {
+            let key = format!("history_pair{i}_{}_", ["off", "on"][side]);
+            let mut made = 0u64;
+            catchup_figure(c, changer, n, burst, &mut made, report, &key);
+            let v = report.value(&format!("{key}catchup_{n}_ms"));
+            ms[side].push(v.and_then(|v| v.parse().ok()).unwrap_or(f64::NAN));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let note = format!(
+        "off: {} ms; on: {} ms (in turn)",
+        list(&ms[0]),
+        list(&ms[1])
+    );
+    let (off, on) = (median(&mut ms[0]), median(&mut ms[1]));
+    report.add(
+        "history_catchup_pairs_cost_percent",
+        &format!(
+            "history on vs off: catch-up of {n} changes, {} in turn, medians (% slower)",
+            h.pairs
+        ),
+        format!("{:+.1}", (on / off - 1.0) * 100.0),
+        format!("{note}; goal ≤ 10 %"),
+    );
 }
 
 /// Let freshly started nodes finish what a start does (a slave's bootstrap, with the history
