@@ -66,23 +66,7 @@ pub fn run(sh: &Shared, req: &Request) -> Result<RolledBack, String> {
     let (after, point) = resolve(db, req.to)?;
     let held = history::state_at(db, after, |p| within(&req.paths, p) && sh.filter.matches(p))
         .map_err(db_err)?;
-    // What differs from today, with the content to write.
-    let mut restore: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-    let mut not_kept = Vec::new();
-    for h in held {
-        let now = state.manifest.live_entry(&h.path).map(|e| e.sha256);
-        let on_disk = sh.data_dir.join(&h.path).is_file();
-        if now == h.sha256 && (h.sha256.is_some() == on_disk) {
-            continue;
-        }
-        match h.sha256 {
-            None => restore.push((h.path, None)),
-            Some(sha) => match history::content(db, &sha).map_err(db_err)? {
-                Some(bytes) => restore.push((h.path, Some(bytes))),
-                None => not_kept.push(h.path),
-            },
-        }
-    }
+    let (restore, not_kept) = differences(sh, &state.manifest, db, held)?;
     if !not_kept.is_empty() {
         return Err(format!(
             "refused: what the tree held {point} is not kept for {} file(s) ({}): the history began after it; nothing was written",
@@ -155,6 +139,33 @@ pub fn run(sh: &Shared, req: &Request) -> Result<RolledBack, String> {
         seqs: edited.seqs,
         reload: edited.reload,
     })
+}
+
+/// What differs from today among `held`: the paths to restore with their content (`None`:
+/// delete), and the paths whose content the history does not keep.
+#[allow(clippy::type_complexity)]
+fn differences(
+    sh: &Shared,
+    manifest: &crate::datadir::Manifest,
+    db: &redb::Database,
+    held: Vec<history::Held>,
+) -> Result<(Vec<(String, Option<Vec<u8>>)>, Vec<String>), String> {
+    let (mut restore, mut not_kept) = (Vec::new(), Vec::new());
+    for h in held {
+        let now = manifest.live_entry(&h.path).map(|e| e.sha256);
+        let on_disk = sh.data_dir.join(&h.path).is_file();
+        if now == h.sha256 && (h.sha256.is_some() == on_disk) {
+            continue;
+        }
+        match h.sha256 {
+            None => restore.push((h.path, None)),
+            Some(sha) => match history::content(db, &sha).map_err(db_err)? {
+                Some(bytes) => restore.push((h.path, Some(bytes))),
+                None => not_kept.push(h.path),
+            },
+        }
+    }
+    Ok((restore, not_kept))
 }
 
 /// The group the point is after, and the point in words; a point the history cannot restore

@@ -358,34 +358,25 @@ pub fn apply_deltas(sh: &Shared, deltas: &[Delta]) -> Result<Applied, ApplyError
         // Every Delta passed `refuse` alone; the merge of them cannot be refused.
         Err(why) => return Err(ApplyError::Refused(why.to_string())),
     };
-    // 3. How many of each Delta's changes were written (those whose version won).
+    // 3. Each Delta's changes that were written (those whose version won): how many, and for
+    //    the history a group per Delta (its content went with the intent, `record_intent`).
     let won: BTreeMap<&str, &crate::hlc::Version> = (written.iter())
         .map(|(p, e)| (p.as_str(), &e.version))
         .collect();
+    let mut note = crate::history::note::Note::default();
     for (delta, outcome) in deltas.iter().zip(batch.outcomes.iter_mut()) {
         if let Outcome::Applied { steps, .. } = outcome {
-            *steps = (delta.changes.iter())
+            let paths: Vec<String> = (delta.changes.iter())
                 .filter(|c| won.get(c.path.as_str()) == Some(&&c.version))
-                .count();
+                .map(|c| c.path.clone())
+                .collect();
+            *steps = paths.len();
+            let kind = crate::history::Kind::Delta { seq: delta.seq };
+            note.group(&delta.origin, kind, paths);
         }
     }
-    // 4. One journal record: the manifest entries and every origin's new position, and for the
-    //    history a group per Delta of the changes it won.
-    let history = state.records_applies().then(|| {
-        // The content went with the intent (`record_intent`).
-        let mut note = crate::history::note::Note::default();
-        for (delta, outcome) in deltas.iter().zip(&batch.outcomes) {
-            if let Outcome::Applied { .. } = outcome {
-                let kind = crate::history::Kind::Delta { seq: delta.seq };
-                let won = (delta.changes.iter())
-                    .filter(|c| won.get(c.path.as_str()) == Some(&&c.version))
-                    .map(|c| c.path.clone())
-                    .collect();
-                note.group(&delta.origin, kind, won);
-            }
-        }
-        Box::new(note)
-    });
+    // 4. One journal record: the manifest entries, every origin's new position, the history.
+    let history = state.records_applies().then(|| Box::new(note));
     state.commit(Record {
         history,
         entries: written,
