@@ -205,7 +205,8 @@ impl Report {
     }
 
     fn json_lines(&self) -> String {
-        let q = |s: &str| toml::Value::String(s.into()).to_string(); // a JSON-compatible quote
+        // JSON strings (a TOML one is not: it quotes text holding `"` with `'`).
+        let q = |s: &str| serde_json::Value::String(s.into()).to_string();
         let mut out = String::new();
         for r in &self.rows {
             let _ = writeln!(
@@ -450,7 +451,9 @@ fn full_opts(
             catchup: (10_000, 20),
             month_edits: 2_000,
             log_groups: 100_000,
-            pairs: 5,
+            pairs: (std::env::var("GSCLUSTER_BENCH_PAIRS").ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(9),
             // 10 × 10 × 100 = 10,000 layers.
             bootstrap: Spec {
                 workspaces: 10,
@@ -1002,6 +1005,15 @@ fn thread_ticks(pid: u32) -> std::collections::BTreeMap<u32, (String, u64)> {
     out
 }
 
+/// Bytes a process caused to be sent to the storage layer (`write_bytes` of /proc/PID/io).
+fn io_write_bytes(pid: u32) -> u64 {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    (io.lines())
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A `kB` line of /proc/PID/status, e.g. VmRSS.
 fn status_kb(pid: u32, key: &str) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -1478,6 +1490,10 @@ fn catchup_figure(
     let converged = wait_converged(slave.dir(), &want, t0, &slave.node, || {
         fs::read(&sentinel).is_ok_and(|b| b == last_content)
     });
+    // What the slave spent to get there: CPU time and bytes sent to the disk since its start.
+    let pid = slave.node.pid().expect("the slave runs");
+    let cpu_ms = cpu_ticks(pid) * 1000 / clock_ticks_per_second();
+    let disk_bytes = io_write_bytes(pid);
     settle_reload(&slave.node, &slave.gs, t0 + converged);
     let lines = tail.lines();
     save_logs(&format!("{key}catchup-{n}"), &[&c.master, &slave.node]);
@@ -1572,6 +1588,18 @@ fn catchup_figure(
             },
             want.len()
         ),
+    );
+    report.add(
+        &format!("{key}catchup_{n}_cpu_ms"),
+        &format!("catch-up of {n} changes: the slave's CPU time, start → converged (ms)"),
+        cpu_ms,
+        "user + system time of the slave's process (/proc/PID/stat), its start included",
+    );
+    report.add(
+        &format!("{key}catchup_{n}_disk_mib"),
+        &format!("catch-up of {n} changes: bytes the slave sent to the disk (MiB)"),
+        format!("{:.1}", disk_bytes as f64 / 1048576.0),
+        "write_bytes of /proc/PID/io from its start to convergence: files, state and history",
     );
     report.add(
         &format!("{key}catchup_{n}_reloads"),

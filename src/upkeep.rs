@@ -1,7 +1,8 @@
 //! The daemon's upkeep of its history (`history`): content an unfinished apply kept ahead
 //! and nothing refers to swept at start; once, keep the tree the history begins with (the
-//! base, read from the data directory in slices so no apply waits long), then prune to the
-//! retention at start and every [`PRUNE_EVERY`].
+//! base, read from the data directory in slices so no apply waits long); every [`PACK_EVERY`]
+//! deflate the content applies kept as it is; prune to the retention at start and every
+//! [`PRUNE_EVERY`].
 
 use crate::config::History;
 use crate::context::Shared;
@@ -11,6 +12,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often the content applies kept as it is gets deflated (`pack`): off their path, soon
+/// enough that the history's size on disk follows within a minute.
+pub const PACK_EVERY: Duration = Duration::from_secs(30);
+/// Contents deflated per transaction (under the state lock: ~15 µs each, so no apply waits
+/// long).
+const PACK_SLICE: usize = 500;
 /// How often a bootstrapping node looks whether it is done, to begin its history.
 const BOOTSTRAP_POLL: Duration = Duration::from_secs(1);
 /// Files read and kept per transaction of the base (under the state lock).
@@ -24,6 +31,27 @@ pub fn retention(keep: &History, now_ms: u64) -> history::Retention {
         oldest_ms: now_ms.saturating_sub(keep.keep_days.saturating_mul(86_400_000)),
         max_bytes: keep.max_mb.saturating_mul(1024 * 1024),
         max_groups: keep.max_changes,
+    }
+}
+
+/// With the history off, drop what an earlier run kept: recording stops now, and a history
+/// with a stretch unrecorded would restore the wrong content at every point before it (a path
+/// changed meanwhile would come back as it was after that change, not before).
+pub async fn forget(sh: Arc<Shared>) {
+    let dropped = tokio::task::spawn_blocking(move || {
+        let mut state = sh.state.lock().unwrap();
+        let size = history::extent(state.database()).map_or(0, |e| e.bytes);
+        state.history_txn(history::drop_all).map(|n| (n, size))
+    });
+    match dropped.await {
+        Ok(Ok((None, _))) => {}
+        Ok(Ok((Some(n), bytes))) => log::warn!(
+            "history: [history] enabled = false: dropped the history kept so far ({n} change \
+             group(s), {:.1} MiB); it begins anew once turned on again",
+            bytes as f64 / 1048576.0
+        ),
+        Ok(Err(e)) => log::error!("history: cannot drop the history kept so far: {e}"),
+        Err(e) => log::error!("history: {e}"),
     }
 }
 
@@ -65,17 +93,40 @@ pub async fn run(sh: Arc<Shared>, keep: History, mut shutdown: watch::Receiver<b
         Ok(Err(e)) => log::error!("history: cannot keep the tree it begins with: {e}"),
         Err(e) => log::error!("history: {e}"),
     }
+    let mut next_prune = tokio::time::Instant::now();
     loop {
-        let sh = sh.clone();
-        match tokio::task::spawn_blocking(move || prune(&sh, &keep)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => log::info!("history: pruned {n} group(s) past the retention"),
-            Ok(Err(e)) => log::error!("history: pruning failed (retried later): {e}"),
+        let packing = sh.clone();
+        match tokio::task::spawn_blocking(move || pack(&packing)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("history: packing failed (retried later): {e}"),
             Err(e) => log::error!("history: {e}"),
         }
+        if tokio::time::Instant::now() >= next_prune {
+            let sh = sh.clone();
+            match tokio::task::spawn_blocking(move || prune(&sh, &keep)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => log::info!("history: pruned {n} group(s) past the retention"),
+                Ok(Err(e)) => log::error!("history: pruning failed (retried later): {e}"),
+                Err(e) => log::error!("history: {e}"),
+            }
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = tokio::time::sleep(PACK_EVERY) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Deflate the content applies and publishes kept as it is, a slice at a time; returns how
+/// many contents were looked at.
+pub fn pack(sh: &Shared) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = (sh.state.lock().unwrap()).history_txn(|txn| history::pack(txn, PACK_SLICE))?;
+        total += n;
+        if n < PACK_SLICE || sh.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(total);
         }
     }
 }

@@ -373,6 +373,9 @@ impl Daemon {
         if let Some(keep) = self.cfg.history {
             let keeper = crate::upkeep::run(self.shared.clone(), keep, self.shutdown.clone());
             self.tasks.push(tokio::spawn(keeper));
+        } else {
+            let forgetting = crate::upkeep::forget(self.shared.clone());
+            self.tasks.push(tokio::spawn(forgetting));
         }
     }
 }

@@ -10,8 +10,9 @@
 //! - `history_index`: SHA-256 → where its content is and how many kept changes and base
 //!   entries refer to it (so that pruning frees the content nothing needs any more without a
 //!   sweep);
-//! - `history_content`: content id → the content ([`Blob`]: deflated when that is smaller),
-//!   once however many versions share it;
+//! - `history_content`: content id → the content ([`Blob`]: deflated when that is smaller —
+//!   by the upkeep's [`pack`] soon after for what an apply or a publish kept, so they only pay
+//!   for a copy), once however many versions share it;
 //! - `history_base`: path → SHA-256 of its content at the oldest point kept: the tree when the
 //!   history began ([`fill_base`]), then each pruned group folded in ([`prune`]). With it every
 //!   version a kept change replaced is still here, so any kept point can be restored;
@@ -71,6 +72,10 @@ struct Counters {
     floor_ms: u64,
     /// The tree the history began with is kept in the base ([`fill_base`]).
     base_done: bool,
+    /// Content up to this id is in its final form: what an apply kept as it is was deflated
+    /// since ([`pack`]).
+    #[serde(default)]
+    packed_upto: u64,
 }
 
 impl Counters {
@@ -198,14 +203,43 @@ impl<'t> Blobs<'t> {
         })
     }
 
-    /// Store `bytes` under a new id; returns the id and the bytes added.
-    fn put(&mut self, n: &mut Counters, bytes: &[u8]) -> Result<(u64, u64), redb::Error> {
+    /// Store `bytes` under a new id, deflated now when `packed` (else by [`pack`] later: an
+    /// apply or a publish pays only the copy); returns the id and the bytes added.
+    fn put(
+        &mut self,
+        n: &mut Counters,
+        bytes: &[u8],
+        packed: bool,
+    ) -> Result<(u64, u64), redb::Error> {
         n.next_content = n.next_content.max(1);
         let id = n.next_content;
         n.next_content += 1;
-        let stored = stored_form(bytes);
+        let stored = if packed {
+            stored_form(bytes)
+        } else {
+            plain(bytes)
+        };
         self.content.insert(id, stored.as_slice())?;
         Ok((id, stored.len() as u64))
+    }
+
+    /// Deflate content `id` if it is kept as it is and that makes it smaller; `n.kept`
+    /// follows.
+    fn pack_id(&mut self, n: &mut Counters, id: u64) -> Result<(), redb::Error> {
+        let packed = match self.content.get(id)? {
+            Some(v) => match v.value().split_first() {
+                Some((&b, rest)) if b == Blob::Plain as u8 && rest.len() >= DEFLATE_FROM => {
+                    deflated(rest).map(|p| (v.value().len(), p))
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        if let Some((was, p)) = packed {
+            n.kept = n.kept.saturating_sub(was as u64) + p.len() as u64;
+            self.content.insert(id, p.as_slice())?;
+        }
+        Ok(())
     }
 
     /// Count one more reference to `sha`, keeping its content unless kept already: the
@@ -217,13 +251,14 @@ impl<'t> Blobs<'t> {
         sha: &Sha,
         bytes: Option<&[u8]>,
         ahead: Option<u64>,
+        packed: bool,
     ) -> Result<u64, redb::Error> {
         let (mut id, refs) = self.index.get(sha)?.map_or((0, 0), |v| v.value());
         let mut added = 0;
         if id == 0 {
             match (ahead, bytes) {
                 (Some(a), _) => id = a,
-                (None, Some(b)) => (id, added) = self.put(n, b)?,
+                (None, Some(b)) => (id, added) = self.put(n, b, packed)?,
                 (None, None) => {}
             }
         }
@@ -251,6 +286,15 @@ impl<'t> Blobs<'t> {
             .map_or(0, |v| v.value().len() as u64))
     }
 
+    /// [`Blobs::pack_id`] for `sha`'s content.
+    fn pack_sha(&mut self, n: &mut Counters, sha: &Sha) -> Result<(), redb::Error> {
+        let id = self.index.get(sha)?.map_or(0, |v| v.value().0);
+        if id == 0 {
+            return Ok(());
+        }
+        self.pack_id(n, id)
+    }
+
     /// The stored length of `sha`'s content (0: not kept).
     fn len(&self, sha: &Sha) -> Result<u64, redb::Error> {
         let Some((id, _)) = self.index.get(sha)?.map(|v| v.value()) else {
@@ -266,6 +310,10 @@ fn stored_form(bytes: &[u8]) -> Vec<u8> {
             return packed;
         }
     }
+    plain(bytes)
+}
+
+fn plain(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 1);
     out.push(Blob::Plain as u8);
     out.extend_from_slice(bytes);
@@ -337,7 +385,7 @@ pub fn write(
         for c in group.changes.iter().filter(|c| !c.deleted) {
             let bytes = contents.get(&c.sha256).map(Vec::as_slice);
             let kept_ahead = ahead.get(&c.sha256).copied();
-            n.kept += blobs.keep(&mut n, &c.sha256, bytes, kept_ahead)?;
+            n.kept += blobs.keep(&mut n, &c.sha256, bytes, kept_ahead, false)?;
         }
         let encoded = crate::cbor::encode(group);
         n.kept += encoded.len() as u64;
@@ -364,13 +412,33 @@ pub fn keep_content(
         if blobs.index.get(sha)?.is_some_and(|v| v.value().0 != 0) {
             continue;
         }
-        let (id, added) = blobs.put(&mut n, bytes)?;
+        let (id, added) = blobs.put(&mut n, bytes, false)?;
         n.kept += added;
         ids.push((*sha, id));
     }
     drop(blobs);
     n.store(txn)?;
     Ok(ids)
+}
+
+/// Deflate up to `limit` contents kept as they are (by an apply or a publish, which do not wait
+/// for it), oldest first; returns how many were looked at (0: none left).
+pub fn pack(txn: &WriteTransaction, limit: usize) -> Result<usize, redb::Error> {
+    let mut n = Counters::load(txn)?;
+    let mut blobs = Blobs::open(txn)?;
+    let ids: Vec<u64> = (blobs.content.range(n.packed_upto + 1..)?)
+        .take(limit)
+        .map(|row| row.map(|(id, _)| id.value()))
+        .collect::<Result<_, _>>()?;
+    for &id in &ids {
+        blobs.pack_id(&mut n, id)?;
+    }
+    if let Some(&last) = ids.last() {
+        n.packed_upto = last;
+    }
+    drop(blobs);
+    n.store(txn)?;
+    Ok(ids.len())
 }
 
 /// Drop content nothing refers to: kept ahead for an apply that never completed. Returns how
@@ -422,7 +490,8 @@ pub fn fill_base(
         if base.get(path.as_str())?.is_some() {
             continue;
         }
-        n.kept += blobs.keep(&mut n, sha, Some(bytes), None)?;
+        n.kept += blobs.keep(&mut n, sha, Some(bytes), None, true)?;
+        blobs.pack_sha(&mut n, sha)?;
         n.base_bytes += blobs.len(sha)?;
         base.insert(path.as_str(), sha)?;
     }
@@ -566,6 +635,8 @@ pub fn prune(txn: &WriteTransaction, keep: &Retention, limit: usize) -> Result<u
                 base.remove(c.path.as_str())?;
             } else {
                 base.insert(c.path.as_str(), &c.sha256)?;
+                // Packed before it is counted: the base's bytes stay what they counted.
+                blobs.pack_sha(&mut n, &c.sha256)?;
                 n.base_bytes += blobs.len(&c.sha256)?;
             }
             if let Some(old) = old {
@@ -618,6 +689,27 @@ pub fn extent(db: &redb::Database) -> Result<Extent, redb::Error> {
         },
         newest_id,
     })
+}
+
+/// Drop the whole history (groups, content, index, base and counters): what a node whose
+/// `[history]` is off does at start, since a history with a stretch unrecorded would restore
+/// the wrong content at every point before it. Returns the groups dropped (`None`: there was
+/// no history).
+pub fn drop_all(txn: &WriteTransaction) -> Result<Option<u64>, redb::Error> {
+    let mut meta = txn.open_table(STATE_META)?;
+    let had = meta.remove(COUNTERS)?.is_some();
+    drop(meta);
+    let groups = match txn.open_table(GROUPS) {
+        Ok(t) => t.len()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let mut dropped = had;
+    dropped |= txn.delete_table(GROUPS)?;
+    dropped |= txn.delete_table(CONTENT)?;
+    dropped |= txn.delete_table(INDEX)?;
+    dropped |= txn.delete_table(BASE)?;
+    Ok(dropped.then_some(groups))
 }
 
 /// The bytes the history keeps (groups and content).

@@ -83,8 +83,9 @@ fn groups_are_listed_newest_first_and_content_is_kept_once() {
         big.as_bytes()
     );
     let before = kept_bytes(&db).unwrap();
-    // The content once (deflated), `<b/>`, two groups of under 200 bytes: not twice.
-    assert!((20..600).contains(&before), "{before}");
+    // The content once (as it is until packed), `<b/>`, two groups of under 200 bytes: not
+    // twice.
+    assert!((1010..1600).contains(&before), "{before}");
     record(&db, &writes(30, &[("d.xml", &big)]));
     let group_only = kept_bytes(&db).unwrap() - before;
     assert!(
@@ -260,8 +261,35 @@ fn content_round_trips_plain_or_deflated() {
         xml.as_bytes()
     );
     assert_eq!(content(&db, &sha(b"<b/>")).unwrap().unwrap(), b"<b/>");
+    // A recording keeps the content as it is; packing deflates it, once.
     let kept = kept_bytes(&db).unwrap();
-    assert!(kept < xml.len() as u64 / 2, "deflated: {kept} bytes kept");
+    assert!(kept > xml.len() as u64, "kept as it is: {kept} bytes");
+    let pack_all = |db: &redb::Database| {
+        let txn = db.begin_write().unwrap();
+        let n = pack(&txn, 1).unwrap() + pack(&txn, 10).unwrap();
+        txn.commit().unwrap();
+        n
+    };
+    assert_eq!(pack_all(&db), 2, "two contents looked at, in two slices");
+    let packed = kept_bytes(&db).unwrap();
+    assert!(
+        packed < xml.len() as u64 / 2,
+        "deflated: {packed} bytes kept"
+    );
+    assert_eq!(
+        content(&db, &sha(xml.as_bytes())).unwrap().unwrap(),
+        xml.as_bytes()
+    );
+    assert_eq!(pack_all(&db), 0, "nothing new to pack");
+    // Content folded into the base before it was packed is packed then, so the base's
+    // bytes count what is stored.
+    let other = format!("<layer>{}</layer>", "<name>rivers</name>".repeat(50));
+    record(&db, &writes(20, &[("a.xml", &other)]));
+    assert_eq!(prune_to(&db, 30, u64::MAX), 2);
+    let e = extent(&db).unwrap();
+    assert!(e.base_bytes < other.len() as u64 / 2, "{e:?}");
+    assert_eq!(pack_all(&db), 1);
+    assert_eq!(extent(&db).unwrap().base_bytes, e.base_bytes);
 }
 
 /// Content kept ahead of its changes is referred to once they are recorded; what no change

@@ -426,6 +426,72 @@ fn retention_prunes_a_restart_keeps_the_history_and_crashes_lose_nothing_recorde
     assert_eq!(with_seq(), 1, "Delta {seq} recorded once");
 }
 
+#[test]
+fn a_history_turned_off_is_dropped_and_begins_anew_when_turned_on_again() {
+    let mut site = Site::start(165, None);
+    let layer = site.catalog.layers[0].id.clone();
+    let mut newest = newest_id(&site.master);
+    site.catalog.modify_layer(site.master_data.path(), &layer);
+    newest = wait_recorded(&site.master, newest);
+    assert!(newest > 0);
+
+    // Off: the daemon drops what was kept (a stretch unrecorded would make every older point
+    // restore the wrong content), and the edits made meanwhile are not recorded.
+    site.master.stop();
+    site.master
+        .reconfigure(|c| c.history = vec!["enabled = false".into()]);
+    site.master.restart();
+    wait_until_logs(
+        "the master dropped its history",
+        DEADLINE,
+        &[&site.master],
+        || {
+            site.master
+                .log_contents()
+                .contains("history: [history] enabled = false: dropped the history kept so far")
+        },
+    );
+    let edited = site.catalog.modify_layer(site.master_data.path(), &layer);
+    wait_converged(&site);
+    site.master.stop();
+    let (code, out, err) = cmd(&site.master, &["log", "--json", "--limit", "0"]);
+    assert_eq!((code, out.as_str()), (0, ""), "nothing kept: {err}");
+
+    // On again: it begins with the tree as it is, and only what follows is logged.
+    site.master.reconfigure(|c| c.history.clear());
+    site.master.restart();
+    wait_until_logs(
+        "the master began its history",
+        DEADLINE,
+        &[&site.master],
+        || {
+            site.master
+                .log_contents()
+                .matches("history: began with")
+                .count()
+                >= 2
+        },
+    );
+    let file = edited.iter().find(|p| *p != "global.xml").unwrap().clone();
+    let before = std::fs::read(site.master_data.path().join(&file)).unwrap();
+    site.catalog.modify_layer(site.master_data.path(), &layer);
+    let mut lines = Vec::new();
+    wait_until_logs("the new edit is logged", DEADLINE, &[&site.master], || {
+        lines = log_json(&site.master, &[&file]);
+        !lines.is_empty()
+    });
+    assert_eq!(lines.len(), 1, "only the new edit of {file}: {lines:?}");
+    // Rolled back to where it began: the file as the unrecorded edit left it, from the base.
+    let (code, out, err) = cmd(&site.master, &["rollback", "--to", "0", &file, "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&file), "{out}");
+    let (code, _, err) = cmd(&site.master, &["rollback", "--to", "0", &file]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("the file is back", DEADLINE, || {
+        std::fs::read(site.master_data.path().join(&file)).is_ok_and(|b| b == before)
+    });
+}
+
 /// The highest Delta sequence number among log lines.
 fn newest_seq(lines: &[serde_json::Value]) -> u64 {
     lines

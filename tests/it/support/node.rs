@@ -90,6 +90,8 @@ pub struct NodeConfig {
     pub netns: Option<String>,
     /// `key = value` lines for `[history]` (the section is left out when empty: the defaults).
     pub history: Vec<String>,
+    /// `GSCLUSTER_WIRE_COMPRESSION=off`: the node sends its messages uncompressed.
+    pub uncompressed: bool,
 }
 
 impl NodeConfig {
@@ -131,6 +133,7 @@ impl NodeConfig {
             geoserver_extra: Vec::new(),
             netns: None,
             history: Vec::new(),
+            uncompressed: false,
         }
     }
 
@@ -213,19 +216,24 @@ pub struct Node {
 
 impl Node {
     pub fn start(cfg: NodeConfig) -> Node {
+        let mut node = Node::prepared(cfg);
+        node.spawn();
+        node
+    }
+
+    /// Like `start`, with the process left to `restart` (e.g. to time from its start).
+    pub fn prepared(cfg: NodeConfig) -> Node {
         let dir = tempfile::Builder::new()
             .prefix(&format!("node-{}-", cfg.id))
             .tempdir()
             .unwrap();
         fs::write(dir.path().join("config.toml"), cfg.to_toml()).unwrap();
-        let mut node = Node {
+        Node {
             cfg,
             dir,
             child: RefCell::new(None),
             exited: Cell::new(None),
-        };
-        node.spawn();
-        node
+        }
     }
 
     fn spawn(&mut self) {
@@ -259,7 +267,11 @@ impl Node {
             .env("RUST_LOG", rust_log)
             .env_remove("GSCLUSTER_CRASH_AT")
             .env_remove("GSCLUSTER_PAUSE_AT")
-            .env_remove("GSCLUSTER_CLOCK_OFFSET_MS");
+            .env_remove("GSCLUSTER_CLOCK_OFFSET_MS")
+            .env_remove("GSCLUSTER_WIRE_COMPRESSION");
+        if self.cfg.uncompressed {
+            command.env("GSCLUSTER_WIRE_COMPRESSION", "off");
+        }
         if let Some(n) = self.cfg.page_items {
             command.env("GSCLUSTER_PAGE_ITEMS", n.to_string());
         }
@@ -283,6 +295,12 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
+    }
+
+    /// Change the configuration for the next start (the file is rewritten now).
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut NodeConfig)) {
+        change(&mut self.cfg);
+        fs::write(self.config_path(), self.cfg.to_toml()).unwrap();
     }
 
     /// Arm (or, with `None`, disarm) a crash point for the next start.
