@@ -149,8 +149,11 @@ impl Status {
     }
 
     /// Decode the body of a status frame whose part came from `header`.
-    pub fn decode(header: &Part, body: &[u8]) -> Result<Status, DecodeError> {
-        let s: Status = delta::decode_cbor(body)?;
+    /// Decode a status from its frame's part (a status is always one part).
+    pub fn decode(mut header: Part) -> Result<Status, DecodeError> {
+        let body = std::mem::take(&mut header.body);
+        let body = delta::whole_body(&mut header, body)?;
+        let s: Status = delta::decode_cbor(&body)?;
         if s.node != header.origin {
             return Err(DecodeError::Part(format!(
                 "status of {:?} sent as {:?}",
@@ -361,8 +364,7 @@ mod tests {
         let s = Status::new("gs-a", "master", true, 7, 42);
         let frame = s.encode("g", &auth);
         let part = delta::decode_part(&frame, "g", &auth).unwrap();
-        let body = part.body.clone();
-        assert_eq!(Status::decode(&part, &body).unwrap(), s);
+        assert_eq!(Status::decode(part).unwrap(), s);
         assert!(delta::decode_part(&frame, "g", &Auth::with_keys(vec![2; 32], vec![])).is_err());
     }
 }

@@ -362,7 +362,7 @@ pub async fn gather(cfg: &Config, auth: &Auth) -> Result<(String, Vec<Status>), 
         let node = topic.rsplit('/').next().unwrap_or("").to_string();
         let decoded = delta::decode_part(&payload, &cfg.node.group, auth)
             .map_err(|e| e.to_string())
-            .and_then(|part| Status::decode(&part, &part.body).map_err(|e| e.to_string()));
+            .and_then(|part| Status::decode(part).map_err(|e| e.to_string()));
         match decoded {
             Ok(s) if s.node == node => {
                 statuses.insert(node, s);

@@ -23,7 +23,7 @@ pub struct Assembler {
 pub enum Assembled {
     /// More parts are needed.
     Incomplete,
-    /// All parts arrived: the header (with an empty `body`) and the whole body.
+    /// All parts arrived: the header (with an empty `body`) and the whole body, decompressed.
     Complete(Part, Vec<u8>),
 }
 
@@ -39,6 +39,7 @@ impl Assembler {
                     "body length differs from the announced one".into(),
                 ));
             }
+            let body = super::frame::whole_body(&mut part, body)?;
             return Ok(Assembled::Complete(part, body));
         }
         if part.index == 0 {
@@ -86,13 +87,14 @@ impl Assembler {
         if p.next < p.header.count {
             return Ok(Assembled::Incomplete);
         }
-        let p = self.pending.remove(&id).expect("present");
+        let mut p = self.pending.remove(&id).expect("present");
         if p.body.len() as u64 != p.header.body_len {
             return Err(DecodeError::Part(
                 "parts shorter than the announced body".into(),
             ));
         }
-        Ok(Assembled::Complete(p.header, p.body))
+        let body = super::frame::whole_body(&mut p.header, p.body)?;
+        Ok(Assembled::Complete(p.header, body))
     }
 
     /// Whether a Delta is partly here, its other parts still to come.
@@ -129,6 +131,7 @@ pub(super) fn part_header(p: &Part) -> Part {
         index: p.index,
         count: p.count,
         body_len: p.body_len,
+        raw_len: p.raw_len,
         body: Vec::new(),
     }
 }

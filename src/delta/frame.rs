@@ -28,8 +28,12 @@ pub struct Part {
     /// 0-based index of this part.
     pub index: u32,
     pub count: u32,
-    /// Length of the whole body, so a receiver can bound what it buffers up front.
+    /// Length of the whole body as sent, so a receiver can bound what it buffers up front.
     pub body_len: u64,
+    /// Present when the body travels compressed (format version 2, [`super::pack`]): the
+    /// length it decompresses to. Absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_len: Option<u64>,
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
@@ -51,7 +55,8 @@ impl fmt::Display for DecodeError {
             DecodeError::Cbor(e) => write!(f, "not a valid gscluster message: {e}"),
             DecodeError::Version(v) => write!(
                 f,
-                "format version {v} not supported (this node speaks {FORMAT_VERSION}); upgrade it"
+                "format version {v} not supported (this node reads 1 to {FORMAT_VERSION}): \
+                 upgrade this node to the sender's gscluster version"
             ),
             DecodeError::Group { expected, got } => {
                 write!(f, "message for group {got:?}, this node is in {expected:?}")
@@ -88,12 +93,18 @@ pub fn encode_parts(
     auth: &Auth,
 ) -> Vec<Vec<u8>> {
     let slice = MAX_MESSAGE_SIZE - HEADER_ROOM - group.len() - origin.len();
+    // Compressed before it is cut and each part authenticated. A body sent as it is goes in
+    // a version 1 frame, which nodes before compression read too.
+    let packed = super::pack::pack(body);
+    let raw_len = packed.as_ref().map(|_| body.len() as u64);
+    let body = packed.as_deref().unwrap_or(body);
     let chunks: Vec<&[u8]> = if body.is_empty() {
         vec![&[][..]]
     } else {
         body.chunks(slice).collect()
     };
     let count = chunks.len() as u32;
+    let version = if raw_len.is_some() { FORMAT_VERSION } else { 1 };
     chunks
         .iter()
         .enumerate()
@@ -106,11 +117,12 @@ pub fn encode_parts(
                 index: i as u32,
                 count,
                 body_len: body.len() as u64,
+                raw_len,
                 body: chunk.to_vec(),
             };
             let part = to_cbor(&part);
             to_cbor(&Frame {
-                v: FORMAT_VERSION,
+                v: version,
                 tag: auth.tag(&part),
                 part,
             })
@@ -128,7 +140,7 @@ pub fn decode_part(payload: &[u8], group: &str, auth: &Auth) -> Result<Part, Dec
         )));
     }
     let frame: Frame = from_cbor(payload)?;
-    if frame.v != FORMAT_VERSION {
+    if frame.v == 0 || frame.v > FORMAT_VERSION {
         return Err(DecodeError::Version(frame.v));
     }
     auth.verify(&frame.part, frame.tag.as_deref())
@@ -155,5 +167,32 @@ pub fn decode_part(payload: &[u8], group: &str, auth: &Auth) -> Result<Part, Dec
     if part.seq == 0 {
         return Err(DecodeError::Part("sequence number 0".into()));
     }
+    match (frame.v, part.raw_len) {
+        (1, Some(_)) => {
+            return Err(DecodeError::Part(
+                "a compressed body in a format version 1 frame".into(),
+            ))
+        }
+        (2, None) => {
+            return Err(DecodeError::Part(
+                "a format version 2 frame without its body's length".into(),
+            ))
+        }
+        (_, Some(n)) if n > MAX_DELTA_BODY as u64 => {
+            return Err(DecodeError::Part(super::pack::too_large(n)))
+        }
+        _ => {}
+    }
     Ok(part)
+}
+
+/// The body of a complete message (its parts' slices joined), decompressed when it travelled
+/// compressed; `header` then describes the body as it is returned.
+pub fn whole_body(header: &mut Part, body: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+    let Some(raw_len) = header.raw_len.take() else {
+        return Ok(body);
+    };
+    let body = super::pack::unpack(&body, raw_len).map_err(DecodeError::Part)?;
+    header.body_len = raw_len;
+    Ok(body)
 }

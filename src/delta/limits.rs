@@ -1,7 +1,8 @@
 //! The sizes every sender and receiver agrees on (docs/wire-format.md, "Limits").
 
-/// Version of the frame layout. A receiver rejects frames with a version it does not know.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest version of the frame layout: 2 marks a compressed body (docs/wire-format.md).
+/// A receiver reads every version up to it and rejects a newer one, naming it.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Largest MQTT payload gscluster publishes: well under the 256 KiB that common brokers accept.
 pub const MAX_MESSAGE_SIZE: usize = 192 * 1024;

@@ -10,10 +10,11 @@ mod assemble;
 mod change;
 mod frame;
 mod limits;
+mod pack;
 
 pub use assemble::{Assembled, Assembler};
 pub use change::{verify_changes, Change, Delta, DeltaId, Op};
-pub use frame::{decode_cbor, decode_part, encode_parts, DecodeError, Frame, Part};
+pub use frame::{decode_cbor, decode_part, encode_parts, whole_body, DecodeError, Frame, Part};
 pub use limits::{
     FORMAT_VERSION, MAX_DELTA_BODY, MAX_FILE_SIZE, MAX_INCOMING_PACKET, MAX_MESSAGE_SIZE,
     SPLIT_DELTA_AT,
@@ -119,8 +120,7 @@ mod tests {
 
     #[test]
     fn large_delta_is_split_under_the_message_limit_and_reassembles() {
-        let big: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-        let d = delta(vec![write("styles/big.sld", big)]);
+        let d = delta(vec![write("styles/big.sld", noise(700_000))]);
         let msgs = encode(&d, &Auth::none());
         assert!(msgs.len() >= 4, "{} parts", msgs.len());
         assert!(msgs.iter().all(|m| m.len() <= MAX_MESSAGE_SIZE));
@@ -172,10 +172,111 @@ mod tests {
         assert!(matches!(err, DecodeError::Change { .. }), "{err}");
     }
 
+    /// Bytes that do not compress (xorshift).
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn xml(n: usize) -> Vec<u8> {
+        let line = "<featureType><name>roads</name><enabled>true</enabled></featureType>\n";
+        line.bytes().cycle().take(n).collect()
+    }
+
+    #[test]
+    fn a_compressible_delta_travels_compressed_in_version_2_frames_and_round_trips() {
+        let d = delta(vec![
+            write("workspaces/ws/a/featuretype.xml", xml(3_000_000)),
+            write("global.xml", xml(2_000)),
+        ]);
+        let msgs = encode(&d, &Auth::none());
+        let total: usize = msgs.iter().map(Vec::len).sum();
+        assert!(total < 100_000, "3 MB of XML in {total} bytes");
+        for m in &msgs {
+            let frame: Frame = from_cbor(m).unwrap();
+            assert_eq!(frame.v, 2);
+            let part = decode_part(m, "g", &Auth::none()).unwrap();
+            assert!(part.raw_len.is_some_and(|n| n > 3_000_000));
+        }
+        assert_eq!(decode(&msgs, "g", &Auth::none()).unwrap(), d);
+        // Incompressible content goes as it is, in a frame older nodes read.
+        let msgs = encode(
+            &delta(vec![write("styles/x.png", noise(5000))]),
+            &Auth::none(),
+        );
+        let frame: Frame = from_cbor(&msgs[0]).unwrap();
+        assert_eq!(frame.v, 1);
+    }
+
+    /// Re-frame `msg`'s part after `change` (no key: the tag is not checked).
+    fn reframed(msg: &[u8], v: u16, change: impl FnOnce(&mut Part)) -> Vec<u8> {
+        let frame: Frame = from_cbor(msg).unwrap();
+        let mut part: Part = from_cbor(&frame.part).unwrap();
+        change(&mut part);
+        to_cbor(&Frame {
+            v,
+            part: to_cbor(&part),
+            tag: None,
+        })
+    }
+
+    #[test]
+    fn a_bomb_a_lying_length_a_damaged_body_or_a_mixed_up_version_is_refused() {
+        let d = delta(vec![write("styles/a.sld", xml(50_000))]);
+        let msgs = encode(&d, &Auth::none());
+        assert_eq!(msgs.len(), 1);
+        let refused = |m: &[u8]| {
+            let mut asm = Assembler::default();
+            match decode_part(m, "g", &Auth::none()) {
+                Err(e) => e.to_string(),
+                Ok(p) => match asm.push(p) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => panic!("accepted"),
+                },
+            }
+        };
+        let bomb = reframed(&msgs[0], 2, |p| p.raw_len = Some(1 << 40));
+        assert!(
+            refused(&bomb).contains("decompression bomb"),
+            "{}",
+            refused(&bomb)
+        );
+        let short = reframed(&msgs[0], 2, |p| p.raw_len = Some(1000));
+        assert!(refused(&short).contains("does not decompress to the 1000 bytes"));
+        let long = reframed(&msgs[0], 2, |p| p.raw_len = p.raw_len.map(|n| n + 1));
+        assert!(refused(&long).contains("decompress"), "{}", refused(&long));
+        let damaged = reframed(&msgs[0], 2, |p| {
+            let mid = p.body.len() / 2;
+            p.body[mid] ^= 0x20;
+        });
+        assert!(
+            refused(&damaged).contains("decompress"),
+            "{}",
+            refused(&damaged)
+        );
+        let v1 = reframed(&msgs[0], 1, |_| {});
+        assert!(refused(&v1).contains("version 1 frame"), "{}", refused(&v1));
+        let plain = encode(&delta(vec![]), &Auth::none());
+        let v2 = reframed(&plain[0], 2, |_| {});
+        assert!(refused(&v2).contains("without its body's length"));
+        let newer = reframed(&msgs[0], 3, |_| {});
+        assert!(
+            refused(&newer).contains("upgrade this node"),
+            "{}",
+            refused(&newer)
+        );
+    }
+
     #[test]
     fn parts_out_of_order_are_rejected_and_expire() {
-        let big: Vec<u8> = vec![7; 500_000];
-        let msgs = encode(&delta(vec![write("a.sld", big)]), &Auth::none());
+        let msgs = encode(&delta(vec![write("a.sld", noise(500_000))]), &Auth::none());
         let mut asm = Assembler::default();
         assert!(matches!(
             asm.push(decode_part(&msgs[0], "g", &Auth::none()).unwrap()),
@@ -201,6 +302,15 @@ mod tests {
         #[test]
         fn round_trip_any_delta(files in proptest::collection::btree_map("[a-z]{1,8}(/[a-z]{1,8}){0,3}", proptest::collection::vec(any::<u8>(), 0..3000), 0..20)) {
             let changes = files.into_iter().map(|(p, b)| write(&p, b)).collect();
+            let d = delta(changes);
+            prop_assert_eq!(decode(&encode(&d, &Auth::none()), "g", &Auth::none()).unwrap(), d);
+        }
+
+        #[test]
+        fn round_trip_any_compressible_delta(files in proptest::collection::btree_map("[a-z]{1,8}(/[a-z]{1,8}){0,3}", ("[a-z<>/= ]{1,40}", 1..400usize), 0..12)) {
+            let changes = files.into_iter()
+                .map(|(p, (unit, times))| write(&p, unit.repeat(times).into_bytes()))
+                .collect();
             let d = delta(changes);
             prop_assert_eq!(decode(&encode(&d, &Auth::none()), "g", &Auth::none()).unwrap(), d);
         }

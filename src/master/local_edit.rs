@@ -109,7 +109,7 @@ pub fn enqueue(
     seq: u64,
     changes: Vec<Change>,
     dangling: &[String],
-) -> io::Result<(Delta, usize)> {
+) -> io::Result<(Delta, Sent)> {
     let d = Delta {
         group: sh.group.clone(),
         origin: sh.node_id.clone(),
@@ -120,7 +120,28 @@ pub fn enqueue(
     };
     let payloads = delta::encode(&d, &sh.auth);
     state.outbox().put(seq, &payloads)?;
-    Ok((d, payloads.len()))
+    let bytes = payloads.iter().map(Vec::len).sum();
+    Ok((
+        d,
+        Sent {
+            messages: payloads.len(),
+            bytes,
+        },
+    ))
+}
+
+/// What a Delta takes on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub messages: usize,
+    /// The MQTT payloads' bytes (compressed and framed).
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} message(s), {} bytes", self.messages, self.bytes)
+    }
 }
 
 /// What [`edit`] did.

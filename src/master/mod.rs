@@ -524,7 +524,7 @@ impl Detector {
         let seq = state.next_seq;
         // Outbox first: a crash after this but before the commit is adopted at the next start
         // (adopt_uncommitted); the reverse order could lose the changes.
-        let (d, messages) = local_edit::enqueue(&self.shared, state, seq, changes, dangling)?;
+        let (d, sent) = local_edit::enqueue(&self.shared, state, seq, changes, dangling)?;
         crate::crashpoint::hit("outbox-written");
         let history = state.history.then(|| {
             let mut note = Note::default();
@@ -539,7 +539,7 @@ impl Detector {
             ..Default::default()
         })?;
         log::info!(
-            "{why}: seq {seq}: {} change(s) in {messages} message(s), detected in {:?}",
+            "{why}: seq {seq}: {} change(s) in {sent}, detected in {:?}",
             d.changes.len(),
             started.elapsed()
         );

@@ -109,7 +109,7 @@ pub fn status(group: &str, auth: &Auth, node: &str, payload: &[u8]) -> Result<St
             p.origin
         )));
     }
-    Ok(Status::decode(&p, &p.body)?)
+    Ok(Status::decode(p)?)
 }
 
 /// A refused message: counted, logged once, and shown as the node's last error.

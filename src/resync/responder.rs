@@ -51,21 +51,27 @@ pub async fn run(
             continue;
         };
         let topic = shared.topics.sync_answer(&asked.asker);
+        // What goes on the wire: what edge links pay for (BENCHMARKS.md, "The edge").
+        let sent = format!(
+            "{} bytes in {} message(s)",
+            payloads.iter().map(Vec::len).sum::<usize>(),
+            payloads.len()
+        );
         match &answer {
             Answer::Manifest { items, .. } => log::info!(
-                "resync: sending my manifest ({} entries) to {}",
+                "resync: sending my manifest ({} entries) to {}: {sent}",
                 items.len(),
                 asked.asker
             ),
             Answer::Page { items, more, .. } => log::info!(
-                "resync: sending a page of my manifest to {} ({} entries{}{})",
+                "resync: sending a page of my manifest to {} ({} entries{}{}): {sent}",
                 asked.asker,
                 items.len(),
                 (items.first()).map_or(String::new(), |i| format!(" from {}", i.path)),
                 if *more { "; more follow" } else { "; the last" }
             ),
             Answer::Files { changes } => log::debug!(
-                "resync: sending {} file(s) to {} (batch {})",
+                "resync: sending {} file(s) to {} (batch {}): {sent}",
                 changes.len(),
                 asked.asker,
                 asked.batch

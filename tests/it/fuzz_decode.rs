@@ -3,7 +3,8 @@
 //! resync answers, signed and unsigned) are mutated — bytes flipped, cut, duplicated, spliced —
 //! and fed to the decoder, which must never panic, never accept an unauthenticated or
 //! tampered message when a key is set, and only ever hand out normalised paths with matching
-//! hashes. Runs for GSCLUSTER_FUZZ_SECS seconds (default 10) and prints how many inputs it tried.
+//! hashes. Half the contents compress, so compressed frames (format version 2) are mutated
+//! too. Runs for GSCLUSTER_FUZZ_SECS seconds (default 10) and prints how many inputs it tried.
 
 use gscluster::datadir::normalize;
 use gscluster::delta::{self, Assembled, Assembler, Change, Delta, Op};
@@ -52,7 +53,13 @@ fn random_delta(rng: &mut Rng) -> Delta {
                 .map(|_| SEGMENTS[rng.below(SEGMENTS.len())])
                 .collect();
             let size = [0, 10, 1000, 5000, 300_000][rng.below(5).min(rng.below(5))];
-            let bytes: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+            // Half of them XML-like, which travels compressed (docs/wire-format.md).
+            let bytes: Vec<u8> = if rng.below(2) == 0 {
+                let line = format!("<entry key=\"{}\">value</entry>\n", rng.below(50));
+                line.bytes().cycle().take(size).collect()
+            } else {
+                (0..size).map(|_| rng.next() as u8).collect()
+            };
             Change {
                 path: path.join("/"),
                 version: Version::new(rng.next(), "gs-a"),
