@@ -94,12 +94,17 @@ pub async fn run(sh: Arc<Shared>, keep: History, mut shutdown: watch::Receiver<b
         Err(e) => log::error!("history: {e}"),
     }
     let mut next_prune = tokio::time::Instant::now();
+    // Not at start: a node starts with a backlog to catch up more often than not, and packing
+    // can wait for it.
+    let mut first = true;
     loop {
-        let packing = sh.clone();
-        match tokio::task::spawn_blocking(move || pack(&packing)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => log::error!("history: packing failed (retried later): {e}"),
-            Err(e) => log::error!("history: {e}"),
+        if !std::mem::take(&mut first) {
+            let packing = sh.clone();
+            match tokio::task::spawn_blocking(move || pack(&packing)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::error!("history: packing failed (retried later): {e}"),
+                Err(e) => log::error!("history: {e}"),
+            }
         }
         if tokio::time::Instant::now() >= next_prune {
             let sh = sh.clone();
