@@ -9,7 +9,9 @@ struct Pending {
     header: Part,
     body: Vec<u8>,
     next: u32,
-    started: Instant,
+    /// When its last part arrived: a message whose parts stop arriving expires, one that
+    /// arrives slowly (a slow link) does not.
+    last: Instant,
 }
 
 /// Collects the parts of chunked Deltas. Parts of one Delta arrive in order on one topic
@@ -50,7 +52,7 @@ impl Assembler {
                 Pending {
                     body,
                     next: 0,
-                    started: Instant::now(),
+                    last: Instant::now(),
                     header: Part {
                         body: Vec::new(),
                         ..part_header(&part)
@@ -84,6 +86,7 @@ impl Assembler {
         }
         p.body.extend_from_slice(&part.body);
         p.next += 1;
+        p.last = Instant::now();
         if p.next < p.header.count {
             return Ok(Assembled::Incomplete);
         }
@@ -102,13 +105,14 @@ impl Assembler {
         !self.pending.is_empty()
     }
 
-    /// Drop Deltas whose parts stopped arriving; returns their ids so the caller can resync.
+    /// Drop messages whose parts stopped arriving (none for `older_than`); returns their ids
+    /// so the caller can resync.
     pub fn expire(&mut self, older_than: Duration) -> Vec<DeltaId> {
         let now = Instant::now();
         let old: Vec<DeltaId> = self
             .pending
             .iter()
-            .filter(|(_, p)| now.duration_since(p.started) > older_than)
+            .filter(|(_, p)| now.duration_since(p.last) > older_than)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &old {

@@ -28,6 +28,7 @@ use crate::resync::asker::{Ctx, Resync};
 use crate::resync::responder::Asked;
 use acks::AckQueue;
 use group::{flush, Flush, Group, Stopping, GROUP_WAIT, GROUP_WAIT_FROM};
+use route::Whole;
 use route::{reject, Received};
 use stall::Stalls;
 use std::sync::atomic::Ordering;
@@ -286,10 +287,11 @@ impl Worker {
             Topic::Answer(to) if to == me && applies => {
                 let from = route::claimed_origin(&sh.group, &sh.auth, m.payload());
                 match route::whole(&mut r.syncs, &sh.group, &sh.auth, &from, m.payload()) {
-                    Ok(Some((header, body))) => {
+                    Ok(Whole::Complete(header, body)) => {
                         r.resync.on_answer(&self.resync_ctx(), header, body).await
                     }
-                    Ok(None) => {}
+                    // On a slow link an answer takes its time: arriving is an answer.
+                    Ok(Whole::Partial { epoch, seq }) => r.resync.arriving(epoch, seq),
                     Err(why) => reject(sh, &from, &why.to_string()),
                 }
                 None
@@ -353,8 +355,8 @@ impl Worker {
             return;
         };
         let (header, body) = match route::whole(&mut r.syncs, &sh.group, &sh.auth, asker, payload) {
-            Ok(Some(whole)) => whole,
-            Ok(None) => return,
+            Ok(Whole::Complete(header, body)) => (header, body),
+            Ok(Whole::Partial { .. }) => return,
             Err(why) => return reject(sh, asker, &why.to_string()),
         };
         match crate::resync::decode_ask(&body) {

@@ -72,6 +72,14 @@ pub fn delta(
     }
 }
 
+/// What a part of a resync ask or answer made.
+pub enum Whole {
+    /// The whole message.
+    Complete(Part, Vec<u8>),
+    /// A part of message `epoch`/`seq` (a resync round and its request) arrived; more follow.
+    Partial { epoch: u64, seq: u64 },
+}
+
 /// Decode a part of another kind of message (resync asks and answers) and return the whole
 /// message once complete; `sender` must match the origin the part claims.
 pub fn whole(
@@ -80,16 +88,17 @@ pub fn whole(
     auth: &Auth,
     sender: &str,
     payload: &[u8],
-) -> Result<Option<(Part, Vec<u8>)>, Refusal> {
+) -> Result<Whole, Refusal> {
     let part = delta::decode_part(payload, group, auth)?;
     if part.origin != sender {
         return Err(Refusal::Impostor {
             claims: part.origin,
         });
     }
+    let (epoch, seq) = (part.epoch, part.seq);
     match asm.push(part)? {
-        Assembled::Complete(header, body) => Ok(Some((header, body))),
-        Assembled::Incomplete => Ok(None),
+        Assembled::Complete(header, body) => Ok(Whole::Complete(header, body)),
+        Assembled::Incomplete => Ok(Whole::Partial { epoch, seq }),
     }
 }
 

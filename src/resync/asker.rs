@@ -212,6 +212,20 @@ impl Resync {
         send_ask(ctx, id, 1, &Ask::Manifest).await;
     }
 
+    /// A part of an answer to request `batch` of round `id` arrived, the rest still on its
+    /// way: the round is getting its answer (the timeout counts from now) and a manifest is
+    /// coming (not asked for again, which on a slow link would send it twice).
+    pub fn arriving(&mut self, id: u64, batch: u64) {
+        if let Some(r) = self
+            .round
+            .as_mut()
+            .filter(|r| r.id == id && r.batch == batch)
+        {
+            let now = Instant::now();
+            (r.asked_at, r.reasked_at) = (now, now);
+        }
+    }
+
     fn abandon(&mut self, ctx: &Ctx) {
         self.round = None;
         ctx.shared.resyncing.store(false, Ordering::SeqCst);

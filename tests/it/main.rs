@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod datadir_fixtures;
 mod drift;
+mod edge;
 mod failover;
 mod fixtures_replication;
 mod full_disk;
