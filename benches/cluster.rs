@@ -45,6 +45,11 @@
 //! each size of `GSCLUSTER_BENCH_LAYERS` (default 1,000, 10,000 and 100,000 layers). It runs
 //! only when named (`GSCLUSTER_BENCH_ONLY=scale`).
 //!
+//! The `edge` section (benches/cluster/edge.rs) is issue 17's: the bytes a slave's link carries
+//! (through the byte-counting proxy), compressed and not — bootstraps, a layer edit, a
+//! catch-up, a bootstrap behind a slow link. It runs when named (`GSCLUSTER_BENCH_ONLY=edge`)
+//! and in quick mode.
+//!
 //! The `history` section (benches/cluster/history.rs) is issue 16's: change latency and a
 //! 10,000-change catch-up with the history off and on, the history's size after them and after a
 //! month of catalog edits, and `gscluster log` over 100,000 changes. It runs only when named
@@ -54,6 +59,8 @@
 mod airgap;
 #[path = "cluster/chaos.rs"]
 mod chaos;
+#[path = "cluster/edge.rs"]
+mod edge;
 #[path = "cluster/history.rs"]
 mod history;
 #[path = "cluster/peers.rs"]
@@ -117,6 +124,8 @@ struct Opts {
     scale: scale::ScaleOpts,
     /// The history section (only when named).
     history: history::HistoryOpts,
+    /// The edge section (only when named; in quick mode always).
+    edge: edge::EdgeOpts,
     /// Sections to run (`GSCLUSTER_BENCH_ONLY`), all when empty.
     only: Vec<String>,
     binary: PathBuf,
@@ -292,6 +301,9 @@ fn main() {
     if opts.named("history") {
         history::history_figures(&opts, &opts.history, &mut report);
     }
+    if opts.named("edge") || (opts.quick && opts.runs("edge")) {
+        edge::edge_figures(&opts, &opts.edge, &mut report);
+    }
 
     let elapsed = started.elapsed();
     let md = render(&opts, &report, elapsed);
@@ -363,6 +375,11 @@ fn quick_opts(
             log_groups: 2_000,
             bootstrap: tiny_spec(),
             pairs: 1,
+        },
+        edge: edge::EdgeOpts {
+            bootstraps: vec![Spec::small()],
+            catchup: (100, 10),
+            slow: (125_000, Duration::from_millis(300)),
         },
         only,
         binary,
@@ -462,6 +479,27 @@ fn full_opts(
                 global_styles: 20,
                 layer_groups: 20,
             },
+        },
+        // Issue 17: 1,000 and 10,000 layers; a satellite-like link of 1 Mbit/s and 600 ms RTT.
+        edge: edge::EdgeOpts {
+            bootstraps: vec![
+                Spec {
+                    workspaces: 10,
+                    stores_per_workspace: 10,
+                    layers_per_store: 10,
+                    global_styles: 20,
+                    layer_groups: 20,
+                },
+                Spec {
+                    workspaces: 10,
+                    stores_per_workspace: 10,
+                    layers_per_store: 100,
+                    global_styles: 20,
+                    layer_groups: 20,
+                },
+            ],
+            catchup: (10_000, 20),
+            slow: (125_000, Duration::from_millis(300)),
         },
         only,
         binary,
