@@ -394,6 +394,17 @@ fn full_opts(
     binary: PathBuf,
     binary_origin: String,
 ) -> Opts {
+    // 1,000 layers, and 10 × 10 × 100 = 10,000 layers, ~35,000 replicated files.
+    let bootstraps: Vec<Spec> = [10, 100]
+        .into_iter()
+        .map(|layers_per_store| Spec {
+            workspaces: 10,
+            stores_per_workspace: 10,
+            layers_per_store,
+            global_styles: 20,
+            layer_groups: 20,
+        })
+        .collect();
     Opts {
         quick: false,
         trials: trials.unwrap_or(50).max(20),
@@ -413,23 +424,7 @@ fn full_opts(
         // each, ~500 Deltas): the master needs ~100 ms per Delta on this tree, so one Delta
         // per change would take ~17 minutes.
         catchups: vec![(1_000, 1), (10_000, 20)],
-        bootstraps: vec![
-            Spec {
-                workspaces: 10,
-                stores_per_workspace: 10,
-                layers_per_store: 10,
-                global_styles: 20,
-                layer_groups: 20,
-            },
-            // 10 × 10 × 100 = 10,000 layers, ~35,000 replicated files.
-            Spec {
-                workspaces: 10,
-                stores_per_workspace: 10,
-                layers_per_store: 100,
-                global_styles: 20,
-                layer_groups: 20,
-            },
-        ],
+        bootstraps: bootstraps.clone(),
         // lsyncd's default delay is 15 s per change: 3 trials; the 1 s loop: 10.
         peers: peers::PeerOpts {
             lsyncd0_trials: trials.unwrap_or(50).max(20),
@@ -482,22 +477,7 @@ fn full_opts(
         },
         // Issue 17: 1,000 and 10,000 layers; a satellite-like link of 1 Mbit/s and 600 ms RTT.
         edge: edge::EdgeOpts {
-            bootstraps: vec![
-                Spec {
-                    workspaces: 10,
-                    stores_per_workspace: 10,
-                    layers_per_store: 10,
-                    global_styles: 20,
-                    layer_groups: 20,
-                },
-                Spec {
-                    workspaces: 10,
-                    stores_per_workspace: 10,
-                    layers_per_store: 100,
-                    global_styles: 20,
-                    layer_groups: 20,
-                },
-            ],
+            bootstraps: bootstraps.clone(),
             catchup: (10_000, 20),
             slow: (125_000, Duration::from_millis(300)),
         },

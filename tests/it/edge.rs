@@ -2,7 +2,7 @@
 //! support, bootstraps without starting over and follows changes.
 
 use crate::support::cluster::start_member;
-use crate::support::generator::{generate, Spec};
+use crate::support::generator::{generate, random_styles, Spec};
 use crate::support::node::{assert_converged, free_port, logs_of, wait_until_logs};
 use crate::support::proxy::{Faults, Proxy};
 use std::time::Duration;
@@ -18,19 +18,7 @@ fn a_slave_behind_a_slow_link_bootstraps_without_starting_over_and_follows_chang
     let origin = tempfile::tempdir().unwrap();
     let mut catalog = generate(origin.path(), &Spec::small(), 171);
     // 40 style bodies of 24 KiB of random letters: ~600 KB compressed, several parts.
-    let mut x: u64 = 171;
-    for k in 0..40 {
-        let body: String = (0..24 * 1024)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (b'a' + (x >> 59) as u8) as char
-            })
-            .collect();
-        let sld = format!("<StyledLayerDescriptor><!-- {body} --></StyledLayerDescriptor>");
-        std::fs::write(origin.path().join(format!("styles/slow_{k}.sld")), sld).unwrap();
-    }
+    random_styles(origin.path(), "slow", 40, 24, 171);
     let port = free_port();
     let servers = vec![format!("mqtt://127.0.0.1:{port}")];
     let master = start_member("gs-master", "master", origin.path(), &servers, |c| {

@@ -288,19 +288,7 @@ fn a_start_up_larger_than_the_mqtt_windows_flows_without_stalling() {
     let state = tempfile::tempdir().unwrap();
     generate(data.path(), &Spec::small(), 91);
     // 200 style bodies of ~180 KiB: one message each, 200 messages in all.
-    let mut x: u64 = 91;
-    for k in 0..200 {
-        let body: String = (0..180 * 1024)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (b'a' + (x >> 59) as u8) as char
-            })
-            .collect();
-        let sld = format!("<StyledLayerDescriptor><!-- {body} --></StyledLayerDescriptor>");
-        std::fs::write(data.path().join(format!("styles/big_{k}.sld")), sld).unwrap();
-    }
+    crate::support::generator::random_styles(data.path(), "big", 200, 180, 91);
     let port = free_port();
     let servers = vec![format!("mqtt://127.0.0.1:{port}")];
     for role in ["master", "both"] {

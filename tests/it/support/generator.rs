@@ -36,6 +36,25 @@ impl Spec {
     }
 }
 
+/// `count` style bodies `styles/{prefix}_{k}.sld` of `kib` KiB of random letters: large
+/// files that compress only to about 5/8 (32 letters: 5 bits a byte), for tests about message
+/// counts and slow links.
+pub fn random_styles(root: &Path, prefix: &str, count: usize, kib: usize, seed: u64) {
+    let mut x = seed;
+    for k in 0..count {
+        let body: String = (0..kib * 1024)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (b'a' + (x >> 59) as u8) as char
+            })
+            .collect();
+        let sld = format!("<StyledLayerDescriptor><!-- {body} --></StyledLayerDescriptor>");
+        std::fs::write(root.join(format!("styles/{prefix}_{k}.sld")), sld).unwrap();
+    }
+}
+
 /// SplitMix64: tiny, good enough, and identical on every platform (no `rand` dependency needed).
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
