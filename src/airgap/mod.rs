@@ -1,12 +1,12 @@
 //! Air-gapped transfer: `gscluster export` writes a bundle, `gscluster import` applies it on a
 //! node of another site (docs/airgap.md).
 //!
-//! A bundle is one file: an 8-byte magic, then one CBOR envelope holding the encoded body, the
-//! body's SHA-256 and, when the exporting node has a group key, an HMAC-SHA256 tag over the
-//! body. The body carries a header (group, exporting node, position, base) and the same
+//! A bundle is one file: an 8-byte magic, then one CBOR envelope holding the encoded body
+//! (zstd-compressed in format 2, like a message's: `delta::pack`), the body's SHA-256 and,
+//! when the exporting node has a group key, an HMAC-SHA256 tag over the body as stored. The body carries a header (group, exporting node, position, base) and the same
 //! [`Change`] list Deltas carry. Decoding checks, in this order, the magic, the envelope (a
 //! truncated file fails here), the format version, the checksum (damage), the tag (tampering
-//! by someone without the key), then the body's group and every change (paths, hashes, sizes):
+//! by someone without the key), the declared size, then the body's group and every change (paths, hashes, sizes):
 //! nothing of a bundle is used before all of it is verified.
 //!
 //! Positions: every export is numbered per exporting node (1, 2, …) and remembered in
@@ -32,8 +32,13 @@ use std::fmt;
 /// First bytes of every bundle file.
 pub const MAGIC: &[u8; 8] = b"GSCBNDL\n";
 
-/// Version of the envelope and body layout.
-pub const BUNDLE_FORMAT: u16 = 1;
+/// Version of the envelope and body layout: 2 is a compressed body (with `raw_len`), 1 a
+/// plain one (what bundles were before compression; still read).
+pub const BUNDLE_FORMAT: u16 = 2;
+
+/// The most a bundle's body may decompress to: a 100,000-layer snapshot is ~350 MB, and the
+/// import holds it in memory.
+pub const MAX_BUNDLE_BODY: u64 = 2 << 30;
 
 /// What a bundle says about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +105,9 @@ struct Envelope {
     sha256: Vec<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     tag: Option<Vec<u8>>,
+    /// Format 2: the length the compressed body decompresses to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw_len: Option<u64>,
 }
 
 /// Why a bundle is refused.
@@ -121,7 +129,7 @@ impl fmt::Display for BundleError {
             BundleError::Damaged(e) => write!(f, "truncated or damaged: {e}"),
             BundleError::Version(v) => write!(
                 f,
-                "bundle format {v} not supported (this gscluster reads format {BUNDLE_FORMAT}); upgrade it"
+                "bundle format {v} not supported (this gscluster reads formats 1 to {BUNDLE_FORMAT}); upgrade it"
             ),
             BundleError::Checksum => {
                 f.write_str("checksum does not match: the bundle was damaged or altered")
@@ -140,12 +148,18 @@ impl std::error::Error for BundleError {}
 
 /// Encode `bundle` into the bytes of a bundle file, tagged with `auth`'s key when it has one.
 pub fn encode(bundle: &Bundle, auth: &Auth) -> Vec<u8> {
-    let body = crate::cbor::encode(bundle);
+    let plain = crate::cbor::encode(bundle);
+    // Compressed before the checksum and the tag, which cover the bytes stored.
+    let (body, raw_len) = match delta::pack::pack(&plain) {
+        Some(packed) => (packed, Some(plain.len() as u64)),
+        None => (plain, None),
+    };
     let envelope = Envelope {
-        v: BUNDLE_FORMAT,
+        v: if raw_len.is_some() { BUNDLE_FORMAT } else { 1 },
         sha256: Sha256::digest(&body).to_vec(),
         tag: auth.tag(&body),
         body,
+        raw_len,
     };
     [MAGIC.as_slice(), &crate::cbor::encode(&envelope)].concat()
 }
@@ -162,7 +176,7 @@ pub fn decode(bytes: &[u8], group: &str, auth: &Auth) -> Result<Bundle, BundleEr
             reader.len()
         )));
     }
-    if envelope.v != BUNDLE_FORMAT {
+    if envelope.v == 0 || envelope.v > BUNDLE_FORMAT {
         return Err(BundleError::Version(envelope.v));
     }
     if Sha256::digest(&envelope.body).as_slice() != envelope.sha256.as_slice() {
@@ -170,7 +184,18 @@ pub fn decode(bytes: &[u8], group: &str, auth: &Auth) -> Result<Bundle, BundleEr
     }
     auth.verify(&envelope.body, envelope.tag.as_deref())
         .map_err(|e| BundleError::Auth(e.to_string()))?;
-    let bundle: Bundle = crate::cbor::decode(&envelope.body).map_err(damaged)?;
+    let body = match (envelope.v, envelope.raw_len) {
+        (1, None) => envelope.body,
+        (2, Some(n)) => delta::pack::unpack_within(&envelope.body, n, MAX_BUNDLE_BODY)
+            .map_err(BundleError::Damaged)?,
+        (v, _) => {
+            return Err(BundleError::Damaged(format!(
+                "a format {v} envelope {} a decompressed length",
+                if v == 1 { "with" } else { "without" }
+            )))
+        }
+    };
+    let bundle: Bundle = crate::cbor::decode(&body).map_err(damaged)?;
     if bundle.header.group != group {
         return Err(BundleError::Group {
             expected: group.to_string(),
@@ -281,6 +306,57 @@ mod tests {
             decode(b"PK\x03\x04 a zip file", "g", &auth).unwrap_err(),
             BundleError::NotABundle
         );
+    }
+
+    #[test]
+    fn a_bundle_is_stored_compressed_a_plain_one_of_format_1_is_still_read_and_a_bomb_is_refused() {
+        let mut b = bundle("g");
+        let xml = "<layer><name>roads</name><enabled>true</enabled></layer>\n".repeat(200);
+        b.changes[0].op = Op::write(xml.clone().into_bytes());
+        let bytes = encode(&b, &Auth::none());
+        assert!(bytes.len() * 5 < xml.len(), "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes, "g", &Auth::none()).unwrap(), b);
+        // What a gscluster before compression wrote.
+        let body = crate::cbor::encode(&b);
+        let v1 = Envelope {
+            v: 1,
+            sha256: Sha256::digest(&body).to_vec(),
+            tag: None,
+            body,
+            raw_len: None,
+        };
+        let old = [MAGIC.as_slice(), &crate::cbor::encode(&v1)].concat();
+        assert_eq!(decode(&old, "g", &Auth::none()).unwrap(), b);
+        // A body declaring more than the bound, checksum and all in order.
+        let zeros = delta::pack::pack(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = Envelope {
+            v: 2,
+            sha256: Sha256::digest(&zeros).to_vec(),
+            tag: None,
+            body: zeros,
+            raw_len: Some(MAX_BUNDLE_BODY + 1),
+        };
+        let bomb = [MAGIC.as_slice(), &crate::cbor::encode(&bomb)].concat();
+        let e = decode(&bomb, "g", &Auth::none()).unwrap_err().to_string();
+        assert!(e.contains("decompression bomb"), "{e}");
+        let newer = Envelope {
+            v: 3,
+            ..v1_like(&b)
+        };
+        let newer = [MAGIC.as_slice(), &crate::cbor::encode(&newer)].concat();
+        let e = decode(&newer, "g", &Auth::none()).unwrap_err().to_string();
+        assert!(e.contains("upgrade it"), "{e}");
+    }
+
+    fn v1_like(b: &Bundle) -> Envelope {
+        let body = crate::cbor::encode(b);
+        Envelope {
+            v: 1,
+            sha256: Sha256::digest(&body).to_vec(),
+            tag: None,
+            body,
+            raw_len: None,
+        }
     }
 
     #[test]

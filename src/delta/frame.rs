@@ -179,7 +179,10 @@ pub fn decode_part(payload: &[u8], group: &str, auth: &Auth) -> Result<Part, Dec
             ))
         }
         (_, Some(n)) if n > MAX_DELTA_BODY as u64 => {
-            return Err(DecodeError::Part(super::pack::too_large(n)))
+            return Err(DecodeError::Part(super::pack::too_large(
+                n,
+                MAX_DELTA_BODY as u64,
+            )))
         }
         _ => {}
     }

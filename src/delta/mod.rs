@@ -10,7 +10,7 @@ mod assemble;
 mod change;
 mod frame;
 mod limits;
-mod pack;
+pub mod pack;
 
 pub use assemble::{Assembled, Assembler};
 pub use change::{verify_changes, Change, Delta, DeltaId, Op};

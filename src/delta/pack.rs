@@ -5,6 +5,8 @@
 //! [`MAX_DELTA_BODY`]: a frame that would decompress to more (a decompression bomb) is refused
 //! without the memory being taken.
 //!
+//! Air-gap bundles use the same compression (`airgap`), with their own bound.
+//!
 //! GeoServer's XML compresses 8–9 times in the 2,000-file batches of a resync at zstd's level
 //! 3, and a single layer's files about twice (measured on the real data directories of the
 //! test fixtures: 2.0 MB → 228 KB; deflate, already in the build for the history, made 373 KB
@@ -62,8 +64,13 @@ pub fn pack(body: &[u8]) -> Option<Vec<u8>> {
 /// [`MAX_DELTA_BODY`]): anything else is refused (why, in words), and at most `raw_len` bytes
 /// are ever taken.
 pub fn unpack(packed: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
-    if raw_len > MAX_DELTA_BODY as u64 {
-        return Err(too_large(raw_len));
+    unpack_within(packed, raw_len, MAX_DELTA_BODY as u64)
+}
+
+/// [`unpack`] with another bound than a message's (an air-gap bundle's).
+pub fn unpack_within(packed: &[u8], raw_len: u64, limit: u64) -> Result<Vec<u8>, String> {
+    if raw_len > limit {
+        return Err(too_large(raw_len, limit));
     }
     let body = zstd::bulk::decompress(packed, raw_len as usize).map_err(|e| {
         format!("compressed body does not decompress to the {raw_len} bytes it declares: {e}")
@@ -77,9 +84,9 @@ pub fn unpack(packed: &[u8], raw_len: u64) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-pub fn too_large(raw_len: u64) -> String {
+pub fn too_large(raw_len: u64, limit: u64) -> String {
     format!(
-        "compressed body declares {raw_len} bytes, over the limit of {MAX_DELTA_BODY} \
+        "compressed body declares {raw_len} bytes, over the limit of {limit} \
          (a decompression bomb?)"
     )
 }
