@@ -58,6 +58,8 @@ pub struct Shared {
     pub stale_until: Mutex<Option<std::time::Instant>>,
     /// A resync round has completed since this process started.
     pub current: AtomicBool,
+    /// `[resync]`: how much one batch of a resync asks for.
+    pub resync: crate::config::Resync,
     /// Received messages waiting for the receive worker: reloads wait while it is not zero.
     pub backlog: AtomicUsize,
     /// What the node's working parts tell its status (crate::status).
@@ -102,6 +104,7 @@ impl Shared {
             drift: AtomicBool::new(false),
             stale_until: Mutex::new(None),
             current: AtomicBool::new(false),
+            resync: cfg.resync,
             backlog: AtomicUsize::new(0),
             board: Default::default(),
             leases: Default::default(),

@@ -38,3 +38,7 @@ pub const BROKER_MAX_CONNECTIONS: usize = 1000;
 pub const HISTORY_KEEP_DAYS: u64 = 30;
 pub const HISTORY_MAX_MB: u64 = 512;
 pub const HISTORY_MAX_CHANGES: u64 = 100_000;
+/// `[resync]`: at most 2,000 files (the ask's list of paths stays well under one message) and
+/// 4 MiB of content before compression per batch.
+pub const RESYNC_BATCH_FILES: usize = 2000;
+pub const RESYNC_BATCH_KB: u64 = 4096;

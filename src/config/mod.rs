@@ -239,6 +239,45 @@ keep = 3
     }
 
     #[test]
+    fn resync_batches_default_to_2000_files_and_4_mib_and_are_bounded() {
+        use super::types::Resync;
+        let default = Resync {
+            batch_files: 2000,
+            batch_bytes: 4 << 20,
+        };
+        assert_eq!(parse(MIN).unwrap().resync, default);
+        let c = parse(&format!(
+            "{MIN}[resync]\nbatch_files = 200\nbatch_kb = 256\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.resync,
+            Resync {
+                batch_files: 200,
+                batch_bytes: 256 << 10
+            }
+        );
+        for (line, says) in [
+            (
+                "batch_files = 0",
+                "[resync] batch_files: 0 is not between 1 and 2000",
+            ),
+            (
+                "batch_files = 5000",
+                "[resync] batch_files: 5000 is not between",
+            ),
+            (
+                "batch_kb = 8",
+                "[resync] batch_kb: 8 is not between 16 and 4096",
+            ),
+            ("batch_kb = 100000", "[resync] batch_kb: 100000"),
+        ] {
+            let e = parse(&format!("{MIN}[resync]\n{line}\n")).unwrap_err();
+            assert!(e.0.starts_with(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
     fn metrics_listen_is_an_address_and_port() {
         let c = parse(&format!("{MIN}[metrics]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
         assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));

@@ -22,6 +22,15 @@ pub(super) struct RawConfig {
     pub(super) security: Option<RawSecurity>,
     #[serde(default)]
     pub(super) history: RawHistory,
+    #[serde(default)]
+    pub(super) resync: RawResync,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResync {
+    pub(super) batch_files: Option<usize>,
+    pub(super) batch_kb: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

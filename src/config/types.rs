@@ -20,6 +20,25 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// `[history]`: what this node keeps of the changes it applies and publishes; `None` = off.
     pub history: Option<History>,
+    /// `[resync]`: how much a resync asks for at a time.
+    pub resync: Resync,
+}
+
+/// `[resync]` (docs/resync.md): the most files and file bytes one batch of a resync asks for;
+/// smaller batches for slow links (docs/brokers.md, "Slow and metered links").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resync {
+    pub batch_files: usize,
+    pub batch_bytes: u64,
+}
+
+impl Default for Resync {
+    fn default() -> Resync {
+        Resync {
+            batch_files: super::defaults::RESYNC_BATCH_FILES,
+            batch_bytes: super::defaults::RESYNC_BATCH_KB * 1024,
+        }
+    }
 }
 
 /// `[history]` (docs/history.md): groups older than `keep_days` go, and the oldest while more

@@ -52,6 +52,7 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
         }
     };
     let history = validate_history(raw.history)?;
+    let resync = validate_resync(raw.resync)?;
     if geoserver.data_dir.starts_with(&node.state_dir)
         || node.state_dir.starts_with(&geoserver.data_dir)
     {
@@ -71,6 +72,28 @@ pub(super) fn validate(raw: RawConfig, base: Option<&Path>) -> Result<Config, Co
         security,
         metrics,
         history,
+        resync,
+    })
+}
+
+fn validate_resync(raw: RawResync) -> Result<Resync, ConfigError> {
+    let files = raw.batch_files.unwrap_or(defaults::RESYNC_BATCH_FILES);
+    if !(1..=defaults::RESYNC_BATCH_FILES).contains(&files) {
+        return err(format!(
+            "[resync] batch_files: {files} is not between 1 and {} (an ask lists its paths in one message)",
+            defaults::RESYNC_BATCH_FILES
+        ));
+    }
+    let kb = raw.batch_kb.unwrap_or(defaults::RESYNC_BATCH_KB);
+    if !(16..=defaults::RESYNC_BATCH_KB).contains(&kb) {
+        return err(format!(
+            "[resync] batch_kb: {kb} is not between 16 and {} (an answer must stay within a message body's limit)",
+            defaults::RESYNC_BATCH_KB
+        ));
+    }
+    Ok(Resync {
+        batch_files: files,
+        batch_bytes: kb * 1024,
     })
 }
 

@@ -369,7 +369,7 @@ impl Resync {
                     Ok(p) => p,
                     Err(e) => return Some(Err(e)),
                 };
-                *pending = batches(&plan.fetch).into();
+                *pending = batches(&plan.fetch, &ctx.shared.resync).into();
                 *range = next;
                 done.pages += 1;
                 Ok(())
@@ -407,7 +407,7 @@ impl Resync {
             responder: m.responder,
             positions: m.positions,
             newest,
-            pending: batches(&plan.fetch).into(),
+            pending: batches(&plan.fetch, &ctx.shared.resync).into(),
             plan,
             range,
             done: Done {

@@ -39,10 +39,6 @@ use crate::update_sequence::Merged;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Most file bytes asked for in one batch.
-pub const BATCH_BYTES: u64 = 4 * 1024 * 1024;
-/// Most paths asked for in one batch (keeps the ask itself well under one message).
-pub const BATCH_PATHS: usize = 2000;
 /// Most manifest entries in one page of an answer (~150 bytes each: about 1 MB).
 pub const PAGE_ITEMS: usize = 6000;
 
@@ -294,13 +290,17 @@ pub fn newest(responder: &str, clock: Option<u64>, remote: &[Item]) -> u64 {
     })
 }
 
-/// Split the paths to fetch into batches of bounded bytes and count.
-pub fn batches(fetch: &[(String, Version, u64)]) -> Vec<Vec<String>> {
+/// Split the paths to fetch into batches of at most `limits.batch_files` paths and
+/// `limits.batch_bytes` of content (a file larger than that goes alone).
+pub fn batches(
+    fetch: &[(String, Version, u64)],
+    limits: &crate::config::Resync,
+) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut bytes = 0u64;
     for (path, _, size) in fetch {
         let full = out.last().is_none_or(|b| {
-            b.len() >= BATCH_PATHS || (bytes + size > BATCH_BYTES && !b.is_empty())
+            b.len() >= limits.batch_files || (bytes + size > limits.batch_bytes && !b.is_empty())
         });
         if full {
             out.push(Vec::new());
@@ -536,12 +536,30 @@ mod tests {
         let fetch: Vec<_> = (0..1200)
             .map(|i| (format!("f{i}"), Version::new(1, "m"), 4096u64))
             .collect();
-        let b = batches(&fetch);
-        assert!(b.iter().all(|x| x.len() <= BATCH_PATHS));
-        assert!(b.iter().all(|x| x.len() as u64 * 4096 <= BATCH_BYTES));
+        let limits = crate::config::Resync::default();
+        let b = batches(&fetch, &limits);
+        assert!(b.iter().all(|x| x.len() <= limits.batch_files));
+        assert!(b
+            .iter()
+            .all(|x| x.len() as u64 * 4096 <= limits.batch_bytes));
         assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 1200);
-        let huge = vec![("big".to_string(), Version::new(1, "m"), 5 * BATCH_BYTES)];
-        assert_eq!(batches(&huge), vec![vec!["big".to_string()]]);
+        let huge = vec![(
+            "big".to_string(),
+            Version::new(1, "m"),
+            5 * limits.batch_bytes,
+        )];
+        assert_eq!(batches(&huge, &limits), vec![vec!["big".to_string()]]);
+        // A slow link's settings: 64 KiB and 100 files at a time.
+        let small = crate::config::Resync {
+            batch_files: 100,
+            batch_bytes: 64 * 1024,
+        };
+        let b = batches(&fetch, &small);
+        assert_eq!(b.len(), 1200 / 16, "16 files of 4 KiB make 64 KiB");
+        let few: Vec<_> = (0..250)
+            .map(|i| (format!("s{i}"), Version::new(1, "m"), 10u64))
+            .collect();
+        assert_eq!(batches(&few, &small).len(), 3, "100 + 100 + 50 files");
     }
 
     #[test]
