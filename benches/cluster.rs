@@ -380,6 +380,7 @@ fn quick_opts(
             bootstraps: vec![Spec::small()],
             catchup: (100, 10),
             slow: (125_000, Duration::from_millis(300)),
+            outage: Duration::from_secs(5),
         },
         only,
         binary,
@@ -480,6 +481,8 @@ fn full_opts(
             bootstraps: bootstraps.clone(),
             catchup: (10_000, 20),
             slow: (125_000, Duration::from_millis(300)),
+            // Issue 17: "a link that drops for 5 minutes in the middle of a bootstrap".
+            outage: Duration::from_secs(300),
         },
         only,
         binary,

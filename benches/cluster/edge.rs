@@ -30,6 +30,8 @@ pub struct EdgeOpts {
     pub catchup: (usize, usize),
     /// The slow link: bytes per second each way and latency each way (RTT = twice that).
     pub slow: (u64, Duration),
+    /// How long the slow link goes dead in the middle of a bootstrap (compressed run only).
+    pub outage: Duration,
 }
 
 /// Bytes through the proxy (node → broker, broker → node) at one moment.
@@ -131,6 +133,18 @@ pub fn edge_figures(opts: &Opts, e: &EdgeOpts, report: &mut Report) {
             let mut slow = Empty::new(&through, &configure_node, "gs-slow");
             let (bytes, took) = slow.bootstrap(&c, &proxy, &format!("{key}slow_bootstrap"));
             got[mode].push(("slow-link bootstrap".into(), bytes, took));
+            if !uncompressed {
+                outage_figure(
+                    &c,
+                    &proxy,
+                    e,
+                    &through,
+                    &configure_node,
+                    bytes,
+                    report,
+                    &key,
+                );
+            }
             proxy.heal();
         }
         for (j, (what, bytes, took)) in got[1].iter().enumerate() {
@@ -155,6 +169,85 @@ pub fn edge_figures(opts: &Opts, e: &EdgeOpts, report: &mut Report) {
             );
         }
     }
+}
+
+/// The slow link goes dead (black hole: connections held, nothing delivered) once the first
+/// batch of a bootstrap is in, for `e.outage`: how many connections the slave opened meanwhile
+/// (a keep-alive storm would open many), how many rounds and files the bootstrap took, and its
+/// bytes against the same bootstrap without the outage (`plain`).
+#[allow(clippy::too_many_arguments)]
+fn outage_figure(
+    c: &Cluster,
+    proxy: &Proxy,
+    e: &EdgeOpts,
+    through: &[String],
+    configure_node: &dyn Fn(&mut NodeConfig),
+    plain: Bytes,
+    report: &mut Report,
+    key: &str,
+) {
+    let (rate, latency) = e.slow;
+    let slow = Faults {
+        latency,
+        bandwidth: Some(rate),
+        ..Faults::default()
+    };
+    let want = replicated_tree(c.master_data.path());
+    let mut s = Empty::new(through, configure_node, "gs-outage");
+    let before = proxy.bytes();
+    let t0 = Instant::now();
+    s.node.restart();
+    super::support::node::wait_until("the first batch arrived", TIMEOUT, || {
+        s.node.log_contents().contains(" arrived ")
+    });
+    proxy.set(Faults {
+        blackhole: true,
+        ..slow
+    });
+    let accepted = proxy.accepted();
+    // The outage itself: a length of time, not a condition to wait for.
+    sleep(e.outage);
+    let opened = proxy.accepted() - accepted;
+    proxy.set(slow);
+    let healed = Instant::now();
+    let took = wait_converged(s.dir(), &want, t0, &s.node, || {
+        s.node.log_contents().contains(" complete in ")
+    });
+    let after = healed.elapsed();
+    let bytes = since(proxy, before);
+    save_logs(&format!("{key}outage_bootstrap"), &[&c.master, &s.node]);
+    let log = s.node.log_contents();
+    let rounds = log.matches("asking for manifests").count();
+    let fetched: usize = (log.lines())
+        .filter_map(|l| {
+            l.split_once(": batch ")?
+                .1
+                .split_once(": ")?
+                .1
+                .split(' ')
+                .next()
+        })
+        .filter_map(|n| n.parse::<usize>().ok())
+        .sum();
+    report.add(
+        &format!("{key}outage_bytes_percent"),
+        &format!(
+            "edge: a bootstrap whose link goes dead for {} s after its first batch: bytes to the \
+             slave against the same bootstrap without it (%)",
+            e.outage.as_secs()
+        ),
+        format!("{:.0}", bytes.1 as f64 * 100.0 / plain.1.max(1) as f64),
+        format!(
+            "{} / {} bytes; {rounds} resync round(s), {fetched} file(s) fetched for {} in the \
+             tree; {opened} connection(s) opened during the outage; converged {} ms after the \
+             link came back ({} ms in all)",
+            bytes.1,
+            plain.1,
+            want.len(),
+            after.as_millis(),
+            took.as_millis()
+        ),
+    );
 }
 
 fn slug(what: &str) -> String {
