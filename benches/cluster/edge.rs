@@ -209,11 +209,12 @@ fn outage_figure(
     sleep(e.outage);
     let opened = proxy.accepted() - accepted;
     proxy.set(slow);
+    // The convergence's deadline counts from the link's return, not from the start.
     let healed = Instant::now();
-    let took = wait_converged(s.dir(), &want, t0, &s.node, || {
+    let after = wait_converged(s.dir(), &want, healed, &s.node, || {
         s.node.log_contents().contains(" complete in ")
     });
-    let after = healed.elapsed();
+    let took = t0.elapsed();
     let bytes = since(proxy, before);
     save_logs(&format!("{key}outage_bootstrap"), &[&c.master, &s.node]);
     let log = s.node.log_contents();
