@@ -203,22 +203,13 @@ impl<'t> Blobs<'t> {
         })
     }
 
-    /// Store `bytes` under a new id, deflated now when `packed` (else by [`pack`] later: an
-    /// apply or a publish pays only the copy); returns the id and the bytes added.
-    fn put(
-        &mut self,
-        n: &mut Counters,
-        bytes: &[u8],
-        packed: bool,
-    ) -> Result<(u64, u64), redb::Error> {
+    /// Store `bytes` as they are under a new id (deflated by [`pack`] later: an apply or a
+    /// publish pays only the copy); returns the id and the bytes added.
+    fn put(&mut self, n: &mut Counters, bytes: &[u8]) -> Result<(u64, u64), redb::Error> {
         n.next_content = n.next_content.max(1);
         let id = n.next_content;
         n.next_content += 1;
-        let stored = if packed {
-            stored_form(bytes)
-        } else {
-            plain(bytes)
-        };
+        let stored = plain(bytes);
         self.content.insert(id, stored.as_slice())?;
         Ok((id, stored.len() as u64))
     }
@@ -228,14 +219,15 @@ impl<'t> Blobs<'t> {
     fn pack_id(&mut self, n: &mut Counters, id: u64) -> Result<(), redb::Error> {
         let packed = match self.content.get(id)? {
             Some(v) => match v.value().split_first() {
-                Some((&b, rest)) if b == Blob::Plain as u8 && rest.len() >= DEFLATE_FROM => {
-                    deflated(rest).map(|p| (v.value().len(), p))
+                Some((&b, rest)) if b == Blob::Plain as u8 => {
+                    Some((v.value().len(), stored_form(rest)))
                 }
                 _ => None,
             },
             None => None,
         };
-        if let Some((was, p)) = packed {
+        // What stays plain in its final form (short, or not smaller deflated) is left alone.
+        if let Some((was, p)) = packed.filter(|(_, p)| p[0] == Blob::Deflate as u8) {
             n.kept = n.kept.saturating_sub(was as u64) + p.len() as u64;
             self.content.insert(id, p.as_slice())?;
         }
@@ -251,14 +243,13 @@ impl<'t> Blobs<'t> {
         sha: &Sha,
         bytes: Option<&[u8]>,
         ahead: Option<u64>,
-        packed: bool,
     ) -> Result<u64, redb::Error> {
         let (mut id, refs) = self.index.get(sha)?.map_or((0, 0), |v| v.value());
         let mut added = 0;
         if id == 0 {
             match (ahead, bytes) {
                 (Some(a), _) => id = a,
-                (None, Some(b)) => (id, added) = self.put(n, b, packed)?,
+                (None, Some(b)) => (id, added) = self.put(n, b)?,
                 (None, None) => {}
             }
         }
@@ -385,7 +376,7 @@ pub fn write(
         for c in group.changes.iter().filter(|c| !c.deleted) {
             let bytes = contents.get(&c.sha256).map(Vec::as_slice);
             let kept_ahead = ahead.get(&c.sha256).copied();
-            n.kept += blobs.keep(&mut n, &c.sha256, bytes, kept_ahead, false)?;
+            n.kept += blobs.keep(&mut n, &c.sha256, bytes, kept_ahead)?;
         }
         let encoded = crate::cbor::encode(group);
         n.kept += encoded.len() as u64;
@@ -412,7 +403,7 @@ pub fn keep_content(
         if blobs.index.get(sha)?.is_some_and(|v| v.value().0 != 0) {
             continue;
         }
-        let (id, added) = blobs.put(&mut n, bytes, false)?;
+        let (id, added) = blobs.put(&mut n, bytes)?;
         n.kept += added;
         ids.push((*sha, id));
     }
@@ -490,7 +481,8 @@ pub fn fill_base(
         if base.get(path.as_str())?.is_some() {
             continue;
         }
-        n.kept += blobs.keep(&mut n, sha, Some(bytes), None, true)?;
+        // Deflated now (the base is kept in the background), also when an apply kept it.
+        n.kept += blobs.keep(&mut n, sha, Some(bytes), None)?;
         blobs.pack_sha(&mut n, sha)?;
         n.base_bytes += blobs.len(sha)?;
         base.insert(path.as_str(), sha)?;
