@@ -3,11 +3,12 @@
 //!
 //! A bundle is one file: an 8-byte magic, then one CBOR envelope holding the encoded body
 //! (zstd-compressed in format 2, like a message's: `delta::pack`), the body's SHA-256 and,
-//! when the exporting node has a group key, an HMAC-SHA256 tag over the body as stored. The body carries a header (group, exporting node, position, base) and the same
-//! [`Change`] list Deltas carry. Decoding checks, in this order, the magic, the envelope (a
-//! truncated file fails here), the format version, the checksum (damage), the tag (tampering
-//! by someone without the key), the declared size, then the body's group and every change (paths, hashes, sizes):
-//! nothing of a bundle is used before all of it is verified.
+//! when the exporting node has a group key, an HMAC-SHA256 tag over the body as stored. The
+//! body carries a header (group, exporting node, position, base) and the same [`Change`] list
+//! Deltas carry. Decoding checks, in this order, the magic, the envelope (a truncated file
+//! fails here), the format version, the checksum (damage), the tag (tampering by someone
+//! without the key), the declared size, then the body's group and every change (paths,
+//! hashes, sizes): nothing of a bundle is used before all of it is verified.
 //!
 //! Positions: every export is numbered per exporting node (1, 2, …) and remembered in
 //! `state_dir/exports/` as the list of files and hashes it held, so `--since N` can carry
@@ -317,15 +318,7 @@ mod tests {
         assert!(bytes.len() * 5 < xml.len(), "{} bytes", bytes.len());
         assert_eq!(decode(&bytes, "g", &Auth::none()).unwrap(), b);
         // What a gscluster before compression wrote.
-        let body = crate::cbor::encode(&b);
-        let v1 = Envelope {
-            v: 1,
-            sha256: Sha256::digest(&body).to_vec(),
-            tag: None,
-            body,
-            raw_len: None,
-        };
-        let old = [MAGIC.as_slice(), &crate::cbor::encode(&v1)].concat();
+        let old = [MAGIC.as_slice(), &crate::cbor::encode(&v1_like(&b))].concat();
         assert_eq!(decode(&old, "g", &Auth::none()).unwrap(), b);
         // A body declaring more than the bound, checksum and all in order.
         let zeros = delta::pack::pack(&vec![0u8; 1 << 20]).unwrap();
@@ -348,6 +341,7 @@ mod tests {
         assert!(e.contains("upgrade it"), "{e}");
     }
 
+    /// The envelope of `b` as a gscluster before compression wrote it.
     fn v1_like(b: &Bundle) -> Envelope {
         let body = crate::cbor::encode(b);
         Envelope {
