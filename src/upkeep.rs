@@ -40,8 +40,15 @@ pub fn retention(keep: &History, now_ms: u64) -> history::Retention {
 pub async fn forget(sh: Arc<Shared>) {
     let dropped = tokio::task::spawn_blocking(move || {
         let mut state = sh.state.lock().unwrap();
-        let size = history::extent(state.database()).map_or(0, |e| e.bytes);
-        state.history_txn(history::drop_all).map(|n| (n, size))
+        let kept = history::extent(state.database())
+            .map_err(|e| std::io::Error::other(format!("state database: {e}")))?;
+        if kept.groups == 0 && kept.oldest_ms == 0 {
+            // Nothing was ever recorded: no transaction on every start of a node without one.
+            return Ok((None, 0));
+        }
+        state
+            .history_txn(history::drop_all)
+            .map(|n| (n, kept.bytes))
     });
     match dropped.await {
         Ok(Ok((None, _))) => {}
