@@ -13,7 +13,7 @@ mod limits;
 pub mod pack;
 
 pub use assemble::{Assembled, Assembler};
-pub use change::{verify_changes, Change, Delta, DeltaId, Op};
+pub use change::{verify_change, verify_changes, Change, Delta, DeltaId, Op};
 pub use frame::{decode_cbor, decode_part, encode_parts, whole_body, DecodeError, Frame, Part};
 pub use limits::{
     FORMAT_VERSION, MAX_DELTA_BODY, MAX_FILE_SIZE, MAX_INCOMING_PACKET, MAX_MESSAGE_SIZE,

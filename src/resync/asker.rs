@@ -374,7 +374,7 @@ impl Resync {
                 done.pages += 1;
                 Ok(())
             }
-            Answer::Manifest { .. } => return None,
+            Answer::Manifest { .. } | Answer::Contents { .. } => return None,
         })
     }
 

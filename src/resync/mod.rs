@@ -91,9 +91,8 @@ pub enum Answer {
         positions: BTreeMap<String, Position>,
         items: Vec<Item>,
     },
-    Files {
-        changes: Vec<Change>,
-    },
+    /// Fetched files, with the SHA-256 of each: what nodes before [`Answer::Contents`] sent.
+    Files { changes: Vec<Change> },
     /// One page of a manifest, in path order. The first (to `Ask::Manifest`) carries the
     /// responder's positions and its clock: no version of its own in any page is above that
     /// clock unless made after the first page. A page to `Ask::Page` carries neither.
@@ -104,6 +103,33 @@ pub enum Answer {
         /// More pages follow, after the last item's path.
         more: bool,
     },
+    /// The files asked for by `Ask::Files`, without a SHA-256 each: the asker has it from the
+    /// manifest page, and the frame's checksum (and tag) guard the bytes on the way. Decoded
+    /// into [`Answer::Files`], the hash computed from the content.
+    Contents { files: Vec<Fetched> },
+}
+
+/// One file of [`Answer::Contents`]: its content as the responder holds it now, and that
+/// content's version (newer than the page's when the file changed since).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    pub path: String,
+    pub version: Version,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
+}
+
+impl Fetched {
+    fn into_change(self) -> Change {
+        Change {
+            path: self.path,
+            version: self.version,
+            op: delta::Op::write(self.bytes),
+            merged: self.merged,
+        }
+    }
 }
 
 /// Encode an ask. `id` names the resync round, `batch` the request within it (1 = manifest).
@@ -142,12 +168,20 @@ pub fn decode_ask(body: &[u8]) -> Result<Ask, DecodeError> {
     delta::decode_cbor(body)
 }
 
-/// Decode and verify an answer body (paths normalised, hashes matching).
+/// Decode and verify an answer body (paths normalised, hashes matching). Fetched files come
+/// out as [`Answer::Files`] whichever form they came in.
 pub fn decode_answer(body: &[u8]) -> Result<Answer, DecodeError> {
     let answer: Answer = delta::decode_cbor(body)?;
-    match &answer {
-        Answer::Files { changes } => delta::verify_changes(changes)?,
-        Answer::Manifest { items, .. } | Answer::Page { items, .. } => {
+    match answer {
+        Answer::Contents { files } => {
+            let changes: Vec<Change> = files.into_iter().map(Fetched::into_change).collect();
+            changes
+                .iter()
+                .try_for_each(|c| delta::verify_change(c, false))?;
+            return Ok(Answer::Files { changes });
+        }
+        Answer::Files { ref changes } => delta::verify_changes(changes)?,
+        Answer::Manifest { ref items, .. } | Answer::Page { ref items, .. } => {
             for i in items {
                 crate::datadir::normalize(&i.path).map_err(|e| DecodeError::Change {
                     path: i.path.clone(),
@@ -560,6 +594,51 @@ mod tests {
             .map(|i| (format!("s{i}"), Version::new(1, "m"), 10u64))
             .collect();
         assert_eq!(batches(&few, &small).len(), 3, "100 + 100 + 50 files");
+    }
+
+    /// Fetched files go without the SHA-256 the page gave: 32 bytes and a key less per file,
+    /// incompressible bytes on an edge link. They decode as the `Change`s they were.
+    #[test]
+    fn fetched_files_go_without_their_hash_and_decode_as_changes() {
+        let fetched = |path: &str, bytes: &[u8]| Fetched {
+            path: path.into(),
+            version: Version::new(7, "m"),
+            bytes: bytes.to_vec(),
+            merged: None,
+        };
+        let files: Vec<Fetched> = (0..100)
+            .map(|i| fetched(&format!("styles/s{i}.xml"), b"<style/>"))
+            .collect();
+        let changes: Vec<Change> = files.iter().cloned().map(Fetched::into_change).collect();
+        let lean = crate::cbor::encode(&Answer::Contents {
+            files: files.clone(),
+        });
+        let full = crate::cbor::encode(&Answer::Files {
+            changes: changes.clone(),
+        });
+        assert!(
+            full.len() - lean.len() >= 100 * 32,
+            "{} against {} bytes",
+            lean.len(),
+            full.len()
+        );
+        assert_eq!(decode_answer(&lean).unwrap(), Answer::Files { changes });
+        for (bad, why) in [
+            (fetched("../etc/passwd", b"x"), ".."),
+            (fetched("a//b.xml", b"x"), "empty segment"),
+        ] {
+            let body = crate::cbor::encode(&Answer::Contents { files: vec![bad] });
+            let e = decode_answer(&body).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut ahead = fetched("global.xml", b"<global/>");
+        ahead.merged = Some(Merged {
+            settings: Version::new(9, "m"),
+            counter: 1,
+        });
+        let body = crate::cbor::encode(&Answer::Contents { files: vec![ahead] });
+        let e = decode_answer(&body).unwrap_err().to_string();
+        assert!(e.contains("settings version"), "{e}");
     }
 
     #[test]

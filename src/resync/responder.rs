@@ -4,9 +4,8 @@
 //! the PUBACK accounting that the outbox publisher relies on (it pairs every QoS 1 packet id the
 //! connection reports with its own outbox parts).
 
-use super::{encode_answer, page_items, Answer, Ask, Item};
+use super::{encode_answer, page_items, Answer, Ask, Fetched, Item};
 use crate::context::Shared;
-use crate::delta::{Change, Op};
 use crate::mqtt::connection::Link;
 use crate::state::Position;
 use std::collections::BTreeMap;
@@ -58,6 +57,7 @@ pub async fn run(
             payloads.len()
         );
         match &answer {
+            Answer::Files { .. } => {} // not sent since Contents
             Answer::Manifest { items, .. } => log::info!(
                 "resync: sending my manifest ({} entries) to {}: {sent}",
                 items.len(),
@@ -70,9 +70,9 @@ pub async fn run(
                 (items.first()).map_or(String::new(), |i| format!(" from {}", i.path)),
                 if *more { "; more follow" } else { "; the last" }
             ),
-            Answer::Files { changes } => log::debug!(
+            Answer::Contents { files } => log::debug!(
                 "resync: sending {} file(s) to {} (batch {}): {sent}",
-                changes.len(),
+                files.len(),
                 asked.asker,
                 asked.batch
             ),
@@ -127,7 +127,7 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
         }
         Ask::Page { .. } => None,
         Ask::Files { to, paths } if *to == sh.node_id => {
-            let mut changes = Vec::with_capacity(paths.len());
+            let mut files = Vec::with_capacity(paths.len());
             for path in paths {
                 let Some(entry) = state.manifest.live_entry(path) else {
                     continue;
@@ -135,16 +135,16 @@ fn answer(sh: &Shared, ask: &Ask) -> Option<Answer> {
                 // A file gone since the manifest was sent is left out; its deletion arrives as
                 // a Delta once the detector sees it.
                 match std::fs::read(sh.data_dir.join(path)) {
-                    Ok(bytes) => changes.push(Change {
+                    Ok(bytes) => files.push(Fetched {
                         path: path.clone(),
                         version: entry.version.clone(),
-                        op: Op::write(bytes),
+                        bytes,
                         merged: entry.merged.as_deref().cloned(),
                     }),
                     Err(e) => log::debug!("resync: {path} not sent: {e}"),
                 }
             }
-            Some(Answer::Files { changes })
+            Some(Answer::Contents { files })
         }
         Ask::Files { .. } => None,
     }
