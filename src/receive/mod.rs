@@ -229,7 +229,7 @@ impl Worker {
         let l = link.borrow_and_update().clone();
         if self.role.applies() && l.client.is_some() {
             if !l.session_present {
-                (r.resync).request(
+                (r.resync).session_lost(
                     "the broker had no session for this node (deltas may have been dropped)",
                 );
             }
@@ -388,6 +388,9 @@ impl Worker {
             Ok(s) if applies => {
                 let peer_applies = s.role != Role::Master.as_str();
                 sh.leases.seen(&s.node, peer_applies, s.online, s.lease);
+                if !s.online {
+                    r.resync.gone(&self.resync_ctx(), &s.node);
+                }
                 if s.published > 0 {
                     r.stalls
                         .announce(&s.node, s.epoch, s.published, Instant::now());

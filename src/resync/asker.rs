@@ -5,10 +5,16 @@
 //! then, one page of that responder's manifest at a time: fetches what is missing one
 //! bounded batch at a time, adopts identical files, deletes, and asks for the next page.
 //! After the last page it records positions, fills the holes covered and asks for one
-//! reload. The blocking work is in [`super::local`]. When no answer covers within [`CHOOSE`] of the first, the best one
-//! is taken all the same and the round is asked again, with back-off, until one does (the
-//! origin may be down). A round that stops getting answers is abandoned after
-//! [`ANSWER_TIMEOUT`] and asked again with back-off.
+//! reload. The blocking work is in [`super::local`]. When no answer covers within [`CHOOSE`]
+//! of the first, the best one is taken all the same and the round is asked again, with
+//! back-off, until one does (the origin may be down).
+//!
+//! A manifest ask nobody answers is abandoned after [`ANSWER_TIMEOUT`] and asked again with
+//! back-off. Once a round chose its responder it goes on where it stands whatever the link
+//! does — an outage in the middle of a bootstrap fetches nothing twice, the manifest included:
+//! while the connection is down it waits; when it comes back, or an answer is late, it asks the
+//! same again. It starts over only when its responder goes offline or stays silent for
+//! [`FETCH_PATIENCE`] on a live connection.
 
 use super::local::{self, Range, RoundError};
 use super::{batches, decode_answer, encode_ask, newest, Answer, Ask, Item, Plan};
@@ -24,6 +30,12 @@ use tokio::sync::watch;
 
 /// A round whose next answer takes longer than this is asked again.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a round that chose its responder goes on asking it again, connected all the while
+/// and with nothing arriving, before it starts over (the responder is gone without a word).
+/// Long enough for a keep-alive to notice a dead link (two keep-alives at the most): a round
+/// does not start over because its link died, it waits for the link and goes on. A responder
+/// whose status says it went offline ends the round at once.
+pub const FETCH_PATIENCE: Duration = Duration::from_secs(120);
 /// A manifest ask nobody answered is sent again this often until the timeout: a responder may
 /// connect after the ask went out (a node failing back to its preferred broker, a master
 /// starting late), and asks are not queued for it.
@@ -84,7 +96,13 @@ struct Round {
     id: u64,
     batch: u64,
     started: Instant,
+    /// What the round asks now (sent again after a timeout or a reconnection), when, and on
+    /// which connection.
+    ask: Ask,
     asked_at: Instant,
+    gen: u64,
+    /// When something last arrived from the responder, or the connection came (back) up.
+    heard_at: Instant,
     /// When the manifest ask was last sent (see [`MANIFEST_REASK`]).
     reasked_at: Instant,
     stage: Stage,
@@ -111,6 +129,9 @@ pub struct Resync {
     next_id: u64,
     failures: u32,
     not_before: Instant,
+    /// A reason for another round once this one is done: the broker lost this node's session
+    /// after the round took its positions.
+    again: Option<String>,
 }
 
 impl Default for Resync {
@@ -122,6 +143,7 @@ impl Default for Resync {
             next_id: seed,
             failures: 0,
             not_before: Instant::now(),
+            again: None,
         }
     }
 }
@@ -133,6 +155,34 @@ impl Resync {
         if self.round.is_none() && self.wanted.is_none() {
             log::info!("resync needed: {why}");
             self.wanted = Some(why.to_string());
+        }
+    }
+
+    /// The broker had no session for this node: what was published while it was away is gone
+    /// for it. A round that took its positions before is no proof of the rest: another round
+    /// follows it.
+    pub fn session_lost(&mut self, why: &str) {
+        match &self.round {
+            Some(r) if matches!(r.stage, Stage::Fetch(_)) => {
+                log::info!("resync needed once round {} is done: {why}", r.id);
+                self.again = Some(why.to_string());
+            }
+            _ => self.request(why),
+        }
+    }
+
+    /// A node's status says it went offline: a round fetching from it starts over at once
+    /// (another node answers).
+    pub fn gone(&mut self, ctx: &Ctx, node: &str) {
+        let Some(r) = &self.round else { return };
+        if matches!(&r.stage, Stage::Fetch(p) if p.responder == node) {
+            log::warn!(
+                "resync round {}: {node}, its responder, went offline; starting over",
+                r.id
+            );
+            self.abandon(ctx);
+            self.wanted = Some(format!("{node} went offline during a round"));
+            self.not_before = Instant::now();
         }
     }
 
@@ -160,6 +210,24 @@ impl Resync {
             return;
         }
         if let Some(r) = self.round.as_mut() {
+            let (gen, connected) = {
+                let l = ctx.link.borrow();
+                (l.gen, l.client.is_some())
+            };
+            if !connected {
+                // Nothing goes out or comes in: the round waits for the link, and its
+                // timeouts count from the link's return.
+                return;
+            }
+            if gen != r.gen {
+                // The link came back since the ask went out: the answer (QoS 0) is lost.
+                log::info!(
+                    "resync round {}: connected again; asking again where the round stood",
+                    r.id
+                );
+                r.heard_at = now;
+                return self.ask_again(ctx).await;
+            }
             if matches!(r.stage, Stage::Manifest)
                 && now.duration_since(r.reasked_at) > MANIFEST_REASK
             {
@@ -167,9 +235,27 @@ impl Resync {
                 log::info!("resync round {}: no manifest yet; asking again", r.id);
                 send_ask(ctx, r.id, 1, &Ask::Manifest).await;
             }
+            if let Stage::Fetch(p) = &r.stage {
+                let waited = now.duration_since(r.heard_at);
+                if now.duration_since(r.asked_at) > ANSWER_TIMEOUT && waited < FETCH_PATIENCE {
+                    log::warn!(
+                        "resync round {}: no answer from {} within {} s; asking again",
+                        r.id,
+                        p.responder,
+                        ANSWER_TIMEOUT.as_secs()
+                    );
+                    return self.ask_again(ctx).await;
+                }
+            }
         }
         if let Some(r) = &self.round {
-            if now.duration_since(r.asked_at) > ANSWER_TIMEOUT {
+            // A manifest ask is abandoned after one timeout; a fetch from a chosen responder,
+            // asked again meanwhile, after its patience with nothing heard.
+            let (since, patience) = match r.stage {
+                Stage::Manifest => (r.asked_at.max(r.heard_at), ANSWER_TIMEOUT),
+                Stage::Fetch(_) => (r.heard_at, FETCH_PATIENCE),
+            };
+            if now.duration_since(since) > patience {
                 self.failures += 1;
                 let wait = backoff(self.failures);
                 log::warn!(
@@ -197,7 +283,10 @@ impl Resync {
             id,
             batch: 1,
             started: now,
+            ask: Ask::Manifest,
             asked_at: now,
+            gen: ctx.link.borrow().gen,
+            heard_at: now,
             reasked_at: now,
             stage: Stage::Manifest,
             fallback: None,
@@ -222,12 +311,26 @@ impl Resync {
             .filter(|r| r.id == id && r.batch == batch)
         {
             let now = Instant::now();
-            (r.asked_at, r.reasked_at) = (now, now);
+            (r.asked_at, r.reasked_at, r.heard_at) = (now, now, now);
         }
+    }
+
+    /// Send the round's ask again: as a new request (a late answer to the old one is not
+    /// taken for it), the manifest ask as it was (every responder answers request 1).
+    async fn ask_again(&mut self, ctx: &Ctx) {
+        let r = self.round.as_mut().expect("a round runs");
+        if !matches!(r.ask, Ask::Manifest) {
+            r.batch += 1;
+        }
+        let now = Instant::now();
+        (r.asked_at, r.reasked_at, r.gen) = (now, now, ctx.link.borrow().gen);
+        send_ask(ctx, r.id, r.batch, &r.ask).await;
     }
 
     fn abandon(&mut self, ctx: &Ctx) {
         self.round = None;
+        // The next round takes its positions afresh.
+        self.again = None;
         ctx.shared.resyncing.store(false, Ordering::SeqCst);
     }
 
@@ -328,6 +431,7 @@ impl Resync {
         if *responder != header.origin {
             return None;
         }
+        round.heard_at = Instant::now();
         Some(match answer {
             Answer::Files { changes } => {
                 done.fetched += changes.len();
@@ -451,15 +555,11 @@ impl Resync {
             ..
         } = &mut **paging;
         if let Some(paths) = pending.pop_front() {
-            round.batch += 1;
-            round.asked_at = Instant::now();
             let ask = Ask::Files {
                 to: responder.clone(),
                 paths,
             };
-            let (id, batch) = (round.id, round.batch);
-            send_ask(ctx, id, batch, &ask).await;
-            return;
+            return self.ask_next(ctx, ask).await;
         }
         let page = std::mem::take(plan);
         done.adopted += page.adopt.len();
@@ -471,17 +571,22 @@ impl Resync {
             Err(e) => return self.fail(ctx, e),
         }
         if let Some(after) = range.high.clone() {
-            round.batch += 1;
-            round.asked_at = Instant::now();
             let ask = Ask::Page {
                 to: responder.clone(),
                 after,
             };
-            let (id, batch) = (round.id, round.batch);
-            send_ask(ctx, id, batch, &ask).await;
-            return;
+            return self.ask_next(ctx, ask).await;
         }
         self.finish(ctx).await;
+    }
+
+    /// Send the round's next request.
+    async fn ask_next(&mut self, ctx: &Ctx, ask: Ask) {
+        let r = self.round.as_mut().expect("a round runs");
+        r.batch += 1;
+        (r.asked_at, r.gen) = (Instant::now(), ctx.link.borrow().gen);
+        send_ask(ctx, r.id, r.batch, &ask).await;
+        r.ask = ask;
     }
 
     /// After the last page: record the positions, and say what the round did.
@@ -500,6 +605,9 @@ impl Resync {
         let from = responder.clone();
         let result = blocking(move || local::conclude(&sh, &from, positions)).await;
         ctx.shared.resyncing.store(false, Ordering::SeqCst);
+        if let Some(why) = self.again.take() {
+            self.request(&why);
+        }
         match result {
             Ok(lacking) => {
                 match lacking {

@@ -64,3 +64,107 @@ fn a_slave_behind_a_slow_link_bootstraps_without_starting_over_and_follows_chang
     catalog.modify_layer(master.data.path(), &layer);
     assert_converged(master.data.path(), &[slave.data.path()], DEADLINE);
 }
+
+/// A link that dies in the middle of a bootstrap (a black hole: nothing delivered, the
+/// connection held until the keep-alive gives up on it) costs the bootstrap nothing it had:
+/// once the link is back the round asks again where it stood — the manifest is sent once,
+/// every file fetched once, one round — and reconnecting meanwhile is paced, not a storm.
+#[test]
+fn a_bootstrap_whose_link_dies_midway_goes_on_where_it_stood() {
+    let origin = tempfile::tempdir().unwrap();
+    generate(origin.path(), &Spec::small(), 172);
+    random_styles(origin.path(), "outage", 40, 24, 172);
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let master = start_member("gs-master", "master", origin.path(), &servers, |c| {
+        c.broker_listen = Some(format!("127.0.0.1:{port}"));
+    });
+    wait_until_logs("the master connected", DEADLINE, &[&master.node], || {
+        master.node.log_contents().contains("connected to broker")
+    });
+    let proxy = Proxy::start(port);
+    let slow = Faults {
+        latency: Duration::from_millis(50),
+        bandwidth: Some(150_000),
+        ..Faults::default()
+    };
+    proxy.set(slow);
+    let empty = tempfile::tempdir().unwrap();
+    let through = vec![format!("mqtt://127.0.0.1:{}", proxy.port())];
+    // A short keep-alive notices the dead link within seconds; small batches make many.
+    let slave = start_member("gs-slave", "slave", empty.path(), &through, |c| {
+        c.mqtt_extra.push("keep_alive_s = 5".into());
+        c.resync.push("batch_kb = 64".into());
+    });
+    let nodes = [&master.node, &slave.node];
+    wait_until_logs("the first batch arrived", DEADLINE, &nodes, || {
+        slave.node.log_contents().contains(" file(s) arrived ")
+    });
+    proxy.set(Faults {
+        blackhole: true,
+        ..slow
+    });
+    let accepted = proxy.accepted();
+    wait_until_logs("the slave saw its link die", DEADLINE, &nodes, || {
+        slave.node.log_contents().contains("lost: ")
+    });
+    let opened = proxy.accepted() - accepted;
+    proxy.set(slow);
+    wait_until_logs("the bootstrap round completed", DEADLINE, &nodes, || {
+        slave.node.log_contents().contains(" complete in ")
+    });
+    assert_converged(origin.path(), &[slave.data.path()], DEADLINE);
+
+    let log = slave.node.log_contents();
+    let all = || logs_of(&nodes);
+    assert!(
+        log.contains("connected again; asking again where the round stood"),
+        "the round did not go on over a new connection:\n{}",
+        all()
+    );
+    assert_eq!(
+        log.matches("asking for manifests").count(),
+        1,
+        "one round:\n{}",
+        all()
+    );
+    let pages = (master.node.log_contents())
+        .matches("sending a page of my manifest to gs-slave")
+        .count();
+    assert_eq!(pages, 1, "the manifest was sent {pages} times:\n{}", all());
+    let entries: usize = (log.lines())
+        .find_map(|l| {
+            l.split_once("manifest of ")?
+                .1
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the manifest's size is logged");
+    let batches: Vec<usize> = (log.lines())
+        .filter(|l| l.contains(" file(s) arrived "))
+        .filter_map(|l| {
+            l.split_once(": batch ")?
+                .1
+                .split(": ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        batches.len() > 3,
+        "{} batches: too few to cut",
+        batches.len()
+    );
+    assert_eq!(
+        batches.iter().sum::<usize>(),
+        entries,
+        "every file fetched once:\n{}",
+        all()
+    );
+    assert!(opened <= 5, "{opened} connections while the link was dead");
+}

@@ -90,6 +90,8 @@ pub struct NodeConfig {
     pub netns: Option<String>,
     /// `key = value` lines for `[history]` (the section is left out when empty: the defaults).
     pub history: Vec<String>,
+    /// `key = value` lines for `[resync]` (left out when empty).
+    pub resync: Vec<String>,
     /// `GSCLUSTER_WIRE_COMPRESSION=off`: the node sends its messages uncompressed.
     pub uncompressed: bool,
 }
@@ -133,6 +135,7 @@ impl NodeConfig {
             geoserver_extra: Vec::new(),
             netns: None,
             history: Vec::new(),
+            resync: Vec::new(),
             uncompressed: false,
         }
     }
@@ -198,6 +201,9 @@ impl NodeConfig {
         }
         if !self.history.is_empty() {
             out += &format!("[history]\n{}\n", self.history.join("\n"));
+        }
+        if !self.resync.is_empty() {
+            out += &format!("[resync]\n{}\n", self.resync.join("\n"));
         }
         out
     }
