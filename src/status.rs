@@ -15,14 +15,24 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
+use tokio::time::{Duration, Instant};
 
 /// Sequence number given to status frames (they are not part of the Delta stream).
 const STATUS_SEQ: u64 = 1;
 
 use crate::clock::now_ms;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// What a node says about itself. Every field after `at_unix_ms` came later and defaults when
-/// an older node leaves it out. DOCS: docs/wire-format.md ("Status"), docs/monitoring.md.
+/// an older node leaves it out; it is left out itself when zero, empty or false (a status
+/// reaches every node of the group on every change: on edge links its bytes count). DOCS: docs/wire-format.md ("Status"), docs/monitoring.md.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub node: String,
@@ -36,41 +46,41 @@ pub struct Status {
     /// When this status was made (0 in a last will: unknown).
     pub at_unix_ms: u64,
     /// When `published` last moved.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub published_at_unix_ms: u64,
     /// Per origin, the last Delta applied and when.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied: BTreeMap<String, Applied>,
     /// Deltas waiting in the outbox for the broker's acknowledgement.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub outbox: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadInfo>,
     /// The last error this node reported, with when.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub last_error_at_unix_ms: u64,
     /// SHA-256 (hex, first 16 digits) of `security/geoserver.jceks` in the data directory:
     /// nodes whose keystores differ cannot decrypt each other's store passwords.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keystore: Option<String>,
     /// Local edits found on this read-only slave since it started.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub drift_events: u64,
     /// A resync round has completed on this node's state (it is past its bootstrap).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub synced: bool,
     /// Its place in the group's reload queue: waiting for a turn, or holding one
     /// (`max_concurrent_reloads`, `reload::lease`). Never in a last will.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Claim>,
     /// The highest clock reading the node issued or saw (`hlc`). Every receiver takes it in,
     /// so a node's clock runs ahead of every version it could have seen even before one of its
     /// Deltas reaches it: a pure master subscribes to a publisher's Deltas only once it has its
     /// status, so the Delta a new node publishes at start-up can pass it by (issue 14's chaos
     /// rounds: a deletion made just after lost to that start-up Delta's versions).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub hlc: u64,
     /// What the node's history keeps (`None`: it keeps none, or an older version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,30 +286,38 @@ impl ReloadInfo {
 }
 
 /// How long the reporter waits after a change for more before it publishes.
-const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// At most one status this often, but for a change of the reload turn: a Delta's apply and
+/// the reload after it go as one status or two, not one per step of the reload (each status
+/// reaches every node of the group: on an edge link, the bytes a change costs).
+const MIN_GAP: Duration = Duration::from_secs(1);
 /// A status is published again this often even when nothing changed, so its time stays fresh.
-const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+const REFRESH: Duration = Duration::from_secs(30);
 
 /// What publishes this node's status.
 pub struct Reporter<F> {
     /// `{prefix}/{group}/status/{node}`.
     pub topic: String,
+    pub group: String,
+    pub auth: Auth,
     /// The board's wake-up (`Board::changed`).
     pub changed: Arc<Notify>,
     /// An applying node: its status carries its reloads and its reload turn.
     pub applies: bool,
     /// While this node waits for or holds a reload turn, its status is published this often:
     /// a claim counts only while refreshed (`reload_lease_timeout_ms` / 3).
-    pub claim_refresh: std::time::Duration,
-    /// The encoded status now, from the reload statistics when this node applies.
+    pub claim_refresh: Duration,
+    /// The status now, from the reload statistics when this node applies.
     pub now: F,
 }
 
-impl<F: Fn(Option<&ReloadStats>) -> Vec<u8> + Send> Reporter<F> {
-    /// Publish this node's status, retained, on every connection, after every change
-    /// (coalesced; a change of its reload turn at once) and every [`REFRESH`]. QoS 0: the
-    /// publisher's packet-id pairing needs it to be the only QoS 1 publisher, and a status lost
-    /// with a connection is published again on the next.
+impl<F: Fn(Option<&ReloadStats>) -> Status + Send> Reporter<F> {
+    /// Publish this node's status, retained: on every connection, every [`REFRESH`], at once
+    /// when its reload turn changes (and while it holds or waits for one, every
+    /// `claim_refresh`), and after other changes — coalesced ([`DEBOUNCE`], [`MIN_GAP`]) and
+    /// only when the status says something new (a reload's phases alone do not). QoS 0: the
+    /// publisher's packet-id pairing needs it to be the only QoS 1 publisher, and a status
+    /// lost with a connection is published again on the next.
     pub async fn run(
         self,
         mut link: watch::Receiver<Link>,
@@ -309,12 +327,19 @@ impl<F: Fn(Option<&ReloadStats>) -> Vec<u8> + Send> Reporter<F> {
         let mut refresh = tokio::time::interval(REFRESH);
         let mut reload_open = self.applies;
         let mut claim = None;
+        let mut last: Option<Status> = None;
+        let mut last_at = Instant::now() - MIN_GAP;
+        // When a coalesced change is to be published.
+        let mut due: Option<Instant> = None;
         loop {
             let claiming = claim.is_some();
-            tokio::select! {
-                r = link.changed() => if r.is_err() { break },
+            let coalesced =
+                || Some(due.unwrap_or((Instant::now() + DEBOUNCE).max(last_at + MIN_GAP)));
+            let force = tokio::select! {
+                r = link.changed() => if r.is_err() { break } else { true },
                 _ = self.changed.notified() => {
-                    tokio::time::sleep(DEBOUNCE).await;
+                    due = coalesced();
+                    continue;
                 }
                 r = reload.changed(), if reload_open => {
                     if r.is_err() {
@@ -322,26 +347,40 @@ impl<F: Fn(Option<&ReloadStats>) -> Vec<u8> + Send> Reporter<F> {
                         continue;
                     }
                     if reload.borrow().lease == claim {
-                        tokio::time::sleep(DEBOUNCE).await;
+                        due = coalesced();
+                        continue;
                     }
+                    true
                 }
-                () = tokio::time::sleep(self.claim_refresh), if claiming => {}
-                _ = refresh.tick() => {}
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => false,
+                () = tokio::time::sleep(self.claim_refresh), if claiming => true,
+                _ = refresh.tick() => true,
                 _ = shutdown.changed() => break,
-            }
+            };
+            due = None;
             let Some(client) = link.borrow().client.clone() else {
                 continue;
             };
             let stats = self.applies.then(|| reload.borrow().clone());
             claim = stats.as_ref().and_then(|s| s.lease);
-            let payload = (self.now)(stats.as_ref());
+            let status = (self.now)(stats.as_ref());
+            let timeless = Status {
+                at_unix_ms: 0,
+                ..status.clone()
+            };
+            if !force && last.as_ref() == Some(&timeless) {
+                continue;
+            }
+            let payload = status.encode(&self.group, &self.auth);
             if client
                 .publish_once(&self.topic, payload, true)
                 .await
                 .is_err()
             {
                 log::debug!("status not published: the connection is closing");
+                continue;
             }
+            (last, last_at) = (Some(timeless), Instant::now());
         }
     }
 }
@@ -366,5 +405,45 @@ mod tests {
         let part = delta::decode_part(&frame, "g", &auth).unwrap();
         assert_eq!(Status::decode(part).unwrap(), s);
         assert!(delta::decode_part(&frame, "g", &Auth::with_keys(vec![2; 32], vec![])).is_err());
+    }
+
+    /// Fields that came later are left out when they say nothing, and read back as their
+    /// defaults; the ones every version reads are always there.
+    #[test]
+    fn a_status_leaves_out_what_says_nothing_and_reads_it_back_as_the_default() {
+        let bare = Status::new("gs-a", "slave", true, 7, 0);
+        let body = crate::cbor::encode(&bare);
+        let keys: ciborium::Value = ciborium::from_reader(body.as_slice()).unwrap();
+        let keys: Vec<String> = (keys.as_map().unwrap().iter())
+            .map(|(k, _)| k.as_text().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "node",
+                "online",
+                "role",
+                "version",
+                "epoch",
+                "published",
+                "at_unix_ms"
+            ]
+        );
+        assert_eq!(delta::decode_cbor::<Status>(&body).unwrap(), bare);
+        let mut full = bare.clone();
+        full.applied.insert(
+            "gs-m".into(),
+            Applied {
+                epoch: 1,
+                seq: 2,
+                at_unix_ms: 3,
+                missing: None,
+            },
+        );
+        (full.outbox, full.synced, full.hlc, full.drift_events) = (1, true, 9, 2);
+        full.keystore = Some("0123456789abcdef".into());
+        full.last_error = Some("boom".into());
+        let body = crate::cbor::encode(&full);
+        assert_eq!(delta::decode_cbor::<Status>(&body).unwrap(), full);
     }
 }

@@ -345,13 +345,12 @@ impl Daemon {
         )));
         let snapshot = {
             let sh = sh.clone();
-            move |reload: Option<&ReloadStats>| {
-                sh.status(role.as_str(), true, reload)
-                    .encode(&sh.group, &sh.auth)
-            }
+            move |reload: Option<&ReloadStats>| sh.status(role.as_str(), true, reload)
         };
         let reporter = crate::status::Reporter {
             topic: self.topics.status(&self.cfg.node.id),
+            group: sh.group.clone(),
+            auth: sh.auth.clone(),
             changed: sh.board.changed.clone(),
             applies: role.applies(),
             claim_refresh: self.cfg.geoserver.lease_timeout / 3,
