@@ -388,9 +388,12 @@ impl Worker {
             Ok(s) if applies => {
                 let peer_applies = s.role != Role::Master.as_str();
                 sh.leases.seen(&s.node, peer_applies, s.online, s.lease);
+                let ctx = self.resync_ctx();
                 if !s.online {
-                    r.resync.gone(&self.resync_ctx(), &s.node);
+                    r.resync.gone(&ctx, &s.node);
                 }
+                let publishes = s.role != Role::Slave.as_str();
+                r.resync.peer(&ctx, &s.node, publishes, s.online).await;
                 if s.published > 0 {
                     r.stalls
                         .announce(&s.node, s.epoch, s.published, Instant::now());

@@ -22,7 +22,7 @@ use crate::context::Shared;
 use crate::delta::Part;
 use crate::mqtt::connection::Link;
 use crate::state::{holes, Hole, Position};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,6 +132,10 @@ pub struct Resync {
     /// A reason for another round once this one is done: the broker lost this node's session
     /// after the round took its positions.
     again: Option<String>,
+    /// The other nodes that publish and whose status says they are online: the ones that can
+    /// answer a manifest ask. None: this node is alone, and says so once ([`Resync::peer`]).
+    publishers: BTreeSet<String>,
+    said_alone: bool,
 }
 
 impl Default for Resync {
@@ -144,6 +148,8 @@ impl Default for Resync {
             failures: 0,
             not_before: Instant::now(),
             again: None,
+            publishers: BTreeSet::new(),
+            said_alone: false,
         }
     }
 }
@@ -183,6 +189,31 @@ impl Resync {
             self.abandon(ctx);
             self.wanted = Some(format!("{node} went offline during a round"));
             self.not_before = Instant::now();
+        }
+    }
+
+    /// Another node's status: whether it publishes and is online. A node alone in its group
+    /// asks for manifests once a minute and says so once; the first publisher to come online
+    /// is asked at once.
+    pub async fn peer(&mut self, ctx: &Ctx, node: &str, publishes: bool, online: bool) {
+        if !(publishes && online) {
+            self.publishers.remove(node);
+            return;
+        }
+        if !self.publishers.insert(node.to_string()) {
+            return;
+        }
+        if std::mem::take(&mut self.said_alone) {
+            log::info!("resync: {node} is online; asking it now");
+        }
+        match &self.round {
+            Some(r) if matches!(r.stage, Stage::Manifest) => self.ask_again(ctx).await,
+            Some(_) => {}
+            None if self.wanted.is_some() => {
+                self.not_before = Instant::now();
+                self.tick(ctx).await;
+            }
+            None => {}
         }
     }
 
@@ -228,8 +259,11 @@ impl Resync {
                 r.heard_at = now;
                 return self.ask_again(ctx).await;
             }
+            // Alone, nobody can answer: the first publisher to come online is asked at once.
+            let alone = self.publishers.is_empty();
             if matches!(r.stage, Stage::Manifest)
                 && now.duration_since(r.reasked_at) > MANIFEST_REASK
+                && !alone
             {
                 r.reasked_at = now;
                 log::info!("resync round {}: no manifest yet; asking again", r.id);
@@ -255,6 +289,21 @@ impl Resync {
                 Stage::Manifest => (r.asked_at.max(r.heard_at), ANSWER_TIMEOUT),
                 Stage::Fetch(_) => (r.heard_at, FETCH_PATIENCE),
             };
+            let manifest = matches!(r.stage, Stage::Manifest);
+            if now.duration_since(since) > patience && manifest && self.publishers.is_empty() {
+                if !std::mem::replace(&mut self.said_alone, true) {
+                    log::warn!(
+                        "resync: no other node of group {} that publishes is online, so none can \
+                         answer; asking again every {} s, and at once when one comes online",
+                        ctx.shared.group,
+                        MAX_BACKOFF.as_secs()
+                    );
+                }
+                self.abandon(ctx);
+                self.wanted = Some("no node to resync from was online".into());
+                self.not_before = now + MAX_BACKOFF;
+                return;
+            }
             if now.duration_since(since) > patience {
                 self.failures += 1;
                 let wait = backoff(self.failures);
@@ -297,7 +346,11 @@ impl Resync {
         if synced && !sh.current.load(Ordering::SeqCst) {
             *sh.stale_until.lock().unwrap() = Some(now + STALE_GRACE);
         }
-        log::info!("resync round {id}: asking for manifests");
+        if self.said_alone {
+            log::debug!("resync round {id}: asking for manifests (alone so far)");
+        } else {
+            log::info!("resync round {id}: asking for manifests");
+        }
         send_ask(ctx, id, 1, &Ask::Manifest).await;
     }
 

@@ -22,6 +22,7 @@ mod fuzz_decode;
 mod history;
 mod hostile;
 mod layout;
+mod lone;
 mod metrics;
 mod per_object;
 mod readyz;
