@@ -13,6 +13,7 @@ use crate::reload::{Gate, Leases, Readiness, ReloadStats, Rewrites};
 use crate::security::Auth;
 use crate::state::State;
 use crate::status::{Board, Status};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,6 +70,8 @@ pub struct Shared {
     /// Files GeoServer is rewriting now because of a per-object REST call: not local edits
     /// (`reload::per_object`; the detector leaves them alone).
     pub rewrites: Rewrites,
+    /// The last status of every other node of the group, as received (the status page).
+    pub statuses: Mutex<BTreeMap<String, Status>>,
 }
 
 impl Shared {
@@ -109,6 +112,7 @@ impl Shared {
             board: Default::default(),
             leases: Default::default(),
             rewrites: Default::default(),
+            statuses: Default::default(),
         }
     }
 

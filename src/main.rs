@@ -95,10 +95,7 @@ fn parse_args() -> Result<Args, String> {
         (None, None::<String>, false, 600, None);
     let (mut words, mut node, mut limit, mut diff, mut to, mut dry_run) =
         (Vec::new(), None, 50, false, None, false);
-    let mut limits = cmd::status::Limits {
-        max_lag_s: 60,
-        max_lag_deltas: None,
-    };
+    let mut limits = cmd::status::Limits::default();
     let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
         v.as_deref()
             .and_then(|v| v.parse().ok())

@@ -1,4 +1,5 @@
-//! `[metrics]`: Prometheus metrics on `/metrics` and a health check on `/healthz`.
+//! `[metrics]`: Prometheus metrics on `/metrics`, health checks on `/healthz` and `/readyz`, and
+//! the status page on `/` (with `/status.json`), rendered by the caller.
 //!
 //! The counters are recorded where the work happens (`record_*` below, one line at each call
 //! site) through the `metrics` facade; without `[metrics]` no recorder is installed and every
@@ -121,22 +122,87 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` on `listener` (bound, non-blocking) until
-/// `shutdown`. `connected` says whether the node is connected to a broker now (`/healthz`);
-/// `busy` why its GeoServer should get no requests now — being drained or reloaded — or
-/// `None` while it serves (`/readyz`, for a load balancer's health check).
-pub async fn serve(
+/// What the listener serves besides the metrics: whether the node is connected to a broker now
+/// (`/healthz`); why its GeoServer should get no requests now — being drained or reloaded —
+/// or `None` while it serves (`/readyz`, for a load balancer's health check); and the group's
+/// status as this node sees it, as a page and as JSON (`/` and `/status.json`; blocking: they
+/// read the node's state).
+pub struct Probes<C, B, P, J> {
+    pub connected: C,
+    pub busy: B,
+    pub page: P,
+    pub json: J,
+}
+
+/// Serve `/metrics`, `/healthz`, `/readyz`, the status page `/` and `/status.json` on
+/// `listener` (bound, non-blocking) until `shutdown`.
+pub async fn serve<C, B, P, J>(
     listener: std::net::TcpListener,
     handle: PrometheusHandle,
-    connected: impl Fn() -> bool + Clone + Send + Sync + 'static,
-    busy: impl Fn() -> Option<&'static str> + Clone + Send + Sync + 'static,
+    probes: Probes<C, B, P, J>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    C: Fn() -> bool + Clone + Send + Sync + 'static,
+    B: Fn() -> Option<&'static str> + Clone + Send + Sync + 'static,
+    P: Fn() -> String + Clone + Send + Sync + 'static,
+    J: Fn() -> Result<String, String> + Clone + Send + Sync + 'static,
+{
+    let Probes {
+        connected,
+        busy,
+        page,
+        json,
+    } = probes;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
-    log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz and /readyz");
+    log::info!(
+        "status page on http://{addr}/, metrics on /metrics, health on /healthz and /readyz"
+    );
     let app = axum::Router::new()
+        .route(
+            "/",
+            get(move || {
+                let page = page.clone();
+                async move {
+                    match tokio::task::spawn_blocking(page).await {
+                        Ok(html) => (
+                            StatusCode::OK,
+                            [("content-type", "text/html; charset=utf-8")],
+                            html,
+                        ),
+                        Err(e) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [("content-type", "text/plain; charset=utf-8")],
+                            format!("status page: {e}\n"),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/status.json",
+            get(move || {
+                let json = json.clone();
+                async move {
+                    let json = (tokio::task::spawn_blocking(json).await)
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    match json {
+                        Ok(text) => (
+                            StatusCode::OK,
+                            [("content-type", "application/json")],
+                            text + "\n",
+                        ),
+                        Err(e) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [("content-type", "text/plain; charset=utf-8")],
+                            format!("status.json: {e}\n"),
+                        ),
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {

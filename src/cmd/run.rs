@@ -197,13 +197,41 @@ impl Daemon {
             .map_err(|e| format!("[metrics] listen {addr}: {e}"))?;
         let (link, shutdown) = (self.link.clone(), self.shutdown.clone());
         let connected = move || link.borrow().client.is_some();
+        let stats = reloads.clone();
         let busy = move || match reloads.borrow().phase {
             Phase::Serving => None,
             Phase::Draining => Some("draining: GeoServer reloads in at most drain_ms"),
             Phase::Reloading => Some("GeoServer is reloading its catalog"),
         };
+        let (sh, role, link) = (self.shared.clone(), self.cfg.node.role, self.link.clone());
+        let servers: Vec<String> = self
+            .cfg
+            .mqtt
+            .servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let servers = servers.join(", ");
+        // The group as this node sees it: the statuses received, and its own as of now.
+        let report = move || {
+            let mut all: Vec<_> = sh.statuses.lock().unwrap().values().cloned().collect();
+            let reload = role.applies().then(|| stats.borrow().clone());
+            let online = link.borrow().client.is_some();
+            all.push(sh.status(role.as_str(), online, reload.as_ref()));
+            let limits = crate::status::report::Limits::default();
+            let now = crate::clock::now_ms();
+            crate::status::report::report(&sh.group, &servers, &all, now, limits)
+        };
+        let node = self.cfg.node.id.clone();
+        let json_report = report.clone();
+        let probes = crate::telemetry::Probes {
+            connected,
+            busy,
+            page: move || crate::status::page::html(&report(), &node),
+            json: move || serde_json::to_string_pretty(&json_report()).map_err(|e| e.to_string()),
+        };
         self.tasks.push(tokio::spawn(async move {
-            let serving = crate::telemetry::serve(listener, handle, connected, busy, shutdown);
+            let serving = crate::telemetry::serve(listener, handle, probes, shutdown);
             if let Err(e) = serving.await {
                 log::error!("{e}; metrics are not served");
             }

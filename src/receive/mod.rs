@@ -377,12 +377,20 @@ impl Worker {
     async fn on_status(&self, r: &mut Receiving, node: &str, payload: &[u8]) {
         let sh = &self.shared;
         let applies = self.role.applies();
-        if !applies && payload.is_empty() {
-            return;
+        if payload.is_empty() {
+            // A retained status cleared: the node left the group.
+            sh.statuses.lock().unwrap().remove(node);
+            if !applies {
+                return;
+            }
         }
         let status = route::status(&sh.group, &sh.auth, node, payload);
         if let Ok(s) = &status {
             sh.clock.lock().unwrap().observe(s.hlc);
+            sh.statuses
+                .lock()
+                .unwrap()
+                .insert(node.to_string(), s.clone());
         }
         match status {
             Ok(s) if applies => {

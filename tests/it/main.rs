@@ -32,6 +32,7 @@ mod replication;
 mod resync;
 mod rolling;
 mod status;
+mod status_page;
 mod support_selftest;
 mod tls;
 mod topology;

@@ -6,6 +6,9 @@
 //! a broker that dropped the *newest* queued Deltas (Mosquitto's queue limit does that) leaves
 //! no gap in what arrives, and only this announcement shows that the slave is behind.
 
+pub mod page;
+pub mod report;
+
 use crate::delta::{self, DecodeError, Part};
 use crate::mqtt::connection::Link;
 use crate::reload::{Claim, ReloadStats};
