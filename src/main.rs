@@ -84,6 +84,9 @@ struct Args {
     diff: bool,
     to: Option<String>,
     dry_run: bool,
+    /// `demo`.
+    keep: bool,
+    dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -95,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
         (None, None::<String>, false, 600, None);
     let (mut words, mut node, mut limit, mut diff, mut to, mut dry_run) =
         (Vec::new(), None, 50, false, None, false);
+    let (mut keep, mut dir) = (false, None);
     let mut limits = cmd::status::Limits::default();
     let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
         v.as_deref()
@@ -112,6 +116,8 @@ fn parse_args() -> Result<Args, String> {
             "--to" => to = Some(args.next().ok_or("--to needs a change id or a time")?),
             "--diff" => diff = true,
             "--dry-run" => dry_run = true,
+            "--keep" => keep = true,
+            "--dir" => dir = Some(PathBuf::from(args.next().ok_or("--dir needs a folder")?)),
             "--wait" => wait_s = number("--wait", args.next())?,
             "--force" => force = true,
             "--out" | "-o" => {
@@ -163,6 +169,8 @@ fn parse_args() -> Result<Args, String> {
         diff,
         to,
         dry_run,
+        keep,
+        dir,
     })
 }
 
@@ -201,6 +209,10 @@ fn main() -> ExitCode {
             }
         }
         "check" => cmd::check::run(&args.config),
+        "demo" => cmd::demo::run(cmd::demo::Options {
+            keep: args.keep,
+            dir: args.dir.clone(),
+        }),
         "status" => cmd::status::run(&args.config, args.json, args.limits),
         "export" => {
             let Some(out) = args.out.clone() else {

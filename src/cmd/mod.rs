@@ -3,6 +3,7 @@
 //! others (opening the node's state) is in this file.
 
 pub mod check;
+pub mod demo;
 pub mod export;
 pub mod history;
 pub mod import;

@@ -13,6 +13,7 @@ mod chaos;
 mod cli;
 mod crash;
 mod datadir_fixtures;
+mod demo;
 mod drift;
 mod edge;
 mod failover;
