@@ -203,9 +203,12 @@ impl Resync {
         if !self.publishers.insert(node.to_string()) {
             return;
         }
-        if std::mem::take(&mut self.said_alone) {
-            log::info!("resync: {node} is online; asking it now");
+        // Not alone before: the round's own asks reach it (every 3 s while none answered);
+        // asking now as well would have a manifest sent twice.
+        if !std::mem::take(&mut self.said_alone) {
+            return;
         }
+        log::info!("resync: {node} is online; asking it now");
         match &self.round {
             Some(r) if matches!(r.stage, Stage::Manifest) => self.ask_again(ctx).await,
             Some(_) => {}
@@ -240,6 +243,15 @@ impl Resync {
             self.proceed(ctx, result).await;
             return;
         }
+        if self.round.is_some() {
+            return self.watch_round(ctx, now).await;
+        }
+        self.start_round(ctx, now).await;
+    }
+
+    /// A running round: wait for the link, ask again what a reconnection or a timeout lost, or
+    /// give up on it.
+    async fn watch_round(&mut self, ctx: &Ctx, now: Instant) {
         if let Some(r) = self.round.as_mut() {
             let (gen, connected) = {
                 let l = ctx.link.borrow();
@@ -291,18 +303,7 @@ impl Resync {
             };
             let manifest = matches!(r.stage, Stage::Manifest);
             if now.duration_since(since) > patience && manifest && self.publishers.is_empty() {
-                if !std::mem::replace(&mut self.said_alone, true) {
-                    log::warn!(
-                        "resync: no other node of group {} that publishes is online, so none can \
-                         answer; asking again every {} s, and at once when one comes online",
-                        ctx.shared.group,
-                        MAX_BACKOFF.as_secs()
-                    );
-                }
-                self.abandon(ctx);
-                self.wanted = Some("no node to resync from was online".into());
-                self.not_before = now + MAX_BACKOFF;
-                return;
+                return self.alone(ctx, now);
             }
             if now.duration_since(since) > patience {
                 self.failures += 1;
@@ -317,8 +318,27 @@ impl Resync {
                 self.wanted = Some("previous round timed out".into());
                 self.not_before = now + wait;
             }
-            return;
         }
+    }
+
+    /// Nobody answered a manifest ask, and no node that could is online: say so once, and ask
+    /// again in a minute (at once when one comes online: [`Resync::peer`]).
+    fn alone(&mut self, ctx: &Ctx, now: Instant) {
+        if !std::mem::replace(&mut self.said_alone, true) {
+            log::warn!(
+                "resync: no other node of group {} that publishes is online, so none can \
+                 answer; asking again every {} s, and at once when one comes online",
+                ctx.shared.group,
+                MAX_BACKOFF.as_secs()
+            );
+        }
+        self.abandon(ctx);
+        self.wanted = Some("no node to resync from was online".into());
+        self.not_before = now + MAX_BACKOFF;
+    }
+
+    /// Start a wanted round once its back-off is over and the node is connected.
+    async fn start_round(&mut self, ctx: &Ctx, now: Instant) {
         if self.wanted.is_none() || now < self.not_before {
             return;
         }
