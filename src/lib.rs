@@ -10,13 +10,15 @@
 //!   once applied; `slave/` applies them durably; `resync/` fetches what the stream missed;
 //! - `reload/` decides when GeoServer may re-read its configuration, and asks it to;
 //! - `state` is the durable journal and outbox; `context` the daemon's shared context;
-//!   `cmd/` holds the commands; `airgap/` moves configuration without a network.
+//!   `cmd/` holds the commands, `cli/` the command line's one definition (the parser and the help
+//!   follow it); `airgap/` moves configuration without a network.
 //!
 //! The pure core (`delta`, `cbor`, `hlc`, `update_sequence`, `datadir`, `slave::apply::plan`)
 //! imports no I/O-owning module; `tests/it/layout.rs` keeps it so.
 
 pub mod airgap;
 pub mod cbor;
+pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod config;

@@ -1,70 +1,11 @@
 //! `gscluster`: parse arguments, load the configuration, dispatch to a command.
 
+use gscluster::cli::parse::{self, Parsed};
+use gscluster::cli::table::USAGE;
 use gscluster::cmd;
 use gscluster::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-const USAGE: &str = "\
-gscluster — keeps a fleet of GeoServer instances configured identically
-
-USAGE:
-    gscluster run   [-c FILE]    run the daemon; its roles come from the config
-    gscluster check [-c FILE]    validate config and data dir, list what would replicate
-    gscluster status [-c FILE] [--json] [--max-lag-s S] [--max-lag N]
-                                 every node of the group: online, role, version, published,
-                                 outbox, applied and lag per origin, reloads, last error,
-                                 keystore digest, drift; exit 1 when a node is offline or
-                                 lagging or the keystores differ (a monitoring check)
-    gscluster export [-c FILE] --out BUNDLE [--since N]
-                                 air gap: write this node's replicated configuration (or
-                                 what changed since export N) to one signed bundle file
-    gscluster import [-c FILE] [--force] [--wait S] BUNDLE
-                                 verify a bundle and apply it as one batch with one reload;
-                                 on a master it then flows to the site's slaves
-    gscluster log [-c FILE] [PATH...] [--since TIME] [--node ID] [--limit N] [--json]
-                                 this node's history of the group's changes, newest first:
-                                 change id, time, origin node, operation, path, object, size
-    gscluster show [-c FILE] CHANGE [--diff]
-                                 the files of one change; --diff: a unified diff of each
-                                 against the version before it
-    gscluster rollback [-c FILE] --to CHANGE|TIME [PATH...] [--dry-run] [--force]
-                                 on a master: put the replicated tree (or the PATHs) back to
-                                 what it was after change CHANGE or at TIME, published as a
-                                 new change that every node applies with one reload
-    gscluster --version          print the version
-    gscluster --help             print this help
-
-OPTIONS:
-    -c, --config FILE   configuration file (default: $GSCLUSTER_CONFIG, else /etc/gscluster/config.toml)
-    --json              status: stable JSON for scripts instead of the table
-    --max-lag-s S       status: lagging = behind an origin without progress for over S s (60)
-    --max-lag N         status: lagging also = more than N deltas behind an origin
-    --out BUNDLE        export: the bundle file to write (mode 0600)
-    --since N           export: only the changes since this node's export N (printed by
-                        every export); default: the whole replicated tree
-    --force             import: apply even a bundle out of sequence, one after which
-                        catalog references would not resolve, or on a pure slave
-    --wait S            import: how long to wait for a running daemon to apply it (600)
-    --since TIME        log: only changes recorded since TIME
-    --node ID           log: only changes made by node ID
-    --limit N           log: at most N lines (50; 0: all)
-    --json              log: one JSON object per line (id, time, origin, kind, op, path, ...)
-    --diff              show: the changes as unified diffs
-    --to CHANGE|TIME    rollback: the point, a change id from `log` or a TIME
-    --dry-run           rollback: print what would change, write nothing
-    --force             rollback: even when catalog references would not resolve after it
-
-TIME is RFC 3339 (2026-12-04T10:00:00Z) or an age (90s, 10m, 2h, 3d).
-
-ENVIRONMENT:
-    RUST_LOG            log filter, e.g. info (default), debug, gscluster=debug
-    GSCLUSTER_CONFIG    configuration file when -c is not given
-
-Exit status: 0 on success, 1 on a configuration or start-up problem (status: a problem in the
-cluster; import: the bundle was refused or failed), 2 on bad usage, 3 when status cannot read
-the cluster's status.
-";
 
 struct Args {
     command: String,
@@ -89,88 +30,43 @@ struct Args {
     dir: Option<PathBuf>,
 }
 
+/// The arguments, checked against the command table (`gscluster::cli`), as the commands take
+/// them.
 fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut command = None;
-    let mut config = None;
-    let mut json = false;
-    let (mut out, mut since_text, mut force, mut wait_s, mut file) =
-        (None, None::<String>, false, 600, None);
-    let (mut words, mut node, mut limit, mut diff, mut to, mut dry_run) =
-        (Vec::new(), None, 50, false, None, false);
-    let (mut keep, mut dir) = (false, None);
-    let mut limits = cmd::status::Limits::default();
-    let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
-        v.as_deref()
-            .and_then(|v| v.parse().ok())
-            .ok_or(format!("{flag} needs a whole number"))
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--json" => json = true,
-            "--max-lag-s" => limits.max_lag_s = number("--max-lag-s", args.next())?,
-            "--max-lag" => limits.max_lag_deltas = Some(number("--max-lag", args.next())?),
-            "--since" => since_text = Some(args.next().ok_or("--since needs a value")?),
-            "--node" => node = Some(args.next().ok_or("--node needs a node id")?),
-            "--limit" => limit = number("--limit", args.next())? as usize,
-            "--to" => to = Some(args.next().ok_or("--to needs a change id or a time")?),
-            "--diff" => diff = true,
-            "--dry-run" => dry_run = true,
-            "--keep" => keep = true,
-            "--dir" => dir = Some(PathBuf::from(args.next().ok_or("--dir needs a folder")?)),
-            "--wait" => wait_s = number("--wait", args.next())?,
-            "--force" => force = true,
-            "--out" | "-o" => {
-                out = Some(PathBuf::from(
-                    args.next().ok_or("--out needs a file name".to_string())?,
-                ))
-            }
-            "-c" | "--config" => {
-                config = Some(PathBuf::from(
-                    args.next().ok_or("-c needs a file name".to_string())?,
-                ))
-            }
-            "-h" | "--help" | "help" => command = Some("help".to_string()),
-            "-V" | "--version" => command = Some("version".to_string()),
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
-            s if !s.starts_with('-') && command.is_none() => command = Some(s.to_string()),
-            s if !s.starts_with('-') && command.as_deref() == Some("import") && file.is_none() => {
-                file = Some(PathBuf::from(s))
-            }
-            s if !s.starts_with('-')
-                && matches!(command.as_deref(), Some("log" | "show" | "rollback")) =>
-            {
-                words.push(s.to_string())
-            }
-            s => return Err(format!("unexpected argument {s:?}")),
-        }
-    }
-    let since = match (command.as_deref(), &since_text) {
-        (Some("export"), Some(t)) => Some(number("--since", Some(t.clone()))?),
-        _ => None,
-    };
-    let config = config
+    let p: Parsed = parse::parse(std::env::args().skip(1))?;
+    let command = p.command();
+    let config = p
+        .value("--config")
+        .map(PathBuf::from)
         .or_else(|| std::env::var_os("GSCLUSTER_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     Ok(Args {
-        command: command.unwrap_or_else(|| "help".into()),
+        command: command.to_string(),
         config,
-        json,
-        limits,
-        out,
-        since,
-        force,
-        wait_s,
-        file,
-        words,
-        since_text,
-        node,
-        limit,
-        diff,
-        to,
-        dry_run,
-        keep,
-        dir,
+        json: p.flag("--json"),
+        limits: cmd::status::Limits {
+            max_lag_s: p.number("--max-lag-s").unwrap_or(60),
+            max_lag_deltas: p.number("--max-lag"),
+        },
+        out: p.value("--out").map(PathBuf::from),
+        // `export --since N`; `log --since TIME` is `since_text`.
+        since: p.number("--since").filter(|_| command == "export"),
+        force: p.flag("--force"),
+        wait_s: p.number("--wait").unwrap_or(600),
+        file: p
+            .operands
+            .first()
+            .filter(|_| command == "import")
+            .map(PathBuf::from),
+        since_text: p.value("--since").map(String::from),
+        node: p.value("--node").map(String::from),
+        limit: p.number("--limit").map_or(50, |n| n as usize),
+        diff: p.flag("--diff"),
+        to: p.value("--to").map(String::from),
+        dry_run: p.flag("--dry-run"),
+        keep: p.flag("--keep"),
+        dir: p.value("--dir").map(PathBuf::from),
+        words: p.operands,
     })
 }
 
@@ -209,10 +105,6 @@ fn main() -> ExitCode {
             }
         }
         "check" => cmd::check::run(&args.config),
-        "demo" => cmd::demo::run(cmd::demo::Options {
-            keep: args.keep,
-            dir: args.dir.clone(),
-        }),
         "status" => cmd::status::run(&args.config, args.json, args.limits),
         "export" => {
             let Some(out) = args.out.clone() else {
@@ -246,6 +138,10 @@ fn main() -> ExitCode {
                     .and_then(|cfg| cmd::import::run(&cfg, &opts)),
             )
         }
+        "demo" => cmd::demo::run(cmd::demo::Options {
+            keep: args.keep,
+            dir: args.dir.clone(),
+        }),
         "log" | "show" | "rollback" => match history_request(&args) {
             Err(e) => {
                 eprintln!("gscluster: {e}\n\n{USAGE}");

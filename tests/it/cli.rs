@@ -107,6 +107,24 @@ fn config_option_without_a_file_exits_2() {
     assert!(out.stderr.clone().contains("-c"), "{}", out.stderr.clone());
 }
 
+#[test]
+fn an_option_of_another_command_exits_2_naming_the_option_and_the_command() {
+    for (args, option, command) in [
+        (&["check", "--json"][..], "--json", "check"),
+        (&["run", "--limit", "5"][..], "--limit", "run"),
+        (&["status", "--diff"][..], "--diff", "status"),
+    ] {
+        let out = run_to_end(args);
+        assert_eq!(Some(out.code), Some(2), "{args:?}");
+        let err = out.stderr.clone();
+        assert!(
+            err.contains(option) && err.contains(command),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("USAGE"), "usage follows the message: {err}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // check on a good configuration
 
