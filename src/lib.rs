@@ -10,8 +10,8 @@
 //!   once applied; `slave/` applies them durably; `resync/` fetches what the stream missed;
 //! - `reload/` decides when GeoServer may re-read its configuration, and asks it to;
 //! - `state` is the durable journal and outbox; `context` the daemon's shared context;
-//!   `cmd/` holds the commands, `cli/` the command line's one definition (the parser and the help
-//!   follow it); `airgap/` moves configuration without a network.
+//!   `cmd/` holds the commands, `cli/` the command line's one definition (the parser, the help
+//!   and the shell completions follow it); `airgap/` moves configuration without a network.
 //!
 //! The pure core (`delta`, `cbor`, `hlc`, `update_sequence`, `datadir`, `slave::apply::plan`)
 //! imports no I/O-owning module; `tests/it/layout.rs` keeps it so.

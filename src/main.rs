@@ -1,5 +1,6 @@
 //! `gscluster`: parse arguments, load the configuration, dispatch to a command.
 
+use gscluster::cli::completion;
 use gscluster::cli::parse::{self, Parsed};
 use gscluster::cli::table::USAGE;
 use gscluster::cmd;
@@ -17,7 +18,7 @@ struct Args {
     force: bool,
     wait_s: u64,
     file: Option<PathBuf>,
-    /// `log`/`rollback` paths, `show`'s change.
+    /// `log`/`rollback` paths, `show`'s change, `completions`' shell.
     words: Vec<String>,
     since_text: Option<String>,
     node: Option<String>,
@@ -138,6 +139,16 @@ fn main() -> ExitCode {
                     .and_then(|cfg| cmd::import::run(&cfg, &opts)),
             )
         }
+        "completions" => match args.words.first().and_then(|s| completion::script(s)) {
+            Some(script) => {
+                print!("{script}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("gscluster: completions needs bash or zsh\n\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         "demo" => cmd::demo::run(cmd::demo::Options {
             keep: args.keep,
             dir: args.dir.clone(),

@@ -224,6 +224,8 @@ mod tests {
             "rollback --to 1041 --dry-run",
             "rollback --to 2h workspaces/topp",
             "rollback --to 0 a/b.xml --dry-run --force -c c.toml",
+            "completions bash",
+            "completions zsh",
             "demo",
             "demo --keep --dir /tmp/d",
         ] {
@@ -261,6 +263,7 @@ mod tests {
             ("status --diff", "--diff", "status"),
             ("--force status", "--force", "status"),
             ("show 1 --since 2h", "--since", "show"),
+            ("completions bash -c x", "-c", "completions"),
             ("demo -c x", "-c", "demo"),
             ("export --out b --keep", "--keep", "export"),
         ] {
@@ -287,6 +290,9 @@ mod tests {
             ("rollback --to", "--to needs a change id or a time"),
             ("import a b", "\"b\""),
             ("show 1 2", "\"2\""),
+            ("completions bash zsh", "\"zsh\""),
+            ("completions fish", "SHELL is bash or zsh, not \"fish\""),
+            ("completions", "completions needs SHELL (bash or zsh)"),
             ("import", "import needs BUNDLE"),
             ("show", "show needs CHANGE"),
             ("export", "export needs --out BUNDLE"),

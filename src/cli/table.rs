@@ -1,4 +1,5 @@
-//! Every command of `gscluster`, with its options and operands: what the parser accepts. `USAGE` is the help text written for people; the tests below
+//! Every command of `gscluster`, with its options and operands: what the parser accepts and what
+//! the completion scripts offer. `USAGE` is the help text written for people; the tests below
 //! keep the two in agreement (every command, option, alias, value and operand of the table is in
 //! `USAGE`, and nothing else is).
 
@@ -30,6 +31,8 @@ USAGE:
                                  on a master: put the replicated tree (or the PATHs) back to
                                  what it was after change CHANGE or at TIME, published as a
                                  new change that every node applies with one reload
+    gscluster completions SHELL  print the completion script for SHELL, bash or zsh (the
+                                 packages install both)
     gscluster demo [--keep] [--dir DIR]
                                  a master and two slaves on loopback, nothing installed: shows
                                  a new layer, an edit and a delete reaching both slaves, then
@@ -130,7 +133,7 @@ pub struct Opt {
     pub value: Option<Arg>,
     /// The command cannot do without it.
     pub required: bool,
-    /// One line, without `[`, `]` or `\`.
+    /// One line, without `[`, `]` or `\` (zsh's completion shows it in `[...]`).
     pub help: &'static str,
 }
 
@@ -215,6 +218,9 @@ const CONFIG: Opt = valued(
     Kind::File,
     "configuration file",
 );
+
+/// The shells `gscluster completions` writes a script for.
+pub const SHELLS: &[&str] = &["bash", "zsh"];
 
 /// Every command, in the order of `USAGE`.
 pub static COMMANDS: &[Command] = &[
@@ -340,6 +346,12 @@ pub static COMMANDS: &[Command] = &[
             ),
         ],
         operands: operands("PATH", Kind::Word, true, false),
+    },
+    Command {
+        name: "completions",
+        help: "print the completion script for bash or zsh",
+        options: &[],
+        operands: operands("SHELL", Kind::OneOf(SHELLS), false, true),
     },
     Command {
         name: "demo",
@@ -595,6 +607,7 @@ mod tests {
             .map(|o| o.help)
             .chain(COMMANDS.iter().map(|c| c.help));
         for help in helps {
+            // The completion scripts quote them for zsh's '...[HELP]...' but for these.
             assert!(
                 !help.is_empty() && !help.contains(['\n', '[', ']', '\\']),
                 "{help:?}"
@@ -611,7 +624,7 @@ mod tests {
 
     #[test]
     fn a_choice_reads_as_words() {
-        assert_eq!(Kind::OneOf(&["bash", "zsh"]).what(), "bash or zsh");
+        assert_eq!(Kind::OneOf(SHELLS).what(), "bash or zsh");
         assert_eq!(Kind::OneOf(&["a", "b", "c"]).what(), "a, b or c");
         assert_eq!(Kind::File.what(), "a file name");
     }

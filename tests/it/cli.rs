@@ -126,6 +126,152 @@ fn an_option_of_another_command_exits_2_naming_the_option_and_the_command() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shell completions
+
+/// `gscluster completions SHELL` written to `dir/name`.
+fn completion_script(shell: &str, dir: &Path, name: &str) -> PathBuf {
+    let out = run_to_end(&["completions", shell]);
+    assert_eq!(
+        Some(out.code),
+        Some(0),
+        "completions {shell}: {}",
+        out.stderr
+    );
+    let path = dir.join(name);
+    fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+/// What the bash completion function offers for `words` (the last one is being completed),
+/// in `cwd`, as bash sets it up for a completion.
+fn bash_completes(script: &Path, cwd: &Path, words: &[&str]) -> Vec<String> {
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c"])
+        .arg(
+            r#"source "$1" || exit 9; shift
+            COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMPREPLY=()
+            _gscluster; status=$?
+            printf '%s
+' "${COMPREPLY[@]}"; exit $status"#,
+        )
+        .arg("bash")
+        .arg(script)
+        .args(words)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "{words:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut offered: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    offered.sort();
+    offered
+}
+
+#[test]
+fn completions_bash_is_valid_bash_that_completes_commands_options_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = completion_script("bash", dir.path(), "gscluster.bash");
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let cwd = dir.path().join("here");
+    fs::create_dir_all(cwd.join("configs")).unwrap();
+    fs::write(cwd.join("config.toml"), "").unwrap();
+    fs::write(cwd.join("site-a-1.bundle"), "").unwrap();
+    let complete = |words: &[&str]| bash_completes(&script, &cwd, words);
+
+    assert_eq!(complete(&["gscluster", "st"]), ["status"]);
+    assert_eq!(complete(&["gscluster", "co"]), ["completions"]);
+    let commands = complete(&["gscluster", ""]);
+    for c in [
+        "run", "check", "status", "export", "import", "log", "show", "rollback",
+    ] {
+        assert!(commands.iter().any(|o| o == c), "{c}: {commands:?}");
+    }
+    assert_eq!(
+        complete(&["gscluster", "status", "--"]),
+        ["--config", "--json", "--max-lag", "--max-lag-s"]
+    );
+    // The command is found after an option given first, with its value.
+    assert_eq!(
+        complete(&["gscluster", "-c", "config.toml", "log", "--"]),
+        ["--config", "--json", "--limit", "--node", "--since"]
+    );
+    assert_eq!(
+        complete(&["gscluster", "status", "-c", "con"]),
+        ["config.toml", "configs"]
+    );
+    assert_eq!(
+        complete(&["gscluster", "check", "--config", "config."]),
+        ["config.toml"]
+    );
+    assert_eq!(
+        complete(&["gscluster", "import", "site"]),
+        ["site-a-1.bundle"]
+    );
+    assert_eq!(
+        complete(&["gscluster", "export", "--out", "si"]),
+        ["site-a-1.bundle"]
+    );
+    assert_eq!(complete(&["gscluster", "demo", "--dir", ""]), ["configs"]);
+    assert_eq!(complete(&["gscluster", "completions", ""]), ["bash", "zsh"]);
+    assert_eq!(complete(&["gscluster", "completions", "z"]), ["zsh"]);
+    assert!(
+        complete(&["gscluster", "log", "--limit", ""]).is_empty(),
+        "a number"
+    );
+    assert_eq!(complete(&["gscluster", "-"]), ["--help", "--version"]);
+}
+
+#[test]
+fn completions_zsh_is_valid_zsh_when_zsh_is_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = completion_script("zsh", dir.path(), "_gscluster");
+    let text = fs::read_to_string(&script).unwrap();
+    assert!(text.starts_with("#compdef gscluster\n"), "{text}");
+    match Command::new("zsh").arg("-n").arg(&script).output() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("skipped: zsh -n of the zsh completion script: zsh is not installed");
+        }
+        Err(e) => panic!("zsh: {e}"),
+        Ok(out) => assert!(
+            out.status.success(),
+            "zsh -n: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+#[test]
+fn completions_for_another_shell_exits_2_naming_it() {
+    for args in [&["completions", "fish"][..], &["completions"][..]] {
+        let out = run_to_end(args);
+        assert_eq!(Some(out.code), Some(2), "{args:?}");
+        let err = out.stderr.clone();
+        assert!(err.contains("bash or zsh"), "{args:?}: {err}");
+        assert!(err.contains("USAGE"), "{args:?}: {err}");
+    }
+    assert!(run_to_end(&["completions", "fish"]).stderr.contains("fish"));
+    assert!(run_to_end(&["completions", "fish"]).stdout.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
 // check on a good configuration
 
 /// A temp folder holding `data/` (the data dir), `config.toml`, and room for `state/`, which no
