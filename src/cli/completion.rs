@@ -425,7 +425,7 @@ mod tests {
             "'*:PATH: '",
             "':CHANGE: '",
             "':SHELL:(bash zsh)'",
-            "'--dir=[the folder for the demo'\\''s nodes (default a new temporary one)]:DIR:_files -/'",
+            "'--dir=[a new or empty folder for the demo'\\''s nodes (default: a temporary one)]:DIR:_files -/'",
         ] {
             assert!(s.contains(spec), "{spec}");
         }

@@ -60,7 +60,7 @@ OPTIONS:
     --dry-run           rollback: print what would change, write nothing
     --force             rollback: even when catalog references would not resolve after it
     --keep              demo: leave the cluster running for your own edits until Ctrl-C
-    --dir DIR           demo: a new or empty folder for the nodes (default: a temporary one)
+    --dir DIR           demo: a new or empty folder for the demo's nodes (default: a temporary one)
 
 TIME is RFC 3339 (2026-12-04T10:00:00Z) or an age (90s, 10m, 2h, 3d).
 
@@ -365,7 +365,7 @@ pub static COMMANDS: &[Command] = &[
                 &["--dir"],
                 "DIR",
                 Kind::Dir,
-                "a new or empty folder for the nodes (default: a temporary one)",
+                "a new or empty folder for the demo's nodes (default: a temporary one)",
             ),
         ],
         operands: None,
