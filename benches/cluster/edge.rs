@@ -60,7 +60,16 @@ pub fn edge_figures(opts: &Opts, e: &EdgeOpts, report: &mut Report) {
     for (i, spec) in e.bootstraps.iter().enumerate() {
         let n = layers(spec);
         let mut got: [Vec<(String, Bytes, Duration)>; 2] = Default::default();
-        for (mode, uncompressed) in [true, false].into_iter().enumerate() {
+        // The second run of a pair writes behind the first's writeback on this disk:
+        // `GSCLUSTER_BENCH_EDGE_FIRST=compressed` swaps the order to see what that costs.
+        let first_compressed =
+            std::env::var("GSCLUSTER_BENCH_EDGE_FIRST").is_ok_and(|v| v == "compressed");
+        let order = if first_compressed {
+            [(1, false), (0, true)]
+        } else {
+            [(0, true), (1, false)]
+        };
+        for (mode, uncompressed) in order {
             let label = if uncompressed {
                 "uncompressed"
             } else {
@@ -133,7 +142,10 @@ pub fn edge_figures(opts: &Opts, e: &EdgeOpts, report: &mut Report) {
             let mut slow = Empty::new(&through, &configure_node, "gs-slow");
             let (bytes, took) = slow.bootstrap(&c, &proxy, &format!("{key}slow_bootstrap"));
             got[mode].push(("slow-link bootstrap".into(), bytes, took));
-            if !uncompressed {
+            // `GSCLUSTER_BENCH_EDGE_OUTAGE_S=0`: no outage (the other rows alone, quicker).
+            let skip_outage =
+                std::env::var("GSCLUSTER_BENCH_EDGE_OUTAGE_S").is_ok_and(|v| v == "0");
+            if !uncompressed && !skip_outage {
                 outage_figure(
                     &c,
                     &proxy,
