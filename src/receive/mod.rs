@@ -401,7 +401,10 @@ impl Worker {
                     r.resync.gone(&ctx, &s.node);
                 }
                 let publishes = s.role != Role::Slave.as_str();
-                r.resync.peer(&ctx, &s.node, publishes, s.online).await;
+                let made = s.at_unix_ms;
+                r.resync
+                    .peer(&ctx, &s.node, publishes, s.online, made)
+                    .await;
                 if s.published > 0 {
                     r.stalls
                         .announce(&s.node, s.epoch, s.published, Instant::now());

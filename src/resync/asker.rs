@@ -100,6 +100,8 @@ struct Round {
     /// which connection.
     ask: Ask,
     asked_at: Instant,
+    /// When the manifest was last asked for, on this node's wall clock (see [`Resync::peer`]).
+    asked_ms: u64,
     gen: u64,
     /// When something last arrived from the responder, or the connection came (back) up.
     heard_at: Instant,
@@ -192,10 +194,20 @@ impl Resync {
         }
     }
 
-    /// Another node's status: whether it publishes and is online. A node alone in its group
-    /// asks for manifests once a minute and says so once; the first publisher to come online
-    /// is asked at once.
-    pub async fn peer(&mut self, ctx: &Ctx, node: &str, publishes: bool, online: bool) {
+    /// Another node's status, made at `made_ms` (its wall clock): whether it publishes and is
+    /// online. A node alone in its group asks for manifests once a minute and says so once;
+    /// the first publisher to come online is asked at once. So is a publisher that came online
+    /// after this round's manifest ask went out (it was not there to hear it: a slave started
+    /// before its master); one that was online already has heard it, and asking again would
+    /// have it send its manifest twice.
+    pub async fn peer(
+        &mut self,
+        ctx: &Ctx,
+        node: &str,
+        publishes: bool,
+        online: bool,
+        made_ms: u64,
+    ) {
         if !(publishes && online) {
             self.publishers.remove(node);
             return;
@@ -203,9 +215,10 @@ impl Resync {
         if !self.publishers.insert(node.to_string()) {
             return;
         }
-        // Not alone before: the round's own asks reach it (every 3 s while none answered);
-        // asking now as well would have a manifest sent twice.
-        if !std::mem::take(&mut self.said_alone) {
+        let was_alone = std::mem::take(&mut self.said_alone);
+        let came_after_ask = (self.round.as_ref())
+            .is_some_and(|r| matches!(r.stage, Stage::Manifest) && made_ms > r.asked_ms);
+        if !was_alone && !came_after_ask {
             return;
         }
         log::info!("resync: {node} is online; asking it now");
@@ -277,7 +290,7 @@ impl Resync {
                 && now.duration_since(r.reasked_at) > MANIFEST_REASK
                 && !alone
             {
-                r.reasked_at = now;
+                (r.reasked_at, r.asked_ms) = (now, crate::clock::now_ms());
                 log::info!("resync round {}: no manifest yet; asking again", r.id);
                 send_ask(ctx, r.id, 1, &Ask::Manifest).await;
             }
@@ -354,6 +367,7 @@ impl Resync {
             started: now,
             ask: Ask::Manifest,
             asked_at: now,
+            asked_ms: crate::clock::now_ms(),
             gen: ctx.link.borrow().gen,
             heard_at: now,
             reasked_at: now,
@@ -397,6 +411,7 @@ impl Resync {
         }
         let now = Instant::now();
         (r.asked_at, r.reasked_at, r.gen) = (now, now, ctx.link.borrow().gen);
+        r.asked_ms = crate::clock::now_ms();
         send_ask(ctx, r.id, r.batch, &r.ask).await;
     }
 

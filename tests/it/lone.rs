@@ -64,3 +64,50 @@ fn a_node_alone_says_so_once_asks_seldom_and_asks_a_newcomer_at_once() {
         took.as_millis()
     );
 }
+
+/// A slave up before its master (the broker elsewhere): the master's first status comes after
+/// the slave's manifest ask, which it was not there to hear — the slave asks it at once rather
+/// than at its next re-ask.
+#[test]
+fn a_master_that_comes_after_the_slave_s_ask_is_asked_at_once() {
+    let tree = tempfile::tempdir().unwrap();
+    generate(tree.path(), &Spec::small(), 182);
+    let port = free_port();
+    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
+    let empty = tempfile::tempdir().unwrap();
+    let slave = start_member("gs-early", "slave", empty.path(), &servers, |c| {
+        c.broker_listen = Some(format!("127.0.0.1:{port}"));
+    });
+    wait_until_logs(
+        "the slave asked",
+        Duration::from_secs(30),
+        &[&slave.node],
+        || slave.node.log_contents().contains("asking for manifests"),
+    );
+    let master = start_member("gs-late", "master", tree.path(), &servers, |_| {});
+    let nodes = [&slave.node, &master.node];
+    wait_until_logs(
+        "the late master was asked",
+        Duration::from_secs(30),
+        &nodes,
+        || {
+            slave
+                .node
+                .log_contents()
+                .contains("gs-late is online; asking it now")
+        },
+    );
+    crate::support::node::assert_converged(
+        tree.path(),
+        &[slave.data.path()],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !slave
+            .node
+            .log_contents()
+            .contains("no manifest yet; asking again"),
+        "{}",
+        logs_of(&nodes)
+    );
+}

@@ -140,8 +140,12 @@ struct Demo {
     pages: BTreeMap<String, u16>,
     connected: BTreeSet<String>,
     synced: BTreeSet<String>,
-    applied: BTreeMap<String, u32>,
     reloads: BTreeMap<String, u32>,
+    /// Per slave, its reload count when it last wrote files (a Delta applied, a round that
+    /// wrote): a reload above it has taken them in.
+    last_write: BTreeMap<String, u32>,
+    /// The slaves that applied a Delta since the current step began.
+    applied_in_step: BTreeSet<String>,
     stopping: bool,
 }
 
@@ -159,8 +163,9 @@ impl Demo {
             pages: BTreeMap::new(),
             connected: BTreeSet::new(),
             synced: BTreeSet::new(),
-            applied: BTreeMap::new(),
             reloads: BTreeMap::new(),
+            last_write: BTreeMap::new(),
+            applied_in_step: BTreeSet::new(),
             stopping: false,
         };
         if let Err(e) = demo.launch(&exe) {
@@ -197,7 +202,11 @@ impl Demo {
             let geoserver = TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| format!("cannot listen for {node}'s stand-in GeoServer: {e}"))?;
             let gs_port = geoserver.local_addr().map_err(|e| e.to_string())?.port();
-            standin::serve(geoserver, node.to_string(), self.sender.clone());
+            let (events, id) = (self.sender.clone(), node.to_string());
+            standin::serve(geoserver, move |ok| {
+                let node = id.clone();
+                let _ = events.send(Event::Reload { node, ok });
+            });
             let page = free_port()?;
             self.pages.insert(node.to_string(), page);
             let config = dir.join("config.toml");
@@ -234,8 +243,11 @@ impl Demo {
 
     /// The changes, each waited for on both slaves.
     fn scenario(&mut self) -> Result<(), String> {
+        // Caught up, and what that wrote reloaded: a reload still due would pass for the
+        // first step's.
         self.wait("the nodes connected and the slaves caught up", |d| {
-            d.connected.len() == NODES.len() && SLAVES.iter().all(|s| d.synced.contains(*s))
+            d.connected.len() == NODES.len()
+                && SLAVES.iter().all(|s| d.synced.contains(*s) && d.settled(s))
         })?;
         let master = self.data("gs-master");
 
@@ -263,23 +275,35 @@ impl Demo {
         Ok(())
     }
 
-    fn step(&self, what: &str) {
+    fn step(&mut self, what: &str) {
+        self.applied_in_step.clear();
         println!("\n== {what}, on gs-master");
     }
 
-    /// Wait until both slaves hold the master's files of the layer (or lack them with it) and
-    /// each has reloaded its GeoServer since.
+    /// Whether `slave`'s GeoServer reloaded since it last wrote files.
+    fn settled(&self, slave: &str) -> bool {
+        let reloads = self.reloads.get(slave).copied().unwrap_or(0);
+        self.last_write.get(slave).is_none_or(|&at| reloads > at)
+    }
+
+    /// Wait until both slaves hold the master's files of the layer (or lack them with it),
+    /// having applied a Delta for it, and each has reloaded its GeoServer since.
     fn replicated(&mut self, what: &str) -> Result<(), String> {
-        let before = self.reloads.clone();
         let master = self.data("gs-master");
         self.wait(&format!("{what} on both slaves, and a reload each"), |d| {
             SLAVES.iter().all(|s| {
                 let same = example::LAYER_FILES.iter().all(|f| {
                     std::fs::read(master.join(f)).ok() == std::fs::read(d.data(s).join(f)).ok()
                 });
-                same && d.reloads.get(*s) > before.get(*s)
+                same && d.applied_in_step.contains(*s) && d.settled(s)
             })
         })
+    }
+
+    /// `node` wrote files: the next reload takes them in.
+    fn wrote(&mut self, node: &str) {
+        let reloads = self.reloads.get(node).copied().unwrap_or(0);
+        self.last_write.insert(node.to_string(), reloads);
     }
 
     /// Print the group's status as `gscluster status` does, once every node reports its last
@@ -422,11 +446,21 @@ impl Demo {
             let what = rest.split(", detected").next().unwrap_or(rest);
             self.say(node, &format!("published delta {what}"));
         } else if let Some(rest) = msg.strip_prefix("applied delta ") {
-            *self.applied.entry(node.to_string()).or_default() += 1;
+            // "E/N from gs-master: K of M change(s) written in T ms": K = 0 writes nothing.
+            if !rest.contains(": 0 of ") {
+                self.wrote(node);
+            }
+            self.applied_in_step.insert(node.to_string());
             self.say(node, &format!("applied delta {rest}"));
+        } else if msg.starts_with("no GeoServer reload needed") {
+            self.last_write.remove(node);
+            self.say(node, msg);
         } else if msg.starts_with("resync round ") && msg.contains(" complete in ") {
             // "resync round N from gs-master complete in 15 ms: 0 file(s) fetched (0 written), …"
             self.synced.insert(node.to_string());
+            if !msg.contains(" (0 written)") || !msg.contains(" 0 removed") {
+                self.wrote(node);
+            }
             let rest = msg.split_once(" from ").map_or(msg, |(_, r)| r);
             let said = rest.replacen(" complete in ", " in ", 1);
             self.say(node, &format!("caught up with {said}"));

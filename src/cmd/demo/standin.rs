@@ -1,25 +1,25 @@
 //! The demo's stand-in for each node's GeoServer: the two REST calls a node makes of it —
 //! `GET /geoserver/rest/about/version` (is it there?) and `POST /geoserver/rest/reload` (with
-//! basic auth, 401 without it) — answered at once, each reload reported to the demo. A plain
+//! basic auth, 401 without it) — answered at once, each reload told to the caller. A plain
 //! std HTTP/1.1 server: one thread accepts, a short-lived thread per connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Duration;
 
 /// `admin:geoserver`, as basic auth sends it: the demo's nodes use GeoServer's defaults.
 const BASIC: &str = "Basic YWRtaW46Z2Vvc2VydmVy";
 
-/// Serve on `listener` for ever, telling `events` of each reload of `node`'s GeoServer.
-pub fn serve(listener: TcpListener, node: String, events: Sender<super::Event>) {
+/// Serve on `listener` for ever, calling `reloaded` with each reload request (`true`: with
+/// the right credentials).
+pub fn serve(listener: TcpListener, reloaded: impl Fn(bool) + Clone + Send + 'static) {
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (node, events) = (node.clone(), events.clone());
+            let reloaded = reloaded.clone();
             thread::spawn(move || {
-                if let Some(reloaded) = answer(stream) {
-                    let _ = events.send(super::Event::Reload { node, ok: reloaded });
+                if let Some(ok) = answer(stream) {
+                    reloaded(ok);
                 }
             });
         }
