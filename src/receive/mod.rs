@@ -378,11 +378,10 @@ impl Worker {
         let sh = &self.shared;
         let applies = self.role.applies();
         if payload.is_empty() {
-            // A retained status cleared: the node left the group.
+            // Its retained status cleared (docs/monitoring.md): the node left the group for
+            // good. Nothing to refuse.
             sh.statuses.lock().unwrap().remove(node);
-            if !applies {
-                return;
-            }
+            return;
         }
         let status = route::status(&sh.group, &sh.auth, node, payload);
         if let Ok(s) = &status {
