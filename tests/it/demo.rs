@@ -127,3 +127,32 @@ fn with_keep_the_cluster_replicates_the_user_s_edits_until_ctrl_c_and_then_goes(
     );
     assert!(parent.path().exists());
 }
+
+/// `gscluster demo | head -1`: standard output closes under it. It must still stop its nodes
+/// and remove its folder (it once died on the broken pipe and left three nodes running).
+#[test]
+fn a_demo_whose_output_is_cut_short_still_cleans_up() {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped: the pipe is closed.
+    let folder = folder_of(&first);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!folder.exists(), "{} left behind", folder.display());
+    // Any process whose command line names the folder: a node left running.
+    let needle = folder.to_string_lossy().into_owned();
+    let still: Vec<String> = (std::fs::read_dir("/proc").unwrap().flatten())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect();
+    assert!(still.is_empty(), "nodes left running: {still:?}");
+}

@@ -20,6 +20,14 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
+/// `println!` that does not panic when standard output is gone (`gscluster demo | head`): the
+/// demo goes on and still stops its nodes.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// `gscluster demo [--keep] [--dir DIR]`.
 pub struct Options {
     pub keep: bool,
@@ -191,7 +199,7 @@ impl Demo {
         let broker = free_port()?;
         let key = self.root().join(KEY_FILE);
         write_key(&key).map_err(|e| format!("{}: {e}", key.display()))?;
-        println!(
+        show!(
             "gscluster demo: a master and two slaves on loopback, in {}",
             self.root().display()
         );
@@ -233,7 +241,7 @@ impl Demo {
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             follow(node, stderr, log, self.sender.clone());
             self.children.push((node.to_string(), child));
-            println!(
+            show!(
                 "  {node:<10} {role:<7} status page http://127.0.0.1:{page}/  data {}",
                 data.display()
             );
@@ -267,7 +275,7 @@ impl Demo {
         let reloads: Vec<String> = (SLAVES.iter())
             .map(|s| format!("{s} {}", self.reloads.get(*s).copied().unwrap_or(0)))
             .collect();
-        println!(
+        show!(
             "3 changes replicated to 2 slaves in {:.1} s; GeoServer reloads: {}.",
             self.started.elapsed().as_secs_f64(),
             reloads.join(", ")
@@ -277,7 +285,7 @@ impl Demo {
 
     fn step(&mut self, what: &str) {
         self.applied_in_step.clear();
-        println!("\n== {what}, on gs-master");
+        show!("\n== {what}, on gs-master");
     }
 
     /// Whether `slave`'s GeoServer reloaded since it last wrote files.
@@ -335,13 +343,13 @@ impl Demo {
             }
             self.drain(Duration::from_millis(300));
         };
-        println!("\n== the group's status (gscluster status)\n{}", table(&r));
+        show!("\n== the group's status (gscluster status)\n{}", table(&r));
         Ok(())
     }
 
     /// `--keep`: stream what happens until Ctrl-C or SIGTERM.
     fn keep(&mut self) -> Result<(), String> {
-        println!(
+        show!(
             "\nThe cluster keeps running. Edit, add or remove files under\n  {}\nand watch them reach the slaves; the status pages are listed above. Ctrl-C stops it and removes {}.",
             self.data("gs-master").display(),
             self.root().display()
@@ -371,7 +379,7 @@ impl Demo {
                 Ok(e) => self.on(e)?,
             }
         }
-        println!("\nstopping");
+        show!("\nstopping");
         Ok(())
     }
 
@@ -470,7 +478,7 @@ impl Demo {
     }
 
     fn say(&self, node: &str, what: &str) {
-        println!(
+        show!(
             "{:>6.2} s  {node:<10} {what}",
             self.started.elapsed().as_secs_f64()
         );
@@ -518,8 +526,17 @@ impl Demo {
             return;
         }
         match folder.remove() {
-            Ok(()) => println!("removed {}", path.display()),
+            Ok(()) => show!("removed {}", path.display()),
             Err(e) => eprintln!("gscluster demo: cannot remove {}: {e}", path.display()),
+        }
+    }
+}
+
+impl Drop for Demo {
+    /// A demo ended any other way (a panic) still stops its nodes; their folder stays.
+    fn drop(&mut self) {
+        if self.folder.is_some() {
+            self.stop(false);
         }
     }
 }
