@@ -203,6 +203,7 @@ impl Demo {
             "gscluster demo: a master and two slaves on loopback, in {}",
             self.root().display()
         );
+        let mut configs = Vec::new();
         for (node, role) in NODES {
             let dir = self.root().join(node);
             let data = dir.join("data");
@@ -224,28 +225,46 @@ impl Demo {
                     toml::Value::String(key.to_string_lossy().into_owned())
                 );
             std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
-            let mut child = Command::new(exe)
-                .arg("run")
-                .arg("-c")
-                .arg(&config)
-                .env("RUST_LOG", "info,rumqttd=warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                // Its own process group: Ctrl-C reaches the demo, which stops the nodes in turn.
-                .process_group(0)
-                .spawn()
-                .map_err(|e| format!("cannot start {node}: {e}"))?;
-            let stderr = child.stderr.take().expect("piped");
-            let log = std::fs::File::create(dir.join("gscluster.log"))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
-            follow(node, stderr, log, self.sender.clone());
-            self.children.push((node.to_string(), child));
+            configs.push((node, config));
             show!(
                 "  {node:<10} {role:<7} status page http://127.0.0.1:{page}/  data {}",
                 data.display()
             );
         }
+        // The master first, with the broker: slaves started before it would log refused
+        // connections until it listens.
+        let mut configs = configs.into_iter();
+        let (master, config) = configs.next().expect("the master");
+        self.spawn(exe, master, &config)?;
+        self.wait("the master and its broker up", |d| {
+            d.connected.contains(master)
+        })?;
+        for (node, config) in configs {
+            self.spawn(exe, node, &config)?;
+        }
+        Ok(())
+    }
+
+    /// Start `node`'s `gscluster run` with its log copied to its folder and to the demo.
+    fn spawn(&mut self, exe: &Path, node: &str, config: &Path) -> Result<(), String> {
+        let mut child = Command::new(exe)
+            .arg("run")
+            .arg("-c")
+            .arg(config)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group: Ctrl-C reaches the demo, which stops the nodes in turn.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {node}: {e}"))?;
+        let stderr = child.stderr.take().expect("piped");
+        let dir = self.root().join(node);
+        let log = std::fs::File::create(dir.join("gscluster.log"))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        follow(node, stderr, log, self.sender.clone());
+        self.children.push((node.to_string(), child));
         Ok(())
     }
 
