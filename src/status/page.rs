@@ -122,10 +122,7 @@ mod tests {
         let master = Status::new("gs-master", "master", true, 1, 12);
         let mut slave = Status::new("gs-slave-<b>", "slave", false, 2, 0);
         slave.last_error = Some("reload failed: \"500\" & <html>".into());
-        let limits = Limits {
-            max_lag_s: 60,
-            max_lag_deltas: None,
-        };
+        let limits = Limits::default();
         let r = report(
             "g1",
             "mqtt://b:1883",

@@ -373,10 +373,7 @@ mod tests {
                 missing: Some(hole),
             },
         );
-        let limits = Limits {
-            max_lag_s: 60,
-            max_lag_deltas: None,
-        };
+        let limits = Limits::default();
         let r = report("g", "b", &[both.clone(), slave.clone()], 2, limits);
         let n = r.nodes.iter().find(|n| n.node == "gs-slave").unwrap();
         assert!(n.lagging, "in step by position, but lacking");

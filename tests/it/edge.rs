@@ -1,24 +1,21 @@
 //! Edge links (issue 17): a slave behind a slow link, through the fault-injecting proxy of test
 //! support, bootstraps without starting over and follows changes.
 
-use crate::support::cluster::start_member;
-use crate::support::generator::{generate, random_styles, Spec};
+use crate::support::cluster::{start_member, Member};
+use crate::support::generator::{generate, random_styles, Catalog, Spec};
 use crate::support::node::{assert_converged, free_port, logs_of, wait_until_logs};
 use crate::support::proxy::{Faults, Proxy};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// An answer that takes longer than the resync's answer timeout (15 s) to cross the link, in
-/// parts that keep arriving, is an answer: the round goes on instead of starting over (which
-/// on a slow link never ends: every new round fetches the same batch again), and a manifest
-/// on its way is not asked for twice.
-#[test]
-fn a_slave_behind_a_slow_link_bootstraps_without_starting_over_and_follows_changes() {
+/// A master with its embedded broker over a small tree plus 40 style bodies of 24 KiB of
+/// random letters (~600 KB compressed: several batches and parts), connected: its tree, its
+/// catalog, the master and the broker's port.
+fn master_of_styles(prefix: &str, seed: u64) -> (tempfile::TempDir, Catalog, Member, u16) {
     let origin = tempfile::tempdir().unwrap();
-    let mut catalog = generate(origin.path(), &Spec::small(), 171);
-    // 40 style bodies of 24 KiB of random letters: ~600 KB compressed, several parts.
-    random_styles(origin.path(), "slow", 40, 24, 171);
+    let catalog = generate(origin.path(), &Spec::small(), seed);
+    random_styles(origin.path(), prefix, 40, 24, seed);
     let port = free_port();
     let servers = vec![format!("mqtt://127.0.0.1:{port}")];
     let master = start_member("gs-master", "master", origin.path(), &servers, |c| {
@@ -27,6 +24,16 @@ fn a_slave_behind_a_slow_link_bootstraps_without_starting_over_and_follows_chang
     wait_until_logs("the master connected", DEADLINE, &[&master.node], || {
         master.node.log_contents().contains("connected to broker")
     });
+    (origin, catalog, master, port)
+}
+
+/// An answer that takes longer than the resync's answer timeout (15 s) to cross the link, in
+/// parts that keep arriving, is an answer: the round goes on instead of starting over (which
+/// on a slow link never ends: every new round fetches the same batch again), and a manifest
+/// on its way is not asked for twice.
+#[test]
+fn a_slave_behind_a_slow_link_bootstraps_without_starting_over_and_follows_changes() {
+    let (origin, mut catalog, master, port) = master_of_styles("slow", 171);
     // 30 KB/s and 600 ms round trips: the batch takes ~20 s to cross.
     let proxy = Proxy::start(port);
     proxy.set(Faults {
@@ -71,17 +78,7 @@ fn a_slave_behind_a_slow_link_bootstraps_without_starting_over_and_follows_chang
 /// every file fetched once, one round — and reconnecting meanwhile is paced, not a storm.
 #[test]
 fn a_bootstrap_whose_link_dies_midway_goes_on_where_it_stood() {
-    let origin = tempfile::tempdir().unwrap();
-    generate(origin.path(), &Spec::small(), 172);
-    random_styles(origin.path(), "outage", 40, 24, 172);
-    let port = free_port();
-    let servers = vec![format!("mqtt://127.0.0.1:{port}")];
-    let master = start_member("gs-master", "master", origin.path(), &servers, |c| {
-        c.broker_listen = Some(format!("127.0.0.1:{port}"));
-    });
-    wait_until_logs("the master connected", DEADLINE, &[&master.node], || {
-        master.node.log_contents().contains("connected to broker")
-    });
+    let (origin, _, master, port) = master_of_styles("outage", 172);
     let proxy = Proxy::start(port);
     let slow = Faults {
         latency: Duration::from_millis(50),
