@@ -165,43 +165,16 @@ where
             "/",
             get(move || {
                 let page = page.clone();
-                async move {
-                    match tokio::task::spawn_blocking(page).await {
-                        Ok(html) => (
-                            StatusCode::OK,
-                            [("content-type", "text/html; charset=utf-8")],
-                            html,
-                        ),
-                        Err(e) => (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            [("content-type", "text/plain; charset=utf-8")],
-                            format!("status page: {e}\n"),
-                        ),
-                    }
-                }
+                rendered(
+                    move || Ok(page()),
+                    "text/html; charset=utf-8",
+                    "status page",
+                )
             }),
         )
         .route(
             "/status.json",
-            get(move || {
-                let json = json.clone();
-                async move {
-                    let json = (tokio::task::spawn_blocking(json).await)
-                        .unwrap_or_else(|e| Err(e.to_string()));
-                    match json {
-                        Ok(text) => (
-                            StatusCode::OK,
-                            [("content-type", "application/json")],
-                            text + "\n",
-                        ),
-                        Err(e) => (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            [("content-type", "text/plain; charset=utf-8")],
-                            format!("status.json: {e}\n"),
-                        ),
-                    }
-                }
-            }),
+            get(move || rendered(json.clone(), "application/json", "status.json")),
         )
         .route(
             "/metrics",
@@ -255,6 +228,23 @@ where
         })
         .await
         .map_err(|e| format!("metrics server: {e}"))
+}
+
+/// What `render` makes (blocking: on a blocking thread), as `content_type`; a failure as a 500
+/// naming `what`.
+async fn rendered(
+    render: impl FnOnce() -> Result<String, String> + Send + 'static,
+    content_type: &'static str,
+    what: &'static str,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    match (tokio::task::spawn_blocking(render).await).unwrap_or_else(|e| Err(e.to_string())) {
+        Ok(text) => (StatusCode::OK, [("content-type", content_type)], text),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain; charset=utf-8")],
+            format!("{what}: {e}\n"),
+        ),
+    }
 }
 
 pub fn record_published(deltas: u64) {

@@ -228,7 +228,10 @@ impl Daemon {
             connected,
             busy,
             page: move || crate::status::page::html(&report(), &node),
-            json: move || serde_json::to_string_pretty(&json_report()).map_err(|e| e.to_string()),
+            json: move || {
+                let text = serde_json::to_string_pretty(&json_report());
+                text.map(|t| t + "\n").map_err(|e| e.to_string())
+            },
         };
         self.tasks.push(tokio::spawn(async move {
             let serving = crate::telemetry::serve(listener, handle, probes, shutdown);
