@@ -35,7 +35,8 @@ fn is_false(b: &bool) -> bool {
 
 /// What a node says about itself. Every field after `at_unix_ms` came later and defaults when
 /// an older node leaves it out; it is left out itself when zero, empty or false (a status
-/// reaches every node of the group on every change: on edge links its bytes count). DOCS: docs/wire-format.md ("Status"), docs/monitoring.md.
+/// reaches every node of the group on every change: on edge links its bytes count).
+/// DOCS: docs/wire-format.md ("Status"), docs/monitoring.md.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub node: String,
@@ -161,7 +162,6 @@ impl Status {
             .expect("one part")
     }
 
-    /// Decode the body of a status frame whose part came from `header`.
     /// Decode a status from its frame's part (a status is always one part).
     pub fn decode(mut header: Part) -> Result<Status, DecodeError> {
         let body = std::mem::take(&mut header.body);

@@ -292,7 +292,7 @@ impl Demo {
 
         self.status_table()?;
         let reloads: Vec<String> = (SLAVES.iter())
-            .map(|s| format!("{s} {}", self.reloads.get(*s).copied().unwrap_or(0)))
+            .map(|s| format!("{s} {}", self.reloads_of(s)))
             .collect();
         show!(
             "3 changes replicated to 2 slaves in {:.1} s; GeoServer reloads: {}.",
@@ -307,10 +307,14 @@ impl Demo {
         show!("\n== {what}, on gs-master");
     }
 
+    /// How many times `node`'s GeoServer reloaded.
+    fn reloads_of(&self, node: &str) -> u32 {
+        self.reloads.get(node).copied().unwrap_or(0)
+    }
+
     /// Whether `slave`'s GeoServer reloaded since it last wrote files.
     fn settled(&self, slave: &str) -> bool {
-        let reloads = self.reloads.get(slave).copied().unwrap_or(0);
-        self.last_write.get(slave).is_none_or(|&at| reloads > at)
+        (self.last_write.get(slave)).is_none_or(|&at| self.reloads_of(slave) > at)
     }
 
     /// Wait until both slaves hold the master's files of the layer (or lack them with it),
@@ -329,8 +333,8 @@ impl Demo {
 
     /// `node` wrote files: the next reload takes them in.
     fn wrote(&mut self, node: &str) {
-        let reloads = self.reloads.get(node).copied().unwrap_or(0);
-        self.last_write.insert(node.to_string(), reloads);
+        self.last_write
+            .insert(node.to_string(), self.reloads_of(node));
     }
 
     /// Print the group's status as `gscluster status` does, once every node reports its last
