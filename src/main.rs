@@ -75,10 +75,7 @@ fn main() -> ExitCode {
     gscluster::tls::install_provider();
     let args = match parse_args() {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("gscluster: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(&e),
     };
     gscluster::logging::init(match args.command.as_str() {
         "export" | "import" => gscluster::logging::COMMAND,
@@ -109,8 +106,7 @@ fn main() -> ExitCode {
         "status" => cmd::status::run(&args.config, args.json, args.limits),
         "export" => {
             let Some(out) = args.out.clone() else {
-                eprintln!("gscluster: export needs --out BUNDLE\n\n{USAGE}");
-                return ExitCode::from(2);
+                return usage_error("export needs --out BUNDLE");
             };
             let opts = cmd::export::Options {
                 out,
@@ -125,8 +121,7 @@ fn main() -> ExitCode {
         }
         "import" => {
             let Some(file) = args.file.clone() else {
-                eprintln!("gscluster: import needs the bundle file\n\n{USAGE}");
-                return ExitCode::from(2);
+                return usage_error("import needs the bundle file");
             };
             let opts = cmd::import::Options {
                 file,
@@ -144,44 +139,21 @@ fn main() -> ExitCode {
                 print!("{script}");
                 ExitCode::SUCCESS
             }
-            None => {
-                eprintln!("gscluster: completions needs bash or zsh\n\n{USAGE}");
-                ExitCode::from(2)
-            }
+            None => usage_error("completions needs bash or zsh"),
         },
         "demo" => cmd::demo::run(cmd::demo::Options {
             keep: args.keep,
             dir: args.dir.clone(),
         }),
         "log" | "show" | "rollback" => match history_request(&args) {
-            Err(e) => {
-                eprintln!("gscluster: {e}\n\n{USAGE}");
-                ExitCode::from(2)
-            }
-            Ok(req) => {
-                let result = config::load(&args.config)
+            Err(e) => usage_error(&e),
+            Ok(req) => finish(
+                config::load(&args.config)
                     .map_err(|e| e.to_string())
-                    .and_then(|cfg| cmd::history::run(&cfg, &req));
-                match result {
-                    // `log` and `show` print what they print; nothing added.
-                    Ok(text) => {
-                        print!("{text}");
-                        if !text.is_empty() && !text.ends_with('\n') {
-                            println!();
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("gscluster: {e}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
+                    .and_then(|cfg| cmd::history::run(&cfg, &req)),
+            ),
         },
-        other => {
-            eprintln!("gscluster: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+        other => usage_error(&format!("unknown command {other:?}")),
     }
 }
 
@@ -234,10 +206,21 @@ fn history_request(args: &Args) -> Result<gscluster::control::Request, String> {
 }
 
 /// Print a command's report (stdout) or its error (stderr) and turn it into the exit status.
+/// A usage error: said, with the usage after it; exit status 2.
+fn usage_error(what: &str) -> ExitCode {
+    eprintln!("gscluster: {what}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
 fn finish(result: Result<String, String>) -> ExitCode {
     match result {
+        // Printed as it is, ended by a newline if it has none (`log` and `show` end theirs;
+        // nothing at all prints nothing).
         Ok(report) => {
-            println!("{report}");
+            print!("{report}");
+            if !report.is_empty() && !report.ends_with('\n') {
+                println!();
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
