@@ -99,52 +99,9 @@ pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: 
                 if !publishes || o.node == s.node {
                     continue;
                 }
-                let mine = s.applied.get(&o.node);
-                let lag_deltas = match mine {
-                    Some(a) if a.epoch == o.epoch => o.published.saturating_sub(a.seq),
-                    _ => o.published,
-                };
-                let since = match mine {
-                    Some(a) if a.at_unix_ms > 0 => a.at_unix_ms,
-                    _ => o.published_at_unix_ms,
-                };
-                let lag_s = if lag_deltas == 0 || since == 0 {
-                    0
-                } else {
-                    now.saturating_sub(since) / 1000
-                };
-                let over = lag_s > limits.max_lag_s
-                    || limits.max_lag_deltas.is_some_and(|m| lag_deltas > m);
-                if over {
-                    lagging = true;
-                    problems.push(format!(
-                        "{} is {lag_deltas} delta(s) behind {} and has made no progress on it for {lag_s} s",
-                        s.node, o.node
-                    ));
-                }
-                let missing = mine.and_then(|a| a.missing);
-                if let Some(h) = missing {
-                    lagging = true;
-                    problems.push(format!(
-                        "{} lacks deltas {}–{} of {} (skipped; a resync from a node that holds them fills them)",
-                        s.node,
-                        h.from,
-                        if h.to == u64::MAX { "…".to_string() } else { h.to.to_string() },
-                        o.node
-                    ));
-                }
-                let (epoch, seq, at) = mine.map_or((0, 0, 0), |a| (a.epoch, a.seq, a.at_unix_ms));
-                applied.insert(
-                    o.node.clone(),
-                    OriginLag {
-                        epoch,
-                        seq,
-                        at_unix_ms: at,
-                        lag_deltas,
-                        lag_s,
-                        missing,
-                    },
-                );
+                let (lag, behind) = origin_lag(s, o, now, limits, &mut problems);
+                lagging |= behind;
+                applied.insert(o.node.clone(), lag);
             }
         }
         if !s.online {
@@ -190,6 +147,61 @@ pub fn report(group: &str, broker: &str, statuses: &[Status], now: u64, limits: 
         nodes,
         problems,
     }
+}
+
+/// Where node `s` stands on publisher `o`'s stream at `now`, and whether that makes it lagging
+/// (each reason said in `problems`).
+fn origin_lag(
+    s: &Status,
+    o: &Status,
+    now: u64,
+    limits: Limits,
+    problems: &mut Vec<String>,
+) -> (OriginLag, bool) {
+    let mut behind = false;
+    let mine = s.applied.get(&o.node);
+    let lag_deltas = match mine {
+        Some(a) if a.epoch == o.epoch => o.published.saturating_sub(a.seq),
+        _ => o.published,
+    };
+    let since = match mine {
+        Some(a) if a.at_unix_ms > 0 => a.at_unix_ms,
+        _ => o.published_at_unix_ms,
+    };
+    let lag_s = if lag_deltas == 0 || since == 0 {
+        0
+    } else {
+        now.saturating_sub(since) / 1000
+    };
+    let over = lag_s > limits.max_lag_s || limits.max_lag_deltas.is_some_and(|m| lag_deltas > m);
+    if over {
+        behind = true;
+        problems.push(format!(
+            "{} is {lag_deltas} delta(s) behind {} and has made no progress on it for {lag_s} s",
+            s.node, o.node
+        ));
+    }
+    let missing = mine.and_then(|a| a.missing);
+    if let Some(h) = missing {
+        behind = true;
+        problems.push(format!(
+            "{} lacks deltas {}–{} of {} (skipped; a resync from a node that holds them fills them)",
+            s.node,
+            h.from,
+            if h.to == u64::MAX { "…".to_string() } else { h.to.to_string() },
+            o.node
+        ));
+    }
+    let (epoch, seq, at) = mine.map_or((0, 0, 0), |a| (a.epoch, a.seq, a.at_unix_ms));
+    let lag = OriginLag {
+        epoch,
+        seq,
+        at_unix_ms: at,
+        lag_deltas,
+        lag_s,
+        missing,
+    };
+    (lag, behind)
 }
 
 /// "12 s ago", "3 min ago", "never".
